@@ -1,0 +1,202 @@
+//! Messages: what a front door accepted, stored complete before the caller is told so.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::id::{MessageId, ProjectId, RouteId, TokenId};
+use crate::model::{Channel, UnknownVariant};
+use crate::token::TokenDigest;
+
+/// Delivery status of a message (the upstream set we model).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageStatus {
+    /// Accepted for a later time.
+    Scheduled,
+    /// Accepted, waiting to be processed.
+    Pending,
+    /// Handed to the delivery queue.
+    Queued,
+    /// Processed.
+    Processed,
+    /// Delivered.
+    Delivered,
+    /// Temporarily refused by the recipient's server.
+    SoftBounced,
+    /// Permanently refused.
+    HardBounced,
+    /// Failed.
+    Failed,
+    /// Canceled before delivery.
+    Canceled,
+}
+
+impl MessageStatus {
+    /// Lower-case name.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Scheduled => "scheduled",
+            MessageStatus::Pending => "pending",
+            MessageStatus::Queued => "queued",
+            MessageStatus::Processed => "processed",
+            MessageStatus::Delivered => "delivered",
+            MessageStatus::SoftBounced => "soft_bounced",
+            MessageStatus::HardBounced => "hard_bounced",
+            MessageStatus::Failed => "failed",
+            MessageStatus::Canceled => "canceled",
+        }
+    }
+}
+
+impl FromStr for MessageStatus {
+    type Err = UnknownVariant;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            MessageStatus::Scheduled,
+            MessageStatus::Pending,
+            MessageStatus::Queued,
+            MessageStatus::Processed,
+            MessageStatus::Delivered,
+            MessageStatus::SoftBounced,
+            MessageStatus::HardBounced,
+            MessageStatus::Failed,
+            MessageStatus::Canceled,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
+        .ok_or_else(|| UnknownVariant(s.to_owned()))
+    }
+}
+
+/// A file attached to a structured message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attachment {
+    /// File name.
+    pub filename: String,
+    /// Content, base64 as received (validated by the front door).
+    pub content: String,
+    /// MIME type.
+    pub content_type: Option<String>,
+    /// Content-ID for inline use, with `@lm` appended when it had no `@`.
+    pub content_id: Option<String>,
+}
+
+/// A tag with a value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tag {
+    /// Name.
+    pub name: String,
+    /// Value.
+    pub value: String,
+}
+
+/// A message as the Sending API describes it, after validation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct StructuredEmail {
+    /// Sender, `addr` or `Name <addr>`.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<String>,
+    /// Carbon copies.
+    #[serde(default)]
+    pub cc: Vec<String>,
+    /// Blind carbon copies.
+    #[serde(default)]
+    pub bcc: Vec<String>,
+    /// Reply-to addresses.
+    #[serde(default)]
+    pub reply_to: Vec<String>,
+    /// Subject.
+    pub subject: String,
+    /// HTML body.
+    pub html: Option<String>,
+    /// Text body.
+    pub text: Option<String>,
+    /// Extra headers.
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    /// Tags with values.
+    #[serde(default)]
+    pub tags: Vec<Tag>,
+    /// Attachments.
+    #[serde(default)]
+    pub attachments: Vec<Attachment>,
+}
+
+/// The content of a message: structured (Sending API) or raw MIME (SMTP).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MessageContent {
+    /// From the Sending API.
+    Structured(Box<StructuredEmail>),
+    /// From the SMTP relay: the message as received, minus the headers that only instruct us.
+    Mime(Vec<u8>),
+}
+
+/// A message, complete: everything needed to deliver it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Id, returned to the caller as `message_id`.
+    pub id: MessageId,
+    /// Project it was sent for.
+    pub project_id: ProjectId,
+    /// Route it goes through.
+    pub route_id: RouteId,
+    /// Token that sent it.
+    pub token_id: TokenId,
+    /// Front door.
+    pub via: Channel,
+    /// Status.
+    pub status: MessageStatus,
+    /// Envelope sender.
+    pub envelope_from: String,
+    /// Envelope recipients (to, cc and bcc, or SMTP `RCPT TO`).
+    pub envelope_to: Vec<String>,
+    /// Subject, if any.
+    pub subject: Option<String>,
+    /// Tag.
+    pub tag: Option<String>,
+    /// Metadata (never added as headers).
+    pub metadata: BTreeMap<String, String>,
+    /// The `Idempotency-Key` it was sent with.
+    pub idempotency_key: Option<String>,
+    /// When to send it, for scheduled messages.
+    pub scheduled_at: Option<OffsetDateTime>,
+    /// When it was accepted.
+    pub created_at: OffsetDateTime,
+    /// Content.
+    pub content: MessageContent,
+}
+
+/// Proof that a caller authenticated with a token: the token and the digest it presented.
+/// Stores accept messages only while that digest is still the token's current, active digest,
+/// in the same transaction as the insert, so acceptance and revocation are ordered by the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TokenCredential {
+    /// The token.
+    pub token_id: TokenId,
+    /// The digest of the value presented.
+    pub digest: TokenDigest,
+}
+
+/// Messages to accept together (one request: one send or one batch): all or none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submission {
+    /// Who is sending.
+    pub credential: TokenCredential,
+    /// The messages (all of the credential's project).
+    pub messages: Vec<Message>,
+}
+
+/// What became of one [`Submission`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SubmissionOutcome {
+    /// Every message is committed.
+    Accepted,
+    /// Nothing was stored: the token was revoked, regenerated or expired before the commit.
+    TokenInactive,
+}

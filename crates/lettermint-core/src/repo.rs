@@ -1,0 +1,260 @@
+//! Repository traits: what the services need from a store, one small trait per concern.
+//!
+//! Stores implement all of them and, through the blanket impl, [`Store`]. Every method that
+//! changes a token's secret or state is a single atomic operation, so two processes racing on
+//! the same token cannot both win.
+
+use async_trait::async_trait;
+use time::OffsetDateTime;
+
+#[cfg(any(test, feature = "mocks"))]
+use mockall::automock;
+
+use crate::error::Result;
+use crate::id::{MessageId, ProjectId, TeamId, TokenId};
+use crate::message::{Message, Submission, SubmissionOutcome};
+use crate::model::{Project, ProjectToken, Route, Team, TeamToken, TokenStatusFilter};
+use crate::name::Name;
+use crate::page::{Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
+use crate::token::{TokenDigest, TokenHint};
+use crate::usage::{LogFilter, TokenLogEntry, UsageBatch};
+
+/// Teams.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait TeamRepository: Send + Sync {
+    /// Inserts a team.
+    async fn insert_team(&self, team: &Team) -> Result<()>;
+    /// A team by id.
+    async fn get_team(&self, id: TeamId) -> Result<Option<Team>>;
+    /// Every team, by name.
+    async fn list_teams(&self) -> Result<Vec<Team>>;
+    /// Renames a team; false when it does not exist.
+    async fn rename_team(&self, id: TeamId, name: &Name, at: OffsetDateTime) -> Result<bool>;
+    /// How many projects the team has.
+    async fn count_projects(&self, id: TeamId) -> Result<u64>;
+}
+
+/// A project together with the token it is created with, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewProjectToken {
+    /// The token.
+    pub token: ProjectToken,
+    /// Its digest.
+    pub digest: TokenDigest,
+}
+
+/// Projects.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait ProjectRepository: Send + Sync {
+    /// Inserts a project, its default route and optionally its first token, atomically.
+    async fn insert_project(
+        &self,
+        project: &Project,
+        default_route: &Route,
+        first_token: Option<NewProjectToken>,
+    ) -> Result<()>;
+    /// A project by id, whatever its team.
+    async fn get_project(&self, id: ProjectId) -> Result<Option<Project>>;
+    /// A team's projects whose name contains `search` (case-insensitive), in keyset order.
+    async fn list_projects(
+        &self,
+        team: TeamId,
+        search: Option<String>,
+        keyset: Keyset<ProjectSortKey>,
+    ) -> Result<Vec<Project>>;
+    /// Saves a project's name and `smtp_enabled`; false when it does not exist.
+    async fn update_project(&self, project: &Project) -> Result<bool>;
+    /// Deletes a project with its routes, tokens, their logs and its messages; false when it did
+    /// not exist.
+    async fn delete_project(&self, id: ProjectId) -> Result<bool>;
+}
+
+/// Routes.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait RouteRepository: Send + Sync {
+    /// A project's route by slug.
+    async fn get_route_by_slug(&self, project: ProjectId, slug: &str) -> Result<Option<Route>>;
+    /// A project's default route.
+    async fn get_default_route(&self, project: ProjectId) -> Result<Option<Route>>;
+    /// A project's routes, by slug.
+    async fn list_routes(&self, project: ProjectId) -> Result<Vec<Route>>;
+}
+
+/// What authentication needs about a project token, read in one lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectTokenGrant {
+    /// The token.
+    pub token: ProjectToken,
+    /// Team of its project.
+    pub team_id: TeamId,
+    /// Whether its project allows SMTP.
+    pub smtp_enabled: bool,
+}
+
+/// Project tokens.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait ProjectTokenRepository: Send + Sync {
+    /// Inserts a token. A non-revoked token of the same project with the same name is a
+    /// [`crate::Error::Conflict`].
+    async fn insert_project_token(&self, token: &ProjectToken, digest: &TokenDigest) -> Result<()>;
+    /// A token by id.
+    async fn get_project_token(&self, id: TokenId) -> Result<Option<ProjectToken>>;
+    /// The token whose current digest is `digest`, with what authentication needs.
+    async fn find_project_token_by_digest(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<ProjectTokenGrant>>;
+    /// A project's tokens with `status` at `now`, in keyset order.
+    async fn list_project_tokens(
+        &self,
+        project: ProjectId,
+        status: TokenStatusFilter,
+        now: OffsetDateTime,
+        keyset: Keyset<TokenSortKey>,
+    ) -> Result<Vec<ProjectToken>>;
+    /// Renames a non-revoked token; false when there is none with this id. A name clash is a
+    /// [`crate::Error::Conflict`].
+    async fn rename_project_token(&self, id: TokenId, name: &Name, at: OffsetDateTime)
+    -> Result<bool>;
+    /// Replaces the digest and hint of a non-revoked token in one statement (the old digest is
+    /// dead when this returns); false when there is no such non-revoked token.
+    async fn replace_project_token_secret(
+        &self,
+        id: TokenId,
+        digest: &TokenDigest,
+        hint: &TokenHint,
+        at: OffsetDateTime,
+    ) -> Result<bool>;
+    /// Revokes a non-revoked token; false when there is none with this id.
+    async fn revoke_project_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool>;
+}
+
+/// What authentication needs about a team token.
+pub type TeamTokenGrant = TeamToken;
+
+/// Team tokens.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait TeamTokenRepository: Send + Sync {
+    /// Inserts a team token; a name clash among the team's non-revoked tokens is a conflict.
+    async fn insert_team_token(&self, token: &TeamToken, digest: &TokenDigest) -> Result<()>;
+    /// A team token by id.
+    async fn get_team_token(&self, id: TokenId) -> Result<Option<TeamToken>>;
+    /// The team token whose current digest is `digest`.
+    async fn find_team_token_by_digest(&self, digest: &TokenDigest) -> Result<Option<TeamToken>>;
+    /// A team's tokens with `status` at `now`, in keyset order.
+    async fn list_team_tokens(
+        &self,
+        team: TeamId,
+        status: TokenStatusFilter,
+        now: OffsetDateTime,
+        keyset: Keyset<TokenSortKey>,
+    ) -> Result<Vec<TeamToken>>;
+    /// Renames a non-revoked team token; false when there is none. A clash is a conflict.
+    async fn rename_team_token(&self, id: TokenId, name: &Name, at: OffsetDateTime) -> Result<bool>;
+    /// Replaces digest and hint of a non-revoked team token; false when there is none.
+    async fn replace_team_token_secret(
+        &self,
+        id: TokenId,
+        digest: &TokenDigest,
+        hint: &TokenHint,
+        at: OffsetDateTime,
+    ) -> Result<bool>;
+    /// Revokes a non-revoked team token; false when there is none.
+    async fn revoke_team_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool>;
+}
+
+/// Token usage and logs.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait UsageRepository: Send + Sync {
+    /// Appends the batch's log entries and moves each token's "last used" forward (never
+    /// backward), in one transaction.
+    async fn record_usage(&self, batch: &UsageBatch) -> Result<()>;
+    /// A token's log entries matching `filter`, in keyset order.
+    async fn list_token_logs(
+        &self,
+        token: TokenId,
+        filter: &LogFilter,
+        keyset: Keyset<LogSortKey>,
+    ) -> Result<Vec<TokenLogEntry>>;
+    /// Deletes log entries older than `before`; how many.
+    async fn prune_token_logs(&self, before: OffsetDateTime) -> Result<u64>;
+}
+
+/// Messages.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait MessageRepository: Send + Sync {
+    /// Commits submissions in one transaction (group commit). Each submission is stored whole
+    /// only if its credential is still the token's current digest and the token is active at
+    /// `now`, checked under a lock that orders it against revocation and regeneration; otherwise
+    /// nothing of it is stored. Outcomes are in the order of `submissions`.
+    async fn enqueue(
+        &self,
+        submissions: &[Submission],
+        now: OffsetDateTime,
+    ) -> Result<Vec<SubmissionOutcome>>;
+    /// A project's message by id.
+    async fn get_message(&self, project: ProjectId, id: MessageId) -> Result<Option<Message>>;
+}
+
+/// Liveness of the store.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait StoreHealth: Send + Sync {
+    /// Answers when the store is reachable.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// Everything a store provides; what front doors are wired with.
+pub trait Store:
+    TeamRepository
+    + ProjectRepository
+    + RouteRepository
+    + ProjectTokenRepository
+    + TeamTokenRepository
+    + UsageRepository
+    + MessageRepository
+    + StoreHealth
+    + std::fmt::Debug
+{
+}
+
+impl<T> Store for T where
+    T: TeamRepository
+        + ProjectRepository
+        + RouteRepository
+        + ProjectTokenRepository
+        + TeamTokenRepository
+        + UsageRepository
+        + MessageRepository
+        + StoreHealth
+        + std::fmt::Debug
+{
+}
+
+macro_rules! debug_dyn {
+    ($($trait:ident),+) => {$(
+        impl std::fmt::Debug for dyn $trait {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(stringify!($trait))
+            }
+        }
+    )+};
+}
+
+debug_dyn!(
+    TeamRepository,
+    ProjectRepository,
+    RouteRepository,
+    ProjectTokenRepository,
+    TeamTokenRepository,
+    UsageRepository,
+    MessageRepository,
+    StoreHealth
+);

@@ -1,0 +1,81 @@
+//! Services: the rules, over the repository traits.
+
+mod messages;
+mod project_tokens;
+mod projects;
+mod team_tokens;
+mod teams;
+mod usage;
+
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+pub use messages::MessageService;
+pub use project_tokens::{IssuedProjectToken, ProjectTokenService};
+pub use projects::{NewProject, ProjectService, ProjectUpdate};
+pub use team_tokens::{IssuedTeamToken, TeamTokenService};
+pub use teams::{TeamService, TeamSummary};
+pub use usage::UsageService;
+
+use crate::auth::AuthService;
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::repo::Store;
+use time::OffsetDateTime;
+
+/// Every service, wired to one store. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Services {
+    /// Teams.
+    pub teams: TeamService,
+    /// Projects.
+    pub projects: ProjectService,
+    /// Project tokens.
+    pub project_tokens: ProjectTokenService,
+    /// Team tokens.
+    pub team_tokens: TeamTokenService,
+    /// Authentication.
+    pub auth: AuthService,
+    /// Messages.
+    pub messages: MessageService,
+    /// Usage.
+    pub usage: UsageService,
+}
+
+impl Services {
+    /// Wires every service to `store`.
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            teams: TeamService::new(store.clone(), clock.clone()),
+            projects: ProjectService::new(store.clone(), store.clone(), clock.clone()),
+            project_tokens: ProjectTokenService::new(
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                clock.clone(),
+            ),
+            team_tokens: TeamTokenService::new(
+                store.clone(),
+                store.clone(),
+                store.clone(),
+                clock.clone(),
+            ),
+            auth: AuthService::new(store.clone(), store.clone(), clock.clone()),
+            messages: MessageService::new(store.clone(), store.clone(), clock.clone()),
+            usage: UsageService::new(store, clock),
+        }
+    }
+}
+
+/// Checks an optional expiry against `now`.
+fn check_expiry(expires_at: Option<OffsetDateTime>, now: OffsetDateTime) -> Result<()> {
+    match expires_at {
+        Some(at) if at <= now => Err(Error::invalid(
+            "expires_at",
+            "The expires at field must be a date in the future.",
+        )),
+        _ => Ok(()),
+    }
+}

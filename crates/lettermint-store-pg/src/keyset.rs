@@ -1,0 +1,61 @@
+//! SQL for keyset pagination. Column expressions come only from the fixed tables below, never
+//! from input; values are always bound.
+
+use lettermint_core::page::{Direction, Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
+
+/// A sort key's SQL expression.
+pub(crate) trait SortColumn: Copy {
+    fn column(self) -> &'static str;
+}
+
+impl SortColumn for ProjectSortKey {
+    fn column(self) -> &'static str {
+        match self {
+            ProjectSortKey::Name => "name",
+            ProjectSortKey::CreatedAt => "created_at",
+        }
+    }
+}
+
+impl SortColumn for TokenSortKey {
+    fn column(self) -> &'static str {
+        match self {
+            TokenSortKey::Name => "name",
+            TokenSortKey::CreatedAt => "created_at",
+            TokenSortKey::UpdatedAt => "updated_at",
+            TokenSortKey::LastUsedAt => "COALESCE(last_used_at, '-infinity'::timestamptz)",
+        }
+    }
+}
+
+impl SortColumn for LogSortKey {
+    fn column(self) -> &'static str {
+        match self {
+            LogSortKey::At => "at",
+        }
+    }
+}
+
+/// Appends the keyset condition and ordering to `select` (a `SELECT … FROM table WHERE …`).
+/// `anchor` and `limit` are the placeholders bound to the anchor id and the row limit.
+pub(crate) fn paginate<K: SortColumn>(
+    select: &str,
+    table: &str,
+    keyset: &Keyset<K>,
+    anchor: &str,
+    limit: &str,
+) -> String {
+    let column = keyset.key.column();
+    let (op, dir) = match keyset.direction {
+        Direction::Ascending => (">", "ASC"),
+        Direction::Descending => ("<", "DESC"),
+    };
+    let mut sql = String::from(select);
+    if keyset.anchor.is_some() {
+        sql.push_str(&format!(
+            " AND ({column}, id) {op} ((SELECT {column} FROM {table} WHERE id = {anchor}), {anchor})"
+        ));
+    }
+    sql.push_str(&format!(" ORDER BY {column} {dir}, id {dir} LIMIT {limit}"));
+    sql
+}

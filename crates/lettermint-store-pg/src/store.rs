@@ -1,0 +1,824 @@
+//! [`PgStore`]: every repository trait on one connection pool.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lettermint_core::id::{MessageId, ProjectId, TeamId, TokenId};
+use lettermint_core::page::{Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
+use lettermint_core::repo::{
+    MessageRepository, NewProjectToken, ProjectRepository, ProjectTokenGrant,
+    ProjectTokenRepository, RouteRepository, StoreHealth, TeamRepository, TeamTokenRepository,
+    UsageRepository,
+};
+use lettermint_core::{
+    Error, LogFilter, Message, MessageContent, Name, Project, ProjectToken, Result, Route,
+    Submission, SubmissionOutcome, Team, TeamToken, TokenDigest, TokenHint, TokenLogEntry,
+    TokenStatusFilter, UsageBatch,
+};
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::{AssertSqlSafe, Row};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::error::{ResultExt, fix_error};
+use crate::keyset::paginate;
+use crate::rows::{
+    LogRow, MessageRow, PROJECT_TOKEN_COLUMNS, ProjectRow, ProjectTokenRow, RouteRow,
+    TEAM_TOKEN_COLUMNS, TeamRow, TeamTokenRow, to_json,
+};
+
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// How to reach PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PgConfig {
+    /// `postgres://user:password@host:port/database`.
+    pub url: String,
+    /// Pool size.
+    pub max_connections: u32,
+    /// How long a request waits for a free connection before failing.
+    pub acquire_timeout: Duration,
+}
+
+impl PgConfig {
+    /// A configuration with defaults for everything but the URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            max_connections: 16,
+            acquire_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The PostgreSQL store.
+#[derive(Debug, Clone)]
+pub struct PgStore {
+    pool: PgPool,
+}
+
+impl PgStore {
+    /// Connects and applies pending migrations.
+    pub async fn connect(config: &PgConfig) -> Result<Self> {
+        let store = Self::connect_without_migrating(config).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Connects without touching the schema.
+    pub async fn connect_without_migrating(config: &PgConfig) -> Result<Self> {
+        let options = PgConnectOptions::from_str(&config.url).fix()?;
+        // A pool pings each connection before handing it out by default: a second round trip
+        // on every query. Broken connections surface as errors on use instead.
+        let pool = PgPoolOptions::new()
+            .max_connections(config.max_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .test_before_acquire(false)
+            .connect_with(options)
+            .await
+            .fix()?;
+        Ok(Self { pool })
+    }
+
+    /// Applies pending migrations (idempotent; safe with concurrent processes).
+    pub async fn migrate(&self) -> Result<()> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| Error::Storage(Box::new(e)))
+    }
+
+    /// The connection pool, for benchmarks and operational tools that measure the store itself.
+    #[must_use]
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    /// Closes every connection.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn ids<T: Into<Uuid> + Copy>(items: &[T]) -> Vec<Uuid> {
+    items.iter().map(|i| (*i).into()).collect()
+}
+
+#[async_trait]
+impl StoreHealth for PgStore {
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.fix()?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl TeamRepository for PgStore {
+    async fn insert_team(&self, team: &Team) -> Result<()> {
+        sqlx::query("INSERT INTO teams (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4)")
+            .bind(team.id.as_uuid())
+            .bind(team.name.as_str())
+            .bind(team.created_at)
+            .bind(team.updated_at)
+            .execute(&self.pool)
+            .await
+            .fix()?;
+        Ok(())
+    }
+
+    async fn get_team(&self, id: TeamId) -> Result<Option<Team>> {
+        let row: Option<TeamRow> = sqlx::query_as("SELECT * FROM teams WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .fix()?;
+        Ok(row.map(Team::from))
+    }
+
+    async fn list_teams(&self) -> Result<Vec<Team>> {
+        let rows: Vec<TeamRow> = sqlx::query_as("SELECT * FROM teams ORDER BY name, id")
+            .fetch_all(&self.pool)
+            .await
+            .fix()?;
+        Ok(rows.into_iter().map(Team::from).collect())
+    }
+
+    async fn rename_team(&self, id: TeamId, name: &Name, at: OffsetDateTime) -> Result<bool> {
+        let done = sqlx::query("UPDATE teams SET name = $2, updated_at = $3 WHERE id = $1")
+            .bind(id.as_uuid())
+            .bind(name.as_str())
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .fix()?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn count_projects(&self, id: TeamId) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE team_id = $1")
+            .bind(id.as_uuid())
+            .fetch_one(&self.pool)
+            .await
+            .fix()?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+}
+
+#[async_trait]
+impl ProjectRepository for PgStore {
+    async fn insert_project(
+        &self,
+        project: &Project,
+        default_route: &Route,
+        first_token: Option<NewProjectToken>,
+    ) -> Result<()> {
+        let mut tx = self.pool.begin().await.fix()?;
+        sqlx::query(
+            "INSERT INTO projects (id, team_id, name, smtp_enabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(project.id.as_uuid())
+        .bind(project.team_id.as_uuid())
+        .bind(project.name.as_str())
+        .bind(project.smtp_enabled)
+        .bind(project.created_at)
+        .bind(project.updated_at)
+        .execute(&mut *tx)
+        .await
+        .fix()?;
+        sqlx::query(
+            "INSERT INTO routes (id, project_id, slug, name, kind, is_default, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(default_route.id.as_uuid())
+        .bind(default_route.project_id.as_uuid())
+        .bind(&default_route.slug)
+        .bind(default_route.name.as_str())
+        .bind(default_route.kind.as_str())
+        .bind(default_route.is_default)
+        .bind(default_route.created_at)
+        .execute(&mut *tx)
+        .await
+        .fix()?;
+        if let Some(first) = first_token {
+            insert_project_token(&mut tx, &first.token, &first.digest).await?;
+        }
+        tx.commit().await.fix()
+    }
+
+    async fn get_project(&self, id: ProjectId) -> Result<Option<Project>> {
+        let row: Option<ProjectRow> = sqlx::query_as("SELECT * FROM projects WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .fix()?;
+        Ok(row.map(Project::from))
+    }
+
+    async fn list_projects(
+        &self,
+        team: TeamId,
+        search: Option<String>,
+        keyset: Keyset<ProjectSortKey>,
+    ) -> Result<Vec<Project>> {
+        let sql = paginate(
+            "SELECT * FROM projects WHERE team_id = $1 \
+             AND ($2::text IS NULL OR strpos(lower(name), lower($2)) > 0)",
+            "projects",
+            &keyset,
+            "$3",
+            "$4",
+        );
+        let rows: Vec<ProjectRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(team.as_uuid())
+            .bind(search)
+            .bind(keyset.anchor)
+            .bind(i64::from(keyset.limit))
+            .fetch_all(&self.pool)
+            .await
+            .fix()?;
+        Ok(rows.into_iter().map(Project::from).collect())
+    }
+
+    async fn update_project(&self, project: &Project) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE projects SET name = $2, smtp_enabled = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(project.id.as_uuid())
+        .bind(project.name.as_str())
+        .bind(project.smtp_enabled)
+        .bind(project.updated_at)
+        .execute(&self.pool)
+        .await
+        .fix()?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_project(&self, id: ProjectId) -> Result<bool> {
+        let mut tx = self.pool.begin().await.fix()?;
+        sqlx::query(
+            "DELETE FROM token_logs WHERE token_id IN \
+             (SELECT id FROM project_tokens WHERE project_id = $1)",
+        )
+        .bind(id.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .fix()?;
+        let done = sqlx::query("DELETE FROM projects WHERE id = $1")
+            .bind(id.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .fix()?;
+        tx.commit().await.fix()?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl RouteRepository for PgStore {
+    async fn get_route_by_slug(&self, project: ProjectId, slug: &str) -> Result<Option<Route>> {
+        let row: Option<RouteRow> =
+            sqlx::query_as("SELECT * FROM routes WHERE project_id = $1 AND slug = $2")
+                .bind(project.as_uuid())
+                .bind(slug)
+                .fetch_optional(&self.pool)
+                .await
+                .fix()?;
+        row.map(Route::try_from).transpose()
+    }
+
+    async fn get_default_route(&self, project: ProjectId) -> Result<Option<Route>> {
+        let row: Option<RouteRow> =
+            sqlx::query_as("SELECT * FROM routes WHERE project_id = $1 AND is_default")
+                .bind(project.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .fix()?;
+        row.map(Route::try_from).transpose()
+    }
+
+    async fn list_routes(&self, project: ProjectId) -> Result<Vec<Route>> {
+        let rows: Vec<RouteRow> =
+            sqlx::query_as("SELECT * FROM routes WHERE project_id = $1 ORDER BY slug")
+                .bind(project.as_uuid())
+                .fetch_all(&self.pool)
+                .await
+                .fix()?;
+        rows.into_iter().map(Route::try_from).collect()
+    }
+}
+
+async fn insert_project_token(
+    conn: &mut sqlx::PgConnection,
+    token: &ProjectToken,
+    digest: &TokenDigest,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO project_tokens (id, project_id, name, digest, hint, created_at, updated_at, \
+         expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(token.id.as_uuid())
+    .bind(token.project_id.as_uuid())
+    .bind(token.name.as_str())
+    .bind(digest.as_bytes().as_slice())
+    .bind(token.hint.as_str())
+    .bind(token.created_at)
+    .bind(token.updated_at)
+    .bind(token.expires_at)
+    .bind(token.revoked_at)
+    .execute(conn)
+    .await
+    .fix()?;
+    Ok(())
+}
+
+/// The `WHERE` fragment of a status filter; `$2` is bound to "now".
+fn status_condition(status: TokenStatusFilter) -> &'static str {
+    match status {
+        TokenStatusFilter::Active => {
+            " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"
+        }
+        TokenStatusFilter::Revoked => " AND revoked_at IS NOT NULL",
+        TokenStatusFilter::Expired => " AND revoked_at IS NULL AND expires_at <= $2",
+        TokenStatusFilter::All => "",
+    }
+}
+
+#[async_trait]
+impl ProjectTokenRepository for PgStore {
+    async fn insert_project_token(&self, token: &ProjectToken, digest: &TokenDigest) -> Result<()> {
+        let mut conn = self.pool.acquire().await.fix()?;
+        insert_project_token(&mut conn, token, digest).await
+    }
+
+    async fn get_project_token(&self, id: TokenId) -> Result<Option<ProjectToken>> {
+        let sql = format!("SELECT {PROJECT_TOKEN_COLUMNS} FROM project_tokens WHERE id = $1");
+        let row: Option<ProjectTokenRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .fix()?;
+        row.map(ProjectToken::try_from).transpose()
+    }
+
+    async fn find_project_token_by_digest(
+        &self,
+        digest: &TokenDigest,
+    ) -> Result<Option<ProjectTokenGrant>> {
+        let row = sqlx::query(
+            "SELECT t.id, t.project_id, t.name, t.hint, t.created_at, t.updated_at, \
+             t.last_used_at, t.last_used_ip, t.last_used_via, t.expires_at, t.revoked_at, \
+             p.team_id, p.smtp_enabled \
+             FROM project_tokens t JOIN projects p ON p.id = t.project_id WHERE t.digest = $1",
+        )
+        .bind(digest.as_bytes().as_slice())
+        .fetch_optional(&self.pool)
+        .await
+        .fix()?;
+        let Some(row) = row else { return Ok(None) };
+        let team_id: Uuid = row.try_get("team_id").fix()?;
+        let smtp_enabled: bool = row.try_get("smtp_enabled").fix()?;
+        let token: ProjectTokenRow = sqlx::FromRow::from_row(&row).fix()?;
+        Ok(Some(ProjectTokenGrant {
+            token: token.try_into()?,
+            team_id: TeamId::from_uuid(team_id),
+            smtp_enabled,
+        }))
+    }
+
+    async fn list_project_tokens(
+        &self,
+        project: ProjectId,
+        status: TokenStatusFilter,
+        now: OffsetDateTime,
+        keyset: Keyset<TokenSortKey>,
+    ) -> Result<Vec<ProjectToken>> {
+        let select = format!(
+            "SELECT {PROJECT_TOKEN_COLUMNS} FROM project_tokens WHERE project_id = $1{}",
+            status_condition(status)
+        );
+        let sql = paginate(&select, "project_tokens", &keyset, "$3", "$4");
+        let rows: Vec<ProjectTokenRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project.as_uuid())
+            .bind(now)
+            .bind(keyset.anchor)
+            .bind(i64::from(keyset.limit))
+            .fetch_all(&self.pool)
+            .await
+            .fix()?;
+        rows.into_iter().map(ProjectToken::try_from).collect()
+    }
+
+    async fn rename_project_token(
+        &self,
+        id: TokenId,
+        name: &Name,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE project_tokens SET name = $2, updated_at = $3 \
+             WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id.as_uuid())
+        .bind(name.as_str())
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .fix()?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn replace_project_token_secret(
+        &self,
+        id: TokenId,
+        digest: &TokenDigest,
+        hint: &TokenHint,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE project_tokens SET digest = $2, hint = $3, updated_at = $4 \
+             WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id.as_uuid())
+        .bind(digest.as_bytes().as_slice())
+        .bind(hint.as_str())
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .fix()?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_project_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE project_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id.as_uuid())
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .fix()?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl TeamTokenRepository for PgStore {
+    async fn insert_team_token(&self, token: &TeamToken, digest: &TokenDigest) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO team_tokens (id, team_id, name, digest, hint, abilities, created_at, \
+             updated_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(token.id.as_uuid())
+        .bind(token.team_id.as_uuid())
+        .bind(token.name.as_str())
+        .bind(digest.as_bytes().as_slice())
+        .bind(token.hint.as_str())
+        .bind(to_json(&token.abilities.to_strings())?)
+        .bind(token.created_at)
+        .bind(token.updated_at)
+        .bind(token.expires_at)
+        .bind(token.revoked_at)
+        .execute(&self.pool)
+        .await
+        .fix()?;
+        Ok(())
+    }
+
+    async fn get_team_token(&self, id: TokenId) -> Result<Option<TeamToken>> {
+        let sql = format!("SELECT {TEAM_TOKEN_COLUMNS} FROM team_tokens WHERE id = $1");
+        let row: Option<TeamTokenRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .fix()?;
+        row.map(TeamToken::try_from).transpose()
+    }
+
+    async fn find_team_token_by_digest(&self, digest: &TokenDigest) -> Result<Option<TeamToken>> {
+        let sql = format!("SELECT {TEAM_TOKEN_COLUMNS} FROM team_tokens WHERE digest = $1");
+        let row: Option<TeamTokenRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(digest.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .fix()?;
+        row.map(TeamToken::try_from).transpose()
+    }
+
+    async fn list_team_tokens(
+        &self,
+        team: TeamId,
+        status: TokenStatusFilter,
+        now: OffsetDateTime,
+        keyset: Keyset<TokenSortKey>,
+    ) -> Result<Vec<TeamToken>> {
+        let select = format!(
+            "SELECT {TEAM_TOKEN_COLUMNS} FROM team_tokens WHERE team_id = $1{}",
+            status_condition(status)
+        );
+        let sql = paginate(&select, "team_tokens", &keyset, "$3", "$4");
+        let rows: Vec<TeamTokenRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(team.as_uuid())
+            .bind(now)
+            .bind(keyset.anchor)
+            .bind(i64::from(keyset.limit))
+            .fetch_all(&self.pool)
+            .await
+            .fix()?;
+        rows.into_iter().map(TeamToken::try_from).collect()
+    }
+
+    async fn rename_team_token(&self, id: TokenId, name: &Name, at: OffsetDateTime) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE team_tokens SET name = $2, updated_at = $3 WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id.as_uuid())
+        .bind(name.as_str())
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .fix()?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn replace_team_token_secret(
+        &self,
+        id: TokenId,
+        digest: &TokenDigest,
+        hint: &TokenHint,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE team_tokens SET digest = $2, hint = $3, updated_at = $4 \
+             WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id.as_uuid())
+        .bind(digest.as_bytes().as_slice())
+        .bind(hint.as_str())
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .fix()?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn revoke_team_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE team_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id.as_uuid())
+                .bind(at)
+                .execute(&self.pool)
+                .await
+                .fix()?;
+        Ok(done.rows_affected() == 1)
+    }
+}
+
+#[async_trait]
+impl UsageRepository for PgStore {
+    async fn record_usage(&self, batch: &UsageBatch) -> Result<()> {
+        let mut tx = self.pool.begin().await.fix()?;
+        if !batch.entries.is_empty() {
+            let e = &batch.entries;
+            let message_ids = e
+                .iter()
+                .map(|x| to_json(&x.message_ids))
+                .collect::<Result<Vec<_>>>()?;
+            sqlx::query(
+                "INSERT INTO token_logs (id, token_id, at, ip, via, action, outcome, status, \
+                 message_ids, user_agent) \
+                 SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], \
+                 $5::text[], $6::text[], $7::text[], $8::int4[], $9::text[], $10::text[])",
+            )
+            .bind(e.iter().map(|x| x.id.as_uuid()).collect::<Vec<_>>())
+            .bind(e.iter().map(|x| x.token_id.as_uuid()).collect::<Vec<_>>())
+            .bind(e.iter().map(|x| x.at).collect::<Vec<_>>())
+            .bind(e.iter().map(|x| x.ip.map(|ip| ip.to_string())).collect::<Vec<_>>())
+            .bind(e.iter().map(|x| x.via.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|x| x.action.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|x| x.outcome.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|x| i32::from(x.status)).collect::<Vec<_>>())
+            .bind(message_ids)
+            .bind(e.iter().map(|x| x.user_agent.clone()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .fix()?;
+        }
+        // Last: these updates take row locks that sends also need, so hold them briefly.
+        // Sorted by id so that concurrent flushes lock rows in the same order.
+        let mut updates: Vec<_> = batch.last_use.iter().collect();
+        updates.sort_by_key(|u| u.token_id);
+        if !updates.is_empty() {
+            let token_ids: Vec<Uuid> = updates.iter().map(|u| u.token_id.as_uuid()).collect();
+            let ats: Vec<OffsetDateTime> = updates.iter().map(|u| u.at).collect();
+            let ips: Vec<Option<String>> =
+                updates.iter().map(|u| u.ip.map(|ip| ip.to_string())).collect();
+            let vias: Vec<&str> = updates.iter().map(|u| u.via.as_str()).collect();
+            for table in ["project_tokens", "team_tokens"] {
+                let sql = format!(
+                    "UPDATE {table} t SET last_used_at = u.at, last_used_ip = u.ip, \
+                     last_used_via = u.via \
+                     FROM UNNEST($1::uuid[], $2::timestamptz[], $3::text[], $4::text[]) \
+                     AS u(id, at, ip, via) \
+                     WHERE t.id = u.id AND (t.last_used_at IS NULL OR t.last_used_at <= u.at)"
+                );
+                sqlx::query(AssertSqlSafe(sql))
+                    .bind(&token_ids)
+                    .bind(&ats)
+                    .bind(&ips)
+                    .bind(&vias)
+                    .execute(&mut *tx)
+                    .await
+                    .fix()?;
+            }
+        }
+        tx.commit().await.fix()
+    }
+
+    async fn list_token_logs(
+        &self,
+        token: TokenId,
+        filter: &LogFilter,
+        keyset: Keyset<LogSortKey>,
+    ) -> Result<Vec<TokenLogEntry>> {
+        let sql = paginate(
+            "SELECT * FROM token_logs WHERE token_id = $1 \
+             AND ($2::text IS NULL OR outcome = $2) \
+             AND ($5::timestamptz IS NULL OR at >= $5) \
+             AND ($6::timestamptz IS NULL OR at <= $6)",
+            "token_logs",
+            &keyset,
+            "$3",
+            "$4",
+        );
+        let rows: Vec<LogRow> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(token.as_uuid())
+            .bind(filter.outcome.map(|o| o.as_str()))
+            .bind(keyset.anchor)
+            .bind(i64::from(keyset.limit))
+            .bind(filter.from)
+            .bind(filter.to)
+            .fetch_all(&self.pool)
+            .await
+            .fix()?;
+        rows.into_iter().map(TokenLogEntry::try_from).collect()
+    }
+
+    async fn prune_token_logs(&self, before: OffsetDateTime) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM token_logs WHERE at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .fix()?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// The state of a token as seen under its row lock.
+struct LockedToken {
+    project_id: Uuid,
+    digest: Vec<u8>,
+    revoked_at: Option<OffsetDateTime>,
+    expires_at: Option<OffsetDateTime>,
+}
+
+impl LockedToken {
+    fn accepts(&self, submission: &Submission, now: OffsetDateTime) -> bool {
+        self.digest.as_slice() == submission.credential.digest.as_bytes().as_slice()
+            && self.revoked_at.is_none()
+            && self.expires_at.is_none_or(|e| e > now)
+            && submission
+                .messages
+                .iter()
+                .all(|m| m.project_id.as_uuid() == self.project_id)
+    }
+}
+
+#[async_trait]
+impl MessageRepository for PgStore {
+    async fn enqueue(
+        &self,
+        submissions: &[Submission],
+        now: OffsetDateTime,
+    ) -> Result<Vec<SubmissionOutcome>> {
+        if submissions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut token_ids: Vec<Uuid> = submissions
+            .iter()
+            .map(|s| s.credential.token_id.as_uuid())
+            .collect();
+        token_ids.sort_unstable();
+        token_ids.dedup();
+
+        let mut tx = self.pool.begin().await.fix()?;
+        // FOR SHARE conflicts with the UPDATE of a revoke or regenerate: either that commits
+        // first and we read its result, or it waits for this transaction to commit. Acceptance
+        // and revocation are thus ordered by the database, across every process.
+        let rows = sqlx::query(
+            "SELECT id, project_id, digest, revoked_at, expires_at FROM project_tokens \
+             WHERE id = ANY($1) ORDER BY id FOR SHARE",
+        )
+        .bind(&token_ids)
+        .fetch_all(&mut *tx)
+        .await
+        .fix()?;
+        let mut locked = HashMap::with_capacity(rows.len());
+        for row in rows {
+            let id: Uuid = row.try_get("id").fix()?;
+            locked.insert(
+                id,
+                LockedToken {
+                    project_id: row.try_get("project_id").fix()?,
+                    digest: row.try_get("digest").fix()?,
+                    revoked_at: row.try_get("revoked_at").fix()?,
+                    expires_at: row.try_get("expires_at").fix()?,
+                },
+            );
+        }
+
+        let mut outcomes = Vec::with_capacity(submissions.len());
+        let mut accepted: Vec<&Message> = Vec::new();
+        for submission in submissions {
+            let ok = locked
+                .get(&submission.credential.token_id.as_uuid())
+                .is_some_and(|t| t.accepts(submission, now));
+            if ok {
+                accepted.extend(submission.messages.iter());
+                outcomes.push(SubmissionOutcome::Accepted);
+            } else {
+                outcomes.push(SubmissionOutcome::TokenInactive);
+            }
+        }
+        if !accepted.is_empty() {
+            insert_messages(&mut tx, &accepted).await?;
+        }
+        tx.commit().await.fix()?;
+        Ok(outcomes)
+    }
+
+    async fn get_message(&self, project: ProjectId, id: MessageId) -> Result<Option<Message>> {
+        let row: Option<MessageRow> =
+            sqlx::query_as("SELECT * FROM messages WHERE id = $1 AND project_id = $2")
+                .bind(id.as_uuid())
+                .bind(project.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .fix()?;
+        row.map(Message::try_from).transpose()
+    }
+}
+
+/// Inserts many messages with one statement (one round trip per batch).
+async fn insert_messages(tx: &mut sqlx::PgConnection, messages: &[&Message]) -> Result<()> {
+    let n = messages.len();
+    let mut content_json: Vec<Option<String>> = Vec::with_capacity(n);
+    let mut raw_mime: Vec<Option<Vec<u8>>> = Vec::with_capacity(n);
+    let mut envelope_to = Vec::with_capacity(n);
+    let mut metadata = Vec::with_capacity(n);
+    for m in messages {
+        match &m.content {
+            MessageContent::Structured(email) => {
+                content_json.push(Some(to_json(email)?));
+                raw_mime.push(None);
+            }
+            MessageContent::Mime(bytes) => {
+                content_json.push(None);
+                raw_mime.push(Some(bytes.clone()));
+            }
+        }
+        envelope_to.push(to_json(&m.envelope_to)?);
+        metadata.push(to_json(&m.metadata)?);
+    }
+    sqlx::query(
+        "INSERT INTO messages (id, project_id, route_id, token_id, via, status, envelope_from, \
+         envelope_to, subject, tag, metadata, idempotency_key, scheduled_at, created_at, \
+         content_json, raw_mime) \
+         SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], \
+         $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+         $13::timestamptz[], $14::timestamptz[], $15::text[], $16::bytea[])",
+    )
+    .bind(ids(&messages.iter().map(|m| m.id).collect::<Vec<_>>()))
+    .bind(ids(&messages.iter().map(|m| m.project_id).collect::<Vec<_>>()))
+    .bind(ids(&messages.iter().map(|m| m.route_id).collect::<Vec<_>>()))
+    .bind(ids(&messages.iter().map(|m| m.token_id).collect::<Vec<_>>()))
+    .bind(messages.iter().map(|m| m.via.as_str()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.status.as_str()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.envelope_from.as_str()).collect::<Vec<_>>())
+    .bind(envelope_to)
+    .bind(messages.iter().map(|m| m.subject.as_deref()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.tag.as_deref()).collect::<Vec<_>>())
+    .bind(metadata)
+    .bind(messages.iter().map(|m| m.idempotency_key.as_deref()).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.scheduled_at).collect::<Vec<_>>())
+    .bind(messages.iter().map(|m| m.created_at).collect::<Vec<_>>())
+    .bind(content_json)
+    .bind(raw_mime)
+    .execute(tx)
+    .await
+    .map_err(fix_error)?;
+    Ok(())
+}
