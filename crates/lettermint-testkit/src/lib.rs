@@ -1,1 +1,9 @@
-//! placeholder
+//! Test support shared by the stores, the front doors and `xtask`:
+//!
+//! - [`pg`]: a throwaway PostgreSQL server started from the local binaries (`initdb`,
+//!   `postgres`), on a random port with its socket and data in a temporary directory.
+//! - [`conformance`]: the behaviours every store must show, run against each store by
+//!   [`conformance_suite!`].
+
+pub mod conformance;
+pub mod pg;
