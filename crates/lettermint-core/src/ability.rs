@@ -98,7 +98,12 @@ impl Ability {
     pub fn all_names() -> Vec<String> {
         Resource::ALL
             .iter()
-            .flat_map(|r| [Ability::read(*r).to_string(), Ability::write(*r).to_string()])
+            .flat_map(|r| {
+                [
+                    Ability::read(*r).to_string(),
+                    Ability::write(*r).to_string(),
+                ]
+            })
             .collect()
     }
 }
@@ -234,8 +239,11 @@ mod tests {
 
     #[test]
     fn unknown_abilities_are_listed_with_the_valid_ones() {
-        let err = Abilities::parse("abilities", &["read:projects", "delete:everything", "read"]).unwrap_err();
-        let Error::Validation(v) = err else { panic!("expected validation error") };
+        let err = Abilities::parse("abilities", &["read:projects", "delete:everything", "read"])
+            .unwrap_err();
+        let Error::Validation(v) = err else {
+            panic!("expected validation error")
+        };
         let msg = &v.fields()["abilities"][0];
         assert!(
             msg.starts_with("Unknown abilities: delete:everything, read. Valid abilities: read:team, write:team,"),

@@ -158,9 +158,11 @@ impl AuthService {
         match grant.token.status(self.clock.now()) {
             TokenStatus::Revoked => Err(Error::Unauthenticated(AuthFailure::Revoked { token_id })),
             TokenStatus::Expired => Err(Error::Unauthenticated(AuthFailure::Expired { token_id })),
-            TokenStatus::Active if via == Channel::Smtp && !grant.smtp_enabled => Err(
-                Error::Unauthenticated(AuthFailure::SmtpDisabled { token_id }),
-            ),
+            TokenStatus::Active if via == Channel::Smtp && !grant.smtp_enabled => {
+                Err(Error::Unauthenticated(AuthFailure::SmtpDisabled {
+                    token_id,
+                }))
+            }
             TokenStatus::Active => Ok(ProjectCaller {
                 team_id: grant.team_id,
                 project_id: grant.token.project_id,

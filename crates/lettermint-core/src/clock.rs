@@ -34,6 +34,5 @@ impl Clock for FixedClock {
 pub fn truncate_to_micros(at: OffsetDateTime) -> OffsetDateTime {
     let at = at.to_offset(time::UtcOffset::UTC);
     let nanos = at.nanosecond();
-    at.replace_nanosecond(nanos - nanos % 1_000)
-        .unwrap_or(at)
+    at.replace_nanosecond(nanos - nanos % 1_000).unwrap_or(at)
 }

@@ -115,7 +115,12 @@ impl fmt::Display for ValidationErrors {
     /// The first problem, plus how many more there are: the shape of a `422` summary.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let total: usize = self.fields.values().map(Vec::len).sum();
-        match self.fields.iter().next().and_then(|(k, v)| v.first().map(|m| (k, m))) {
+        match self
+            .fields
+            .iter()
+            .next()
+            .and_then(|(k, v)| v.first().map(|m| (k, m)))
+        {
             None => f.write_str("the given data was invalid"),
             Some((_, first)) if total == 1 => write!(f, "{first}"),
             Some((_, first)) => write!(

@@ -70,8 +70,8 @@ pub use message::{
     SubmissionOutcome, Tag, TokenCredential,
 };
 pub use model::{
-    Channel, LastUse, Project, ProjectToken, Route, RouteKind, Team, TeamToken, TokenStatus,
-    TokenStatusFilter, DEFAULT_ROUTE_SLUG,
+    Channel, DEFAULT_ROUTE_SLUG, LastUse, Project, ProjectToken, Route, RouteKind, Team, TeamToken,
+    TokenStatus, TokenStatusFilter,
 };
 pub use name::Name;
 pub use page::{Cursor, Direction, Page, PageRequest, PageSize, Sort};

@@ -308,6 +308,9 @@ mod tests {
             TokenStatus::of(None, Some(datetime!(2026-01-01 12:00:01 UTC)), now),
             TokenStatus::Active
         );
-        assert_eq!(TokenStatus::of(Some(now), Some(now), now), TokenStatus::Revoked);
+        assert_eq!(
+            TokenStatus::of(Some(now), Some(now), now),
+            TokenStatus::Revoked
+        );
     }
 }

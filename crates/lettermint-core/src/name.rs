@@ -16,7 +16,10 @@ impl Name {
     pub fn parse(field: &str, input: &str) -> Result<Self> {
         let trimmed = input.trim();
         if trimmed.is_empty() {
-            return Err(Error::invalid(field, format!("The {field} field is required.")));
+            return Err(Error::invalid(
+                field,
+                format!("The {field} field is required."),
+            ));
         }
         if trimmed.chars().count() > MAX_NAME_CHARS {
             return Err(Error::invalid(
@@ -71,15 +74,27 @@ mod tests {
 
     #[test]
     fn names_are_trimmed() {
-        assert_eq!(Name::parse("name", "  Production  ").unwrap().as_str(), "Production");
+        assert_eq!(
+            Name::parse("name", "  Production  ").unwrap().as_str(),
+            "Production"
+        );
     }
 
     #[test]
     fn bad_names_are_rejected_naming_the_field() {
         assert_eq!(field_of(Name::parse("name", "   ").unwrap_err()), "name");
-        assert_eq!(field_of(Name::parse("name", &"x".repeat(101)).unwrap_err()), "name");
-        assert_eq!(field_of(Name::parse("label", "a\u{0}b").unwrap_err()), "label");
-        assert_eq!(field_of(Name::parse("name", "tab\there").unwrap_err()), "name");
+        assert_eq!(
+            field_of(Name::parse("name", &"x".repeat(101)).unwrap_err()),
+            "name"
+        );
+        assert_eq!(
+            field_of(Name::parse("label", "a\u{0}b").unwrap_err()),
+            "label"
+        );
+        assert_eq!(
+            field_of(Name::parse("name", "tab\there").unwrap_err()),
+            "name"
+        );
     }
 
     #[test]

@@ -166,8 +166,16 @@ impl<K: Copy> PageRequest<K> {
             (more, self.cursor.is_some())
         };
         Page {
-            next_cursor: if has_next { last.map(Cursor::After) } else { None },
-            prev_cursor: if has_prev { first.map(Cursor::Before) } else { None },
+            next_cursor: if has_next {
+                last.map(Cursor::After)
+            } else {
+                None
+            },
+            prev_cursor: if has_prev {
+                first.map(Cursor::Before)
+            } else {
+                None
+            },
             items: rows,
         }
     }
@@ -297,13 +305,19 @@ mod tests {
         let start = keyset
             .anchor
             .map_or(0, |a| rows.iter().position(|r| *r == a).unwrap() + 1);
-        rows.into_iter().skip(start).take(keyset.limit as usize).collect()
+        rows.into_iter()
+            .skip(start)
+            .take(keyset.limit as usize)
+            .collect()
     }
 
     #[test]
     fn walking_forward_then_back_visits_every_row_once() {
         let all = ids(7);
-        let sort = Sort { key: (), direction: Direction::Descending };
+        let sort = Sort {
+            key: (),
+            direction: Direction::Descending,
+        };
         let mut request = PageRequest::first(3, sort);
         let mut seen = Vec::new();
         let mut pages = Vec::new();
@@ -352,7 +366,10 @@ mod tests {
     #[test]
     fn sorts_parse_with_direction() {
         let s = Sort::<ProjectSortKey>::parse("-name").unwrap();
-        assert_eq!((s.key, s.direction), (ProjectSortKey::Name, Direction::Descending));
+        assert_eq!(
+            (s.key, s.direction),
+            (ProjectSortKey::Name, Direction::Descending)
+        );
         assert!(Sort::<ProjectSortKey>::parse("password").is_err());
     }
 }

@@ -118,8 +118,12 @@ pub trait ProjectTokenRepository: Send + Sync {
     ) -> Result<Vec<ProjectToken>>;
     /// Renames a non-revoked token; false when there is none with this id. A name clash is a
     /// [`crate::Error::Conflict`].
-    async fn rename_project_token(&self, id: TokenId, name: &Name, at: OffsetDateTime)
-    -> Result<bool>;
+    async fn rename_project_token(
+        &self,
+        id: TokenId,
+        name: &Name,
+        at: OffsetDateTime,
+    ) -> Result<bool>;
     /// Replaces the digest and hint of a non-revoked token in one statement (the old digest is
     /// dead when this returns); false when there is no such non-revoked token.
     async fn replace_project_token_secret(
@@ -155,7 +159,8 @@ pub trait TeamTokenRepository: Send + Sync {
         keyset: Keyset<TokenSortKey>,
     ) -> Result<Vec<TeamToken>>;
     /// Renames a non-revoked team token; false when there is none. A clash is a conflict.
-    async fn rename_team_token(&self, id: TokenId, name: &Name, at: OffsetDateTime) -> Result<bool>;
+    async fn rename_team_token(&self, id: TokenId, name: &Name, at: OffsetDateTime)
+    -> Result<bool>;
     /// Replaces digest and hint of a non-revoked team token; false when there is none.
     async fn replace_team_token_secret(
         &self,

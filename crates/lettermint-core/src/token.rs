@@ -140,8 +140,7 @@ impl PlainToken {
         }
         // Everything is ASCII from here, so byte offsets are character boundaries.
         let (payload, checksum) = input.split_at(input.len() - CHECKSUM_LEN);
-        if encode_checksum(crc32fast::hash(payload.as_bytes())).as_bytes() != checksum.as_bytes()
-        {
+        if encode_checksum(crc32fast::hash(payload.as_bytes())).as_bytes() != checksum.as_bytes() {
             return Err(TokenFormatError::ChecksumMismatch);
         }
         Ok(Self {
@@ -293,7 +292,12 @@ mod tests {
         assert!(team.expose_secret().starts_with("lm_team_"));
         // Upstream: `lm_team_` followed by 40 letters and digits.
         assert_eq!(team.expose_secret().len(), 8 + 40);
-        assert_ne!(project.expose_secret(), PlainToken::mint(TokenKind::Project).unwrap().expose_secret());
+        assert_ne!(
+            project.expose_secret(),
+            PlainToken::mint(TokenKind::Project)
+                .unwrap()
+                .expose_secret()
+        );
     }
 
     #[test]
@@ -312,7 +316,10 @@ mod tests {
         let token = PlainToken::mint(TokenKind::Team).unwrap();
         let hint = token.hint();
         let s = token.expose_secret();
-        assert_eq!(hint.as_str(), format!("lm_team_{}…{}", &s[8..12], &s[s.len() - 4..]));
+        assert_eq!(
+            hint.as_str(),
+            format!("lm_team_{}…{}", &s[8..12], &s[s.len() - 4..])
+        );
     }
 
     #[test]
@@ -326,7 +333,10 @@ mod tests {
         let team = PlainToken::mint(TokenKind::Team).unwrap();
         assert_eq!(
             PlainToken::parse_kind(team.expose_secret(), TokenKind::Project),
-            Err(TokenFormatError::WrongKind { expected: "project", found: "team" })
+            Err(TokenFormatError::WrongKind {
+                expected: "project",
+                found: "team"
+            })
         );
     }
 
@@ -335,11 +345,26 @@ mod tests {
         let good = PlainToken::mint(TokenKind::Project).unwrap();
         let s = good.expose_secret();
         assert_eq!(PlainToken::parse(""), Err(TokenFormatError::MissingPrefix));
-        assert_eq!(PlainToken::parse("Bearer lm_x"), Err(TokenFormatError::MissingPrefix));
-        assert_eq!(PlainToken::parse(&s[..s.len() - 1]), Err(TokenFormatError::WrongLength));
-        assert_eq!(PlainToken::parse(&format!("{s}0")), Err(TokenFormatError::WrongLength));
-        assert_eq!(PlainToken::parse(&format!("{}-", &s[..s.len() - 1])), Err(TokenFormatError::InvalidCharacter));
-        assert_eq!(PlainToken::parse(&"x".repeat(10_000)), Err(TokenFormatError::WrongLength));
+        assert_eq!(
+            PlainToken::parse("Bearer lm_x"),
+            Err(TokenFormatError::MissingPrefix)
+        );
+        assert_eq!(
+            PlainToken::parse(&s[..s.len() - 1]),
+            Err(TokenFormatError::WrongLength)
+        );
+        assert_eq!(
+            PlainToken::parse(&format!("{s}0")),
+            Err(TokenFormatError::WrongLength)
+        );
+        assert_eq!(
+            PlainToken::parse(&format!("{}-", &s[..s.len() - 1])),
+            Err(TokenFormatError::InvalidCharacter)
+        );
+        assert_eq!(
+            PlainToken::parse(&"x".repeat(10_000)),
+            Err(TokenFormatError::WrongLength)
+        );
     }
 
     proptest! {

@@ -191,9 +191,12 @@ impl UsageBatch {
                 outcome: record.outcome,
                 status: record.status,
                 message_ids: record.message_ids,
-                user_agent: record
-                    .user_agent
-                    .map(|ua| ua.chars().filter(|c| !c.is_control()).take(MAX_USER_AGENT_CHARS).collect()),
+                user_agent: record.user_agent.map(|ua| {
+                    ua.chars()
+                        .filter(|c| !c.is_control())
+                        .take(MAX_USER_AGENT_CHARS)
+                        .collect()
+                }),
             });
         }
         Self { entries, last_use }

@@ -531,7 +531,12 @@ impl TeamTokenRepository for PgStore {
         rows.into_iter().map(TeamToken::try_from).collect()
     }
 
-    async fn rename_team_token(&self, id: TokenId, name: &Name, at: OffsetDateTime) -> Result<bool> {
+    async fn rename_team_token(
+        &self,
+        id: TokenId,
+        name: &Name,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE team_tokens SET name = $2, updated_at = $3 WHERE id = $1 AND revoked_at IS NULL",
         )
@@ -566,13 +571,14 @@ impl TeamTokenRepository for PgStore {
     }
 
     async fn revoke_team_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE team_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(id.as_uuid())
-                .bind(at)
-                .execute(&self.pool)
-                .await
-                .fix()?;
+        let done = sqlx::query(
+            "UPDATE team_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id.as_uuid())
+        .bind(at)
+        .execute(&self.pool)
+        .await
+        .fix()?;
         Ok(done.rows_affected() == 1)
     }
 }
@@ -596,7 +602,11 @@ impl UsageRepository for PgStore {
             .bind(e.iter().map(|x| x.id.as_uuid()).collect::<Vec<_>>())
             .bind(e.iter().map(|x| x.token_id.as_uuid()).collect::<Vec<_>>())
             .bind(e.iter().map(|x| x.at).collect::<Vec<_>>())
-            .bind(e.iter().map(|x| x.ip.map(|ip| ip.to_string())).collect::<Vec<_>>())
+            .bind(
+                e.iter()
+                    .map(|x| x.ip.map(|ip| ip.to_string()))
+                    .collect::<Vec<_>>(),
+            )
             .bind(e.iter().map(|x| x.via.as_str()).collect::<Vec<_>>())
             .bind(e.iter().map(|x| x.action.as_str()).collect::<Vec<_>>())
             .bind(e.iter().map(|x| x.outcome.as_str()).collect::<Vec<_>>())
@@ -614,8 +624,10 @@ impl UsageRepository for PgStore {
         if !updates.is_empty() {
             let token_ids: Vec<Uuid> = updates.iter().map(|u| u.token_id.as_uuid()).collect();
             let ats: Vec<OffsetDateTime> = updates.iter().map(|u| u.at).collect();
-            let ips: Vec<Option<String>> =
-                updates.iter().map(|u| u.ip.map(|ip| ip.to_string())).collect();
+            let ips: Vec<Option<String>> = updates
+                .iter()
+                .map(|u| u.ip.map(|ip| ip.to_string()))
+                .collect();
             let vias: Vec<&str> = updates.iter().map(|u| u.via.as_str()).collect();
             for table in ["project_tokens", "team_tokens"] {
                 let sql = format!(
@@ -802,17 +814,51 @@ async fn insert_messages(tx: &mut sqlx::PgConnection, messages: &[&Message]) -> 
          $13::timestamptz[], $14::timestamptz[], $15::text[], $16::bytea[])",
     )
     .bind(ids(&messages.iter().map(|m| m.id).collect::<Vec<_>>()))
-    .bind(ids(&messages.iter().map(|m| m.project_id).collect::<Vec<_>>()))
-    .bind(ids(&messages.iter().map(|m| m.route_id).collect::<Vec<_>>()))
-    .bind(ids(&messages.iter().map(|m| m.token_id).collect::<Vec<_>>()))
+    .bind(ids(&messages
+        .iter()
+        .map(|m| m.project_id)
+        .collect::<Vec<_>>()))
+    .bind(ids(&messages
+        .iter()
+        .map(|m| m.route_id)
+        .collect::<Vec<_>>()))
+    .bind(ids(&messages
+        .iter()
+        .map(|m| m.token_id)
+        .collect::<Vec<_>>()))
     .bind(messages.iter().map(|m| m.via.as_str()).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.status.as_str()).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.envelope_from.as_str()).collect::<Vec<_>>())
+    .bind(
+        messages
+            .iter()
+            .map(|m| m.status.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        messages
+            .iter()
+            .map(|m| m.envelope_from.as_str())
+            .collect::<Vec<_>>(),
+    )
     .bind(envelope_to)
-    .bind(messages.iter().map(|m| m.subject.as_deref()).collect::<Vec<_>>())
-    .bind(messages.iter().map(|m| m.tag.as_deref()).collect::<Vec<_>>())
+    .bind(
+        messages
+            .iter()
+            .map(|m| m.subject.as_deref())
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        messages
+            .iter()
+            .map(|m| m.tag.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .bind(metadata)
-    .bind(messages.iter().map(|m| m.idempotency_key.as_deref()).collect::<Vec<_>>())
+    .bind(
+        messages
+            .iter()
+            .map(|m| m.idempotency_key.as_deref())
+            .collect::<Vec<_>>(),
+    )
     .bind(messages.iter().map(|m| m.scheduled_at).collect::<Vec<_>>())
     .bind(messages.iter().map(|m| m.created_at).collect::<Vec<_>>())
     .bind(content_json)

@@ -3,11 +3,11 @@
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
+use lettermint_core::id::{LogEntryId, MessageId, ProjectId, RouteId, TeamId, TokenId};
 use lettermint_core::{
     Abilities, Channel, Error, LastUse, Message, MessageContent, Name, Project, ProjectToken,
     Route, Team, TeamToken, TokenHint, TokenLogEntry,
 };
-use lettermint_core::id::{LogEntryId, MessageId, ProjectId, RouteId, TeamId, TokenId};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -34,7 +34,10 @@ fn last_use(
     Ok(LastUse {
         at,
         ip: parse_ip(ip)?,
-        via: via.as_deref().map(|v| parse::<Channel>("via", v)).transpose()?,
+        via: via
+            .as_deref()
+            .map(|v| parse::<Channel>("via", v))
+            .transpose()?,
     })
 }
 
@@ -205,7 +208,8 @@ impl TryFrom<TeamTokenRow> for TeamToken {
             team_id: TeamId::from_uuid(r.team_id),
             name: Name::from_stored(r.name),
             hint: TokenHint::from_stored(r.hint),
-            abilities: Abilities::parse("abilities", &names).map_err(|e| corrupt("abilities", e))?,
+            abilities: Abilities::parse("abilities", &names)
+                .map_err(|e| corrupt("abilities", e))?,
             created_at: ts(r.created_at)?,
             updated_at: ts(r.updated_at)?,
             last_use: last_use(opt_ts(r.last_used_at)?, r.last_used_ip, r.last_used_via)?,
@@ -273,9 +277,16 @@ impl TryFrom<MessageRow> for Message {
 
     fn try_from(r: MessageRow) -> Result<Self, Error> {
         let content = match (r.content_json, r.raw_mime) {
-            (Some(json_text), None) => MessageContent::Structured(Box::new(json("content", &json_text)?)),
+            (Some(json_text), None) => {
+                MessageContent::Structured(Box::new(json("content", &json_text)?))
+            }
             (None, Some(mime)) => MessageContent::Mime(mime),
-            _ => return Err(corrupt("message content", "expected exactly one of json or mime")),
+            _ => {
+                return Err(corrupt(
+                    "message content",
+                    "expected exactly one of json or mime",
+                ));
+            }
         };
         Ok(Message {
             id: MessageId::from_uuid(r.id),

@@ -156,7 +156,6 @@ impl SqliteStore {
     }
 }
 
-
 #[async_trait]
 impl StoreHealth for SqliteStore {
     async fn ping(&self) -> Result<()> {
@@ -581,7 +580,12 @@ impl TeamTokenRepository for SqliteStore {
         rows.into_iter().map(TeamToken::try_from).collect()
     }
 
-    async fn rename_team_token(&self, id: TokenId, name: &Name, at: OffsetDateTime) -> Result<bool> {
+    async fn rename_team_token(
+        &self,
+        id: TokenId,
+        name: &Name,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
         let done = sqlx::query(
             "UPDATE team_tokens SET name = $2, updated_at = $3 WHERE id = $1 AND revoked_at IS NULL",
         )
@@ -616,13 +620,14 @@ impl TeamTokenRepository for SqliteStore {
     }
 
     async fn revoke_team_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool> {
-        let done =
-            sqlx::query("UPDATE team_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-                .bind(id.as_uuid())
-                .bind(micros(at))
-                .execute(&self.writer)
-                .await
-                .fix()?;
+        let done = sqlx::query(
+            "UPDATE team_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+        )
+        .bind(id.as_uuid())
+        .bind(micros(at))
+        .execute(&self.writer)
+        .await
+        .fix()?;
         Ok(done.rows_affected() == 1)
     }
 }

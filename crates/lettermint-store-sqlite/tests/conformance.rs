@@ -27,11 +27,12 @@ impl Fixture for SqliteFixture {
                 .unwrap();
         let mut values = Vec::new();
         for table in tables {
-            let columns: Vec<String> =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT name FROM pragma_table_info('{table}')")))
-                    .fetch_all(self.store.pool())
-                    .await
-                    .unwrap();
+            let columns: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "SELECT name FROM pragma_table_info('{table}')"
+            )))
+            .fetch_all(self.store.pool())
+            .await
+            .unwrap();
             for column in columns {
                 let sql = format!(
                     "SELECT CAST(\"{column}\" AS BLOB) AS v FROM \"{table}\" \
@@ -75,7 +76,8 @@ async fn reopening_keeps_data_and_migrations_are_idempotent() {
     store.close().await;
     let again = SqliteStore::open(&config).await.unwrap();
     again.migrate().await.unwrap();
-    let services = lettermint_core::Services::new(Arc::new(again), Arc::new(lettermint_core::SystemClock));
+    let services =
+        lettermint_core::Services::new(Arc::new(again), Arc::new(lettermint_core::SystemClock));
     assert_eq!(
         services
             .teams
@@ -89,6 +91,8 @@ async fn reopening_keeps_data_and_migrations_are_idempotent() {
 #[tokio::test]
 async fn the_in_memory_store_works_through_the_url() {
     let store = SqliteStore::connect("sqlite::memory:").await.unwrap();
-    lettermint_core::repo::StoreHealth::ping(&store).await.unwrap();
+    lettermint_core::repo::StoreHealth::ping(&store)
+        .await
+        .unwrap();
     assert!(SqliteStore::connect("postgres://x").await.is_err());
 }

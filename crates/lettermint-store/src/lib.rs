@@ -70,7 +70,9 @@ pub struct OpenOptions {
 
 impl Default for OpenOptions {
     fn default() -> Self {
-        Self { max_connections: 16 }
+        Self {
+            max_connections: 16,
+        }
     }
 }
 
@@ -91,7 +93,10 @@ pub async fn open(url: &str, options: OpenOptions) -> Result<AnyStore, OpenError
                 SqliteStore::open(&SqliteConfig::in_memory()).await?,
             ));
         }
-        if let Some(dir) = Path::new(path).parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = Path::new(path)
+            .parent()
+            .filter(|d| !d.as_os_str().is_empty())
+        {
             std::fs::create_dir_all(dir).map_err(|source| OpenError::Directory {
                 path: dir.display().to_string(),
                 source,

@@ -8,14 +8,16 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use lettermint_core::id::{LogEntryId, MessageId, ProjectId, TeamId, TokenId};
-use lettermint_core::page::{Cursor, Direction, LogSortKey, PageRequest, ProjectSortKey, Sort, TokenSortKey};
+use lettermint_core::page::{
+    Cursor, Direction, LogSortKey, PageRequest, ProjectSortKey, Sort, TokenSortKey,
+};
 use lettermint_core::repo::NewProjectToken;
 use lettermint_core::usage::UsageBatch;
 use lettermint_core::{
     Action, Channel, Error, LogFilter, Message, MessageContent, MessageStatus, Name, NewProject,
-    Outcome, PlainToken, Project, ProjectToken, ProjectUpdate, Route, Scope, Services,
-    Store, StructuredEmail, Submission, SubmissionOutcome, SystemClock, Team, TokenCredential,
-    TokenKind, TokenStatusFilter, UsageRecord,
+    Outcome, PlainToken, Project, ProjectToken, ProjectUpdate, Route, Scope, Services, Store,
+    StructuredEmail, Submission, SubmissionOutcome, SystemClock, Team, TokenCredential, TokenKind,
+    TokenStatusFilter, UsageRecord,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -194,13 +196,36 @@ pub async fn teams_round_trip(f: &dyn Fixture) {
     let a = team(&*store, "Alpha").await;
     assert_eq!(store.get_team(a.id).await.unwrap(), Some(a.clone()));
     assert_eq!(store.get_team(TeamId::new()).await.unwrap(), None);
-    let names: Vec<_> = store.list_teams().await.unwrap().into_iter().map(|t| t.name).collect();
+    let names: Vec<_> = store
+        .list_teams()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
     assert_eq!(names, vec![name("Alpha"), name("Beta")]);
     let later = now() + Duration::seconds(1);
-    assert!(store.rename_team(a.id, &name("Aleph"), later).await.unwrap());
+    assert!(
+        store
+            .rename_team(a.id, &name("Aleph"), later)
+            .await
+            .unwrap()
+    );
     let renamed = store.get_team(a.id).await.unwrap().unwrap();
-    assert_eq!((renamed.name.as_str(), renamed.updated_at, renamed.created_at), ("Aleph", later, a.created_at));
-    assert!(!store.rename_team(TeamId::new(), &name("x"), later).await.unwrap());
+    assert_eq!(
+        (
+            renamed.name.as_str(),
+            renamed.updated_at,
+            renamed.created_at
+        ),
+        ("Aleph", later, a.created_at)
+    );
+    assert!(
+        !store
+            .rename_team(TeamId::new(), &name("x"), later)
+            .await
+            .unwrap()
+    );
     project(&*store, b.id, "one").await;
     project(&*store, b.id, "two").await;
     assert_eq!(store.count_projects(b.id).await.unwrap(), 2);
@@ -223,15 +248,35 @@ pub async fn project_is_created_with_its_default_route_and_first_token(f: &dyn F
     let route = Route::default_for(p.id, at);
     let (first, secret) = new_token(p.id, "first", at);
     store
-        .insert_project(&p, &route, Some(NewProjectToken { token: first.clone(), digest: secret.digest() }))
+        .insert_project(
+            &p,
+            &route,
+            Some(NewProjectToken {
+                token: first.clone(),
+                digest: secret.digest(),
+            }),
+        )
         .await
         .unwrap();
     assert_eq!(store.get_project(p.id).await.unwrap(), Some(p.clone()));
-    assert_eq!(store.get_default_route(p.id).await.unwrap(), Some(route.clone()));
-    assert_eq!(store.get_route_by_slug(p.id, "default").await.unwrap(), Some(route.clone()));
-    assert_eq!(store.get_route_by_slug(p.id, "missing").await.unwrap(), None);
+    assert_eq!(
+        store.get_default_route(p.id).await.unwrap(),
+        Some(route.clone())
+    );
+    assert_eq!(
+        store.get_route_by_slug(p.id, "default").await.unwrap(),
+        Some(route.clone())
+    );
+    assert_eq!(
+        store.get_route_by_slug(p.id, "missing").await.unwrap(),
+        None
+    );
     assert_eq!(store.list_routes(p.id).await.unwrap(), vec![route]);
-    let grant = store.find_project_token_by_digest(&secret.digest()).await.unwrap().unwrap();
+    let grant = store
+        .find_project_token_by_digest(&secret.digest())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(grant.token, first);
     assert_eq!((grant.team_id, grant.smtp_enabled), (t.id, false));
 }
@@ -243,17 +288,32 @@ pub async fn project_creation_is_all_or_nothing(f: &dyn Fixture) {
     let p1 = project(&*store, t.id, "one").await;
     let (_, secret) = token(&*store, p1.id, "taken").await;
     let at = now();
-    let p2 = Project { id: ProjectId::new(), name: name("two"), ..p1.clone() };
+    let p2 = Project {
+        id: ProjectId::new(),
+        name: name("two"),
+        ..p1.clone()
+    };
     let (dup, _) = new_token(p2.id, "dup", at);
     let err = store
-        .insert_project(&p2, &Route::default_for(p2.id, at), Some(NewProjectToken { token: dup, digest: secret.digest() }))
+        .insert_project(
+            &p2,
+            &Route::default_for(p2.id, at),
+            Some(NewProjectToken {
+                token: dup,
+                digest: secret.digest(),
+            }),
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     assert_eq!(store.get_project(p2.id).await.unwrap(), None);
     assert_eq!(store.get_default_route(p2.id).await.unwrap(), None);
     // A project of a team that does not exist is refused.
-    let orphan = Project { id: ProjectId::new(), team_id: TeamId::new(), ..p1 };
+    let orphan = Project {
+        id: ProjectId::new(),
+        team_id: TeamId::new(),
+        ..p1
+    };
     let err = store
         .insert_project(&orphan, &Route::default_for(orphan.id, at), None)
         .await
@@ -277,7 +337,11 @@ pub async fn projects_page_sort_and_search(f: &dyn Fixture) {
     let mut seen = Vec::new();
     let mut pages = Vec::new();
     loop {
-        let page = services.projects.list(Scope::Team(t.id), t.id, None, &request).await.unwrap();
+        let page = services
+            .projects
+            .list(Scope::Team(t.id), t.id, None, &request)
+            .await
+            .unwrap();
         seen.extend(page.items.iter().map(|p| p.name.as_str().to_owned()));
         pages.push(page.clone());
         match page.next_cursor {
@@ -290,12 +354,20 @@ pub async fn projects_page_sort_and_search(f: &dyn Fixture) {
     assert_eq!(seen, expected);
     assert_eq!(pages.len(), 3);
     request.cursor = pages[2].prev_cursor;
-    let back = services.projects.list(Scope::Team(t.id), t.id, None, &request).await.unwrap();
+    let back = services
+        .projects
+        .list(Scope::Team(t.id), t.id, None, &request)
+        .await
+        .unwrap();
     assert_eq!(back.items, pages[1].items);
 
     // Newest first by default ordering of the API.
     let newest = PageRequest::first(100, sort(ProjectSortKey::CreatedAt, Direction::Descending));
-    let page = services.projects.list(Scope::Team(t.id), t.id, None, &newest).await.unwrap();
+    let page = services
+        .projects
+        .list(Scope::Team(t.id), t.id, None, &newest)
+        .await
+        .unwrap();
     let order: Vec<_> = page.items.iter().map(|p| p.name.as_str()).collect();
     let mut reversed = names.to_vec();
     reversed.reverse();
@@ -303,12 +375,24 @@ pub async fn projects_page_sort_and_search(f: &dyn Fixture) {
     assert!(page.next_cursor.is_none() && page.prev_cursor.is_none());
 
     // Search is a case-insensitive substring match within the team.
-    let found = services.projects.list(Scope::Team(t.id), t.id, Some("ALPHA"), &newest).await.unwrap();
-    let mut found: Vec<_> = found.items.iter().map(|p| p.name.as_str().to_owned()).collect();
+    let found = services
+        .projects
+        .list(Scope::Team(t.id), t.id, Some("ALPHA"), &newest)
+        .await
+        .unwrap();
+    let mut found: Vec<_> = found
+        .items
+        .iter()
+        .map(|p| p.name.as_str().to_owned())
+        .collect();
     found.sort();
     assert_eq!(found, vec!["Alpha", "alphabet"]);
     // Wildcard characters are literal.
-    let none = services.projects.list(Scope::Team(t.id), t.id, Some("%"), &newest).await.unwrap();
+    let none = services
+        .projects
+        .list(Scope::Team(t.id), t.id, Some("%"), &newest)
+        .await
+        .unwrap();
     assert!(none.items.is_empty());
 }
 
@@ -320,27 +404,71 @@ pub async fn project_update_and_delete_cascade(f: &dyn Fixture) {
     let p = project(&*store, t.id, "Shop").await;
     let updated = services
         .projects
-        .update(Scope::Operator, p.id, ProjectUpdate { name: Some(" Store ".into()), smtp_enabled: Some(false) })
+        .update(
+            Scope::Operator,
+            p.id,
+            ProjectUpdate {
+                name: Some(" Store ".into()),
+                smtp_enabled: Some(false),
+            },
+        )
         .await
         .unwrap();
-    assert_eq!(store.get_project(p.id).await.unwrap(), Some(updated.clone()));
-    assert_eq!((updated.name.as_str(), updated.smtp_enabled), ("Store", false));
+    assert_eq!(
+        store.get_project(p.id).await.unwrap(),
+        Some(updated.clone())
+    );
+    assert_eq!(
+        (updated.name.as_str(), updated.smtp_enabled),
+        ("Store", false)
+    );
 
     let (tok, secret) = token(&*store, p.id, "main").await;
-    store.record_usage(&UsageBatch::from_records(vec![usage(tok.id, now(), Outcome::Accepted, "10.0.0.1")])).await.unwrap();
+    store
+        .record_usage(&UsageBatch::from_records(vec![usage(
+            tok.id,
+            now(),
+            Outcome::Accepted,
+            "10.0.0.1",
+        )]))
+        .await
+        .unwrap();
     let route = store.get_default_route(p.id).await.unwrap().unwrap();
     let m = message(&updated, &route, tok.id, structured());
-    let outcome = store.enqueue(&[Submission { credential: credential(&tok, &secret), messages: vec![m.clone()] }], now()).await.unwrap();
+    let outcome = store
+        .enqueue(
+            &[Submission {
+                credential: credential(&tok, &secret),
+                messages: vec![m.clone()],
+            }],
+            now(),
+        )
+        .await
+        .unwrap();
     assert_eq!(outcome, vec![SubmissionOutcome::Accepted]);
 
-    services.projects.delete(Scope::Operator, p.id).await.unwrap();
+    services
+        .projects
+        .delete(Scope::Operator, p.id)
+        .await
+        .unwrap();
     assert_eq!(store.get_project(p.id).await.unwrap(), None);
     assert_eq!(store.get_default_route(p.id).await.unwrap(), None);
     assert_eq!(store.get_project_token(tok.id).await.unwrap(), None);
-    assert_eq!(store.find_project_token_by_digest(&secret.digest()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .find_project_token_by_digest(&secret.digest())
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(store.get_message(p.id, m.id).await.unwrap(), None);
     let logs = store
-        .list_token_logs(tok.id, &LogFilter::default(), PageRequest::first(10, sort(LogSortKey::At, Direction::Descending)).keyset())
+        .list_token_logs(
+            tok.id,
+            &LogFilter::default(),
+            PageRequest::first(10, sort(LogSortKey::At, Direction::Descending)).keyset(),
+        )
         .await
         .unwrap();
     assert!(logs.is_empty());
@@ -355,12 +483,31 @@ pub async fn project_tokens_round_trip_and_lookup_by_digest(f: &dyn Fixture) {
     let p = project(&*store, t.id, "Shop").await;
     let (mut tok, secret) = new_token(p.id, "checkout", now());
     tok.expires_at = Some(now() + Duration::days(30));
-    store.insert_project_token(&tok, &secret.digest()).await.unwrap();
-    assert_eq!(store.get_project_token(tok.id).await.unwrap(), Some(tok.clone()));
-    let grant = store.find_project_token_by_digest(&secret.digest()).await.unwrap().unwrap();
-    assert_eq!((grant.token, grant.team_id, grant.smtp_enabled), (tok.clone(), t.id, true));
+    store
+        .insert_project_token(&tok, &secret.digest())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_project_token(tok.id).await.unwrap(),
+        Some(tok.clone())
+    );
+    let grant = store
+        .find_project_token_by_digest(&secret.digest())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (grant.token, grant.team_id, grant.smtp_enabled),
+        (tok.clone(), t.id, true)
+    );
     let stranger = PlainToken::mint(TokenKind::Project).unwrap();
-    assert_eq!(store.find_project_token_by_digest(&stranger.digest()).await.unwrap(), None);
+    assert_eq!(
+        store
+            .find_project_token_by_digest(&stranger.digest())
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(store.get_project_token(TokenId::new()).await.unwrap(), None);
     // A project token's id is not a team token.
     assert_eq!(store.get_team_token(tok.id).await.unwrap(), None);
@@ -374,19 +521,40 @@ pub async fn token_names_are_unique_among_non_revoked_tokens(f: &dyn Fixture) {
     let q = project(&*store, t.id, "Blog").await;
     let (first, _) = token(&*store, p.id, "main").await;
     let (dup, dup_secret) = new_token(p.id, "main", now());
-    let err = store.insert_project_token(&dup, &dup_secret.digest()).await.unwrap_err();
-    let Error::Conflict { message } = err else { panic!("expected a conflict, got {err:?}") };
+    let err = store
+        .insert_project_token(&dup, &dup_secret.digest())
+        .await
+        .unwrap_err();
+    let Error::Conflict { message } = err else {
+        panic!("expected a conflict, got {err:?}")
+    };
     assert!(message.contains("name"), "{message}");
     // Another project may use the name.
     token(&*store, q.id, "main").await;
     // A second token, then a rename onto the taken name.
     let (second, _) = token(&*store, p.id, "backup").await;
-    let err = store.rename_project_token(second.id, &name("main"), now()).await.unwrap_err();
+    let err = store
+        .rename_project_token(second.id, &name("main"), now())
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     // Once the first is revoked, the name is free again.
     assert!(store.revoke_project_token(first.id, now()).await.unwrap());
-    assert!(store.rename_project_token(second.id, &name("main"), now()).await.unwrap());
-    assert_eq!(store.get_project_token(second.id).await.unwrap().unwrap().name, name("main"));
+    assert!(
+        store
+            .rename_project_token(second.id, &name("main"), now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .get_project_token(second.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .name,
+        name("main")
+    );
 }
 
 /// Status filters: active, revoked, expired, all, relative to "now".
@@ -398,24 +566,45 @@ pub async fn token_status_filters(f: &dyn Fixture) {
     let (active, _) = token(&*store, p.id, "active").await;
     let (mut expiring, s) = new_token(p.id, "expiring", at);
     expiring.expires_at = Some(at + Duration::hours(1));
-    store.insert_project_token(&expiring, &s.digest()).await.unwrap();
+    store
+        .insert_project_token(&expiring, &s.digest())
+        .await
+        .unwrap();
     let (revoked, _) = token(&*store, p.id, "revoked").await;
     store.revoke_project_token(revoked.id, at).await.unwrap();
     let list = |status, at| {
         let store = store.clone();
         async move {
-            let keyset = PageRequest::first(100, sort(TokenSortKey::Name, Direction::Ascending)).keyset();
-            let rows = store.list_project_tokens(p.id, status, at, keyset).await.unwrap();
-            rows.into_iter().map(|t| t.name.as_str().to_owned()).collect::<Vec<_>>()
+            let keyset =
+                PageRequest::first(100, sort(TokenSortKey::Name, Direction::Ascending)).keyset();
+            let rows = store
+                .list_project_tokens(p.id, status, at, keyset)
+                .await
+                .unwrap();
+            rows.into_iter()
+                .map(|t| t.name.as_str().to_owned())
+                .collect::<Vec<_>>()
         }
     };
-    assert_eq!(list(TokenStatusFilter::Active, at).await, vec!["active", "expiring"]);
-    assert_eq!(list(TokenStatusFilter::Expired, at).await, Vec::<String>::new());
+    assert_eq!(
+        list(TokenStatusFilter::Active, at).await,
+        vec!["active", "expiring"]
+    );
+    assert_eq!(
+        list(TokenStatusFilter::Expired, at).await,
+        Vec::<String>::new()
+    );
     assert_eq!(list(TokenStatusFilter::Revoked, at).await, vec!["revoked"]);
-    assert_eq!(list(TokenStatusFilter::All, at).await, vec!["active", "expiring", "revoked"]);
+    assert_eq!(
+        list(TokenStatusFilter::All, at).await,
+        vec!["active", "expiring", "revoked"]
+    );
     let later = at + Duration::hours(2);
     assert_eq!(list(TokenStatusFilter::Active, later).await, vec!["active"]);
-    assert_eq!(list(TokenStatusFilter::Expired, later).await, vec!["expiring"]);
+    assert_eq!(
+        list(TokenStatusFilter::Expired, later).await,
+        vec!["expiring"]
+    );
     let _ = active;
 }
 
@@ -429,21 +618,42 @@ pub async fn token_lists_page_in_every_sort_order(f: &dyn Fixture) {
         let (tok, _) = token(&*store, p.id, n).await;
         if i % 2 == 0 {
             let at = now() + Duration::seconds(i as i64);
-            store.record_usage(&UsageBatch::from_records(vec![usage(tok.id, at, Outcome::Accepted, "10.0.0.1")])).await.unwrap();
+            store
+                .record_usage(&UsageBatch::from_records(vec![usage(
+                    tok.id,
+                    at,
+                    Outcome::Accepted,
+                    "10.0.0.1",
+                )]))
+                .await
+                .unwrap();
         }
         ids.push(tok.id);
     }
-    for key in [TokenSortKey::Name, TokenSortKey::CreatedAt, TokenSortKey::UpdatedAt, TokenSortKey::LastUsedAt] {
+    for key in [
+        TokenSortKey::Name,
+        TokenSortKey::CreatedAt,
+        TokenSortKey::UpdatedAt,
+        TokenSortKey::LastUsedAt,
+    ] {
         for direction in [Direction::Ascending, Direction::Descending] {
             let full = store
-                .list_project_tokens(p.id, TokenStatusFilter::All, now(), PageRequest::first(100, sort(key, direction)).keyset())
+                .list_project_tokens(
+                    p.id,
+                    TokenStatusFilter::All,
+                    now(),
+                    PageRequest::first(100, sort(key, direction)).keyset(),
+                )
                 .await
                 .unwrap();
             assert_eq!(full.len(), 5);
             let mut request = PageRequest::first(2, sort(key, direction));
             let mut walked = Vec::new();
             loop {
-                let rows = store.list_project_tokens(p.id, TokenStatusFilter::All, now(), request.keyset()).await.unwrap();
+                let rows = store
+                    .list_project_tokens(p.id, TokenStatusFilter::All, now(), request.keyset())
+                    .await
+                    .unwrap();
                 let page = request.page(rows, |t| t.id.as_uuid());
                 walked.extend(page.items.iter().map(|t| t.id));
                 match page.next_cursor {
@@ -456,14 +666,28 @@ pub async fn token_lists_page_in_every_sort_order(f: &dyn Fixture) {
         }
     }
     let by_name = store
-        .list_project_tokens(p.id, TokenStatusFilter::All, now(), PageRequest::first(100, sort(TokenSortKey::Name, Direction::Ascending)).keyset())
+        .list_project_tokens(
+            p.id,
+            TokenStatusFilter::All,
+            now(),
+            PageRequest::first(100, sort(TokenSortKey::Name, Direction::Ascending)).keyset(),
+        )
         .await
         .unwrap();
     let names: Vec<_> = by_name.iter().map(|t| t.name.as_str()).collect();
     assert_eq!(names, ["a", "b", "c", "d", "e"]);
     // A cursor from another table matches nothing rather than failing.
-    let stray = PageRequest { cursor: Some(Cursor::After(uuid::Uuid::now_v7())), ..PageRequest::first(2, sort(TokenSortKey::Name, Direction::Ascending)) };
-    assert!(store.list_project_tokens(p.id, TokenStatusFilter::All, now(), stray.keyset()).await.unwrap().is_empty());
+    let stray = PageRequest {
+        cursor: Some(Cursor::After(uuid::Uuid::now_v7())),
+        ..PageRequest::first(2, sort(TokenSortKey::Name, Direction::Ascending))
+    };
+    assert!(
+        store
+            .list_project_tokens(p.id, TokenStatusFilter::All, now(), stray.keyset())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
 /// Regenerating swaps the digest in one step; revoked tokens cannot be renamed, regenerated or
@@ -475,22 +699,70 @@ pub async fn regenerate_and_revoke_are_atomic_and_final(f: &dyn Fixture) {
     let (tok, old) = token(&*store, p.id, "main").await;
     let new = PlainToken::mint(TokenKind::Project).unwrap();
     let later = now() + Duration::seconds(5);
-    assert!(store.replace_project_token_secret(tok.id, &new.digest(), &new.hint(), later).await.unwrap());
-    assert_eq!(store.find_project_token_by_digest(&old.digest()).await.unwrap(), None);
-    let grant = store.find_project_token_by_digest(&new.digest()).await.unwrap().unwrap();
-    assert_eq!((grant.token.id, grant.token.hint.clone(), grant.token.updated_at), (tok.id, new.hint(), later));
+    assert!(
+        store
+            .replace_project_token_secret(tok.id, &new.digest(), &new.hint(), later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .find_project_token_by_digest(&old.digest())
+            .await
+            .unwrap(),
+        None
+    );
+    let grant = store
+        .find_project_token_by_digest(&new.digest())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (
+            grant.token.id,
+            grant.token.hint.clone(),
+            grant.token.updated_at
+        ),
+        (tok.id, new.hint(), later)
+    );
     assert_eq!(grant.token.created_at, tok.created_at);
 
     let revoked_at = now() + Duration::seconds(6);
-    assert!(store.revoke_project_token(tok.id, revoked_at).await.unwrap());
+    assert!(
+        store
+            .revoke_project_token(tok.id, revoked_at)
+            .await
+            .unwrap()
+    );
     assert!(!store.revoke_project_token(tok.id, now()).await.unwrap());
     let stored = store.get_project_token(tok.id).await.unwrap().unwrap();
     assert_eq!(stored.revoked_at, Some(revoked_at));
     let newer = PlainToken::mint(TokenKind::Project).unwrap();
-    assert!(!store.replace_project_token_secret(tok.id, &newer.digest(), &newer.hint(), now()).await.unwrap());
-    assert!(!store.rename_project_token(tok.id, &name("other"), now()).await.unwrap());
-    assert_eq!(store.find_project_token_by_digest(&newer.digest()).await.unwrap(), None);
-    assert!(!store.revoke_project_token(TokenId::new(), now()).await.unwrap());
+    assert!(
+        !store
+            .replace_project_token_secret(tok.id, &newer.digest(), &newer.hint(), now())
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .rename_project_token(tok.id, &name("other"), now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .find_project_token_by_digest(&newer.digest())
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .revoke_project_token(TokenId::new(), now())
+            .await
+            .unwrap()
+    );
 }
 
 /// Team tokens: abilities, lookup, names, regenerate, revoke.
@@ -500,30 +772,78 @@ pub async fn team_tokens_round_trip_with_abilities(f: &dyn Fixture) {
     let t = team(&*store, "Acme").await;
     let issued = services
         .team_tokens
-        .create(Scope::Operator, t.id, "deploy", &["read:projects", "write:tokens"], None)
+        .create(
+            Scope::Operator,
+            t.id,
+            "deploy",
+            &["read:projects", "write:tokens"],
+            None,
+        )
         .await
         .unwrap();
-    let stored = store.get_team_token(issued.token.id).await.unwrap().unwrap();
+    let stored = store
+        .get_team_token(issued.token.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored, issued.token);
-    assert_eq!(stored.abilities.to_strings(), vec!["read:projects", "write:tokens"]);
-    let found = store.find_team_token_by_digest(&issued.secret.digest()).await.unwrap();
+    assert_eq!(
+        stored.abilities.to_strings(),
+        vec!["read:projects", "write:tokens"]
+    );
+    let found = store
+        .find_team_token_by_digest(&issued.secret.digest())
+        .await
+        .unwrap();
     assert_eq!(found, Some(issued.token.clone()));
-    let err = services.team_tokens.create(Scope::Operator, t.id, "deploy", &["read:team"], None).await.unwrap_err();
+    let err = services
+        .team_tokens
+        .create(Scope::Operator, t.id, "deploy", &["read:team"], None)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
-    let renamed = services.team_tokens.rename(Scope::Operator, issued.token.id, "ci").await.unwrap();
+    let renamed = services
+        .team_tokens
+        .rename(Scope::Operator, issued.token.id, "ci")
+        .await
+        .unwrap();
     assert_eq!(renamed.name.as_str(), "ci");
-    let again = services.team_tokens.regenerate(Scope::Operator, issued.token.id).await.unwrap();
-    assert_eq!(store.find_team_token_by_digest(&issued.secret.digest()).await.unwrap(), None);
+    let again = services
+        .team_tokens
+        .regenerate(Scope::Operator, issued.token.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .find_team_token_by_digest(&issued.secret.digest())
+            .await
+            .unwrap(),
+        None
+    );
     assert_eq!(again.token.abilities, issued.token.abilities);
     let page = services
         .team_tokens
-        .list(Scope::Operator, t.id, TokenStatusFilter::Active, &PageRequest::first(10, sort(TokenSortKey::CreatedAt, Direction::Descending)))
+        .list(
+            Scope::Operator,
+            t.id,
+            TokenStatusFilter::Active,
+            &PageRequest::first(10, sort(TokenSortKey::CreatedAt, Direction::Descending)),
+        )
         .await
         .unwrap();
     assert_eq!(page.items.len(), 1);
-    services.team_tokens.revoke(Scope::Operator, issued.token.id).await.unwrap();
+    services
+        .team_tokens
+        .revoke(Scope::Operator, issued.token.id)
+        .await
+        .unwrap();
     let revoked = store
-        .list_team_tokens(t.id, TokenStatusFilter::Revoked, now(), PageRequest::first(10, sort(TokenSortKey::Name, Direction::Ascending)).keyset())
+        .list_team_tokens(
+            t.id,
+            TokenStatusFilter::Revoked,
+            now(),
+            PageRequest::first(10, sort(TokenSortKey::Name, Direction::Ascending)).keyset(),
+        )
         .await
         .unwrap();
     assert_eq!(revoked.len(), 1);
@@ -538,9 +858,24 @@ pub async fn usage_moves_last_use_forward_and_logs_filter_and_page(f: &dyn Fixtu
     let (tok, _) = token(&*store, p.id, "main").await;
     let base = now();
     let batch = UsageBatch::from_records(vec![
-        usage(tok.id, base + Duration::seconds(2), Outcome::Accepted, "192.0.2.2"),
-        usage(tok.id, base + Duration::seconds(1), Outcome::RejectedRevoked, "192.0.2.1"),
-        usage(tok.id, base + Duration::seconds(3), Outcome::Accepted, "2001:db8::3"),
+        usage(
+            tok.id,
+            base + Duration::seconds(2),
+            Outcome::Accepted,
+            "192.0.2.2",
+        ),
+        usage(
+            tok.id,
+            base + Duration::seconds(1),
+            Outcome::RejectedRevoked,
+            "192.0.2.1",
+        ),
+        usage(
+            tok.id,
+            base + Duration::seconds(3),
+            Outcome::Accepted,
+            "2001:db8::3",
+        ),
     ]);
     store.record_usage(&batch).await.unwrap();
     let stored = store.get_project_token(tok.id).await.unwrap().unwrap();
@@ -549,30 +884,73 @@ pub async fn usage_moves_last_use_forward_and_logs_filter_and_page(f: &dyn Fixtu
     assert_eq!(stored.last_use.via, Some(Channel::Api));
     assert_eq!(stored.updated_at, tok.updated_at, "use is not a change");
     // An older batch flushed late does not move it back.
-    store.record_usage(&UsageBatch::from_records(vec![usage(tok.id, base, Outcome::Accepted, "192.0.2.9")])).await.unwrap();
+    store
+        .record_usage(&UsageBatch::from_records(vec![usage(
+            tok.id,
+            base,
+            Outcome::Accepted,
+            "192.0.2.9",
+        )]))
+        .await
+        .unwrap();
     let stored = store.get_project_token(tok.id).await.unwrap().unwrap();
     assert_eq!(stored.last_use.at, Some(base + Duration::seconds(3)));
 
     let newest = PageRequest::first(2, sort(LogSortKey::At, Direction::Descending));
-    let rows = store.list_token_logs(tok.id, &LogFilter::default(), newest.keyset()).await.unwrap();
+    let rows = store
+        .list_token_logs(tok.id, &LogFilter::default(), newest.keyset())
+        .await
+        .unwrap();
     let page = newest.page(rows, |e| e.id.as_uuid());
     let ats: Vec<_> = page.items.iter().map(|e| e.at).collect();
-    assert_eq!(ats, vec![base + Duration::seconds(3), base + Duration::seconds(2)]);
+    assert_eq!(
+        ats,
+        vec![base + Duration::seconds(3), base + Duration::seconds(2)]
+    );
     assert_eq!(page.items[0], batch.entries[2]);
-    let next = PageRequest { cursor: page.next_cursor, ..newest };
-    let rows = store.list_token_logs(tok.id, &LogFilter::default(), next.keyset()).await.unwrap();
+    let next = PageRequest {
+        cursor: page.next_cursor,
+        ..newest
+    };
+    let rows = store
+        .list_token_logs(tok.id, &LogFilter::default(), next.keyset())
+        .await
+        .unwrap();
     let page2 = next.page(rows, |e| e.id.as_uuid());
-    assert_eq!(page2.items.iter().map(|e| e.at).collect::<Vec<_>>(), vec![base + Duration::seconds(1), base]);
+    assert_eq!(
+        page2.items.iter().map(|e| e.at).collect::<Vec<_>>(),
+        vec![base + Duration::seconds(1), base]
+    );
     assert!(page2.next_cursor.is_none());
 
-    let rejected = LogFilter { outcome: Some(Outcome::RejectedRevoked), ..Default::default() };
-    let rows = store.list_token_logs(tok.id, &rejected, newest.keyset()).await.unwrap();
+    let rejected = LogFilter {
+        outcome: Some(Outcome::RejectedRevoked),
+        ..Default::default()
+    };
+    let rows = store
+        .list_token_logs(tok.id, &rejected, newest.keyset())
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].ip, Some("192.0.2.1".parse().unwrap()));
-    let window = LogFilter { from: Some(base + Duration::seconds(1)), to: Some(base + Duration::seconds(2)), outcome: None };
-    let rows = store.list_token_logs(tok.id, &window, PageRequest::first(10, sort(LogSortKey::At, Direction::Descending)).keyset()).await.unwrap();
+    let window = LogFilter {
+        from: Some(base + Duration::seconds(1)),
+        to: Some(base + Duration::seconds(2)),
+        outcome: None,
+    };
+    let rows = store
+        .list_token_logs(
+            tok.id,
+            &window,
+            PageRequest::first(10, sort(LogSortKey::At, Direction::Descending)).keyset(),
+        )
+        .await
+        .unwrap();
     assert_eq!(rows.len(), 2);
-    let none = store.list_token_logs(TokenId::new(), &LogFilter::default(), newest.keyset()).await.unwrap();
+    let none = store
+        .list_token_logs(TokenId::new(), &LogFilter::default(), newest.keyset())
+        .await
+        .unwrap();
     assert!(none.is_empty());
 }
 
@@ -585,16 +963,50 @@ pub async fn old_logs_are_pruned(f: &dyn Fixture) {
     let at = now();
     store
         .record_usage(&UsageBatch::from_records(vec![
-            usage(tok.id, at - Duration::days(40), Outcome::Accepted, "10.0.0.1"),
-            usage(tok.id, at - Duration::days(31), Outcome::Accepted, "10.0.0.1"),
-            usage(tok.id, at - Duration::days(1), Outcome::Accepted, "10.0.0.1"),
+            usage(
+                tok.id,
+                at - Duration::days(40),
+                Outcome::Accepted,
+                "10.0.0.1",
+            ),
+            usage(
+                tok.id,
+                at - Duration::days(31),
+                Outcome::Accepted,
+                "10.0.0.1",
+            ),
+            usage(
+                tok.id,
+                at - Duration::days(1),
+                Outcome::Accepted,
+                "10.0.0.1",
+            ),
         ]))
         .await
         .unwrap();
-    assert_eq!(store.prune_token_logs(at - Duration::days(30)).await.unwrap(), 2);
-    assert_eq!(store.prune_token_logs(at - Duration::days(30)).await.unwrap(), 0);
+    assert_eq!(
+        store
+            .prune_token_logs(at - Duration::days(30))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .prune_token_logs(at - Duration::days(30))
+            .await
+            .unwrap(),
+        0
+    );
     let keyset = PageRequest::first(10, sort(LogSortKey::At, Direction::Descending)).keyset();
-    assert_eq!(store.list_token_logs(tok.id, &LogFilter::default(), keyset).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_token_logs(tok.id, &LogFilter::default(), keyset)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 /// Accepted messages read back exactly, structured and raw MIME alike.
@@ -605,7 +1017,12 @@ pub async fn accepted_messages_are_stored_complete(f: &dyn Fixture) {
     let route = store.get_default_route(p.id).await.unwrap().unwrap();
     let (tok, secret) = token(&*store, p.id, "main").await;
     let a = message(&p, &route, tok.id, structured());
-    let mut b = message(&p, &route, tok.id, MessageContent::Mime(b"From: a@example.com\r\nSubject: x\r\n\r\nbody \xff\r\n".to_vec()));
+    let mut b = message(
+        &p,
+        &route,
+        tok.id,
+        MessageContent::Mime(b"From: a@example.com\r\nSubject: x\r\n\r\nbody \xff\r\n".to_vec()),
+    );
     b.via = Channel::Smtp;
     b.subject = None;
     b.tag = None;
@@ -614,11 +1031,20 @@ pub async fn accepted_messages_are_stored_complete(f: &dyn Fixture) {
     b.scheduled_at = Some(now() + Duration::hours(1));
     b.status = MessageStatus::Scheduled;
     let outcomes = store
-        .enqueue(&[Submission { credential: credential(&tok, &secret), messages: vec![a.clone(), b.clone()] }], now())
+        .enqueue(
+            &[Submission {
+                credential: credential(&tok, &secret),
+                messages: vec![a.clone(), b.clone()],
+            }],
+            now(),
+        )
         .await
         .unwrap();
     assert_eq!(outcomes, vec![SubmissionOutcome::Accepted]);
-    assert_eq!(store.get_message(p.id, a.id).await.unwrap(), Some(a.clone()));
+    assert_eq!(
+        store.get_message(p.id, a.id).await.unwrap(),
+        Some(a.clone())
+    );
     assert_eq!(store.get_message(p.id, b.id).await.unwrap(), Some(b));
     // Another project cannot read it.
     let q = project(&*store, t.id, "Blog").await;
@@ -639,37 +1065,98 @@ pub async fn enqueue_refuses_inactive_credentials_and_stores_nothing_of_them(f: 
     store.revoke_project_token(revoked.id, now()).await.unwrap();
     let (regenerated, old_secret) = token(&*store, p.id, "regenerated").await;
     let fresh = PlainToken::mint(TokenKind::Project).unwrap();
-    store.replace_project_token_secret(regenerated.id, &fresh.digest(), &fresh.hint(), now()).await.unwrap();
+    store
+        .replace_project_token_secret(regenerated.id, &fresh.digest(), &fresh.hint(), now())
+        .await
+        .unwrap();
     let (mut expired, expired_secret) = new_token(p.id, "expired", now());
     expired.expires_at = Some(now() + Duration::milliseconds(1));
-    store.insert_project_token(&expired, &expired_secret.digest()).await.unwrap();
+    store
+        .insert_project_token(&expired, &expired_secret.digest())
+        .await
+        .unwrap();
     let (foreign, foreign_secret) = token(&*store, q.id, "foreign").await;
     let unknown = PlainToken::mint(TokenKind::Project).unwrap();
     let unknown_id = TokenId::new();
 
     let one = |tok: TokenId| vec![message(&p, &route, tok, structured())];
     let submissions = vec![
-        Submission { credential: credential(&good, &good_secret), messages: one(good.id) },
-        Submission { credential: credential(&revoked, &revoked_secret), messages: one(revoked.id) },
-        Submission { credential: credential(&regenerated, &old_secret), messages: one(regenerated.id) },
-        Submission { credential: credential(&expired, &expired_secret), messages: one(expired.id) },
+        Submission {
+            credential: credential(&good, &good_secret),
+            messages: one(good.id),
+        },
+        Submission {
+            credential: credential(&revoked, &revoked_secret),
+            messages: one(revoked.id),
+        },
+        Submission {
+            credential: credential(&regenerated, &old_secret),
+            messages: one(regenerated.id),
+        },
+        Submission {
+            credential: credential(&expired, &expired_secret),
+            messages: one(expired.id),
+        },
         // A token of project Blog submitting messages of project Shop.
-        Submission { credential: credential(&foreign, &foreign_secret), messages: one(foreign.id) },
-        Submission { credential: TokenCredential { token_id: unknown_id, digest: unknown.digest() }, messages: one(unknown_id) },
-        Submission { credential: credential(&good, &good_secret), messages: vec![message(&p, &route, good.id, structured()), message(&p, &route, good.id, structured())] },
+        Submission {
+            credential: credential(&foreign, &foreign_secret),
+            messages: one(foreign.id),
+        },
+        Submission {
+            credential: TokenCredential {
+                token_id: unknown_id,
+                digest: unknown.digest(),
+            },
+            messages: one(unknown_id),
+        },
+        Submission {
+            credential: credential(&good, &good_secret),
+            messages: vec![
+                message(&p, &route, good.id, structured()),
+                message(&p, &route, good.id, structured()),
+            ],
+        },
     ];
-    let outcomes = store.enqueue(&submissions, now() + Duration::seconds(1)).await.unwrap();
+    let outcomes = store
+        .enqueue(&submissions, now() + Duration::seconds(1))
+        .await
+        .unwrap();
     use SubmissionOutcome::{Accepted, TokenInactive};
-    assert_eq!(outcomes, vec![Accepted, TokenInactive, TokenInactive, TokenInactive, TokenInactive, TokenInactive, Accepted]);
+    assert_eq!(
+        outcomes,
+        vec![
+            Accepted,
+            TokenInactive,
+            TokenInactive,
+            TokenInactive,
+            TokenInactive,
+            TokenInactive,
+            Accepted
+        ]
+    );
     for (submission, outcome) in submissions.iter().zip(&outcomes) {
         for m in &submission.messages {
             let stored = store.get_message(p.id, m.id).await.unwrap();
-            assert_eq!(stored.is_some(), *outcome == Accepted, "{:?}", submission.credential);
+            assert_eq!(
+                stored.is_some(),
+                *outcome == Accepted,
+                "{:?}",
+                submission.credential
+            );
         }
     }
     // With the new value the regenerated token sends again.
     let ok = store
-        .enqueue(&[Submission { credential: TokenCredential { token_id: regenerated.id, digest: fresh.digest() }, messages: one(regenerated.id) }], now())
+        .enqueue(
+            &[Submission {
+                credential: TokenCredential {
+                    token_id: regenerated.id,
+                    digest: fresh.digest(),
+                },
+                messages: one(regenerated.id),
+            }],
+            now(),
+        )
         .await
         .unwrap();
     assert_eq!(ok, vec![Accepted]);
@@ -687,7 +1174,13 @@ pub async fn revocation_orders_against_concurrent_enqueues(f: &dyn Fixture) {
     let mut workers = Vec::new();
     for _ in 0..8 {
         let store = store.clone();
-        let (p, route, tok, secret, revoked) = (p.clone(), route.clone(), tok.clone(), secret.clone(), revoked.clone());
+        let (p, route, tok, secret, revoked) = (
+            p.clone(),
+            route.clone(),
+            tok.clone(),
+            secret.clone(),
+            revoked.clone(),
+        );
         workers.push(tokio::spawn(async move {
             let mut accepted = Vec::new();
             let mut refused_after = 0u32;
@@ -696,12 +1189,21 @@ pub async fn revocation_orders_against_concurrent_enqueues(f: &dyn Fixture) {
                 let revoke_returned = *revoked.read().await;
                 let m = message(&p, &route, tok.id, structured());
                 let out = store
-                    .enqueue(&[Submission { credential: credential(&tok, &secret), messages: vec![m.clone()] }], now())
+                    .enqueue(
+                        &[Submission {
+                            credential: credential(&tok, &secret),
+                            messages: vec![m.clone()],
+                        }],
+                        now(),
+                    )
                     .await
                     .unwrap();
                 match out[0] {
                     SubmissionOutcome::Accepted => {
-                        assert!(!revoke_returned, "accepted a message after the revoke returned");
+                        assert!(
+                            !revoke_returned,
+                            "accepted a message after the revoke returned"
+                        );
                         accepted.push(m.id);
                     }
                     SubmissionOutcome::TokenInactive => {
@@ -737,45 +1239,191 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
     use lettermint_core::AuthFailure;
     let store = f.store();
     let services = Services::new(store.clone(), Arc::new(SystemClock));
-    let t = services.teams.create(Scope::Operator, "Acme").await.unwrap();
+    let t = services
+        .teams
+        .create(Scope::Operator, "Acme")
+        .await
+        .unwrap();
     let (p, first) = services
         .projects
-        .create(Scope::Operator, NewProject { team_id: t.id, name: "Shop".into(), smtp_enabled: false, first_token_name: Some("first".into()) })
+        .create(
+            Scope::Operator,
+            NewProject {
+                team_id: t.id,
+                name: "Shop".into(),
+                smtp_enabled: false,
+                first_token_name: Some("first".into()),
+            },
+        )
         .await
         .unwrap();
     let first = first.unwrap();
     let secret = first.secret.expose_secret().to_owned();
-    let caller = services.auth.authenticate_project(Some(&secret), Channel::Api).await.unwrap();
-    assert_eq!((caller.project_id, caller.team_id, caller.credential.token_id), (p.id, t.id, first.token.id));
-    assert_eq!(reason(services.auth.authenticate_project(Some(&secret), Channel::Smtp).await), AuthFailure::SmtpDisabled { token_id: first.token.id });
-    assert_eq!(reason(services.auth.authenticate_project(None, Channel::Api).await), AuthFailure::Missing);
-    assert!(matches!(reason(services.auth.authenticate_project(Some("lm_nope"), Channel::Api).await), AuthFailure::Malformed(_)));
+    let caller = services
+        .auth
+        .authenticate_project(Some(&secret), Channel::Api)
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            caller.project_id,
+            caller.team_id,
+            caller.credential.token_id
+        ),
+        (p.id, t.id, first.token.id)
+    );
+    assert_eq!(
+        reason(
+            services
+                .auth
+                .authenticate_project(Some(&secret), Channel::Smtp)
+                .await
+        ),
+        AuthFailure::SmtpDisabled {
+            token_id: first.token.id
+        }
+    );
+    assert_eq!(
+        reason(services.auth.authenticate_project(None, Channel::Api).await),
+        AuthFailure::Missing
+    );
+    assert!(matches!(
+        reason(
+            services
+                .auth
+                .authenticate_project(Some("lm_nope"), Channel::Api)
+                .await
+        ),
+        AuthFailure::Malformed(_)
+    ));
     let stranger = PlainToken::mint(TokenKind::Project).unwrap();
-    assert_eq!(reason(services.auth.authenticate_project(Some(stranger.expose_secret()), Channel::Api).await), AuthFailure::Unknown);
+    assert_eq!(
+        reason(
+            services
+                .auth
+                .authenticate_project(Some(stranger.expose_secret()), Channel::Api)
+                .await
+        ),
+        AuthFailure::Unknown
+    );
 
-    let team_token = services.team_tokens.create(Scope::Operator, t.id, "admin", &["write:projects"], None).await.unwrap();
+    let team_token = services
+        .team_tokens
+        .create(Scope::Operator, t.id, "admin", &["write:projects"], None)
+        .await
+        .unwrap();
     let team_secret = team_token.secret.expose_secret().to_owned();
-    assert_eq!(reason(services.auth.authenticate_project(Some(&team_secret), Channel::Api).await), AuthFailure::WrongKind { token_id: Some(team_token.token.id) });
-    let team_caller = services.auth.authenticate_team(Some(&team_secret)).await.unwrap();
+    assert_eq!(
+        reason(
+            services
+                .auth
+                .authenticate_project(Some(&team_secret), Channel::Api)
+                .await
+        ),
+        AuthFailure::WrongKind {
+            token_id: Some(team_token.token.id)
+        }
+    );
+    let team_caller = services
+        .auth
+        .authenticate_team(Some(&team_secret))
+        .await
+        .unwrap();
     assert_eq!(team_caller.team_id, t.id);
-    assert!(team_caller.require(lettermint_core::Ability::read(lettermint_core::Resource::Projects)).is_ok());
-    assert!(matches!(team_caller.require(lettermint_core::Ability::write(lettermint_core::Resource::Tokens)), Err(Error::Forbidden { .. })));
-    assert_eq!(reason(services.auth.authenticate_team(Some(&secret)).await), AuthFailure::WrongKind { token_id: Some(first.token.id) });
+    assert!(
+        team_caller
+            .require(lettermint_core::Ability::read(
+                lettermint_core::Resource::Projects
+            ))
+            .is_ok()
+    );
+    assert!(matches!(
+        team_caller.require(lettermint_core::Ability::write(
+            lettermint_core::Resource::Tokens
+        )),
+        Err(Error::Forbidden { .. })
+    ));
+    assert_eq!(
+        reason(services.auth.authenticate_team(Some(&secret)).await),
+        AuthFailure::WrongKind {
+            token_id: Some(first.token.id)
+        }
+    );
 
-    let again = services.project_tokens.regenerate(Scope::Team(t.id), Some(p.id), first.token.id).await.unwrap();
-    assert_eq!(reason(services.auth.authenticate_project(Some(&secret), Channel::Api).await), AuthFailure::Unknown);
+    let again = services
+        .project_tokens
+        .regenerate(Scope::Team(t.id), Some(p.id), first.token.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        reason(
+            services
+                .auth
+                .authenticate_project(Some(&secret), Channel::Api)
+                .await
+        ),
+        AuthFailure::Unknown
+    );
     let new_secret = again.secret.expose_secret().to_owned();
-    assert!(services.auth.authenticate_project(Some(&new_secret), Channel::Api).await.is_ok());
+    assert!(
+        services
+            .auth
+            .authenticate_project(Some(&new_secret), Channel::Api)
+            .await
+            .is_ok()
+    );
     assert_eq!(again.token.name, first.token.name);
     assert_eq!(again.token.id, first.token.id);
-    services.project_tokens.revoke(Scope::Team(t.id), Some(p.id), first.token.id).await.unwrap();
-    assert_eq!(reason(services.auth.authenticate_project(Some(&new_secret), Channel::Api).await), AuthFailure::Revoked { token_id: first.token.id });
-    services.team_tokens.revoke(Scope::Operator, team_token.token.id).await.unwrap();
-    assert_eq!(reason(services.auth.authenticate_team(Some(&team_secret)).await), AuthFailure::Revoked { token_id: team_token.token.id });
+    services
+        .project_tokens
+        .revoke(Scope::Team(t.id), Some(p.id), first.token.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        reason(
+            services
+                .auth
+                .authenticate_project(Some(&new_secret), Channel::Api)
+                .await
+        ),
+        AuthFailure::Revoked {
+            token_id: first.token.id
+        }
+    );
+    services
+        .team_tokens
+        .revoke(Scope::Operator, team_token.token.id)
+        .await
+        .unwrap();
+    assert_eq!(
+        reason(services.auth.authenticate_team(Some(&team_secret)).await),
+        AuthFailure::Revoked {
+            token_id: team_token.token.id
+        }
+    );
 
-    let expiring = services.project_tokens.create(Scope::Operator, p.id, "short", Some(now() + Duration::milliseconds(50))).await.unwrap();
+    let expiring = services
+        .project_tokens
+        .create(
+            Scope::Operator,
+            p.id,
+            "short",
+            Some(now() + Duration::milliseconds(50)),
+        )
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(80)).await;
-    assert_eq!(reason(services.auth.authenticate_project(Some(expiring.secret.expose_secret()), Channel::Api).await), AuthFailure::Expired { token_id: expiring.token.id });
+    assert_eq!(
+        reason(
+            services
+                .auth
+                .authenticate_project(Some(expiring.secret.expose_secret()), Channel::Api)
+                .await
+        ),
+        AuthFailure::Expired {
+            token_id: expiring.token.id
+        }
+    );
 }
 
 fn reason<T: std::fmt::Debug>(result: Result<T, Error>) -> lettermint_core::AuthFailure {
@@ -789,47 +1437,206 @@ fn reason<T: std::fmt::Debug>(result: Result<T, Error>) -> lettermint_core::Auth
 pub async fn tenant_scopes_hide_other_teams(f: &dyn Fixture) {
     let store = f.store();
     let services = Services::new(store.clone(), Arc::new(SystemClock));
-    let mine = services.teams.create(Scope::Operator, "Mine").await.unwrap();
-    let theirs = services.teams.create(Scope::Operator, "Theirs").await.unwrap();
+    let mine = services
+        .teams
+        .create(Scope::Operator, "Mine")
+        .await
+        .unwrap();
+    let theirs = services
+        .teams
+        .create(Scope::Operator, "Theirs")
+        .await
+        .unwrap();
     let (their_project, their_token) = services
         .projects
-        .create(Scope::Operator, NewProject { team_id: theirs.id, name: "Secret".into(), smtp_enabled: true, first_token_name: Some("t".into()) })
+        .create(
+            Scope::Operator,
+            NewProject {
+                team_id: theirs.id,
+                name: "Secret".into(),
+                smtp_enabled: true,
+                first_token_name: Some("t".into()),
+            },
+        )
         .await
         .unwrap();
     let their_token = their_token.unwrap().token;
-    let their_team_token = services.team_tokens.create(Scope::Operator, theirs.id, "x", &["read:team"], None).await.unwrap();
+    let their_team_token = services
+        .team_tokens
+        .create(Scope::Operator, theirs.id, "x", &["read:team"], None)
+        .await
+        .unwrap();
     let me = Scope::Team(mine.id);
-    let not_found = |r: Result<(), Error>| assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
+    let not_found =
+        |r: Result<(), Error>| assert!(matches!(r, Err(Error::NotFound { .. })), "{r:?}");
     let page = PageRequest::first(10, sort(TokenSortKey::Name, Direction::Ascending));
     not_found(services.teams.get(me, theirs.id).await.map(drop));
     not_found(services.teams.rename(me, theirs.id, "x").await.map(drop));
     not_found(services.projects.get(me, their_project.id).await.map(drop));
-    not_found(services.projects.update(me, their_project.id, ProjectUpdate::default()).await.map(drop));
+    not_found(
+        services
+            .projects
+            .update(me, their_project.id, ProjectUpdate::default())
+            .await
+            .map(drop),
+    );
     not_found(services.projects.delete(me, their_project.id).await);
-    not_found(services.projects.list(me, theirs.id, None, &PageRequest::first(10, sort(ProjectSortKey::Name, Direction::Ascending))).await.map(drop));
-    not_found(services.projects.create(me, NewProject { team_id: theirs.id, name: "x".into(), smtp_enabled: true, first_token_name: None }).await.map(drop));
-    not_found(services.project_tokens.list(me, their_project.id, TokenStatusFilter::All, &page).await.map(drop));
-    not_found(services.project_tokens.create(me, their_project.id, "x", None).await.map(drop));
-    not_found(services.project_tokens.get(me, None, their_token.id).await.map(drop));
-    not_found(services.project_tokens.rename(me, None, their_token.id, "x").await.map(drop));
-    not_found(services.project_tokens.regenerate(me, None, their_token.id).await.map(drop));
-    not_found(services.project_tokens.revoke(me, None, their_token.id).await.map(drop));
-    not_found(services.project_tokens.logs(me, None, their_token.id, &LogFilter::default(), &PageRequest::first(10, sort(LogSortKey::At, Direction::Descending))).await.map(drop));
-    not_found(services.team_tokens.get(me, their_team_token.token.id).await.map(drop));
-    not_found(services.team_tokens.revoke(me, their_team_token.token.id).await.map(drop));
-    not_found(services.team_tokens.regenerate(me, their_team_token.token.id).await.map(drop));
-    not_found(services.team_tokens.list(me, theirs.id, TokenStatusFilter::All, &page).await.map(drop));
-    not_found(services.team_tokens.create(me, theirs.id, "x", &["read:team"], None).await.map(drop));
+    not_found(
+        services
+            .projects
+            .list(
+                me,
+                theirs.id,
+                None,
+                &PageRequest::first(10, sort(ProjectSortKey::Name, Direction::Ascending)),
+            )
+            .await
+            .map(drop),
+    );
+    not_found(
+        services
+            .projects
+            .create(
+                me,
+                NewProject {
+                    team_id: theirs.id,
+                    name: "x".into(),
+                    smtp_enabled: true,
+                    first_token_name: None,
+                },
+            )
+            .await
+            .map(drop),
+    );
+    not_found(
+        services
+            .project_tokens
+            .list(me, their_project.id, TokenStatusFilter::All, &page)
+            .await
+            .map(drop),
+    );
+    not_found(
+        services
+            .project_tokens
+            .create(me, their_project.id, "x", None)
+            .await
+            .map(drop),
+    );
+    not_found(
+        services
+            .project_tokens
+            .get(me, None, their_token.id)
+            .await
+            .map(drop),
+    );
+    not_found(
+        services
+            .project_tokens
+            .rename(me, None, their_token.id, "x")
+            .await
+            .map(drop),
+    );
+    not_found(
+        services
+            .project_tokens
+            .regenerate(me, None, their_token.id)
+            .await
+            .map(drop),
+    );
+    not_found(
+        services
+            .project_tokens
+            .revoke(me, None, their_token.id)
+            .await
+            .map(drop),
+    );
+    not_found(
+        services
+            .project_tokens
+            .logs(
+                me,
+                None,
+                their_token.id,
+                &LogFilter::default(),
+                &PageRequest::first(10, sort(LogSortKey::At, Direction::Descending)),
+            )
+            .await
+            .map(drop),
+    );
+    not_found(
+        services
+            .team_tokens
+            .get(me, their_team_token.token.id)
+            .await
+            .map(drop),
+    );
+    not_found(
+        services
+            .team_tokens
+            .revoke(me, their_team_token.token.id)
+            .await
+            .map(drop),
+    );
+    not_found(
+        services
+            .team_tokens
+            .regenerate(me, their_team_token.token.id)
+            .await
+            .map(drop),
+    );
+    not_found(
+        services
+            .team_tokens
+            .list(me, theirs.id, TokenStatusFilter::All, &page)
+            .await
+            .map(drop),
+    );
+    not_found(
+        services
+            .team_tokens
+            .create(me, theirs.id, "x", &["read:team"], None)
+            .await
+            .map(drop),
+    );
     // And nothing changed.
-    assert!(services.auth.authenticate_team(Some(their_team_token.secret.expose_secret())).await.is_ok());
-    assert_eq!(services.projects.get(Scope::Operator, their_project.id).await.unwrap().name.as_str(), "Secret");
+    assert!(
+        services
+            .auth
+            .authenticate_team(Some(their_team_token.secret.expose_secret()))
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        services
+            .projects
+            .get(Scope::Operator, their_project.id)
+            .await
+            .unwrap()
+            .name
+            .as_str(),
+        "Secret"
+    );
     // A token addressed through the wrong project is not found either.
     let (my_project, _) = services
         .projects
-        .create(me, NewProject { team_id: mine.id, name: "Mine".into(), smtp_enabled: true, first_token_name: None })
+        .create(
+            me,
+            NewProject {
+                team_id: mine.id,
+                name: "Mine".into(),
+                smtp_enabled: true,
+                first_token_name: None,
+            },
+        )
         .await
         .unwrap();
-    not_found(services.project_tokens.get(Scope::Operator, Some(my_project.id), their_token.id).await.map(drop));
+    not_found(
+        services
+            .project_tokens
+            .get(Scope::Operator, Some(my_project.id), their_token.id)
+            .await
+            .map(drop),
+    );
 }
 
 /// Quotes, SQL, emoji and long text are stored as given; NUL, control characters and
@@ -837,7 +1644,11 @@ pub async fn tenant_scopes_hide_other_teams(f: &dyn Fixture) {
 pub async fn hostile_input_is_stored_verbatim_or_refused_cleanly(f: &dyn Fixture) {
     let store = f.store();
     let services = Services::new(store.clone(), Arc::new(SystemClock));
-    let t = services.teams.create(Scope::Operator, "Acme").await.unwrap();
+    let t = services
+        .teams
+        .create(Scope::Operator, "Acme")
+        .await
+        .unwrap();
     let hostile = [
         "Robert'); DROP TABLE project_tokens;--",
         "\"double\" 'single' `back` \\ back\\slash",
@@ -847,23 +1658,49 @@ pub async fn hostile_input_is_stored_verbatim_or_refused_cleanly(f: &dyn Fixture
     ];
     let (p, _) = services
         .projects
-        .create(Scope::Operator, NewProject { team_id: t.id, name: hostile[0].into(), smtp_enabled: true, first_token_name: None })
+        .create(
+            Scope::Operator,
+            NewProject {
+                team_id: t.id,
+                name: hostile[0].into(),
+                smtp_enabled: true,
+                first_token_name: None,
+            },
+        )
         .await
         .unwrap();
     for h in hostile {
-        let issued = services.project_tokens.create(Scope::Operator, p.id, h, None).await.unwrap();
-        let back = services.project_tokens.get(Scope::Operator, Some(p.id), issued.token.id).await.unwrap();
+        let issued = services
+            .project_tokens
+            .create(Scope::Operator, p.id, h, None)
+            .await
+            .unwrap();
+        let back = services
+            .project_tokens
+            .get(Scope::Operator, Some(p.id), issued.token.id)
+            .await
+            .unwrap();
         assert_eq!(back.name.as_str(), h);
     }
     let search = services
         .projects
-        .list(Scope::Operator, t.id, Some("'); DROP"), &PageRequest::first(10, sort(ProjectSortKey::Name, Direction::Ascending)))
+        .list(
+            Scope::Operator,
+            t.id,
+            Some("'); DROP"),
+            &PageRequest::first(10, sort(ProjectSortKey::Name, Direction::Ascending)),
+        )
         .await
         .unwrap();
     assert_eq!(search.items.len(), 1);
     let all = services
         .project_tokens
-        .list(Scope::Operator, p.id, TokenStatusFilter::All, &PageRequest::first(100, sort(TokenSortKey::Name, Direction::Ascending)))
+        .list(
+            Scope::Operator,
+            p.id,
+            TokenStatusFilter::All,
+            &PageRequest::first(100, sort(TokenSortKey::Name, Direction::Ascending)),
+        )
         .await
         .unwrap();
     assert_eq!(all.items.len(), hostile.len(), "the tables are intact");
@@ -874,32 +1711,70 @@ pub async fn hostile_input_is_stored_verbatim_or_refused_cleanly(f: &dyn Fixture
     };
     let long = "x".repeat(10 * 1024);
     for bad in ["nul\0byte", "line\nbreak", long.as_str(), "   "] {
-        let err = services.project_tokens.create(Scope::Operator, p.id, bad, None).await.unwrap_err();
+        let err = services
+            .project_tokens
+            .create(Scope::Operator, p.id, bad, None)
+            .await
+            .unwrap_err();
         assert_eq!(field_of(err), vec!["name"]);
         let err = services
             .projects
-            .create(Scope::Operator, NewProject { team_id: t.id, name: bad.into(), smtp_enabled: true, first_token_name: None })
+            .create(
+                Scope::Operator,
+                NewProject {
+                    team_id: t.id,
+                    name: bad.into(),
+                    smtp_enabled: true,
+                    first_token_name: None,
+                },
+            )
             .await
             .unwrap_err();
         assert_eq!(field_of(err), vec!["name"]);
     }
-    let err = services.team_tokens.create(Scope::Operator, t.id, "ok", &["read:projects'--"], None).await.unwrap_err();
+    let err = services
+        .team_tokens
+        .create(Scope::Operator, t.id, "ok", &["read:projects'--"], None)
+        .await
+        .unwrap_err();
     assert_eq!(field_of(err), vec!["abilities"]);
     // Store-level: a 10 KB emoji name goes in and out intact (the store itself has no limit).
     let big = "🚀".repeat(2560);
     let (mut tok, secret) = new_token(p.id, "x", now());
     tok.name = Name::from_stored(big.clone());
-    store.insert_project_token(&tok, &secret.digest()).await.unwrap();
-    assert_eq!(store.get_project_token(tok.id).await.unwrap().unwrap().name.as_str(), big);
+    store
+        .insert_project_token(&tok, &secret.digest())
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_project_token(tok.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .name
+            .as_str(),
+        big
+    );
     // Hostile log fields.
     let mut record = usage(tok.id, now(), Outcome::Accepted, "::1");
     record.user_agent = Some("'; DELETE FROM token_logs; -- \u{0}\u{7}".into());
-    store.record_usage(&UsageBatch::from_records(vec![record])).await.unwrap();
-    let logs = store
-        .list_token_logs(tok.id, &LogFilter::default(), PageRequest::first(10, sort(LogSortKey::At, Direction::Descending)).keyset())
+    store
+        .record_usage(&UsageBatch::from_records(vec![record]))
         .await
         .unwrap();
-    assert_eq!(logs[0].user_agent.as_deref(), Some("'; DELETE FROM token_logs; -- "));
+    let logs = store
+        .list_token_logs(
+            tok.id,
+            &LogFilter::default(),
+            PageRequest::first(10, sort(LogSortKey::At, Direction::Descending)).keyset(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        logs[0].user_agent.as_deref(),
+        Some("'; DELETE FROM token_logs; -- ")
+    );
     let _ = LogEntryId::new();
 }
 
@@ -907,36 +1782,84 @@ pub async fn hostile_input_is_stored_verbatim_or_refused_cleanly(f: &dyn Fixture
 pub async fn the_database_never_contains_a_token_secret(f: &dyn Fixture) {
     let store = f.store();
     let services = Services::new(store.clone(), Arc::new(SystemClock));
-    let t = services.teams.create(Scope::Operator, "Acme").await.unwrap();
+    let t = services
+        .teams
+        .create(Scope::Operator, "Acme")
+        .await
+        .unwrap();
     let mut secrets = Vec::new();
     let (p, first) = services
         .projects
-        .create(Scope::Operator, NewProject { team_id: t.id, name: "Shop".into(), smtp_enabled: true, first_token_name: Some("first".into()) })
+        .create(
+            Scope::Operator,
+            NewProject {
+                team_id: t.id,
+                name: "Shop".into(),
+                smtp_enabled: true,
+                first_token_name: Some("first".into()),
+            },
+        )
         .await
         .unwrap();
     let first = first.unwrap();
     secrets.push(first.secret.expose_secret().to_owned());
-    let created = services.project_tokens.create(Scope::Operator, p.id, "api", None).await.unwrap();
+    let created = services
+        .project_tokens
+        .create(Scope::Operator, p.id, "api", None)
+        .await
+        .unwrap();
     secrets.push(created.secret.expose_secret().to_owned());
-    let regenerated = services.project_tokens.regenerate(Scope::Operator, None, created.token.id).await.unwrap();
+    let regenerated = services
+        .project_tokens
+        .regenerate(Scope::Operator, None, created.token.id)
+        .await
+        .unwrap();
     secrets.push(regenerated.secret.expose_secret().to_owned());
-    let team_token = services.team_tokens.create(Scope::Operator, t.id, "admin", &["write:tokens"], None).await.unwrap();
+    let team_token = services
+        .team_tokens
+        .create(Scope::Operator, t.id, "admin", &["write:tokens"], None)
+        .await
+        .unwrap();
     secrets.push(team_token.secret.expose_secret().to_owned());
-    let team_again = services.team_tokens.regenerate(Scope::Operator, team_token.token.id).await.unwrap();
+    let team_again = services
+        .team_tokens
+        .regenerate(Scope::Operator, team_token.token.id)
+        .await
+        .unwrap();
     secrets.push(team_again.secret.expose_secret().to_owned());
     // Use them: authentication, usage logs, a message.
-    let caller = services.auth.authenticate_project(Some(regenerated.secret.expose_secret()), Channel::Api).await.unwrap();
+    let caller = services
+        .auth
+        .authenticate_project(Some(regenerated.secret.expose_secret()), Channel::Api)
+        .await
+        .unwrap();
     let route = services.messages.resolve_route(p.id, None).await.unwrap();
     let m = message(&p, &route, caller.credential.token_id, structured());
-    services.messages.enqueue(&[Submission { credential: caller.credential, messages: vec![m] }]).await.unwrap();
+    services
+        .messages
+        .enqueue(&[Submission {
+            credential: caller.credential,
+            messages: vec![m],
+        }])
+        .await
+        .unwrap();
     services
         .usage
-        .flush(vec![usage(caller.credential.token_id, now(), Outcome::Accepted, "10.1.2.3")])
+        .flush(vec![usage(
+            caller.credential.token_id,
+            now(),
+            Outcome::Accepted,
+            "10.1.2.3",
+        )])
         .await
         .unwrap();
 
     let values = f.dump_all_values().await;
-    assert!(values.len() > 20, "the dump read too little to prove anything: {} values", values.len());
+    assert!(
+        values.len() > 20,
+        "the dump read too little to prove anything: {} values",
+        values.len()
+    );
     for secret in &secrets {
         let body = &secret.as_bytes()[secret.len() - 40..];
         for value in &values {

@@ -90,7 +90,12 @@ fn find_bin_dir() -> Result<PathBuf, StartError> {
         .ok_or_else(|| StartError(format!("PostgreSQL binaries not found. {INSTALL_HINT}")))
 }
 
-fn wait_until_ready(child: &mut Child, port: u16, dir: &Path, timeout: Duration) -> Result<(), String> {
+fn wait_until_ready(
+    child: &mut Child,
+    port: u16,
+    dir: &Path,
+    timeout: Duration,
+) -> Result<(), String> {
     let deadline = Instant::now() + timeout;
     loop {
         if let Ok(Some(status)) = child.try_wait() {
@@ -154,8 +159,9 @@ impl TempPostgres {
             .map_err(|e| StartError(format!("cannot create a temporary directory: {e}")))?;
         let data = dir.path().join("data");
         if let Some((uid, gid)) = user {
-            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid))
-                .map_err(|e| StartError(format!("cannot hand the data directory to postgres: {e}")))?;
+            std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).map_err(|e| {
+                StartError(format!("cannot hand the data directory to postgres: {e}"))
+            })?;
             fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).ok();
         }
         let as_user = |cmd: &mut Command| {
@@ -166,7 +172,12 @@ impl TempPostgres {
 
         let mut initdb = Command::new(bin.join("initdb"));
         initdb
-            .args(["--auth=trust", "--username=postgres", "--encoding=UTF8", "--no-sync"])
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--encoding=UTF8",
+                "--no-sync",
+            ])
             .arg("--pgdata")
             .arg(&data)
             .env("LC_ALL", "C")
@@ -195,19 +206,24 @@ impl TempPostgres {
             ];
             if durability == Durability::Fast {
                 settings.extend(
-                    ["fsync=off", "synchronous_commit=off", "full_page_writes=off"]
-                        .map(String::from),
+                    [
+                        "fsync=off",
+                        "synchronous_commit=off",
+                        "full_page_writes=off",
+                    ]
+                    .map(String::from),
                 );
             }
             let config: String = settings.iter().map(|s| format!(" -c {s}")).collect();
             // The guard: start postgres, wait until our stdin closes (this process exited or
-            // dropped us), then ask for a fast shutdown and wait for it.
+            // dropped us), then ask for a fast shutdown, wait for it and delete the data.
             let script = format!(
                 "'{postgres}' -D '{data}'{config} >'{log}' 2>&1 & pid=$!; \
-                 cat >/dev/null; kill -INT $pid 2>/dev/null; wait $pid",
+                 cat >/dev/null; kill -INT $pid 2>/dev/null; wait $pid; rm -rf '{dir}'",
                 postgres = bin.join("postgres").display(),
                 data = data.display(),
                 log = dir.path().join("server.log").display(),
+                dir = dir.path().display(),
             );
             let mut guard = Command::new("/bin/sh");
             guard
@@ -267,7 +283,10 @@ impl TempPostgres {
             match <sqlx::PgConnection as sqlx::Connection>::connect(&self.url("postgres")).await {
                 Ok(conn) => break conn,
                 Err(e) if Instant::now() > deadline => {
-                    panic!("cannot connect to the throwaway server: {e}\n{}", self.log())
+                    panic!(
+                        "cannot connect to the throwaway server: {e}\n{}",
+                        self.log()
+                    )
                 }
                 Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
             }

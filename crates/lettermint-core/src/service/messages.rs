@@ -38,7 +38,10 @@ impl MessageService {
                 .get_route_by_slug(project, slug)
                 .await?
                 .ok_or_else(|| {
-                    Error::invalid("route", format!("The route `{slug}` does not exist in this project."))
+                    Error::invalid(
+                        "route",
+                        format!("The route `{slug}` does not exist in this project."),
+                    )
                 }),
             None => self
                 .routes
@@ -54,7 +57,10 @@ impl MessageService {
     pub async fn enqueue(&self, submissions: &[Submission]) -> Result<Vec<SubmissionOutcome>> {
         for submission in submissions {
             if submission.messages.is_empty() {
-                return Err(Error::invalid("messages", "A submission needs at least one message."));
+                return Err(Error::invalid(
+                    "messages",
+                    "A submission needs at least one message.",
+                ));
             }
             if submission
                 .messages

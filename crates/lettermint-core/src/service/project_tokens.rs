@@ -138,7 +138,11 @@ impl ProjectTokenService {
     }
 
     /// The project's oldest active token: what the legacy `rotate-token` endpoint regenerates.
-    pub async fn first_active(&self, scope: Scope, project: ProjectId) -> Result<Option<ProjectToken>> {
+    pub async fn first_active(
+        &self,
+        scope: Scope,
+        project: ProjectId,
+    ) -> Result<Option<ProjectToken>> {
         let request = PageRequest::first(
             1,
             Sort {
@@ -208,7 +212,9 @@ impl ProjectTokenService {
     ) -> Result<ProjectToken> {
         let token = self.get(scope, project, id).await?;
         if token.revoked_at.is_none() {
-            self.tokens.revoke_project_token(id, self.clock.now()).await?;
+            self.tokens
+                .revoke_project_token(id, self.clock.now())
+                .await?;
         }
         self.get(scope, project, id).await
     }

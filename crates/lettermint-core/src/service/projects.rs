@@ -130,7 +130,10 @@ impl ProjectService {
         request: &PageRequest<ProjectSortKey>,
     ) -> Result<Page<Project>> {
         scope.check(team, "team")?;
-        let search = search.map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned);
+        let search = search
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned);
         let rows = self
             .projects
             .list_projects(team, search, request.keyset())
@@ -139,7 +142,12 @@ impl ProjectService {
     }
 
     /// Changes name and/or SMTP setting.
-    pub async fn update(&self, scope: Scope, id: ProjectId, update: ProjectUpdate) -> Result<Project> {
+    pub async fn update(
+        &self,
+        scope: Scope,
+        id: ProjectId,
+        update: ProjectUpdate,
+    ) -> Result<Project> {
         let mut project = self.get(scope, id).await?;
         if let Some(name) = update.name.as_deref() {
             project.name = Name::parse("name", name)?;

@@ -91,7 +91,9 @@ impl TeamTokenService {
             expires_at: expires_at.map(crate::clock::truncate_to_micros),
             revoked_at: None,
         };
-        self.tokens.insert_team_token(&token, &secret.digest()).await?;
+        self.tokens
+            .insert_team_token(&token, &secret.digest())
+            .await?;
         Ok(IssuedTeamToken { token, secret })
     }
 

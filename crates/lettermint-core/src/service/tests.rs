@@ -1,1 +1,714 @@
-mod placeholder {}
+//! Every service rule, against mocked repositories: a mock with no expectation set panics when
+//! called, so these tests also prove which rules are enforced before the store is touched.
+
+use std::sync::{Arc, Mutex};
+
+use time::macros::datetime;
+use time::{Duration, OffsetDateTime};
+
+use crate::auth::{AuthFailure, AuthService};
+use crate::clock::FixedClock;
+use crate::error::Error;
+use crate::id::{MessageId, ProjectId, RouteId, TeamId, TokenId};
+use crate::message::{Message, MessageContent, MessageStatus, Submission, TokenCredential};
+use crate::model::{Channel, Project, ProjectToken, Route, Team, TeamToken};
+use crate::name::Name;
+use crate::repo::{
+    MockMessageRepository, MockProjectRepository, MockProjectTokenRepository, MockRouteRepository,
+    MockTeamRepository, MockTeamTokenRepository, MockUsageRepository, ProjectTokenGrant,
+};
+use crate::scope::Scope;
+use crate::token::{PlainToken, TokenKind};
+use crate::usage::{Action, Outcome, UsageRecord};
+use crate::{Abilities, Ability, Resource};
+
+use super::*;
+
+const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
+
+fn clock() -> Arc<FixedClock> {
+    Arc::new(FixedClock(NOW))
+}
+
+fn team_id() -> TeamId {
+    TeamId::from_uuid(uuid::Uuid::from_u128(1))
+}
+
+fn project_of(team: TeamId) -> Project {
+    Project {
+        id: ProjectId::from_uuid(uuid::Uuid::from_u128(10)),
+        team_id: team,
+        name: Name::from_stored("Shop".into()),
+        smtp_enabled: true,
+        created_at: NOW,
+        updated_at: NOW,
+    }
+}
+
+fn token_of(project: ProjectId) -> ProjectToken {
+    let secret = PlainToken::mint(TokenKind::Project).unwrap();
+    ProjectToken {
+        id: TokenId::from_uuid(uuid::Uuid::from_u128(100)),
+        project_id: project,
+        name: Name::from_stored("main".into()),
+        hint: secret.hint(),
+        created_at: NOW,
+        updated_at: NOW,
+        last_use: Default::default(),
+        expires_at: None,
+        revoked_at: None,
+    }
+}
+
+fn projects_returning(project: Project) -> MockProjectRepository {
+    let mut projects = MockProjectRepository::new();
+    projects
+        .expect_get_project()
+        .returning(move |id| Ok((id == project.id).then(|| project.clone())));
+    projects
+}
+
+fn token_service(
+    projects: MockProjectRepository,
+    tokens: MockProjectTokenRepository,
+) -> ProjectTokenService {
+    ProjectTokenService::new(
+        Arc::new(projects),
+        Arc::new(tokens),
+        Arc::new(MockUsageRepository::new()),
+        clock(),
+    )
+}
+
+fn validation_fields(err: Error) -> Vec<String> {
+    match err {
+        Error::Validation(v) => v.fields().keys().cloned().collect(),
+        other => panic!("expected a validation error, got {other:?}"),
+    }
+}
+
+// --- project tokens -------------------------------------------------------------------------
+
+#[tokio::test]
+async fn create_stores_the_digest_of_the_secret_it_returns() {
+    let project = project_of(team_id());
+    let stored = Arc::new(Mutex::new(None));
+    let mut tokens = MockProjectTokenRepository::new();
+    let sink = stored.clone();
+    tokens
+        .expect_insert_project_token()
+        .times(1)
+        .returning(move |token, digest| {
+            *sink.lock().unwrap() = Some((token.clone(), *digest));
+            Ok(())
+        });
+    let service = token_service(projects_returning(project.clone()), tokens);
+    let issued = service
+        .create(
+            Scope::Team(team_id()),
+            project.id,
+            "  checkout ",
+            Some(NOW + Duration::days(1)),
+        )
+        .await
+        .unwrap();
+    let (token, digest) = stored.lock().unwrap().clone().unwrap();
+    assert_eq!(digest, issued.secret.digest());
+    assert_eq!(token, issued.token);
+    assert_eq!(token.name.as_str(), "checkout");
+    assert_eq!(token.hint, issued.secret.hint());
+    assert_eq!((token.created_at, token.updated_at), (NOW, NOW));
+    assert_eq!(issued.secret.kind(), TokenKind::Project);
+}
+
+#[tokio::test]
+async fn create_validates_before_touching_the_store() {
+    // No expectations: any repository call would panic.
+    let service = token_service(
+        MockProjectRepository::new(),
+        MockProjectTokenRepository::new(),
+    );
+    let scope = Scope::Team(team_id());
+    let id = ProjectId::new();
+    assert_eq!(
+        validation_fields(service.create(scope, id, "", None).await.unwrap_err()),
+        ["name"]
+    );
+    assert_eq!(
+        validation_fields(
+            service
+                .create(scope, id, "ok", Some(NOW))
+                .await
+                .unwrap_err()
+        ),
+        ["expires_at"]
+    );
+    assert_eq!(
+        validation_fields(
+            service
+                .create(scope, id, "ok", Some(NOW - Duration::seconds(1)))
+                .await
+                .unwrap_err()
+        ),
+        ["expires_at"]
+    );
+}
+
+#[tokio::test]
+async fn another_teams_project_is_not_found() {
+    let project = project_of(TeamId::new());
+    let service = token_service(
+        projects_returning(project.clone()),
+        MockProjectTokenRepository::new(),
+    );
+    let err = service
+        .create(Scope::Team(team_id()), project.id, "x", None)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { entity: "project" }),
+        "{err:?}"
+    );
+}
+
+fn tokens_returning(token: ProjectToken) -> MockProjectTokenRepository {
+    let mut tokens = MockProjectTokenRepository::new();
+    tokens
+        .expect_get_project_token()
+        .returning(move |id| Ok((id == token.id).then(|| token.clone())));
+    tokens
+}
+
+#[tokio::test]
+async fn a_token_addressed_through_another_project_is_not_found() {
+    let project = project_of(team_id());
+    let token = token_of(project.id);
+    let service = token_service(projects_returning(project), tokens_returning(token.clone()));
+    let err = service
+        .get(Scope::Operator, Some(ProjectId::new()), token.id)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound { entity: "token" }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn revoked_tokens_cannot_be_renamed_or_regenerated() {
+    let project = project_of(team_id());
+    let mut token = token_of(project.id);
+    token.revoked_at = Some(NOW);
+    // No rename or replace expectation: calling them would panic.
+    let service = token_service(
+        projects_returning(project.clone()),
+        tokens_returning(token.clone()),
+    );
+    let err = service
+        .rename(Scope::Operator, Some(project.id), token.id, "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    let err = service
+        .regenerate(Scope::Operator, Some(project.id), token.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn revoking_a_revoked_token_changes_nothing() {
+    let project = project_of(team_id());
+    let mut token = token_of(project.id);
+    token.revoked_at = Some(NOW - Duration::days(1));
+    let service = token_service(projects_returning(project), tokens_returning(token.clone()));
+    let again = service
+        .revoke(Scope::Operator, None, token.id)
+        .await
+        .unwrap();
+    assert_eq!(again.revoked_at, token.revoked_at);
+}
+
+#[tokio::test]
+async fn revoke_and_regenerate_hit_the_store_once_each() {
+    let project = project_of(team_id());
+    let token = token_of(project.id);
+    let mut tokens = tokens_returning(token.clone());
+    let replaced = Arc::new(Mutex::new(None));
+    let sink = replaced.clone();
+    tokens
+        .expect_replace_project_token_secret()
+        .times(1)
+        .returning(move |id, digest, _hint, at| {
+            *sink.lock().unwrap() = Some((id, *digest, at));
+            Ok(true)
+        });
+    tokens
+        .expect_revoke_project_token()
+        .withf(|_, at| *at == NOW)
+        .times(1)
+        .returning(|_, _| Ok(true));
+    let service = token_service(projects_returning(project.clone()), tokens);
+    let issued = service
+        .regenerate(Scope::Operator, Some(project.id), token.id)
+        .await
+        .unwrap();
+    let (id, digest, at) = replaced.lock().unwrap().unwrap();
+    assert_eq!((id, digest, at), (token.id, issued.secret.digest(), NOW));
+    service
+        .revoke(Scope::Operator, Some(project.id), token.id)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn regenerate_loses_a_race_with_revoke_as_a_conflict() {
+    let project = project_of(team_id());
+    let token = token_of(project.id);
+    let mut tokens = tokens_returning(token.clone());
+    tokens
+        .expect_replace_project_token_secret()
+        .returning(|_, _, _, _| Ok(false));
+    let service = token_service(projects_returning(project), tokens);
+    let err = service
+        .regenerate(Scope::Operator, None, token.id)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+}
+
+// --- authentication -------------------------------------------------------------------------
+
+fn auth(tokens: MockProjectTokenRepository, team_tokens: MockTeamTokenRepository) -> AuthService {
+    AuthService::new(Arc::new(tokens), Arc::new(team_tokens), clock())
+}
+
+fn failure<T: std::fmt::Debug>(r: crate::Result<T>) -> AuthFailure {
+    match r {
+        Err(Error::Unauthenticated(f)) => f,
+        other => panic!("expected an authentication failure, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn malformed_tokens_are_refused_without_a_lookup() {
+    let service = auth(
+        MockProjectTokenRepository::new(),
+        MockTeamTokenRepository::new(),
+    );
+    let good = PlainToken::mint(TokenKind::Project).unwrap();
+    let typo = format!(
+        "{}x",
+        &good.expose_secret()[..good.expose_secret().len() - 1]
+    );
+    for bad in ["", "   ", "Bearer abc", "lm_", "lm_short", typo.as_str()] {
+        let f = failure(service.authenticate_project(Some(bad), Channel::Api).await);
+        assert!(
+            matches!(f, AuthFailure::Malformed(_) | AuthFailure::Missing),
+            "{bad:?}: {f:?}"
+        );
+    }
+    assert_eq!(
+        failure(service.authenticate_project(None, Channel::Api).await),
+        AuthFailure::Missing
+    );
+    assert_eq!(
+        failure(service.authenticate_team(Some("")).await),
+        AuthFailure::Missing
+    );
+}
+
+fn grant(token: ProjectToken, smtp_enabled: bool) -> MockProjectTokenRepository {
+    let mut tokens = MockProjectTokenRepository::new();
+    tokens
+        .expect_find_project_token_by_digest()
+        .returning(move |_| {
+            Ok(Some(ProjectTokenGrant {
+                token: token.clone(),
+                team_id: team_id(),
+                smtp_enabled,
+            }))
+        });
+    tokens
+}
+
+#[tokio::test]
+async fn each_refusal_names_its_reason_and_token() {
+    let secret = PlainToken::mint(TokenKind::Project).unwrap();
+    let presented = Some(secret.expose_secret());
+    let project = project_of(team_id());
+    let token = token_of(project.id);
+
+    let mut revoked = token.clone();
+    revoked.revoked_at = Some(NOW - Duration::seconds(1));
+    let service = auth(grant(revoked, true), MockTeamTokenRepository::new());
+    assert_eq!(
+        failure(service.authenticate_project(presented, Channel::Api).await),
+        AuthFailure::Revoked { token_id: token.id }
+    );
+
+    let mut expired = token.clone();
+    expired.expires_at = Some(NOW);
+    let service = auth(grant(expired, true), MockTeamTokenRepository::new());
+    assert_eq!(
+        failure(service.authenticate_project(presented, Channel::Api).await),
+        AuthFailure::Expired { token_id: token.id }
+    );
+
+    let service = auth(grant(token.clone(), false), MockTeamTokenRepository::new());
+    assert_eq!(
+        failure(service.authenticate_project(presented, Channel::Smtp).await),
+        AuthFailure::SmtpDisabled { token_id: token.id }
+    );
+    // The same token is fine on the API, and the caller carries the presented digest.
+    let caller = service
+        .authenticate_project(presented, Channel::Api)
+        .await
+        .unwrap();
+    assert_eq!(
+        caller.credential,
+        TokenCredential {
+            token_id: token.id,
+            digest: secret.digest()
+        }
+    );
+    assert_eq!((caller.team_id, caller.project_id), (team_id(), project.id));
+
+    let mut unknown = MockProjectTokenRepository::new();
+    unknown
+        .expect_find_project_token_by_digest()
+        .returning(|_| Ok(None));
+    let service = auth(unknown, MockTeamTokenRepository::new());
+    assert_eq!(
+        failure(service.authenticate_project(presented, Channel::Api).await),
+        AuthFailure::Unknown
+    );
+}
+
+fn team_token(abilities: Abilities) -> TeamToken {
+    let secret = PlainToken::mint(TokenKind::Team).unwrap();
+    TeamToken {
+        id: TokenId::new(),
+        team_id: team_id(),
+        name: Name::from_stored("admin".into()),
+        hint: secret.hint(),
+        abilities,
+        created_at: NOW,
+        updated_at: NOW,
+        last_use: Default::default(),
+        expires_at: None,
+        revoked_at: None,
+    }
+}
+
+#[tokio::test]
+async fn tokens_of_the_wrong_kind_are_refused_and_attributed() {
+    let team = team_token(Abilities::all());
+    let team_secret = PlainToken::mint(TokenKind::Team).unwrap();
+    let mut team_tokens = MockTeamTokenRepository::new();
+    let found = team.clone();
+    team_tokens
+        .expect_find_team_token_by_digest()
+        .returning(move |_| Ok(Some(found.clone())));
+    let service = auth(MockProjectTokenRepository::new(), team_tokens);
+    assert_eq!(
+        failure(
+            service
+                .authenticate_project(Some(team_secret.expose_secret()), Channel::Api)
+                .await
+        ),
+        AuthFailure::WrongKind {
+            token_id: Some(team.id)
+        }
+    );
+    let caller = service
+        .authenticate_team(Some(team_secret.expose_secret()))
+        .await
+        .unwrap();
+    assert_eq!(caller.token_id, team.id);
+
+    let project_secret = PlainToken::mint(TokenKind::Project).unwrap();
+    let mut tokens = MockProjectTokenRepository::new();
+    tokens
+        .expect_find_project_token_by_digest()
+        .returning(|_| Ok(None));
+    let service = auth(tokens, MockTeamTokenRepository::new());
+    assert_eq!(
+        failure(
+            service
+                .authenticate_team(Some(project_secret.expose_secret()))
+                .await
+        ),
+        AuthFailure::WrongKind { token_id: None }
+    );
+}
+
+#[tokio::test]
+async fn team_callers_need_the_ability_and_write_implies_read() {
+    let abilities: Abilities = [Ability::write(Resource::Tokens)].into_iter().collect();
+    let mut team_tokens = MockTeamTokenRepository::new();
+    let token = team_token(abilities);
+    team_tokens
+        .expect_find_team_token_by_digest()
+        .returning(move |_| Ok(Some(token.clone())));
+    let service = auth(MockProjectTokenRepository::new(), team_tokens);
+    let secret = PlainToken::mint(TokenKind::Team).unwrap();
+    let caller = service
+        .authenticate_team(Some(secret.expose_secret()))
+        .await
+        .unwrap();
+    assert!(caller.require(Ability::read(Resource::Tokens)).is_ok());
+    assert!(caller.require(Ability::write(Resource::Tokens)).is_ok());
+    let err = caller
+        .require(Ability::read(Resource::Projects))
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Forbidden { ref required } if required == "read:projects"),
+        "{err:?}"
+    );
+}
+
+// --- teams, projects, team tokens -----------------------------------------------------------
+
+#[tokio::test]
+async fn only_operators_create_teams() {
+    let service = TeamService::new(Arc::new(MockTeamRepository::new()), clock());
+    let err = service
+        .create(Scope::Team(team_id()), "x")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Forbidden { .. }), "{err:?}");
+    let mut teams = MockTeamRepository::new();
+    teams.expect_insert_team().times(1).returning(|_| Ok(()));
+    let service = TeamService::new(Arc::new(teams), clock());
+    let team: Team = service.create(Scope::Operator, " Acme ").await.unwrap();
+    assert_eq!(team.name.as_str(), "Acme");
+}
+
+#[tokio::test]
+async fn projects_are_created_with_a_default_route_and_an_optional_first_token() {
+    let mut teams = MockTeamRepository::new();
+    teams.expect_get_team().returning(|id| {
+        Ok(Some(Team {
+            id,
+            name: Name::from_stored("Acme".into()),
+            created_at: NOW,
+            updated_at: NOW,
+        }))
+    });
+    let seen = Arc::new(Mutex::new(None));
+    let sink = seen.clone();
+    let mut projects = MockProjectRepository::new();
+    projects
+        .expect_insert_project()
+        .times(1)
+        .returning(move |project, route, first| {
+            *sink.lock().unwrap() = Some((project.clone(), route.clone(), first));
+            Ok(())
+        });
+    let service = ProjectService::new(Arc::new(teams), Arc::new(projects), clock());
+    let (project, issued) = service
+        .create(
+            Scope::Team(team_id()),
+            NewProject {
+                team_id: team_id(),
+                name: "Shop".into(),
+                smtp_enabled: true,
+                first_token_name: Some("first".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let issued = issued.unwrap();
+    let (stored, route, first) = seen.lock().unwrap().clone().unwrap();
+    assert_eq!(stored, project);
+    assert_eq!(
+        (route.slug.as_str(), route.is_default, route.project_id),
+        ("default", true, project.id)
+    );
+    let first = first.unwrap();
+    assert_eq!(first.digest, issued.secret.digest());
+    assert_eq!(first.token.project_id, project.id);
+}
+
+#[tokio::test]
+async fn projects_of_missing_teams_and_bad_names_are_refused() {
+    let service = ProjectService::new(
+        Arc::new(MockTeamRepository::new()),
+        Arc::new(MockProjectRepository::new()),
+        clock(),
+    );
+    let err = service
+        .create(
+            Scope::Operator,
+            NewProject {
+                team_id: team_id(),
+                name: " ".into(),
+                smtp_enabled: true,
+                first_token_name: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(validation_fields(err), ["name"]);
+    let err = service
+        .create(
+            Scope::Team(TeamId::new()),
+            NewProject {
+                team_id: team_id(),
+                name: "x".into(),
+                smtp_enabled: true,
+                first_token_name: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let mut teams = MockTeamRepository::new();
+    teams.expect_get_team().returning(|_| Ok(None));
+    let service = ProjectService::new(
+        Arc::new(teams),
+        Arc::new(MockProjectRepository::new()),
+        clock(),
+    );
+    let err = service
+        .create(
+            Scope::Operator,
+            NewProject {
+                team_id: team_id(),
+                name: "x".into(),
+                smtp_enabled: true,
+                first_token_name: None,
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { entity: "team" }), "{err:?}");
+}
+
+#[tokio::test]
+async fn team_tokens_reject_unknown_abilities_before_the_store() {
+    let service = TeamTokenService::new(
+        Arc::new(MockTeamRepository::new()),
+        Arc::new(MockTeamTokenRepository::new()),
+        Arc::new(MockUsageRepository::new()),
+        clock(),
+    );
+    let err = service
+        .create(
+            Scope::Operator,
+            team_id(),
+            "ci",
+            &["read:projects", "admin:all"],
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(validation_fields(err), ["abilities"]);
+}
+
+// --- messages and usage ---------------------------------------------------------------------
+
+#[tokio::test]
+async fn an_unknown_route_is_a_validation_error_on_route() {
+    let mut routes = MockRouteRepository::new();
+    routes.expect_get_route_by_slug().returning(|_, _| Ok(None));
+    let service = MessageService::new(
+        Arc::new(routes),
+        Arc::new(MockMessageRepository::new()),
+        clock(),
+    );
+    let err = service
+        .resolve_route(ProjectId::new(), Some("newsletter"))
+        .await
+        .unwrap_err();
+    assert_eq!(validation_fields(err), ["route"]);
+}
+
+#[tokio::test]
+async fn submissions_must_name_their_own_token() {
+    let service = MessageService::new(
+        Arc::new(MockRouteRepository::new()),
+        Arc::new(MockMessageRepository::new()),
+        clock(),
+    );
+    let project = project_of(team_id());
+    let credential = TokenCredential {
+        token_id: TokenId::new(),
+        digest: PlainToken::mint(TokenKind::Project).unwrap().digest(),
+    };
+    let message = Message {
+        id: MessageId::new(),
+        project_id: project.id,
+        route_id: Route::default_for(project.id, NOW).id,
+        token_id: TokenId::new(),
+        via: Channel::Api,
+        status: MessageStatus::Pending,
+        envelope_from: "a@example.com".into(),
+        envelope_to: vec!["b@example.com".into()],
+        subject: None,
+        tag: None,
+        metadata: Default::default(),
+        idempotency_key: None,
+        scheduled_at: None,
+        created_at: NOW,
+        content: MessageContent::Mime(b"x".to_vec()),
+    };
+    let err = service
+        .enqueue(&[Submission {
+            credential,
+            messages: vec![message],
+        }])
+        .await
+        .unwrap_err();
+    assert_eq!(validation_fields(err), ["messages"]);
+    let err = service
+        .enqueue(&[Submission {
+            credential,
+            messages: vec![],
+        }])
+        .await
+        .unwrap_err();
+    assert_eq!(validation_fields(err), ["messages"]);
+    let _ = RouteId::new();
+}
+
+#[tokio::test]
+async fn usage_flushes_one_batch_and_skips_empty_ones() {
+    let service = UsageService::new(Arc::new(MockUsageRepository::new()), clock());
+    service.flush(Vec::new()).await.unwrap();
+
+    let token = TokenId::new();
+    let mut usage = MockUsageRepository::new();
+    usage
+        .expect_record_usage()
+        .withf(move |batch| {
+            batch.entries.len() == 2
+                && batch.last_use.len() == 1
+                && batch.last_use[0].token_id == token
+        })
+        .times(1)
+        .returning(|_| Ok(()));
+    usage
+        .expect_prune_token_logs()
+        .withf(|before| *before == NOW - Duration::days(30))
+        .times(1)
+        .returning(|_| Ok(7));
+    let service = UsageService::new(Arc::new(usage), clock());
+    let record = |at| UsageRecord {
+        token_id: token,
+        at,
+        ip: None,
+        via: Channel::Smtp,
+        action: Action::SmtpMessage,
+        outcome: Outcome::Accepted,
+        status: 250,
+        message_ids: vec![],
+        user_agent: None,
+    };
+    service
+        .flush(vec![record(NOW), record(NOW + Duration::seconds(1))])
+        .await
+        .unwrap();
+    assert_eq!(service.prune_logs(Duration::days(30)).await.unwrap(), 7);
+}
