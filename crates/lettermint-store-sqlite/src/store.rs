@@ -752,7 +752,7 @@ impl MessageRepository for SqliteStore {
         let mut outcomes = Vec::with_capacity(submissions.len());
         for submission in submissions {
             let id = submission.credential.token_id.as_uuid();
-            if !locked.contains_key(&id) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = locked.entry(id) {
                 let row = sqlx::query(
                     "SELECT project_id, digest, revoked_at, expires_at FROM project_tokens \
                      WHERE id = $1",
@@ -770,7 +770,7 @@ impl MessageRepository for SqliteStore {
                     }),
                     None => None,
                 };
-                locked.insert(id, token);
+                slot.insert(token);
             }
             let ok = locked
                 .get(&id)
