@@ -45,6 +45,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod ability;
 pub mod auth;
 pub mod clock;

@@ -4,6 +4,8 @@
 //! `migrations/postgres/`, embedded at build time and applied by [`PgStore::connect`] (under
 //! PostgreSQL's advisory lock, so several processes may start at once).
 
+#![warn(missing_docs)]
+
 mod error;
 mod keyset;
 mod rows;

@@ -4,6 +4,8 @@
 //! All SQL for SQLite lives in this crate. Migrations are plain SQL under `migrations/sqlite/`,
 //! embedded at build time and applied by [`SqliteStore::open`].
 
+#![warn(missing_docs)]
+
 mod error;
 mod keyset;
 mod rows;

@@ -1,6 +1,8 @@
 //! Opens "a store" from a database URL: `sqlite://path/to/file.sqlite` (the embedded default)
 //! or `postgres://…`. Front doors and tools use this so that they never name a backend.
 
+#![warn(missing_docs)]
+
 use std::path::Path;
 use std::sync::Arc;
 

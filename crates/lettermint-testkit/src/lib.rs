@@ -5,5 +5,7 @@
 //! - [`conformance`]: the behaviours every store must show, run against each store by
 //!   [`conformance_suite!`].
 
+#![warn(missing_docs)]
+
 pub mod conformance;
 pub mod pg;
