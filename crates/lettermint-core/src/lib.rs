@@ -68,8 +68,8 @@ pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{Error, Result, ValidationErrors};
 pub use id::{LogEntryId, MessageId, ProjectId, RouteId, TeamId, TokenId};
 pub use message::{
-    Attachment, Message, MessageContent, MessageStatus, StructuredEmail, Submission,
-    SubmissionOutcome, Tag, TokenCredential,
+    Attachment, IdempotencyRecord, Message, MessageContent, MessageStatus, StructuredEmail,
+    Submission, SubmissionOutcome, Tag, TokenCredential,
 };
 pub use model::{
     Channel, DEFAULT_ROUTE_SLUG, LastUse, Project, ProjectToken, Route, RouteKind, Team, TeamToken,

@@ -183,6 +183,45 @@ pub struct TokenCredential {
     pub digest: TokenDigest,
 }
 
+/// How long an `Idempotency-Key` is remembered.
+pub const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
+
+/// Longest `Idempotency-Key`, in characters.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+
+/// The response a request with an `Idempotency-Key` got, stored in the same transaction as its
+/// messages so that a retry is answered with it and sends nothing again.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    /// Project the key is scoped to.
+    pub project_id: ProjectId,
+    /// The key.
+    pub key: String,
+    /// Fingerprint of the request body (see [`IdempotencyRecord::fingerprint`]).
+    pub request_hash: [u8; 32],
+    /// HTTP status of the response.
+    pub status: u16,
+    /// Body of the response.
+    pub response: String,
+    /// When the first request was accepted.
+    pub created_at: OffsetDateTime,
+}
+
+impl IdempotencyRecord {
+    /// The SHA-256 of a request's identifying parts (route, body), to tell a retry from a
+    /// different request reusing a key.
+    #[must_use]
+    pub fn fingerprint(parts: &[&[u8]]) -> [u8; 32] {
+        use sha2::{Digest as _, Sha256};
+        let mut hasher = Sha256::new();
+        for part in parts {
+            hasher.update((part.len() as u64).to_be_bytes());
+            hasher.update(part);
+        }
+        hasher.finalize().into()
+    }
+}
+
 /// Messages to accept together (one request: one send or one batch): all or none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Submission {
@@ -190,6 +229,8 @@ pub struct Submission {
     pub credential: TokenCredential,
     /// The messages (all of the credential's project).
     pub messages: Vec<Message>,
+    /// The key and response to remember, for requests with an `Idempotency-Key`.
+    pub idempotency: Option<IdempotencyRecord>,
 }
 
 /// What became of one [`Submission`].
@@ -199,4 +240,6 @@ pub enum SubmissionOutcome {
     Accepted,
     /// Nothing was stored: the token was revoked, regenerated or expired before the commit.
     TokenInactive,
+    /// Nothing was stored: the project already has a live record for this idempotency key.
+    DuplicateIdempotencyKey,
 }

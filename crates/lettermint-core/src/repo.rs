@@ -12,7 +12,7 @@ use mockall::automock;
 
 use crate::error::Result;
 use crate::id::{MessageId, ProjectId, TeamId, TokenId};
-use crate::message::{Message, Submission, SubmissionOutcome};
+use crate::message::{IdempotencyRecord, Message, Submission, SubmissionOutcome};
 use crate::model::{Project, ProjectToken, Route, Team, TeamToken, TokenStatusFilter};
 use crate::name::Name;
 use crate::page::{Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
@@ -197,8 +197,10 @@ pub trait UsageRepository: Send + Sync {
 pub trait MessageRepository: Send + Sync {
     /// Commits submissions in one transaction (group commit). Each submission is stored whole
     /// only if its credential is still the token's current digest and the token is active at
-    /// `now`, checked under a lock that orders it against revocation and regeneration; otherwise
-    /// nothing of it is stored. Outcomes are in the order of `submissions`.
+    /// `now`, checked under a lock that orders it against revocation and regeneration, and, when
+    /// it carries an idempotency record, only if its project holds no record for that key
+    /// created after `now - IDEMPOTENCY_TTL` (older ones are replaced); otherwise nothing of it
+    /// is stored. Outcomes are in the order of `submissions`.
     async fn enqueue(
         &self,
         submissions: &[Submission],
@@ -206,6 +208,15 @@ pub trait MessageRepository: Send + Sync {
     ) -> Result<Vec<SubmissionOutcome>>;
     /// A project's message by id.
     async fn get_message(&self, project: ProjectId, id: MessageId) -> Result<Option<Message>>;
+    /// The record of an idempotency key created at or after `not_before`.
+    async fn get_idempotency_record(
+        &self,
+        project: ProjectId,
+        key: &str,
+        not_before: OffsetDateTime,
+    ) -> Result<Option<IdempotencyRecord>>;
+    /// Deletes idempotency records created before `before`; how many.
+    async fn prune_idempotency_records(&self, before: OffsetDateTime) -> Result<u64>;
 }
 
 /// Liveness of the store.

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lettermint_core::id::{MessageId, ProjectId, TeamId, TokenId};
+use lettermint_core::message::IDEMPOTENCY_TTL;
 use lettermint_core::page::{Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
 use lettermint_core::repo::{
     MessageRepository, NewProjectToken, ProjectRepository, ProjectTokenGrant,
@@ -13,9 +14,9 @@ use lettermint_core::repo::{
     UsageRepository,
 };
 use lettermint_core::{
-    Error, LogFilter, Message, MessageContent, Name, Project, ProjectToken, Result, Route,
-    Submission, SubmissionOutcome, Team, TeamToken, TokenDigest, TokenHint, TokenLogEntry,
-    TokenStatusFilter, UsageBatch,
+    Error, IdempotencyRecord, LogFilter, Message, MessageContent, Name, Project, ProjectToken,
+    Result, Route, Submission, SubmissionOutcome, Team, TeamToken, TokenDigest, TokenHint,
+    TokenLogEntry, TokenStatusFilter, UsageBatch,
 };
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -758,12 +759,17 @@ impl MessageRepository for PgStore {
             let ok = locked
                 .get(&submission.credential.token_id.as_uuid())
                 .is_some_and(|t| t.accepts(submission, now));
-            if ok {
-                accepted.extend(submission.messages.iter());
-                outcomes.push(SubmissionOutcome::Accepted);
+            let outcome = if !ok {
+                SubmissionOutcome::TokenInactive
+            } else if let Some(record) = &submission.idempotency
+                && !claim_idempotency_key(&mut tx, record, now - IDEMPOTENCY_TTL).await?
+            {
+                SubmissionOutcome::DuplicateIdempotencyKey
             } else {
-                outcomes.push(SubmissionOutcome::TokenInactive);
-            }
+                accepted.extend(submission.messages.iter());
+                SubmissionOutcome::Accepted
+            };
+            outcomes.push(outcome);
         }
         if !accepted.is_empty() {
             insert_messages(&mut tx, &accepted).await?;
@@ -781,6 +787,48 @@ impl MessageRepository for PgStore {
                 .await
                 .fix()?;
         row.map(Message::try_from).transpose()
+    }
+
+    async fn get_idempotency_record(
+        &self,
+        project: ProjectId,
+        key: &str,
+        not_before: OffsetDateTime,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let row = sqlx::query(
+            "SELECT request_hash, status, response, created_at FROM idempotency_keys \
+             WHERE project_id = $1 AND key = $2 AND created_at >= $3",
+        )
+        .bind(project.as_uuid())
+        .bind(key)
+        .bind(not_before)
+        .fetch_optional(&self.pool)
+        .await
+        .fix()?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: Vec<u8> = row.try_get("request_hash").fix()?;
+        let status: i32 = row.try_get("status").fix()?;
+        let created_at = row.try_get("created_at").fix()?;
+        Ok(Some(IdempotencyRecord {
+            project_id: project,
+            key: key.to_owned(),
+            request_hash: hash
+                .try_into()
+                .map_err(|_| Error::Storage("stored request hash is not 32 bytes".into()))?,
+            status: u16::try_from(status)
+                .map_err(|_| Error::Storage("stored status is out of range".into()))?,
+            response: row.try_get("response").fix()?,
+            created_at: created_at,
+        }))
+    }
+
+    async fn prune_idempotency_records(&self, before: OffsetDateTime) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(before)
+            .execute(&self.pool)
+            .await
+            .fix()?;
+        Ok(done.rows_affected())
     }
 }
 
@@ -867,4 +915,31 @@ async fn insert_messages(tx: &mut sqlx::PgConnection, messages: &[&Message]) -> 
     .await
     .map_err(fix_error)?;
     Ok(())
+}
+
+/// Inserts an idempotency record unless a live one holds the key; false when one does.
+async fn claim_idempotency_key(
+    conn: &mut sqlx::PgConnection,
+    record: &IdempotencyRecord,
+    cutoff: OffsetDateTime,
+) -> Result<bool> {
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (project_id, key, request_hash, status, response, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (project_id, key) DO UPDATE SET request_hash = excluded.request_hash, \
+         status = excluded.status, response = excluded.response, created_at = excluded.created_at \
+         WHERE idempotency_keys.created_at < $7 \
+         RETURNING 1",
+    )
+    .bind(record.project_id.as_uuid())
+    .bind(record.key.as_str())
+    .bind(record.request_hash.as_slice())
+    .bind(i32::from(record.status))
+    .bind(record.response.as_str())
+    .bind(record.created_at)
+    .bind(cutoff)
+    .fetch_optional(conn)
+    .await
+    .fix()?;
+    Ok(claimed.is_some())
 }

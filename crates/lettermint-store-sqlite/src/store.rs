@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use lettermint_core::id::{MessageId, ProjectId, TeamId, TokenId};
+use lettermint_core::message::IDEMPOTENCY_TTL;
 use lettermint_core::page::{Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
 use lettermint_core::repo::{
     MessageRepository, NewProjectToken, ProjectRepository, ProjectTokenGrant,
@@ -13,9 +14,9 @@ use lettermint_core::repo::{
     UsageRepository,
 };
 use lettermint_core::{
-    Error, LogFilter, Message, MessageContent, Name, Project, ProjectToken, Result, Route,
-    Submission, SubmissionOutcome, Team, TeamToken, TokenDigest, TokenHint, TokenLogEntry,
-    TokenStatusFilter, UsageBatch,
+    Error, IdempotencyRecord, LogFilter, Message, MessageContent, Name, Project, ProjectToken,
+    Result, Route, Submission, SubmissionOutcome, Team, TeamToken, TokenDigest, TokenHint,
+    TokenLogEntry, TokenStatusFilter, UsageBatch,
 };
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -29,7 +30,7 @@ use crate::error::ResultExt;
 use crate::keyset::paginate;
 use crate::rows::{
     LogRow, MessageRow, PROJECT_TOKEN_COLUMNS, ProjectRow, ProjectTokenRow, RouteRow,
-    TEAM_TOKEN_COLUMNS, TeamRow, TeamTokenRow, micros, opt_micros, to_json,
+    TEAM_TOKEN_COLUMNS, TeamRow, TeamTokenRow, micros, opt_micros, to_json, ts,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -744,6 +745,7 @@ impl MessageRepository for SqliteStore {
         if submissions.is_empty() {
             return Ok(Vec::new());
         }
+        let cutoff = now - IDEMPOTENCY_TTL;
         let now = micros(now);
         // BEGIN IMMEDIATE takes SQLite's write lock before reading the tokens: no revoke or
         // regenerate (in this process or another) can commit between the check and the insert.
@@ -776,14 +778,19 @@ impl MessageRepository for SqliteStore {
                 .get(&id)
                 .and_then(Option::as_ref)
                 .is_some_and(|t| t.accepts(submission, now));
-            if ok {
+            let outcome = if !ok {
+                SubmissionOutcome::TokenInactive
+            } else if let Some(record) = &submission.idempotency
+                && !claim_idempotency_key(&mut tx, record, cutoff).await?
+            {
+                SubmissionOutcome::DuplicateIdempotencyKey
+            } else {
                 for message in &submission.messages {
                     insert_message(&mut tx, message).await?;
                 }
-                outcomes.push(SubmissionOutcome::Accepted);
-            } else {
-                outcomes.push(SubmissionOutcome::TokenInactive);
-            }
+                SubmissionOutcome::Accepted
+            };
+            outcomes.push(outcome);
         }
         tx.commit().await.fix()?;
         Ok(outcomes)
@@ -798,6 +805,48 @@ impl MessageRepository for SqliteStore {
                 .await
                 .fix()?;
         row.map(Message::try_from).transpose()
+    }
+
+    async fn get_idempotency_record(
+        &self,
+        project: ProjectId,
+        key: &str,
+        not_before: OffsetDateTime,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let row = sqlx::query(
+            "SELECT request_hash, status, response, created_at FROM idempotency_keys \
+             WHERE project_id = $1 AND key = $2 AND created_at >= $3",
+        )
+        .bind(project.as_uuid())
+        .bind(key)
+        .bind(micros(not_before))
+        .fetch_optional(&self.writer)
+        .await
+        .fix()?;
+        let Some(row) = row else { return Ok(None) };
+        let hash: Vec<u8> = row.try_get("request_hash").fix()?;
+        let status: i32 = row.try_get("status").fix()?;
+        let created_at = row.try_get("created_at").fix()?;
+        Ok(Some(IdempotencyRecord {
+            project_id: project,
+            key: key.to_owned(),
+            request_hash: hash
+                .try_into()
+                .map_err(|_| Error::Storage("stored request hash is not 32 bytes".into()))?,
+            status: u16::try_from(status)
+                .map_err(|_| Error::Storage("stored status is out of range".into()))?,
+            response: row.try_get("response").fix()?,
+            created_at: ts(created_at)?,
+        }))
+    }
+
+    async fn prune_idempotency_records(&self, before: OffsetDateTime) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(micros(before))
+            .execute(&self.writer)
+            .await
+            .fix()?;
+        Ok(done.rows_affected())
     }
 }
 
@@ -832,4 +881,31 @@ async fn insert_message(tx: &mut sqlx::SqliteConnection, m: &Message) -> Result<
     .await
     .fix()?;
     Ok(())
+}
+
+/// Inserts an idempotency record unless a live one holds the key; false when one does.
+async fn claim_idempotency_key(
+    conn: &mut sqlx::SqliteConnection,
+    record: &IdempotencyRecord,
+    cutoff: OffsetDateTime,
+) -> Result<bool> {
+    let claimed = sqlx::query(
+        "INSERT INTO idempotency_keys (project_id, key, request_hash, status, response, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (project_id, key) DO UPDATE SET request_hash = excluded.request_hash, \
+         status = excluded.status, response = excluded.response, created_at = excluded.created_at \
+         WHERE idempotency_keys.created_at < $7 \
+         RETURNING 1",
+    )
+    .bind(record.project_id.as_uuid())
+    .bind(record.key.as_str())
+    .bind(record.request_hash.as_slice())
+    .bind(i32::from(record.status))
+    .bind(record.response.as_str())
+    .bind(micros(record.created_at))
+    .bind(micros(cutoff))
+    .fetch_optional(conn)
+    .await
+    .fix()?;
+    Ok(claimed.is_some())
 }

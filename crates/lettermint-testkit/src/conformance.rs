@@ -52,6 +52,7 @@ macro_rules! conformance_suite {
             accepted_messages_are_stored_complete,
             enqueue_refuses_inactive_credentials_and_stores_nothing_of_them,
             revocation_orders_against_concurrent_enqueues,
+            idempotency_keys_are_claimed_with_the_messages,
             services_authenticate_and_refuse_after_revoke_and_regenerate,
             tenant_scopes_hide_other_teams,
             hostile_input_is_stored_verbatim_or_refused_cleanly,
@@ -440,6 +441,7 @@ pub async fn project_update_and_delete_cascade(f: &dyn Fixture) {
             &[Submission {
                 credential: credential(&tok, &secret),
                 messages: vec![m.clone()],
+                idempotency: None,
             }],
             now(),
         )
@@ -1035,6 +1037,7 @@ pub async fn accepted_messages_are_stored_complete(f: &dyn Fixture) {
             &[Submission {
                 credential: credential(&tok, &secret),
                 messages: vec![a.clone(), b.clone()],
+                idempotency: None,
             }],
             now(),
         )
@@ -1084,23 +1087,28 @@ pub async fn enqueue_refuses_inactive_credentials_and_stores_nothing_of_them(f: 
         Submission {
             credential: credential(&good, &good_secret),
             messages: one(good.id),
+            idempotency: None,
         },
         Submission {
             credential: credential(&revoked, &revoked_secret),
             messages: one(revoked.id),
+            idempotency: None,
         },
         Submission {
             credential: credential(&regenerated, &old_secret),
             messages: one(regenerated.id),
+            idempotency: None,
         },
         Submission {
             credential: credential(&expired, &expired_secret),
             messages: one(expired.id),
+            idempotency: None,
         },
         // A token of project Blog submitting messages of project Shop.
         Submission {
             credential: credential(&foreign, &foreign_secret),
             messages: one(foreign.id),
+            idempotency: None,
         },
         Submission {
             credential: TokenCredential {
@@ -1108,6 +1116,7 @@ pub async fn enqueue_refuses_inactive_credentials_and_stores_nothing_of_them(f: 
                 digest: unknown.digest(),
             },
             messages: one(unknown_id),
+            idempotency: None,
         },
         Submission {
             credential: credential(&good, &good_secret),
@@ -1115,6 +1124,7 @@ pub async fn enqueue_refuses_inactive_credentials_and_stores_nothing_of_them(f: 
                 message(&p, &route, good.id, structured()),
                 message(&p, &route, good.id, structured()),
             ],
+            idempotency: None,
         },
     ];
     let outcomes = store
@@ -1154,6 +1164,7 @@ pub async fn enqueue_refuses_inactive_credentials_and_stores_nothing_of_them(f: 
                     digest: fresh.digest(),
                 },
                 messages: one(regenerated.id),
+                idempotency: None,
             }],
             now(),
         )
@@ -1193,6 +1204,7 @@ pub async fn revocation_orders_against_concurrent_enqueues(f: &dyn Fixture) {
                         &[Submission {
                             credential: credential(&tok, &secret),
                             messages: vec![m.clone()],
+                            idempotency: None,
                         }],
                         now(),
                     )
@@ -1205,6 +1217,9 @@ pub async fn revocation_orders_against_concurrent_enqueues(f: &dyn Fixture) {
                             "accepted a message after the revoke returned"
                         );
                         accepted.push(m.id);
+                    }
+                    SubmissionOutcome::DuplicateIdempotencyKey => {
+                        panic!("no idempotency key was given")
                     }
                     SubmissionOutcome::TokenInactive => {
                         refused_after += 1;
@@ -1840,6 +1855,7 @@ pub async fn the_database_never_contains_a_token_secret(f: &dyn Fixture) {
         .enqueue(&[Submission {
             credential: caller.credential,
             messages: vec![m],
+            idempotency: None,
         }])
         .await
         .unwrap();
@@ -1874,4 +1890,118 @@ pub async fn the_database_never_contains_a_token_secret(f: &dyn Fixture) {
     let hint = first.secret.hint();
     assert!(values.iter().any(|v| v == hint.as_str().as_bytes()));
     assert!(values.iter().any(|v| v == first.secret.digest().as_bytes()));
+}
+
+/// An idempotency key is stored with its messages; a second submission with a live key stores
+/// nothing; an expired key is taken over; records prune after the TTL.
+pub async fn idempotency_keys_are_claimed_with_the_messages(f: &dyn Fixture) {
+    use lettermint_core::IdempotencyRecord;
+    use lettermint_core::message::IDEMPOTENCY_TTL;
+    let store = f.store();
+    let t = team(&*store, "Acme").await;
+    let p = project(&*store, t.id, "Shop").await;
+    let q = project(&*store, t.id, "Blog").await;
+    let route = store.get_default_route(p.id).await.unwrap().unwrap();
+    let q_route = store.get_default_route(q.id).await.unwrap().unwrap();
+    let (tok, secret) = token(&*store, p.id, "main").await;
+    let (q_tok, q_secret) = token(&*store, q.id, "main").await;
+    let at = now();
+    let record = |project: ProjectId, body: &[u8], created_at| IdempotencyRecord {
+        project_id: project,
+        key: "order-42 'quoted' 🚀".into(),
+        request_hash: IdempotencyRecord::fingerprint(&[b"/v1/send", body]),
+        status: 202,
+        response: format!("{{\"body\":\"{}\"}}", String::from_utf8_lossy(body)),
+        created_at,
+    };
+    let first = message(&p, &route, tok.id, structured());
+    let second = message(&p, &route, tok.id, structured());
+    let other_project = message(&q, &q_route, q_tok.id, structured());
+    let outcomes = store
+        .enqueue(
+            &[
+                Submission {
+                    credential: credential(&tok, &secret),
+                    messages: vec![first.clone()],
+                    idempotency: Some(record(p.id, b"a", at)),
+                },
+                // The same key again in the same group commit.
+                Submission {
+                    credential: credential(&tok, &secret),
+                    messages: vec![second.clone()],
+                    idempotency: Some(record(p.id, b"b", at)),
+                },
+                // The same key in another project is another key.
+                Submission {
+                    credential: credential(&q_tok, &q_secret),
+                    messages: vec![other_project.clone()],
+                    idempotency: Some(record(q.id, b"a", at)),
+                },
+            ],
+            at,
+        )
+        .await
+        .unwrap();
+    use SubmissionOutcome::{Accepted, DuplicateIdempotencyKey};
+    assert_eq!(outcomes, vec![Accepted, DuplicateIdempotencyKey, Accepted]);
+    assert!(store.get_message(p.id, first.id).await.unwrap().is_some());
+    assert!(store.get_message(p.id, second.id).await.unwrap().is_none());
+    assert!(
+        store
+            .get_message(q.id, other_project.id)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    let stored = store
+        .get_idempotency_record(p.id, "order-42 'quoted' 🚀", at - IDEMPOTENCY_TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, record(p.id, b"a", at));
+    assert_eq!(
+        store
+            .get_idempotency_record(p.id, "other", at - IDEMPOTENCY_TTL)
+            .await
+            .unwrap(),
+        None
+    );
+    // Too old to count for a reader asking from later on.
+    let later = at + IDEMPOTENCY_TTL + Duration::seconds(1);
+    assert_eq!(
+        store
+            .get_idempotency_record(p.id, "order-42 'quoted' 🚀", later - IDEMPOTENCY_TTL)
+            .await
+            .unwrap(),
+        None
+    );
+    // A day later the key is free again and the new record replaces the old one.
+    let third = message(&p, &route, tok.id, structured());
+    let outcomes = store
+        .enqueue(
+            &[Submission {
+                credential: credential(&tok, &secret),
+                messages: vec![third.clone()],
+                idempotency: Some(record(p.id, b"c", later)),
+            }],
+            later,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![Accepted]);
+    let replaced = store
+        .get_idempotency_record(p.id, "order-42 'quoted' 🚀", later - IDEMPOTENCY_TTL)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(replaced.response, record(p.id, b"c", later).response);
+    // Pruning removes what is older than the cut-off.
+    assert_eq!(store.prune_idempotency_records(later).await.unwrap(), 1);
+    assert_eq!(
+        store
+            .prune_idempotency_records(later + Duration::seconds(1))
+            .await
+            .unwrap(),
+        1
+    );
 }

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::id::{MessageId, ProjectId};
-use crate::message::{Message, Submission, SubmissionOutcome};
+use crate::message::{IDEMPOTENCY_TTL, IdempotencyRecord, Message, Submission, SubmissionOutcome};
 use crate::model::Route;
 use crate::repo::{MessageRepository, RouteRepository};
 
@@ -74,6 +74,25 @@ impl MessageService {
             }
         }
         self.messages.enqueue(submissions, self.clock.now()).await
+    }
+
+    /// The remembered response for `key` in `project`, if the key was used in the last
+    /// [`IDEMPOTENCY_TTL`].
+    pub async fn idempotency_record(
+        &self,
+        project: ProjectId,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>> {
+        self.messages
+            .get_idempotency_record(project, key, self.clock.now() - IDEMPOTENCY_TTL)
+            .await
+    }
+
+    /// Deletes idempotency records past [`IDEMPOTENCY_TTL`]; how many.
+    pub async fn prune_idempotency_records(&self) -> Result<u64> {
+        self.messages
+            .prune_idempotency_records(self.clock.now() - IDEMPOTENCY_TTL)
+            .await
     }
 
     /// A project's message.

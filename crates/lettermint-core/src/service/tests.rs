@@ -658,6 +658,7 @@ async fn submissions_must_name_their_own_token() {
         .enqueue(&[Submission {
             credential,
             messages: vec![message],
+            idempotency: None,
         }])
         .await
         .unwrap_err();
@@ -666,6 +667,7 @@ async fn submissions_must_name_their_own_token() {
         .enqueue(&[Submission {
             credential,
             messages: vec![],
+            idempotency: None,
         }])
         .await
         .unwrap_err();
