@@ -1,0 +1,241 @@
+//! `token-admin token create|list|show|rename|regenerate|revoke|logs`.
+
+use lettermint_core::{IssuedProjectToken, ProjectToken, Scope};
+
+use crate::cli::TokenCommand;
+use crate::commands::{confirm, expiry, print_secret, token_logs};
+use crate::error::CmdResult;
+use crate::render::{self, Table, Times, TokenJson, details};
+use crate::{Console, Ctx, resolve};
+
+pub(crate) async fn run(cmd: TokenCommand, ctx: &Ctx, con: &mut Console<'_>) -> CmdResult {
+    let services = &ctx.services;
+    let tokens = &services.project_tokens;
+    match cmd {
+        TokenCommand::Create {
+            project,
+            team,
+            name,
+            expiry: expiry_opt,
+        } => {
+            let project = resolve::project(services, &project, team.as_deref()).await?;
+            let issued = tokens
+                .create(
+                    Scope::Operator,
+                    project.id,
+                    &name,
+                    expiry(&expiry_opt, ctx.now),
+                )
+                .await?;
+            issue(ctx, con, &issued)?;
+        }
+        TokenCommand::List {
+            project,
+            team,
+            status,
+            time,
+        } => {
+            let project = resolve::project(services, &project, team.as_deref()).await?;
+            let list = resolve::project_tokens(services, project.id, status.filter()).await?;
+            if ctx.json {
+                let json: Vec<TokenJson> =
+                    list.iter().map(|t| TokenJson::new(t, ctx.now)).collect();
+                con.out.write_all(render::json(&json).as_bytes())?;
+            } else if list.is_empty() {
+                let what = match status.as_str() {
+                    "all" => String::new(),
+                    s => format!("{s} "),
+                };
+                writeln!(
+                    con.out,
+                    "No {what}tokens in project {}. Create one with: token-admin token create \
+                     --project {} --name NAME",
+                    project.name, project.id
+                )?;
+            } else {
+                let times = Times {
+                    now: ctx.now,
+                    absolute: time.absolute,
+                };
+                let mut table = Table::new(vec![
+                    "NAME",
+                    "HINT",
+                    "STATUS",
+                    "LAST CHANGED",
+                    "LAST USED",
+                    "LAST IP",
+                    "VIA",
+                    "ID",
+                ]);
+                for t in &list {
+                    table.row(vec![
+                        t.name.to_string(),
+                        t.hint.to_string(),
+                        render::status(t.status(ctx.now)).to_owned(),
+                        times.show(t.updated_at),
+                        times.show_opt(t.last_use.at, "never"),
+                        t.last_use
+                            .ip
+                            .map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+                        t.last_use.via.map_or("-", |v| v.as_str()).to_owned(),
+                        t.id.to_string(),
+                    ]);
+                }
+                con.out.write_all(table.render().as_bytes())?;
+            }
+        }
+        TokenCommand::Show {
+            token,
+            project,
+            time,
+        } => {
+            let token = resolve::project_token(
+                services,
+                &token,
+                project.project.as_deref(),
+                project.team.as_deref(),
+            )
+            .await?;
+            show(ctx, con, &token, time.absolute).await?;
+        }
+        TokenCommand::Rename {
+            token,
+            new_name,
+            project,
+        } => {
+            let token = resolve::project_token(
+                services,
+                &token,
+                project.project.as_deref(),
+                project.team.as_deref(),
+            )
+            .await?;
+            let renamed = tokens
+                .rename(Scope::Operator, None, token.id, &new_name)
+                .await?;
+            show(ctx, con, &renamed, false).await?;
+        }
+        TokenCommand::Regenerate {
+            token,
+            project,
+            yes,
+        } => {
+            let token = resolve::project_token(
+                services,
+                &token,
+                project.project.as_deref(),
+                project.team.as_deref(),
+            )
+            .await?;
+            confirm(
+                con,
+                yes.yes,
+                &format!(
+                    "Regenerate token {} ({})? Its current value stops working at once.",
+                    token.name, token.id
+                ),
+                "regenerating a token",
+            )?;
+            let issued = tokens.regenerate(Scope::Operator, None, token.id).await?;
+            issue(ctx, con, &issued)?;
+        }
+        TokenCommand::Revoke {
+            token,
+            project,
+            yes,
+        } => {
+            let token = resolve::project_token(
+                services,
+                &token,
+                project.project.as_deref(),
+                project.team.as_deref(),
+            )
+            .await?;
+            confirm(
+                con,
+                yes.yes,
+                &format!(
+                    "Revoke token {} ({}) for good? It is refused from the next request on.",
+                    token.name, token.id
+                ),
+                "revoking a token",
+            )?;
+            let already = token.revoked_at.is_some();
+            let revoked = tokens.revoke(Scope::Operator, None, token.id).await?;
+            if ctx.json {
+                con.out
+                    .write_all(render::json(&TokenJson::new(&revoked, ctx.now)).as_bytes())?;
+            } else if already {
+                writeln!(
+                    con.out,
+                    "Token {} ({}) was already revoked.",
+                    revoked.name, revoked.id
+                )?;
+            } else {
+                writeln!(con.out, "Revoked token {} ({}).", revoked.name, revoked.id)?;
+            }
+        }
+        TokenCommand::Logs(args) => token_logs::run(args, ctx, con).await?,
+    }
+    Ok(())
+}
+
+/// Prints a created or regenerated token: the value alone on stdout, or the JSON with it.
+fn issue(ctx: &Ctx, con: &mut Console<'_>, issued: &IssuedProjectToken) -> CmdResult {
+    let secret = issued.secret.expose_secret();
+    let json = ctx.json.then(|| {
+        let mut json = TokenJson::new(&issued.token, ctx.now);
+        json.token = Some(secret.to_owned());
+        render::json(&json)
+    });
+    print_secret(con, json, secret)
+}
+
+async fn show(ctx: &Ctx, con: &mut Console<'_>, token: &ProjectToken, absolute: bool) -> CmdResult {
+    if ctx.json {
+        con.out
+            .write_all(render::json(&TokenJson::new(token, ctx.now)).as_bytes())?;
+        return Ok(());
+    }
+    let project = ctx
+        .services
+        .projects
+        .get(Scope::Operator, token.project_id)
+        .await?;
+    let times = Times {
+        now: ctx.now,
+        absolute,
+    };
+    let when = |at: Option<time::OffsetDateTime>, none: &str| {
+        if absolute {
+            times.show_opt(at, none)
+        } else {
+            times.both(at, none)
+        }
+    };
+    let text = details(&[
+        ("name", token.name.to_string()),
+        ("id", token.id.to_string()),
+        ("project", format!("{} ({})", project.name, project.id)),
+        ("hint", token.hint.to_string()),
+        ("status", render::status(token.status(ctx.now)).to_owned()),
+        ("created", when(Some(token.created_at), "-")),
+        ("last changed", when(Some(token.updated_at), "-")),
+        ("last used", when(token.last_use.at, "never")),
+        (
+            "last IP",
+            token
+                .last_use
+                .ip
+                .map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+        ),
+        (
+            "via",
+            token.last_use.via.map_or("-", |v| v.as_str()).to_owned(),
+        ),
+        ("expires", when(token.expires_at, "never")),
+        ("revoked", when(token.revoked_at, "-")),
+    ]);
+    con.out.write_all(text.as_bytes())?;
+    Ok(())
+}
