@@ -1,1 +1,109 @@
-fn main() {}
+//! `api-server`: reads configuration, opens the store, serves until SIGTERM or SIGINT.
+
+use std::process::ExitCode;
+
+use api_server::config::{self, Cli, LogFormat};
+use clap::Parser;
+use lettermint_store::OpenOptions;
+use tracing_subscriber::EnvFilter;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match config::load(&cli) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let filter =
+        EnvFilter::try_from_env("LETTERMINT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let subscriber = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => subscriber.json().init(),
+        LogFormat::Human => subscriber.init(),
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(config: config::Config) -> anyhow::Result<()> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+    let store = lettermint_store::open(
+        &config.database_url,
+        OpenOptions {
+            max_connections: config.database_max_connections,
+        },
+    )
+    .await?;
+    let backend = store.backend();
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let address = listener.local_addr()?;
+    let bootstrap = config.bootstrap;
+    let (state, background) = api_server::start(store.into_dyn(), config, metrics);
+    tracing::info!(%address, backend, "api-server started");
+    println!("listening on http://{address}");
+    if bootstrap && let Some(first) = api_server::bootstrap(&state.services).await? {
+        print_bootstrap(&first, address);
+    }
+    api_server::serve(listener, state, background, shutdown_signal()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn print_bootstrap(first: &api_server::Bootstrap, address: std::net::SocketAddr) {
+    println!();
+    println!("First start: created a team, a project and two tokens. They are shown only now.");
+    println!("  project token: {}", first.project_token);
+    println!("  team token: {}", first.team_token);
+    println!();
+    println!("Send a first mail:");
+    println!(
+        "  curl -sS http://{address}/v1/send -H 'x-lettermint-token: {}' -H 'content-type: application/json' \\\n    -d '{{\"from\":\"Me <me@example.com>\",\"to\":[\"you@example.com\"],\"subject\":\"Hello\",\"text\":\"It works.\"}}'",
+        first.project_token
+    );
+    println!();
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

@@ -818,7 +818,7 @@ impl MessageRepository for PgStore {
             status: u16::try_from(status)
                 .map_err(|_| Error::Storage("stored status is out of range".into()))?,
             response: row.try_get("response").fix()?,
-            created_at: created_at,
+            created_at,
         }))
     }
 

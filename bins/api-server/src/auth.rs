@@ -1,0 +1,228 @@
+//! Authentication of both token kinds, with the failure recorded where the token is known.
+
+use axum::extract::{FromRequestParts, Request, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, HeaderValue, Method};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use lettermint_core::{Action, Channel, Error, Outcome, ProjectCaller, TeamCaller, UsageRecord};
+
+use crate::AppState;
+use crate::client::Client;
+use crate::error::ApiError;
+use crate::rate_limit::Class;
+
+/// A request authenticated with a project token (`x-lettermint-token`).
+#[derive(Debug, Clone)]
+pub struct ProjectAuth {
+    /// Who.
+    pub caller: ProjectCaller,
+    /// From where.
+    pub client: Client,
+}
+
+fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = header(headers, "authorization")?.trim();
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+}
+
+/// The log action of a Sending API path.
+pub fn action_of(path: &str) -> Action {
+    match path {
+        "/v1/send/batch" => Action::SendBatch,
+        "/v1/ping" => Action::Ping,
+        "/v1/send" => Action::Send,
+        _ => Action::TeamApi,
+    }
+}
+
+impl AppState {
+    /// Logs a refused authentication against its token when the token is known, and counts it.
+    pub(crate) fn record_auth_failure(&self, err: &Error, client: &Client, action: Action) {
+        let Error::Unauthenticated(failure) = err else {
+            return;
+        };
+        metrics::counter!("lettermint_auth_failures_total", "reason" => failure.reason())
+            .increment(1);
+        tracing::info!(reason = failure.reason(), "authentication refused");
+        if let Some((token_id, outcome)) = failure.loggable() {
+            self.record_usage(token_id, client, action, outcome, 401, Vec::new());
+        }
+    }
+
+    /// Queues a usage record.
+    pub(crate) fn record_usage(
+        &self,
+        token_id: lettermint_core::TokenId,
+        client: &Client,
+        action: Action,
+        outcome: Outcome,
+        status: u16,
+        message_ids: Vec<lettermint_core::MessageId>,
+    ) {
+        self.usage.record(UsageRecord {
+            token_id,
+            at: self.clock.now(),
+            ip: client.ip,
+            via: Channel::Api,
+            action,
+            outcome,
+            status,
+            message_ids,
+            user_agent: client.user_agent.clone(),
+        });
+    }
+}
+
+impl FromRequestParts<AppState> for ProjectAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let client = Client::from_parts(parts, &state.config.trusted_proxies);
+        let presented = header(&parts.headers, "x-lettermint-token");
+        match state
+            .services
+            .auth
+            .authenticate_project(presented, Channel::Api)
+            .await
+        {
+            Ok(caller) => Ok(Self { caller, client }),
+            Err(err) => {
+                state.record_auth_failure(&err, &client, action_of(parts.uri.path()));
+                Err(err.into())
+            }
+        }
+    }
+}
+
+/// A Team API request authenticated with a team token and counted against its rate limits;
+/// put in the request's extensions by [`team_api`].
+#[derive(Debug, Clone)]
+pub struct TeamAuth {
+    /// Who.
+    pub caller: TeamCaller,
+    /// From where.
+    pub client: Client,
+}
+
+fn classes(method: &Method, path: &str) -> &'static [Class] {
+    if method == Method::GET || method == Method::HEAD {
+        &[Class::Read]
+    } else if path.ends_with("/regenerate") || path.ends_with("/rotate-token") {
+        &[Class::Write, Class::Regenerate]
+    } else {
+        &[Class::Write]
+    }
+}
+
+/// Middleware of the Team API: authenticates the bearer token, applies its rate limits and
+/// adds the `X-RateLimit-*` headers.
+pub async fn team_api(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let (mut parts, body) = request.into_parts();
+    let client = Client::from_parts(&parts, &state.config.trusted_proxies);
+    let caller = match state
+        .services
+        .auth
+        .authenticate_team(bearer(&parts.headers))
+        .await
+    {
+        Ok(caller) => caller,
+        Err(err) => {
+            state.record_auth_failure(&err, &client, Action::TeamApi);
+            return ApiError::from(err).into_response();
+        }
+    };
+    let verdict = state.limits.check(
+        caller.token_id,
+        classes(&parts.method, parts.uri.path()),
+        std::time::Instant::now(),
+    );
+    let mut response = if verdict.allowed {
+        let token_id = caller.token_id;
+        parts.extensions.insert(TeamAuth {
+            caller,
+            client: client.clone(),
+        });
+        let response = next.run(Request::from_parts(parts, body)).await;
+        let status = response.status().as_u16();
+        let outcome = match status {
+            200..=299 => Outcome::Accepted,
+            403 => Outcome::Forbidden,
+            _ => Outcome::InvalidRequest,
+        };
+        state.record_usage(
+            token_id,
+            &client,
+            Action::TeamApi,
+            outcome,
+            status,
+            Vec::new(),
+        );
+        response
+    } else {
+        state.record_usage(
+            caller.token_id,
+            &client,
+            Action::TeamApi,
+            Outcome::RateLimited,
+            429,
+            Vec::new(),
+        );
+        ApiError::RateLimited {
+            retry_after: verdict.reset_secs,
+        }
+        .into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-limit", HeaderValue::from(verdict.limit));
+    headers.insert(
+        "x-ratelimit-remaining",
+        HeaderValue::from(verdict.remaining),
+    );
+    headers.insert("x-ratelimit-reset", HeaderValue::from(verdict.reset_secs));
+    response
+}
+
+/// `GET /v1/ping`: either kind of token, in either header.
+pub async fn ping(State(state): State<AppState>, parts: Parts) -> Result<&'static str, ApiError> {
+    let client = Client::from_parts(&parts, &state.config.trusted_proxies);
+    let presented = header(&parts.headers, "x-lettermint-token").or_else(|| bearer(&parts.headers));
+    let is_team = presented.is_some_and(|p| p.trim().starts_with("lm_team_"));
+    let token_id = if is_team {
+        state
+            .services
+            .auth
+            .authenticate_team(presented)
+            .await
+            .map(|c| c.token_id)
+    } else {
+        state
+            .services
+            .auth
+            .authenticate_project(presented, Channel::Api)
+            .await
+            .map(|c| c.credential.token_id)
+    };
+    match token_id {
+        Ok(token_id) => {
+            state.record_usage(
+                token_id,
+                &client,
+                Action::Ping,
+                Outcome::Accepted,
+                200,
+                Vec::new(),
+            );
+            Ok("pong")
+        }
+        Err(err) => {
+            state.record_auth_failure(&err, &client, Action::Ping);
+            Err(err.into())
+        }
+    }
+}

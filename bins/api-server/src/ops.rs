@@ -1,0 +1,120 @@
+//! Operations: health, readiness, metrics, request counting, JSON bodies for every error,
+//! background maintenance, and the OpenAPI document.
+
+use std::any::Any;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Body;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use lettermint_core::Services;
+use serde_json::json;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+/// `GET /healthz`: the process is up.
+pub async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// `GET /readyz`: the store answers.
+pub async fn readyz(State(state): State<AppState>) -> Response {
+    match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
+        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "message": "The store is not reachable."})),
+        )
+            .into_response(),
+    }
+}
+
+/// `GET /metrics`: Prometheus text.
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.metrics {
+        Some(handle) => (
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::NotFound("metrics").into_response(),
+    }
+}
+
+/// Fallback for unknown paths: a JSON 404, never a redirect.
+pub async fn not_found() -> ApiError {
+    ApiError::NotFound("route")
+}
+
+/// A panic in a handler becomes a JSON 500 without internals.
+pub fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
+    tracing::error!("a request handler panicked");
+    ApiError::Internal.into_response()
+}
+
+/// Counts requests by route and status, and gives every error response a JSON body (the
+/// router's own 405, the timeout's 408, ...), because SDKs parse every error body as JSON.
+pub async fn count_requests(request: Request, next: Next) -> Response {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let response = next.run(request).await;
+    let status = response.status();
+    metrics::counter!("lettermint_http_requests_total", "route" => route, "status" => status.as_u16().to_string())
+        .increment(1);
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let message = status.canonical_reason().unwrap_or("Error").to_owned() + ".";
+        let mut replaced = (status, Json(json!({"message": message}))).into_response();
+        for name in ["retry-after", "allow", "x-request-id"] {
+            if let Some(v) = response.headers().get(name) {
+                replaced.headers_mut().insert(name, v.clone());
+            }
+        }
+        return replaced;
+    }
+    response
+}
+
+/// Prunes token logs past retention and expired idempotency keys, hourly.
+pub async fn maintenance(services: Services, retention_days: u32) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let retention = time::Duration::days(i64::from(retention_days.max(1)));
+        match services.usage.prune_logs(retention).await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned token logs"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not prune token logs"),
+        }
+        match services.messages.prune_idempotency_records().await {
+            Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned idempotency keys"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not prune idempotency keys"),
+        }
+    }
+}
+
+/// `GET /v1/openapi.json`.
+pub async fn openapi() -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        Body::from(crate::openapi::document()),
+    )
+        .into_response()
+}

@@ -1,0 +1,367 @@
+//! The Sending API: `POST /v1/send` and `POST /v1/send/batch`.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use lettermint_core::message::MAX_IDEMPOTENCY_KEY_CHARS;
+use lettermint_core::{
+    Action, IdempotencyRecord, Message, MessageContent, MessageId, MessageStatus, Outcome,
+    ProjectId, Submission, SubmissionOutcome, ValidationErrors,
+};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::ProjectAuth;
+use crate::error::{ApiError, ApiResult};
+use crate::validate::{self, ValidSend, bare_address};
+
+/// Most messages in one batch.
+pub const MAX_BATCH: usize = 500;
+
+/// A JSON body: declared as JSON, within the size limit, and parseable. Rejections use the
+/// contract's error shapes (415, 413, 400).
+#[derive(Debug)]
+pub struct JsonBody(pub Value);
+
+impl<S: Send + Sync> FromRequest<S> for JsonBody {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let is_json = request
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .map(|v| v.trim().to_ascii_lowercase())
+            .is_some_and(|v| {
+                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::UnsupportedMediaType);
+        }
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::PayloadTooLarge
+                } else {
+                    ApiError::MalformedJson(rejection.body_text())
+                }
+            })?;
+        serde_json::from_slice(&bytes)
+            .map(JsonBody)
+            .map_err(|e| ApiError::MalformedJson(e.to_string()))
+    }
+}
+
+/// Keys of requests being processed in this process, so that a concurrent retry gets 409.
+#[derive(Debug, Default)]
+pub struct InFlight(Mutex<HashSet<(ProjectId, String)>>);
+
+struct InFlightGuard<'a> {
+    set: &'a InFlight,
+    key: (ProjectId, String),
+}
+
+impl InFlight {
+    fn claim(&self, project: ProjectId, key: &str) -> Option<InFlightGuard<'_>> {
+        let entry = (project, key.to_owned());
+        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        set.insert(entry.clone()).then_some(InFlightGuard {
+            set: self,
+            key: entry,
+        })
+    }
+}
+
+impl Drop for InFlightGuard<'_> {
+    fn drop(&mut self) {
+        let mut set = self.set.0.lock().unwrap_or_else(|e| e.into_inner());
+        set.remove(&self.key);
+    }
+}
+
+/// `POST /v1/send`.
+pub async fn send(
+    State(state): State<AppState>,
+    auth: ProjectAuth,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    accept(&state, &auth, &headers, body, false).await
+}
+
+/// `POST /v1/send/batch`.
+pub async fn send_batch(
+    State(state): State<AppState>,
+    auth: ProjectAuth,
+    headers: HeaderMap,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    accept(&state, &auth, &headers, body, true).await
+}
+
+fn replay(record: &IdempotencyRecord, fingerprint: &[u8; 32]) -> ApiResult<Response> {
+    if &record.request_hash != fingerprint {
+        return Err(ApiError::Conflict(
+            "This Idempotency-Key was already used with a different request body.".into(),
+        ));
+    }
+    let status = StatusCode::from_u16(record.status).unwrap_or(StatusCode::ACCEPTED);
+    let mut response = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        record.response.clone(),
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert("idempotent-replayed", HeaderValue::from_static("true"));
+    Ok(response)
+}
+
+async fn accept(
+    state: &AppState,
+    auth: &ProjectAuth,
+    headers: &HeaderMap,
+    body: Value,
+    batch: bool,
+) -> ApiResult<Response> {
+    let action = if batch {
+        Action::SendBatch
+    } else {
+        Action::Send
+    };
+    let caller = auth.caller;
+    let project = caller.project_id;
+    let reject = |err: ApiError| {
+        let status = err.status();
+        state.record_usage(
+            caller.credential.token_id,
+            &auth.client,
+            action,
+            Outcome::InvalidRequest,
+            status,
+            Vec::new(),
+        );
+        err
+    };
+
+    let key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => match value.to_str().map(str::trim) {
+            Ok(k) if !k.is_empty() && k.chars().count() <= MAX_IDEMPOTENCY_KEY_CHARS => {
+                Some(k.to_owned())
+            }
+            _ => {
+                return Err(reject(ApiError::invalid(
+                    "Idempotency-Key",
+                    "The Idempotency-Key header must be 1 to 255 printable characters.",
+                )));
+            }
+        },
+    };
+
+    let items: Vec<&Value> = if batch {
+        match body.as_array() {
+            Some(items) if (1..=MAX_BATCH).contains(&items.len()) => items.iter().collect(),
+            Some(_) => {
+                return Err(reject(ApiError::invalid(
+                    "body",
+                    format!("A batch holds between 1 and {MAX_BATCH} messages."),
+                )));
+            }
+            None => {
+                return Err(reject(ApiError::invalid(
+                    "body",
+                    "A batch is a JSON array of send requests.",
+                )));
+            }
+        }
+    } else {
+        vec![&body]
+    };
+    let mut errors = ValidationErrors::default();
+    let mut valid: Vec<ValidSend> = Vec::with_capacity(items.len());
+    for (i, item) in items.iter().enumerate() {
+        let prefix = if batch {
+            format!("{i}.")
+        } else {
+            String::new()
+        };
+        if let Some(ok) = validate::send_request(item, &prefix, &mut errors) {
+            valid.push(ok);
+        }
+    }
+    let mut routes = Vec::with_capacity(valid.len());
+    if errors.is_empty() {
+        for (i, send) in valid.iter().enumerate() {
+            match state.route_for(project, send.route.as_deref()).await {
+                Ok(route) => routes.push(route),
+                Err(ApiError::Validation(_)) => errors.add(
+                    if batch {
+                        format!("{i}.route")
+                    } else {
+                        "route".to_owned()
+                    },
+                    format!(
+                        "The route `{}` does not exist in this project.",
+                        send.route.as_deref().unwrap_or_default()
+                    ),
+                ),
+                Err(other) => return Err(other),
+            }
+        }
+    }
+    if !errors.is_empty() {
+        return Err(reject(ApiError::Validation(errors)));
+    }
+
+    let path: &[u8] = if batch {
+        b"/v1/send/batch"
+    } else {
+        b"/v1/send"
+    };
+    let fingerprint = IdempotencyRecord::fingerprint(&[path, body.to_string().as_bytes()]);
+    let _guard = match &key {
+        Some(key) => {
+            if let Some(record) = state
+                .services
+                .messages
+                .idempotency_record(project, key)
+                .await?
+            {
+                return replay(&record, &fingerprint);
+            }
+            match state.in_flight.claim(project, key) {
+                Some(guard) => Some(guard),
+                None => {
+                    return Err(ApiError::Conflict(
+                        "A request with this Idempotency-Key is still being processed.".into(),
+                    ));
+                }
+            }
+        }
+        None => None,
+    };
+
+    let now = state.clock.now();
+    let mut messages = Vec::with_capacity(valid.len());
+    let mut replies = Vec::with_capacity(valid.len());
+    for (send, route) in valid.into_iter().zip(routes) {
+        let id = MessageId::new();
+        let scheduled_at = send.scheduled_at.filter(|at| *at > now);
+        let status = if scheduled_at.is_some() {
+            MessageStatus::Scheduled
+        } else {
+            MessageStatus::Pending
+        };
+        replies.push(match scheduled_at {
+            Some(at) => json!({
+                "message_id": id,
+                "status": status.as_str(),
+                "scheduled_at": at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+            }),
+            None => json!({"message_id": id, "status": status.as_str()}),
+        });
+        messages.push(Message {
+            id,
+            project_id: project,
+            route_id: route,
+            token_id: caller.credential.token_id,
+            via: lettermint_core::Channel::Api,
+            status,
+            envelope_from: bare_address(&send.email.from).to_owned(),
+            envelope_to: send.recipients,
+            subject: Some(send.email.subject.clone()),
+            tag: send.tag,
+            metadata: send.metadata,
+            idempotency_key: key.clone(),
+            scheduled_at,
+            created_at: now,
+            content: MessageContent::Structured(Box::new(send.email)),
+        });
+    }
+    let response_body = if batch {
+        Value::Array(replies)
+    } else {
+        replies.swap_remove(0)
+    };
+    let response_text = response_body.to_string();
+    let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
+    let count = ids.len();
+    let submission = Submission {
+        credential: caller.credential,
+        messages,
+        idempotency: key.as_ref().map(|key| IdempotencyRecord {
+            project_id: project,
+            key: key.clone(),
+            request_hash: fingerprint,
+            status: 202,
+            response: response_text.clone(),
+            created_at: now,
+        }),
+    };
+    match state.committer.commit(submission).await {
+        Ok(SubmissionOutcome::Accepted) => {
+            metrics::counter!("lettermint_sends_accepted_total").increment(count as u64);
+            metrics::histogram!("lettermint_send_batch_size").record(count as f64);
+            state.record_usage(
+                caller.credential.token_id,
+                &auth.client,
+                action,
+                Outcome::Accepted,
+                202,
+                ids,
+            );
+            Ok((
+                StatusCode::ACCEPTED,
+                [(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/json"),
+                )],
+                response_text,
+            )
+                .into_response())
+        }
+        Ok(SubmissionOutcome::TokenInactive) => {
+            // Revoked, regenerated or expired between authentication and commit.
+            metrics::counter!("lettermint_auth_failures_total", "reason" => "inactive_at_commit")
+                .increment(1);
+            state.record_usage(
+                caller.credential.token_id,
+                &auth.client,
+                action,
+                Outcome::RejectedRevoked,
+                401,
+                Vec::new(),
+            );
+            Err(ApiError::Unauthenticated)
+        }
+        Ok(SubmissionOutcome::DuplicateIdempotencyKey) => {
+            let key = key.unwrap_or_default();
+            match state
+                .services
+                .messages
+                .idempotency_record(project, &key)
+                .await?
+            {
+                Some(record) => replay(&record, &fingerprint),
+                None => Err(ApiError::Conflict(
+                    "A request with this Idempotency-Key is still being processed.".into(),
+                )),
+            }
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "could not commit messages");
+            Err(ApiError::Unavailable)
+        }
+    }
+}

@@ -1,0 +1,678 @@
+//! The Team API (team tokens): the team, its projects, and each project's tokens and their logs.
+//! Every route runs behind [`crate::auth::team_api`], which authenticates and rate-limits.
+
+use axum::Extension;
+use axum::Router;
+use axum::extract::{OriginalUri, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use lettermint_core::page::{LogSortKey, ProjectSortKey, TokenSortKey};
+use lettermint_core::{
+    Ability, Cursor, Direction, LogFilter, NewProject, Page, PageRequest, PageSize, Project,
+    ProjectId, ProjectToken, ProjectUpdate, Resource, Scope, Sort, TeamSummary, TokenId,
+    TokenLogEntry, TokenStatusFilter,
+};
+use serde_json::{Map, Value, json};
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::AppState;
+use crate::auth::TeamAuth;
+use crate::error::{ApiError, ApiResult};
+use crate::send::JsonBody;
+use crate::validate::parse_instant;
+
+/// The Team API routes (without their middleware).
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/v1/team", get(show_team).put(update_team))
+        .route("/v1/projects", get(list_projects).post(create_project))
+        .route(
+            "/v1/projects/{id}",
+            get(show_project).put(update_project).delete(delete_project),
+        )
+        .route("/v1/projects/{id}/rotate-token", post(rotate_token))
+        .route(
+            "/v1/projects/{id}/tokens",
+            get(list_tokens).post(create_token),
+        )
+        .route(
+            "/v1/projects/{id}/tokens/{token}",
+            get(show_token).patch(rename_token).delete(revoke_token),
+        )
+        .route(
+            "/v1/projects/{id}/tokens/{token}/regenerate",
+            post(regenerate_token),
+        )
+        .route("/v1/projects/{id}/tokens/{token}/logs", get(token_logs))
+}
+
+// --- rendering ---------------------------------------------------------------------------------
+
+/// RFC 3339 in UTC with `Z`.
+pub fn rfc3339(at: OffsetDateTime) -> String {
+    at.format(&Rfc3339).unwrap_or_default()
+}
+
+fn opt_rfc3339(at: Option<OffsetDateTime>) -> Value {
+    at.map_or(Value::Null, |at| Value::String(rfc3339(at)))
+}
+
+fn team_json(summary: &TeamSummary) -> Value {
+    json!({
+        "id": summary.team.id,
+        "name": summary.team.name.as_str(),
+        "created_at": rfc3339(summary.team.created_at),
+        "updated_at": rfc3339(summary.team.updated_at),
+        "projects_count": summary.projects_count,
+    })
+}
+
+/// A project, with the upstream fields that describe its first active token.
+fn project_json(project: &Project, first: Option<&ProjectToken>) -> Value {
+    json!({
+        "id": project.id,
+        "name": project.name.as_str(),
+        "smtp_enabled": project.smtp_enabled,
+        "created_at": rfc3339(project.created_at),
+        "updated_at": rfc3339(project.updated_at),
+        "token_generated_at": opt_rfc3339(first.map(|t| t.updated_at)),
+        "token_last_used_at": opt_rfc3339(first.and_then(|t| t.last_use.at)),
+        "token_last_used_ip": first.and_then(|t| t.last_use.ip).map(|ip| ip.to_string()),
+    })
+}
+
+/// A project token (contract section B).
+pub fn token_json(token: &ProjectToken, now: OffsetDateTime) -> Value {
+    json!({
+        "id": token.id,
+        "project_id": token.project_id,
+        "name": token.name.as_str(),
+        "hint": token.hint.as_str(),
+        "status": token.status(now).as_str(),
+        "created_at": rfc3339(token.created_at),
+        "updated_at": rfc3339(token.updated_at),
+        "last_used_at": opt_rfc3339(token.last_use.at),
+        "last_used_ip": token.last_use.ip.map(|ip| ip.to_string()),
+        "last_used_via": token.last_use.via.map(|v| v.as_str()),
+        "expires_at": opt_rfc3339(token.expires_at),
+        "revoked_at": opt_rfc3339(token.revoked_at),
+    })
+}
+
+fn log_json(entry: &TokenLogEntry) -> Value {
+    json!({
+        "id": entry.id,
+        "token_id": entry.token_id,
+        "at": rfc3339(entry.at),
+        "ip": entry.ip.map(|ip| ip.to_string()),
+        "via": entry.via.as_str(),
+        "action": entry.action.as_str(),
+        "outcome": entry.outcome.as_str(),
+        "status": entry.status,
+        "message_ids": entry.message_ids,
+        "user_agent": entry.user_agent,
+    })
+}
+
+// --- query strings and pages -------------------------------------------------------------------
+
+/// The query of a list request, in order.
+type QueryPairs = Query<Vec<(String, String)>>;
+
+fn query_value<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
+    query
+        .iter()
+        .rev()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn page_request<K: std::str::FromStr + Copy>(
+    query: &[(String, String)],
+    default_sort: Sort<K>,
+) -> ApiResult<PageRequest<K>> {
+    let size = match query_value(query, "page[size]") {
+        None => PageSize::default(),
+        Some(s) => s
+            .parse::<u32>()
+            .map(PageSize::clamped)
+            .map_err(|_| ApiError::invalid("page.size", "The page size must be a whole number."))?,
+    };
+    let cursor = query_value(query, "page[cursor]")
+        .filter(|c| !c.is_empty())
+        .map(str::parse::<Cursor>)
+        .transpose()?;
+    let sort = match query_value(query, "sort").filter(|s| !s.is_empty()) {
+        None => default_sort,
+        // Only the first key is used: ties are broken by id.
+        Some(s) => Sort::parse(s.split(',').next().unwrap_or_default())?,
+    };
+    Ok(PageRequest { size, cursor, sort })
+}
+
+fn page_json<T>(
+    page: Page<T>,
+    size: PageSize,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    query: &[(String, String)],
+    render: impl Fn(&T) -> Value,
+) -> Value {
+    let host = headers
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("localhost");
+    let scheme = headers
+        .get("x-forwarded-proto")
+        .and_then(|h| h.to_str().ok())
+        .filter(|p| *p == "https")
+        .unwrap_or("http");
+    let path = format!("{scheme}://{host}{}", uri.path());
+    let url = |cursor: Option<Cursor>| -> Value {
+        let Some(cursor) = cursor else {
+            return Value::Null;
+        };
+        let mut pairs: Vec<(String, String)> = query
+            .iter()
+            .filter(|(k, _)| k != "page[cursor]")
+            .cloned()
+            .collect();
+        pairs.push(("page[cursor]".into(), cursor.to_string()));
+        let encoded: Vec<String> = pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .collect();
+        Value::String(format!("{path}?{}", encoded.join("&")))
+    };
+    json!({
+        "data": page.items.iter().map(render).collect::<Vec<_>>(),
+        "path": path,
+        "per_page": size.get(),
+        "next_cursor": page.next_cursor.map(|c| c.to_string()),
+        "next_page_url": url(page.next_cursor),
+        "prev_cursor": page.prev_cursor.map(|c| c.to_string()),
+        "prev_page_url": url(page.prev_cursor),
+    })
+}
+
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                char::from(b).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+// --- bodies ------------------------------------------------------------------------------------
+
+fn object(body: &Value) -> ApiResult<&Map<String, Value>> {
+    body.as_object()
+        .ok_or_else(|| ApiError::invalid("body", "The request body must be a JSON object."))
+}
+
+fn opt_string(body: &Map<String, Value>, field: &str) -> ApiResult<Option<String>> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s.clone())),
+        Some(_) => Err(ApiError::invalid(
+            field,
+            format!("The {field} field must be a string."),
+        )),
+    }
+}
+
+fn required_string(body: &Map<String, Value>, field: &str) -> ApiResult<String> {
+    opt_string(body, field)?
+        .ok_or_else(|| ApiError::invalid(field, format!("The {field} field is required.")))
+}
+
+fn opt_bool(body: &Map<String, Value>, field: &str) -> ApiResult<Option<bool>> {
+    match body.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(ApiError::invalid(
+            field,
+            format!("The {field} field must be true or false."),
+        )),
+    }
+}
+
+fn opt_instant(body: &Map<String, Value>, field: &str) -> ApiResult<Option<OffsetDateTime>> {
+    match opt_string(body, field)? {
+        None => Ok(None),
+        Some(text) => parse_instant(&text).map(Some).ok_or_else(|| {
+            ApiError::invalid(
+                field,
+                format!("The {field} field must be an ISO 8601 date."),
+            )
+        }),
+    }
+}
+
+fn project_id(raw: &str) -> ApiResult<ProjectId> {
+    raw.parse().map_err(|_| ApiError::NotFound("project"))
+}
+
+fn token_id(raw: &str) -> ApiResult<TokenId> {
+    raw.parse().map_err(|_| ApiError::NotFound("token"))
+}
+
+fn scope(auth: &TeamAuth) -> Scope {
+    Scope::Team(auth.caller.team_id)
+}
+
+fn done(data: Value, message: &str) -> Response {
+    Json(json!({"data": data, "message": message})).into_response()
+}
+
+use axum::Json;
+
+// --- team --------------------------------------------------------------------------------------
+
+async fn show_team(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::read(Resource::Team))?;
+    let summary = state
+        .services
+        .teams
+        .summary(scope(&auth), auth.caller.team_id)
+        .await?;
+    Ok(Json(team_json(&summary)).into_response())
+}
+
+async fn update_team(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::write(Resource::Team))?;
+    let name = required_string(object(&body)?, "name")?;
+    state
+        .services
+        .teams
+        .rename(scope(&auth), auth.caller.team_id, &name)
+        .await?;
+    let summary = state
+        .services
+        .teams
+        .summary(scope(&auth), auth.caller.team_id)
+        .await?;
+    Ok(done(
+        team_json(&summary),
+        "Team settings updated successfully.",
+    ))
+}
+
+// --- projects ----------------------------------------------------------------------------------
+
+async fn render_project(state: &AppState, scope: Scope, project: &Project) -> ApiResult<Value> {
+    let first = state
+        .services
+        .project_tokens
+        .first_active(scope, project.id)
+        .await?;
+    Ok(project_json(project, first.as_ref()))
+}
+
+async fn list_projects(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(query): QueryPairs,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::read(Resource::Projects))?;
+    let request = page_request(
+        &query,
+        Sort {
+            key: ProjectSortKey::CreatedAt,
+            direction: Direction::Descending,
+        },
+    )?;
+    let search = query_value(&query, "filter[search]");
+    let page = state
+        .services
+        .projects
+        .list(scope(&auth), auth.caller.team_id, search, &request)
+        .await?;
+    let mut rendered = Vec::with_capacity(page.items.len());
+    for project in &page.items {
+        rendered.push(render_project(&state, scope(&auth), project).await?);
+    }
+    let page = Page {
+        items: rendered,
+        next_cursor: page.next_cursor,
+        prev_cursor: page.prev_cursor,
+    };
+    Ok(Json(page_json(
+        page,
+        request.size,
+        &uri,
+        &headers,
+        &query,
+        Value::clone,
+    ))
+    .into_response())
+}
+
+async fn create_project(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::write(Resource::Projects))?;
+    let body = object(&body)?;
+    let name = required_string(body, "name")?;
+    let smtp_enabled = opt_bool(body, "smtp_enabled")?.unwrap_or(false);
+    let (project, first) = state
+        .services
+        .projects
+        .create(
+            scope(&auth),
+            NewProject {
+                team_id: auth.caller.team_id,
+                name,
+                smtp_enabled,
+                first_token_name: Some("Default".into()),
+            },
+        )
+        .await?;
+    let token = first.ok_or(ApiError::Internal)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "data": project_json(&project, Some(&token.token)),
+            "message": "Project created successfully.",
+            "api_token": token.secret.expose_secret(),
+        })),
+    )
+        .into_response())
+}
+
+async fn show_project(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::read(Resource::Projects))?;
+    let project = state
+        .services
+        .projects
+        .get(scope(&auth), project_id(&id)?)
+        .await?;
+    Ok(Json(render_project(&state, scope(&auth), &project).await?).into_response())
+}
+
+async fn update_project(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::write(Resource::Projects))?;
+    let id = project_id(&id)?;
+    let body = object(&body)?;
+    let update = ProjectUpdate {
+        name: opt_string(body, "name")?,
+        smtp_enabled: opt_bool(body, "smtp_enabled")?,
+    };
+    let project = state
+        .services
+        .projects
+        .update(scope(&auth), id, update)
+        .await?;
+    Ok(done(
+        render_project(&state, scope(&auth), &project).await?,
+        "Project updated successfully.",
+    ))
+}
+
+async fn delete_project(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::write(Resource::Projects))?;
+    state
+        .services
+        .projects
+        .delete(scope(&auth), project_id(&id)?)
+        .await?;
+    Ok(Json(json!({"message": "Project deleted successfully."})).into_response())
+}
+
+async fn rotate_token(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::write(Resource::Projects))?;
+    let id = project_id(&id)?;
+    let s = scope(&auth);
+    let project = state.services.projects.get(s, id).await?;
+    let issued = match state.services.project_tokens.first_active(s, id).await? {
+        Some(first) => {
+            state
+                .services
+                .project_tokens
+                .regenerate(s, Some(id), first.id)
+                .await?
+        }
+        // A project without an active token gets a new one.
+        None => {
+            state
+                .services
+                .project_tokens
+                .create(s, id, "Default", None)
+                .await?
+        }
+    };
+    Ok(Json(json!({
+        "data": project_json(&project, Some(&issued.token)),
+        "new_token": issued.secret.expose_secret(),
+        "message": "API token rotated successfully. Please update your integrations.",
+    }))
+    .into_response())
+}
+
+// --- project tokens ----------------------------------------------------------------------------
+
+async fn list_tokens(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(query): QueryPairs,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::read(Resource::Tokens))?;
+    let id = project_id(&id)?;
+    let request = page_request(
+        &query,
+        Sort {
+            key: TokenSortKey::CreatedAt,
+            direction: Direction::Descending,
+        },
+    )?;
+    let status = match query_value(&query, "filter[status]") {
+        None | Some("") => TokenStatusFilter::Active,
+        Some(s) => s.parse().map_err(|_| {
+            ApiError::invalid(
+                "filter.status",
+                "The status filter must be one of active, revoked, expired, all.",
+            )
+        })?,
+    };
+    let page = state
+        .services
+        .project_tokens
+        .list(scope(&auth), id, status, &request)
+        .await?;
+    let now = state.clock.now();
+    Ok(
+        Json(page_json(page, request.size, &uri, &headers, &query, |t| {
+            token_json(t, now)
+        }))
+        .into_response(),
+    )
+}
+
+async fn create_token(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::write(Resource::Tokens))?;
+    let id = project_id(&id)?;
+    let body = object(&body)?;
+    let name = required_string(body, "name")?;
+    let expires_at = opt_instant(body, "expires_at")?;
+    let issued = state
+        .services
+        .project_tokens
+        .create(scope(&auth), id, &name, expires_at)
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "data": token_json(&issued.token, state.clock.now()),
+            "message": "Token created successfully. It is shown only once.",
+            "token": issued.secret.expose_secret(),
+        })),
+    )
+        .into_response())
+}
+
+async fn show_token(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+    Path((id, token)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::read(Resource::Tokens))?;
+    let token = state
+        .services
+        .project_tokens
+        .get(scope(&auth), Some(project_id(&id)?), token_id(&token)?)
+        .await?;
+    Ok(Json(token_json(&token, state.clock.now())).into_response())
+}
+
+async fn rename_token(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+    Path((id, token)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::write(Resource::Tokens))?;
+    let (id, token) = (project_id(&id)?, token_id(&token)?);
+    let name = required_string(object(&body)?, "name")?;
+    let token = state
+        .services
+        .project_tokens
+        .rename(scope(&auth), Some(id), token, &name)
+        .await?;
+    Ok(done(
+        token_json(&token, state.clock.now()),
+        "Token renamed successfully.",
+    ))
+}
+
+async fn regenerate_token(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+    Path((id, token)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::write(Resource::Tokens))?;
+    let (id, token) = (project_id(&id)?, token_id(&token)?);
+    let issued = state
+        .services
+        .project_tokens
+        .regenerate(scope(&auth), Some(id), token)
+        .await?;
+    Ok(Json(json!({
+        "data": token_json(&issued.token, state.clock.now()),
+        "message": "Token regenerated successfully. The previous value no longer works.",
+        "token": issued.secret.expose_secret(),
+    }))
+    .into_response())
+}
+
+async fn revoke_token(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+    Path((id, token)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::write(Resource::Tokens))?;
+    let (id, token) = (project_id(&id)?, token_id(&token)?);
+    state
+        .services
+        .project_tokens
+        .revoke(scope(&auth), Some(id), token)
+        .await?;
+    Ok(Json(json!({"message": "Token revoked successfully."})).into_response())
+}
+
+async fn token_logs(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+    Path((id, token)): Path<(String, String)>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    Query(query): QueryPairs,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::read(Resource::Tokens))?;
+    let (id, token) = (project_id(&id)?, token_id(&token)?);
+    let request = page_request(
+        &query,
+        Sort {
+            key: LogSortKey::At,
+            direction: Direction::Descending,
+        },
+    )?;
+    let instant = |field: &str, key: &str| -> ApiResult<Option<OffsetDateTime>> {
+        query_value(&query, key)
+            .filter(|v| !v.is_empty())
+            .map(|v| {
+                parse_instant(v).ok_or_else(|| {
+                    ApiError::invalid(
+                        field,
+                        format!("The {field} filter must be an ISO 8601 date."),
+                    )
+                })
+            })
+            .transpose()
+    };
+    let filter = LogFilter {
+        outcome: match query_value(&query, "filter[outcome]").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(o) => Some(
+                o.parse()
+                    .map_err(|_| ApiError::invalid("filter.outcome", "Unknown outcome."))?,
+            ),
+        },
+        from: instant("filter.from", "filter[from]")?,
+        to: instant("filter.to", "filter[to]")?,
+    };
+    let page = state
+        .services
+        .project_tokens
+        .logs(scope(&auth), Some(id), token, &filter, &request)
+        .await?;
+    Ok(Json(page_json(
+        page,
+        request.size,
+        &uri,
+        &headers,
+        &query,
+        log_json,
+    ))
+    .into_response())
+}
