@@ -24,6 +24,9 @@ use time::OffsetDateTime;
 pub use cli::Cli;
 pub use error::{CmdResult, Failure};
 
+/// Asks a yes/no question on the terminal.
+pub type Confirm<'a> = &'a mut dyn FnMut(&str) -> io::Result<bool>;
+
 /// Where a command writes, and how it asks for confirmation.
 pub struct Console<'a> {
     /// Results: tables, JSON, and issued tokens (alone, so `$(…)` captures them).
@@ -32,7 +35,7 @@ pub struct Console<'a> {
     pub err: &'a mut dyn Write,
     /// Asks a yes/no question on the terminal; `None` when not on a terminal, in which case
     /// commands that need confirmation need `--yes`.
-    pub confirm: Option<&'a mut dyn FnMut(&str) -> io::Result<bool>>,
+    pub confirm: Option<Confirm<'a>>,
 }
 
 impl std::fmt::Debug for Console<'_> {

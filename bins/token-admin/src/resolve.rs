@@ -29,9 +29,16 @@ fn not_found_as(err: Error, message: impl FnOnce() -> String) -> Failure {
     }
 }
 
+/// The order lists are shown in: by name, ignoring case, whatever the store's collation.
+pub fn name_order(name: &str) -> (String, String) {
+    (name.to_lowercase(), name.to_owned())
+}
+
 /// Every team, by name.
 pub async fn all_teams(services: &Services) -> CmdResult<Vec<Team>> {
-    Ok(services.teams.list(OP).await?)
+    let mut teams = services.teams.list(OP).await?;
+    teams.sort_by_cached_key(|t| (name_order(t.name.as_str()), t.id));
+    Ok(teams)
 }
 
 /// A team by id or name.
@@ -99,9 +106,11 @@ pub async fn projects_of(
         all.extend(page.items);
         match page.next_cursor {
             Some(cursor) => request.cursor = Some(cursor),
-            None => return Ok(all),
+            None => break,
         }
     }
+    all.sort_by_cached_key(|p| (name_order(p.name.as_str()), p.id));
+    Ok(all)
 }
 
 /// A project by id or name; names are looked up in `team` when given, in every team otherwise.
@@ -178,9 +187,11 @@ pub async fn project_tokens(
         all.extend(page.items);
         match page.next_cursor {
             Some(cursor) => request.cursor = Some(cursor),
-            None => return Ok(all),
+            None => break,
         }
     }
+    all.sort_by_cached_key(|t| (name_order(t.name.as_str()), t.id));
+    Ok(all)
 }
 
 /// A team's tokens with `status`, by name.
@@ -199,9 +210,11 @@ pub async fn team_tokens(
         all.extend(page.items);
         match page.next_cursor {
             Some(cursor) => request.cursor = Some(cursor),
-            None => return Ok(all),
+            None => break,
         }
     }
+    all.sort_by_cached_key(|t| (name_order(t.name.as_str()), t.id));
+    Ok(all)
 }
 
 /// Picks the one token among those with the same name: the only one, or else the only one that

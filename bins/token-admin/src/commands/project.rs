@@ -71,7 +71,13 @@ pub(crate) async fn run(cmd: ProjectCommand, ctx: &Ctx, con: &mut Console<'_>) -
                     rows.push((p, t.name.to_string()));
                 }
             }
-            rows.sort_by(|(a, ta), (b, tb)| (a.name.as_str(), ta).cmp(&(b.name.as_str(), tb)));
+            rows.sort_by_cached_key(|(p, team)| {
+                (
+                    resolve::name_order(p.name.as_str()),
+                    resolve::name_order(team),
+                    p.id,
+                )
+            });
             if ctx.json {
                 let json: Vec<ProjectJson> = rows.iter().map(|(p, _)| p.into()).collect();
                 con.out.write_all(render::json(&json).as_bytes())?;
