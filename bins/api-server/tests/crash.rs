@@ -50,11 +50,18 @@ async fn crash(backend: Backend) {
     for task in clients {
         acknowledged.extend(task.await.unwrap());
     }
-    assert!(acknowledged.len() > 50, "too little load to prove anything: {}", acknowledged.len());
+    assert!(
+        acknowledged.len() > 50,
+        "too little load to prove anything: {}",
+        acknowledged.len()
+    );
 
     // Restart on the same database: it starts, and everything acknowledged is there.
     let restarted = Process::spawn(&url, &[]);
-    assert!(restarted.project_token.is_none(), "no second bootstrap on a used store");
+    assert!(
+        restarted.project_token.is_none(),
+        "no second bootstrap on a used store"
+    );
     let ping = http
         .get(format!("{}/v1/ping", restarted.base))
         .header("x-lettermint-token", &token)
@@ -70,10 +77,16 @@ async fn crash(backend: Backend) {
         .unwrap()
         .project_id;
     for (id, subject) in &acknowledged {
-        let message = services.messages.get(project, *id).await.expect("an acknowledged message survived the crash");
+        let message = services
+            .messages
+            .get(project, *id)
+            .await
+            .expect("an acknowledged message survived the crash");
         assert_eq!(message.subject.as_deref(), Some(subject.as_str()));
         assert_eq!(message.envelope_to, vec!["b@example.com"]);
-        let MessageContent::Structured(email) = message.content else { panic!("structured content") };
+        let MessageContent::Structured(email) = message.content else {
+            panic!("structured content")
+        };
         assert_eq!(email.text.as_deref(), Some("body text"));
     }
 }

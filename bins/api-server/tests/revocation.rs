@@ -26,7 +26,13 @@ struct Outcome {
 }
 
 /// Runs the race against `bases` (clients spread over them) and checks the outcome.
-async fn race(services: &Services, bases: &[String], team_token: &str, project: ProjectId, change: Change) {
+async fn race(
+    services: &Services,
+    bases: &[String],
+    team_token: &str,
+    project: ProjectId,
+    change: Change,
+) {
     let issued = services
         .project_tokens
         .create(Scope::Operator, project, &format!("raced {change:?}"), None)
@@ -53,15 +59,25 @@ async fn race(services: &Services, bases: &[String], team_token: &str, project: 
                 let status = response.status().as_u16();
                 let body: serde_json::Value = response.json().await.unwrap();
                 let message_id = body["message_id"].as_str().map(|s| s.parse().unwrap());
-                outcomes.push(Outcome { started, status, message_id });
+                outcomes.push(Outcome {
+                    started,
+                    status,
+                    message_id,
+                });
             }
             outcomes
         }));
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
     let path = match change {
-        Change::Revoke => format!("{}/v1/projects/{project}/tokens/{}", bases[0], issued.token.id),
-        Change::Regenerate => format!("{}/v1/projects/{project}/tokens/{}/regenerate", bases[0], issued.token.id),
+        Change::Revoke => format!(
+            "{}/v1/projects/{project}/tokens/{}",
+            bases[0], issued.token.id
+        ),
+        Change::Regenerate => format!(
+            "{}/v1/projects/{project}/tokens/{}/regenerate",
+            bases[0], issued.token.id
+        ),
     };
     let request = match change {
         Change::Revoke => http.delete(path),
@@ -94,11 +110,21 @@ async fn race(services: &Services, bases: &[String], team_token: &str, project: 
             }
         }
     }
-    assert!(!accepted.is_empty(), "nothing was accepted before the {change:?}");
-    assert!(after > 0, "no request started after the {change:?} returned");
+    assert!(
+        !accepted.is_empty(),
+        "nothing was accepted before the {change:?}"
+    );
+    assert!(
+        after > 0,
+        "no request started after the {change:?} returned"
+    );
     assert_eq!(refused_after, after);
     for id in accepted {
-        services.messages.get(project, id).await.expect("every 202 is a stored message");
+        services
+            .messages
+            .get(project, id)
+            .await
+            .expect("every 202 is a stored message");
     }
 }
 
@@ -114,7 +140,14 @@ async fn project_of(services: &Services, token: &str) -> ProjectId {
 async fn one_server(backend: Backend, change: Change) {
     let server = TestServer::start(backend).await;
     let project = project_of(&server.services, &server.project_token).await;
-    race(&server.services, std::slice::from_ref(&server.base), &server.team_token, project, change).await;
+    race(
+        &server.services,
+        std::slice::from_ref(&server.base),
+        &server.team_token,
+        project,
+        change,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -144,7 +177,14 @@ async fn two_processes(change: Change) {
     let team_token = first.team_token.clone().unwrap();
     let services = services(&url).await;
     let project = project_of(&services, first.project_token.as_deref().unwrap()).await;
-    race(&services, &[first.base.clone(), second.base.clone()], &team_token, project, change).await;
+    race(
+        &services,
+        &[first.base.clone(), second.base.clone()],
+        &team_token,
+        project,
+        change,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
