@@ -30,6 +30,19 @@ pub enum Bench {
         #[arg(long, value_delimiter = ',')]
         stores: Vec<String>,
     },
+    /// `POST /v1/send` through the real api-server (release build) on SQLite and on a
+    /// throwaway PostgreSQL, driven by wrk, beside a bare axum handler parsing the same JSON.
+    Api {
+        /// Seconds per run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Keep-alive connections.
+        #[arg(long, default_value_t = 64)]
+        connections: u32,
+        /// Only these stores (sqlite, postgres); default both.
+        #[arg(long, value_delimiter = ',')]
+        stores: Vec<String>,
+    },
 }
 
 pub fn run(runtime: &Runtime, bench: Bench) -> Result<()> {
@@ -42,6 +55,15 @@ pub fn run(runtime: &Runtime, bench: Bench) -> Result<()> {
             concurrency,
             stores,
         } => runtime.block_on(auth(Duration::from_secs(seconds), concurrency, stores)),
+        Bench::Api {
+            seconds,
+            connections,
+            stores,
+        } => runtime.block_on(crate::bench_api::run(
+            Duration::from_secs(seconds),
+            connections,
+            stores,
+        )),
     }
 }
 

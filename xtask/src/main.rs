@@ -1,6 +1,7 @@
 //! `cargo xtask`: the project's own tasks, in Rust.
 
 mod bench;
+mod bench_api;
 mod seed;
 
 use anyhow::Result;
