@@ -244,9 +244,15 @@ fn server_run(
         .with_context(|| format!("starting {}", binary.display()))?;
     let stdout = child.stdout.take().context("stdout")?;
     let server = Server(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Keep reading for the server's whole life, so that it never writes into a closed pipe.
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
     let (mut base, mut token) = (None, None);
-    for line in BufReader::new(stdout).lines() {
-        let line = line?;
+    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
         let line = line.trim();
         if let Some(addr) = line.strip_prefix("listening on ") {
             base = Some(addr.to_owned());

@@ -63,7 +63,7 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let bootstrap = config.bootstrap;
     let (state, background) = api_server::start(store.into_dyn(), config, metrics);
     tracing::info!(%address, backend, "api-server started");
-    println!("listening on http://{address}");
+    say(&format!("listening on http://{address}"));
     if bootstrap && let Some(first) = api_server::bootstrap(&state.services).await? {
         print_bootstrap(&first, address);
     }
@@ -72,18 +72,26 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Prints a line to stdout; a closed stdout (the reader went away) is not an error.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
 fn print_bootstrap(first: &api_server::Bootstrap, address: std::net::SocketAddr) {
-    println!();
-    println!("First start: created a team, a project and two tokens. They are shown only now.");
-    println!("  project token: {}", first.project_token);
-    println!("  team token: {}", first.team_token);
-    println!();
-    println!("Send a first mail:");
-    println!(
+    say("");
+    say("First start: created a team, a project and two tokens. They are shown only now.");
+    say(&format!("  project token: {}", first.project_token));
+    say(&format!("  team token: {}", first.team_token));
+    say("");
+    say("Send a first mail:");
+    say(&format!(
         "  curl -sS http://{address}/v1/send -H 'x-lettermint-token: {}' -H 'content-type: application/json' \\\n    -d '{{\"from\":\"Me <me@example.com>\",\"to\":[\"you@example.com\"],\"subject\":\"Hello\",\"text\":\"It works.\"}}'",
         first.project_token
-    );
-    println!();
+    ));
+    say("");
 }
 
 async fn shutdown_signal() {

@@ -9,7 +9,9 @@ use lettermint_core::{UsageRecord, UsageService};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-const MAX_BATCH: usize = 2_000;
+/// Records per store transaction: small enough that a flush holds locks (SQLite's single
+/// writer) only briefly.
+const MAX_BATCH: usize = 500;
 
 /// Queues usage records.
 #[derive(Debug, Clone)]

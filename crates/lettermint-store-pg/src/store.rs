@@ -439,9 +439,12 @@ impl ProjectTokenRepository for PgStore {
         hint: &TokenHint,
         at: OffsetDateTime,
     ) -> Result<bool> {
+        // FOR UPDATE, like revoke: ordered against every enqueue holding the token.
         let done = sqlx::query(
-            "UPDATE project_tokens SET digest = $2, hint = $3, updated_at = $4 \
-             WHERE id = $1 AND revoked_at IS NULL",
+            "WITH locked AS (SELECT id FROM project_tokens WHERE id = $1 AND revoked_at IS NULL \
+             FOR UPDATE) \
+             UPDATE project_tokens t SET digest = $2, hint = $3, updated_at = $4 \
+             FROM locked WHERE t.id = locked.id",
         )
         .bind(id.as_uuid())
         .bind(digest.as_bytes().as_slice())
@@ -454,8 +457,11 @@ impl ProjectTokenRepository for PgStore {
     }
 
     async fn revoke_project_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool> {
+        // FOR UPDATE: waits for every enqueue holding the token (FOR KEY SHARE) to commit.
         let done = sqlx::query(
-            "UPDATE project_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
+            "WITH locked AS (SELECT id FROM project_tokens WHERE id = $1 AND revoked_at IS NULL \
+             FOR UPDATE) \
+             UPDATE project_tokens t SET revoked_at = $2 FROM locked WHERE t.id = locked.id",
         )
         .bind(id.as_uuid())
         .bind(at)
@@ -728,12 +734,14 @@ impl MessageRepository for PgStore {
         token_ids.dedup();
 
         let mut tx = self.pool.begin().await.fix()?;
-        // FOR SHARE conflicts with the UPDATE of a revoke or regenerate: either that commits
-        // first and we read its result, or it waits for this transaction to commit. Acceptance
-        // and revocation are thus ordered by the database, across every process.
+        // FOR KEY SHARE conflicts with the FOR UPDATE lock that revoke and regenerate take:
+        // either that commits first and we read its result, or it waits for this transaction to
+        // commit. Acceptance and revocation are thus ordered by the database, across every
+        // process. (It does not conflict with the plain UPDATEs of "last used", so usage
+        // bookkeeping never stalls sends.)
         let rows = sqlx::query(
             "SELECT id, project_id, digest, revoked_at, expires_at FROM project_tokens \
-             WHERE id = ANY($1) ORDER BY id FOR SHARE",
+             WHERE id = ANY($1) ORDER BY id FOR KEY SHARE",
         )
         .bind(&token_ids)
         .fetch_all(&mut *tx)
