@@ -1,5 +1,5 @@
-//! The OpenAPI 3.1 document, built from the route table below (the same paths the router
-//! serves; a test checks the two agree).
+//! The OpenAPI 3.1 document, built from the route table below (`tests/openapi.rs` requests
+//! every operation in it and checks that the router serves it).
 
 use serde_json::{Value, json};
 
