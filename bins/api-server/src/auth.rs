@@ -13,12 +13,46 @@ use crate::error::ApiError;
 use crate::rate_limit::Class;
 
 /// A request authenticated with a project token (`x-lettermint-token`).
+///
+/// On the send routes a known token's identity may come from the [`crate::identity`] cache
+/// (`fresh` is then false): such a caller may only be answered through the conditional commit,
+/// or after [`ProjectAuth::confirm`].
 #[derive(Debug, Clone)]
 pub struct ProjectAuth {
     /// Who.
     pub caller: ProjectCaller,
     /// From where.
     pub client: Client,
+    /// Whether the token's state was read from the store for this request.
+    pub fresh: bool,
+}
+
+impl ProjectAuth {
+    /// Authenticates against the store now (unless that was already done for this request);
+    /// refusals are logged and answered like any authentication failure.
+    pub async fn confirm(&mut self, state: &AppState, action: Action) -> Result<(), ApiError> {
+        if self.fresh {
+            return Ok(());
+        }
+        let presented = self.caller.credential.digest;
+        match state
+            .services
+            .auth
+            .authenticate_project_digest(&presented, Channel::Api)
+            .await
+        {
+            Ok(caller) => {
+                self.caller = caller;
+                self.fresh = true;
+                Ok(())
+            }
+            Err(err) => {
+                state.identities.forget(&presented);
+                state.record_auth_failure(&err, &self.client, action);
+                Err(err.into())
+            }
+        }
+    }
 }
 
 fn header<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -85,13 +119,41 @@ impl FromRequestParts<AppState> for ProjectAuth {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let client = Client::from_parts(parts, &state.config.trusted_proxies);
         let presented = header(&parts.headers, "x-lettermint-token");
+        let sending = matches!(parts.uri.path(), "/v1/send" | "/v1/send/batch");
+        if sending
+            && let Some(digest) = presented
+                .and_then(|p| {
+                    lettermint_core::PlainToken::parse_kind(
+                        p.trim(),
+                        lettermint_core::TokenKind::Project,
+                    )
+                    .ok()
+                })
+                .map(|t| t.digest())
+            && let Some(caller) = state.identities.get(&digest)
+        {
+            return Ok(Self {
+                caller,
+                client,
+                fresh: false,
+            });
+        }
         match state
             .services
             .auth
             .authenticate_project(presented, Channel::Api)
             .await
         {
-            Ok(caller) => Ok(Self { caller, client }),
+            Ok(caller) => {
+                if sending {
+                    state.identities.insert(caller);
+                }
+                Ok(Self {
+                    caller,
+                    client,
+                    fresh: true,
+                })
+            }
             Err(err) => {
                 state.record_auth_failure(&err, &client, action_of(parts.uri.path()));
                 Err(err.into())

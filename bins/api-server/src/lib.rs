@@ -9,6 +9,7 @@ pub mod client;
 pub mod committer;
 pub mod config;
 pub mod error;
+pub mod identity;
 pub mod openapi;
 pub mod ops;
 pub mod rate_limit;
@@ -61,6 +62,8 @@ pub struct Inner {
     pub limits: RateLimiter,
     /// Idempotency keys being processed here.
     pub in_flight: InFlight,
+    /// Project token identities (never their state); see [`identity`].
+    pub identities: identity::IdentityCache,
     /// Configuration.
     pub config: Config,
     /// Time.
@@ -157,6 +160,7 @@ pub fn start(
         usage,
         limits: RateLimiter::default(),
         in_flight: InFlight::default(),
+        identities: identity::IdentityCache::default(),
         config,
         clock,
         store,

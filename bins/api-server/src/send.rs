@@ -88,21 +88,43 @@ impl Drop for InFlightGuard<'_> {
 /// `POST /v1/send`.
 pub async fn send(
     State(state): State<AppState>,
-    auth: ProjectAuth,
+    mut auth: ProjectAuth,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    accept(&state, &auth, &headers, body, false).await
+    accept(&state, &mut auth, &headers, body, false).await
 }
 
 /// `POST /v1/send/batch`.
 pub async fn send_batch(
     State(state): State<AppState>,
-    auth: ProjectAuth,
+    mut auth: ProjectAuth,
     headers: HeaderMap,
     JsonBody(body): JsonBody,
 ) -> ApiResult<Response> {
-    accept(&state, &auth, &headers, body, true).await
+    accept(&state, &mut auth, &headers, body, true).await
+}
+
+/// Answers an invalid request: after checking the token against the store (a refused token
+/// gets its 401, not the 422), and logged against the token.
+async fn invalid(
+    state: &AppState,
+    auth: &mut ProjectAuth,
+    action: Action,
+    err: ApiError,
+) -> ApiError {
+    if let Err(refused) = auth.confirm(state, action).await {
+        return refused;
+    }
+    state.record_usage(
+        auth.caller.credential.token_id,
+        &auth.client,
+        action,
+        Outcome::InvalidRequest,
+        err.status(),
+        Vec::new(),
+    );
+    err
 }
 
 fn replay(record: &IdempotencyRecord, fingerprint: &[u8; 32]) -> ApiResult<Response> {
@@ -129,7 +151,7 @@ fn replay(record: &IdempotencyRecord, fingerprint: &[u8; 32]) -> ApiResult<Respo
 
 async fn accept(
     state: &AppState,
-    auth: &ProjectAuth,
+    auth: &mut ProjectAuth,
     headers: &HeaderMap,
     body: Value,
     batch: bool,
@@ -139,20 +161,12 @@ async fn accept(
     } else {
         Action::Send
     };
-    let caller = auth.caller;
-    let project = caller.project_id;
-    let reject = |err: ApiError| {
-        let status = err.status();
-        state.record_usage(
-            caller.credential.token_id,
-            &auth.client,
-            action,
-            Outcome::InvalidRequest,
-            status,
-            Vec::new(),
-        );
-        err
-    };
+    // Answers that do not go through the conditional commit need the token's current state:
+    // a request with an Idempotency-Key (it may be answered by a replay) is checked now, an
+    // invalid request before its 422 (see `invalid`).
+    if headers.contains_key("idempotency-key") {
+        auth.confirm(state, action).await?;
+    }
 
     let key = match headers.get("idempotency-key") {
         None => None,
@@ -161,10 +175,16 @@ async fn accept(
                 Some(k.to_owned())
             }
             _ => {
-                return Err(reject(ApiError::invalid(
-                    "Idempotency-Key",
-                    "The Idempotency-Key header must be 1 to 255 printable characters.",
-                )));
+                return Err(invalid(
+                    state,
+                    auth,
+                    action,
+                    ApiError::invalid(
+                        "Idempotency-Key",
+                        "The Idempotency-Key header must be 1 to 255 printable characters.",
+                    ),
+                )
+                .await);
             }
         },
     };
@@ -173,16 +193,25 @@ async fn accept(
         match body.as_array() {
             Some(items) if (1..=MAX_BATCH).contains(&items.len()) => items.iter().collect(),
             Some(_) => {
-                return Err(reject(ApiError::invalid(
-                    "body",
-                    format!("A batch holds between 1 and {MAX_BATCH} messages."),
-                )));
+                return Err(invalid(
+                    state,
+                    auth,
+                    action,
+                    ApiError::invalid(
+                        "body",
+                        format!("A batch holds between 1 and {MAX_BATCH} messages."),
+                    ),
+                )
+                .await);
             }
             None => {
-                return Err(reject(ApiError::invalid(
-                    "body",
-                    "A batch is a JSON array of send requests.",
-                )));
+                return Err(invalid(
+                    state,
+                    auth,
+                    action,
+                    ApiError::invalid("body", "A batch is a JSON array of send requests."),
+                )
+                .await);
             }
         }
     } else {
@@ -203,7 +232,10 @@ async fn accept(
     let mut routes = Vec::with_capacity(valid.len());
     if errors.is_empty() {
         for (i, send) in valid.iter().enumerate() {
-            match state.route_for(project, send.route.as_deref()).await {
+            match state
+                .route_for(auth.caller.project_id, send.route.as_deref())
+                .await
+            {
                 Ok(route) => routes.push(route),
                 Err(ApiError::Validation(_)) => errors.add(
                     if batch {
@@ -221,8 +253,10 @@ async fn accept(
         }
     }
     if !errors.is_empty() {
-        return Err(reject(ApiError::Validation(errors)));
+        return Err(invalid(state, auth, action, ApiError::Validation(errors)).await);
     }
+    let caller = auth.caller;
+    let project = caller.project_id;
 
     let path: &[u8] = if batch {
         b"/v1/send/batch"
@@ -337,18 +371,24 @@ async fn accept(
                 .into_response())
         }
         Ok(SubmissionOutcome::TokenInactive) => {
-            // Revoked, regenerated or expired between authentication and commit.
-            metrics::counter!("lettermint_auth_failures_total", "reason" => "inactive_at_commit")
-                .increment(1);
-            state.record_usage(
-                caller.credential.token_id,
-                &auth.client,
-                action,
-                Outcome::RejectedRevoked,
-                401,
-                Vec::new(),
-            );
-            Err(ApiError::Unauthenticated)
+            // Revoked, regenerated or expired before the commit. Ask the store why, so the
+            // token's log says so, and forget the identity.
+            state.identities.forget(&caller.credential.digest);
+            auth.fresh = false;
+            match auth.confirm(state, action).await {
+                Err(refused) => Err(refused),
+                Ok(()) => {
+                    state.record_usage(
+                        caller.credential.token_id,
+                        &auth.client,
+                        action,
+                        Outcome::RejectedRevoked,
+                        401,
+                        Vec::new(),
+                    );
+                    Err(ApiError::Unauthenticated)
+                }
+            }
         }
         Ok(SubmissionOutcome::DuplicateIdempotencyKey) => {
             let key = key.unwrap_or_default();

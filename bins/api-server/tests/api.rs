@@ -36,6 +36,7 @@ on_both_stores!(
     another_teams_ids_are_not_found_on_every_route,
     token_management_and_logs,
     shutdown_flushes_usage,
+    a_known_token_revoked_since_gets_401_on_every_path,
 );
 
 async fn sends_are_stored_complete_before_202(backend: Backend) {
@@ -1028,4 +1029,66 @@ async fn shutdown_flushes_usage(backend: Backend) {
         .await
         .unwrap();
     assert!(token.last_use.at.is_some(), "usage was flushed on shutdown");
+}
+
+/// A token that sent before (its identity is remembered) and was revoked since gets 401 for a
+/// valid send, an invalid send (not 422) and an idempotent retry (not the replay).
+async fn a_known_token_revoked_since_gets_401_on_every_path(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let http = client();
+    let project = project_of(&server).await;
+    let issued = server
+        .services
+        .project_tokens
+        .create(Scope::Operator, project, "known", None)
+        .await
+        .unwrap();
+    let token = issued.secret.expose_secret().to_owned();
+    let post = |body: Value, key: Option<&'static str>| {
+        let mut request = http
+            .post(format!("{}/v1/send", server.base))
+            .header("x-lettermint-token", &token)
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("idempotency-key", key);
+        }
+        request.send()
+    };
+    assert_eq!(post(mail("first"), None).await.unwrap().status(), 202);
+    assert_eq!(
+        post(mail("keyed"), Some("k-1")).await.unwrap().status(),
+        202
+    );
+    assert_eq!(
+        post(json!({"from": "bad"}), None).await.unwrap().status(),
+        422
+    );
+    server
+        .services
+        .project_tokens
+        .revoke(Scope::Operator, None, issued.token.id)
+        .await
+        .unwrap();
+    assert_eq!(post(mail("second"), None).await.unwrap().status(), 401);
+    assert_eq!(
+        post(json!({"from": "bad"}), None).await.unwrap().status(),
+        401
+    );
+    assert_eq!(
+        post(mail("keyed"), Some("k-1")).await.unwrap().status(),
+        401
+    );
+    let logs = wait_for_logs(&server, issued.token.id, 6).await;
+    let outcomes: Vec<&str> = logs
+        .iter()
+        .map(|l| l["outcome"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        outcomes
+            .iter()
+            .filter(|o| **o == "rejected_revoked")
+            .count(),
+        3,
+        "{outcomes:?}"
+    );
 }

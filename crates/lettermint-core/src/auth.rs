@@ -9,7 +9,7 @@ use crate::id::{ProjectId, TeamId, TokenId};
 use crate::message::TokenCredential;
 use crate::model::{Channel, TokenStatus};
 use crate::repo::{ProjectTokenRepository, TeamTokenRepository};
-use crate::token::{PlainToken, TokenFormatError, TokenKind};
+use crate::token::{PlainToken, TokenDigest, TokenFormatError, TokenKind};
 use crate::usage::Outcome;
 
 /// Why a token did not authenticate. Clients get one answer whatever the reason; the reason
@@ -149,9 +149,20 @@ impl AuthService {
                 token_id: known.map(|t| t.id),
             }));
         }
+        self.authenticate_project_digest(&digest, via).await
+    }
+
+    /// Authenticates the project token whose digest is `digest` (the value was parsed before,
+    /// for example by an earlier request of the same client); same answers as
+    /// [`AuthService::authenticate_project`].
+    pub async fn authenticate_project_digest(
+        &self,
+        digest: &TokenDigest,
+        via: Channel,
+    ) -> Result<ProjectCaller> {
         let grant = self
             .project_tokens
-            .find_project_token_by_digest(&digest)
+            .find_project_token_by_digest(digest)
             .await?
             .ok_or(Error::Unauthenticated(AuthFailure::Unknown))?;
         let token_id = grant.token.id;
@@ -166,7 +177,10 @@ impl AuthService {
             TokenStatus::Active => Ok(ProjectCaller {
                 team_id: grant.team_id,
                 project_id: grant.token.project_id,
-                credential: TokenCredential { token_id, digest },
+                credential: TokenCredential {
+                    token_id,
+                    digest: *digest,
+                },
             }),
         }
     }
