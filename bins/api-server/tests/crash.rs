@@ -100,3 +100,76 @@ async fn acknowledged_messages_survive_sigkill_on_sqlite() {
 async fn acknowledged_messages_survive_sigkill_on_postgres() {
     crash(Backend::Postgres).await;
 }
+
+/// SIGTERM: requests finish, usage is flushed, the process exits 0; metrics, health and
+/// readiness answer while it runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_and_exits_cleanly() {
+    let (url, _dir) = common::database(Backend::Sqlite).await;
+    let mut server = Process::spawn(&url, &[]);
+    let token = server.project_token.clone().unwrap();
+    let http = client();
+    let response = http
+        .post(format!("{}/v1/send", server.base))
+        .header("x-lettermint-token", &token)
+        .json(&json!({"from": "a@example.com", "to": ["b@example.com"], "subject": "s", "text": "body"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    for path in ["/healthz", "/readyz"] {
+        assert_eq!(
+            http.get(format!("{}{path}", server.base))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
+    }
+    let bad = http
+        .post(format!("{}/v1/send", server.base))
+        .header("x-lettermint-token", "lm_nope")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 401);
+    let metrics = http
+        .get(format!("{}/metrics", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for series in [
+        "lettermint_sends_accepted_total",
+        "lettermint_http_requests_total",
+        "lettermint_auth_failures_total{reason=\"malformed\"}",
+        "lettermint_send_batch_size",
+    ] {
+        assert!(
+            metrics.contains(series),
+            "{series} missing from /metrics:\n{metrics}"
+        );
+    }
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status}");
+    // The usage queued by the send was flushed on the way out.
+    let services = services(&url).await;
+    let caller = services
+        .auth
+        .authenticate_project(Some(&token), lettermint_core::Channel::Api)
+        .await
+        .unwrap();
+    let stored = services
+        .project_tokens
+        .get(
+            lettermint_core::Scope::Operator,
+            None,
+            caller.credential.token_id,
+        )
+        .await
+        .unwrap();
+    assert!(stored.last_use.at.is_some());
+}
