@@ -6,7 +6,6 @@
 
 pub mod auth;
 pub mod client;
-pub mod committer;
 pub mod config;
 pub mod error;
 pub mod identity;
@@ -15,7 +14,6 @@ pub mod ops;
 pub mod rate_limit;
 pub mod send;
 pub mod team;
-pub mod usage;
 pub mod validate;
 
 use std::collections::HashMap;
@@ -38,12 +36,11 @@ use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
-use crate::committer::{Committer, Writers};
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::rate_limit::RateLimiter;
 use crate::send::InFlight;
-use crate::usage::UsageRecorder;
+use lettermint_runtime::{Committer, UsageRecorder, Writers};
 
 /// Shared state of the handlers. Cheap to clone.
 #[derive(Debug, Clone)]

@@ -1,0 +1,14 @@
+//! What every front door (the HTTP API, the SMTP relay) runs beside its protocol, on tokio:
+//!
+//! - [`committer`]: group commit. Requests hand their messages to writer tasks that commit many
+//!   submissions in one transaction and answer each only after the commit.
+//! - [`usage`]: the bounded write-behind queue of token usage, flushed at least every second and
+//!   on shutdown; overflow is dropped and counted, never blocking a request.
+
+#![warn(missing_docs)]
+
+pub mod committer;
+pub mod usage;
+
+pub use committer::{Committer, Writers};
+pub use usage::UsageRecorder;
