@@ -231,6 +231,121 @@ pub const ROUTES: &[Operation] = &[
     ),
 ];
 
+/// Component schemas of an operation's request body and success response.
+fn schemas_for(method: &str, path: &str) -> (Option<&'static str>, Option<&'static str>) {
+    match (method, path) {
+        ("post", "/v1/send") => (Some("SendRequest"), Some("SendResponse")),
+        ("post", "/v1/send/batch") => (Some("SendBatch"), Some("SendBatchResponse")),
+        ("get", "/v1/team") => (None, Some("Team")),
+        ("put", "/v1/team") => (Some("NameBody"), Some("TeamMutation")),
+        ("get", "/v1/projects") => (None, Some("ProjectPage")),
+        ("post", "/v1/projects") => (Some("ProjectBody"), Some("ProjectCreated")),
+        ("get", "/v1/projects/{id}") => (None, Some("Project")),
+        ("put", "/v1/projects/{id}") => (Some("ProjectBody"), Some("ProjectMutation")),
+        ("post", "/v1/projects/{id}/rotate-token") => (None, Some("ProjectRotated")),
+        ("get", "/v1/projects/{id}/tokens") => (None, Some("TokenPage")),
+        ("post", "/v1/projects/{id}/tokens") => (Some("TokenBody"), Some("TokenIssued")),
+        ("get", "/v1/projects/{id}/tokens/{token}") => (None, Some("Token")),
+        ("patch", "/v1/projects/{id}/tokens/{token}") => (Some("NameBody"), Some("TokenMutation")),
+        ("post", "/v1/projects/{id}/tokens/{token}/regenerate") => (None, Some("TokenIssued")),
+        ("get", "/v1/projects/{id}/tokens/{token}/logs") => (None, Some("LogPage")),
+        ("delete", _) => (None, Some("Message")),
+        _ => (None, None),
+    }
+}
+
+fn page_of(item: &str) -> Value {
+    json!({"type": "object", "required": ["data", "path", "per_page", "next_cursor", "next_page_url", "prev_cursor", "prev_page_url"], "properties": {
+        "data": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
+        "path": {"type": "string"}, "per_page": {"type": "integer"},
+        "next_cursor": {"type": ["string", "null"]}, "next_page_url": {"type": ["string", "null"]},
+        "prev_cursor": {"type": ["string", "null"]}, "prev_page_url": {"type": ["string", "null"]}
+    }})
+}
+
+fn mutation_of(item: &str) -> Value {
+    json!({"type": "object", "properties": {"data": {"$ref": format!("#/components/schemas/{item}")}, "message": {"type": "string"}}})
+}
+
+fn schemas() -> Value {
+    let instant = json!({"type": "string", "format": "date-time"});
+    let nullable_instant = json!({"type": ["string", "null"], "format": "date-time"});
+    let addresses = json!({"type": "array", "items": {"type": "string"}});
+    let send = json!({"type": "object", "required": ["from", "to", "subject"], "properties": {
+        "from": {"type": "string", "description": "addr or Name <addr>"},
+        "to": addresses, "cc": addresses, "bcc": addresses, "reply_to": addresses,
+        "subject": {"type": "string", "maxLength": 998},
+        "html": {"type": ["string", "null"], "minLength": 3},
+        "text": {"type": ["string", "null"], "minLength": 3},
+        "route": {"type": "string"},
+        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
+        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
+        "tag": {"type": "string", "maxLength": 255, "pattern": "^[a-zA-Z0-9_-]+( [a-zA-Z0-9_-]+)*$"},
+        "tags": {"type": "array", "maxItems": 20, "items": {"type": "object", "required": ["name", "value"], "properties": {
+            "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}, "value": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}}},
+        "attachments": {"type": "array", "items": {"type": "object", "required": ["filename", "content"], "properties": {
+            "filename": {"type": "string"}, "content": {"type": "string", "contentEncoding": "base64"},
+            "content_type": {"type": "string", "maxLength": 255}, "content_id": {"type": "string", "pattern": "^[a-zA-Z0-9._@-]+$"}}}},
+        "scheduled_at": {"type": "string", "description": "ISO 8601; without a zone it is UTC"}
+    }});
+    let sent = json!({"type": "object", "required": ["message_id", "status"], "properties": {
+        "message_id": {"type": "string", "format": "uuid"},
+        "status": {"type": "string", "enum": ["pending", "scheduled"]},
+        "scheduled_at": instant
+    }});
+    let project = json!({"type": "object", "properties": {
+        "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"}, "smtp_enabled": {"type": "boolean"},
+        "created_at": instant, "updated_at": instant, "token_generated_at": nullable_instant,
+        "token_last_used_at": nullable_instant, "token_last_used_ip": {"type": ["string", "null"]}
+    }});
+    let token = json!({"type": "object", "properties": {
+        "id": {"type": "string", "format": "uuid"}, "project_id": {"type": "string", "format": "uuid"},
+        "name": {"type": "string"}, "hint": {"type": "string"},
+        "status": {"type": "string", "enum": ["active", "revoked", "expired"]},
+        "created_at": instant, "updated_at": instant, "last_used_at": nullable_instant,
+        "last_used_ip": {"type": ["string", "null"]}, "last_used_via": {"type": ["string", "null"], "enum": ["api", "smtp", null]},
+        "expires_at": nullable_instant, "revoked_at": nullable_instant
+    }});
+    let log = json!({"type": "object", "properties": {
+        "id": {"type": "string", "format": "uuid"}, "token_id": {"type": "string", "format": "uuid"}, "at": instant,
+        "ip": {"type": ["string", "null"]}, "via": {"type": "string", "enum": ["api", "smtp"]},
+        "action": {"type": "string"}, "outcome": {"type": "string"}, "status": {"type": "integer"},
+        "message_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
+        "user_agent": {"type": ["string", "null"]}
+    }});
+    let team = json!({"type": "object", "properties": {
+        "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"}, "created_at": instant,
+        "updated_at": instant, "projects_count": {"type": "integer"}
+    }});
+    json!({
+        "Error": {"type": "object", "properties": {
+            "message": {"type": "string"},
+            "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}
+        }},
+        "Message": {"type": "object", "properties": {"message": {"type": "string"}}},
+        "SendRequest": send,
+        "SendBatch": {"type": "array", "minItems": 1, "maxItems": 500, "items": {"$ref": "#/components/schemas/SendRequest"}},
+        "SendResponse": sent,
+        "SendBatchResponse": {"type": "array", "items": {"$ref": "#/components/schemas/SendResponse"}},
+        "NameBody": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "maxLength": 100}}},
+        "ProjectBody": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 100}, "smtp_enabled": {"type": "boolean"}}},
+        "TokenBody": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "maxLength": 100}, "expires_at": instant}},
+        "Team": team,
+        "TeamMutation": mutation_of("Team"),
+        "Project": project,
+        "ProjectPage": page_of("Project"),
+        "ProjectMutation": mutation_of("Project"),
+        "ProjectCreated": {"type": "object", "properties": {"data": {"$ref": "#/components/schemas/Project"}, "message": {"type": "string"}, "api_token": {"type": "string", "description": "shown once"}}},
+        "ProjectRotated": {"type": "object", "properties": {"data": {"$ref": "#/components/schemas/Project"}, "message": {"type": "string"}, "new_token": {"type": "string", "description": "shown once"}}},
+        "Token": token,
+        "TokenPage": page_of("Token"),
+        "TokenMutation": mutation_of("Token"),
+        "TokenIssued": {"type": "object", "properties": {"data": {"$ref": "#/components/schemas/Token"}, "message": {"type": "string"}, "token": {"type": "string", "description": "shown once"}}},
+        "LogEntry": log,
+        "LogPage": page_of("LogEntry"),
+    })
+}
+
 /// The document, as JSON text.
 #[must_use]
 pub fn document() -> String {
@@ -267,12 +382,22 @@ pub fn document() -> String {
         ] {
             responses.insert(code.into(), json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}));
         }
+        let (request, response) = schemas_for(method, path);
+        if let Some(schema) = response {
+            responses.insert(
+                status.to_string(),
+                json!({"description": "Success", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}),
+            );
+        }
         let mut operation = json!({
             "summary": summary,
             "security": security,
             "parameters": parameters,
             "responses": responses,
         });
+        if let Some(schema) = request {
+            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
+        }
         if let Some(ability) = ability {
             operation["x-required-ability"] = json!(ability);
         }
@@ -296,12 +421,7 @@ pub fn document() -> String {
                 "projectToken": {"type": "apiKey", "in": "header", "name": "x-lettermint-token"},
                 "teamToken": {"type": "http", "scheme": "bearer"}
             },
-            "schemas": {
-                "Error": {"type": "object", "properties": {
-                    "message": {"type": "string"},
-                    "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}
-                }}
-            }
+            "schemas": schemas()
         }
     })
     .to_string()

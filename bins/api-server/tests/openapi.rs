@@ -45,6 +45,14 @@ async fn every_documented_operation_is_served_and_documented() {
             op.method, op.path
         );
     }
+    // Every schema reference resolves.
+    let text = document.to_string();
+    let schemas = document["components"]["schemas"].as_object().unwrap();
+    for reference in text.split("\"#/components/schemas/").skip(1) {
+        let name = reference.split('"').next().unwrap();
+        assert!(schemas.contains_key(name), "unresolved schema {name}");
+    }
+    assert!(paths["/v1/send"]["post"]["requestBody"].is_object());
     // Each operation appears once.
     let documented: usize = paths.values().map(|p| p.as_object().unwrap().len()).sum();
     assert_eq!(documented, api_server::openapi::ROUTES.len());
