@@ -1,0 +1,833 @@
+//! `smtp-relay`: the SMTP submission front door.
+//!
+//! A client authenticates with the username `lettermint` and a project token as password
+//! (`AUTH PLAIN` or `AUTH LOGIN`, only over TLS unless configured otherwise), then submits
+//! messages. Every `MAIL FROM` authenticates the token again, so a revoked or regenerated token
+//! stops an open session at its next transaction; every message is accepted only by the
+//! conditional commit, and `250` is sent only after that commit.
+//!
+//! [`Relay::session`] runs one session over any `AsyncRead + AsyncWrite` stream, so tests drive it
+//! over an in-memory pipe.
+
+pub mod message;
+pub mod tls;
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use lettermint_core::{
+    Action, AuthFailure, Channel, Error, Message, MessageContent, MessageId, MessageStatus,
+    Outcome, ProjectCaller, Services, Store, Submission, SubmissionOutcome, SystemClock,
+    UsageRecord,
+};
+use lettermint_runtime::{Committer, UsageRecorder, Writers};
+use smtp_proto::Request;
+use time::OffsetDateTime;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+
+/// The only username accepted by `AUTH`.
+pub const USERNAME: &str = "lettermint";
+
+/// Limits and behaviour of the relay.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Name announced in the greeting and in `EHLO`.
+    pub hostname: String,
+    /// Largest message accepted, in bytes (after dot-unstuffing).
+    pub max_message_size: usize,
+    /// Most recipients per message.
+    pub max_recipients: usize,
+    /// Longest command line, in bytes, including CRLF.
+    pub max_line_length: usize,
+    /// Offer and accept `AUTH` without TLS (for local development only).
+    pub allow_insecure_auth: bool,
+    /// How long the relay waits for the client before closing the session.
+    pub idle_timeout: Duration,
+    /// Writer tasks of the group commit.
+    pub commit_writers: usize,
+    /// Most messages per commit.
+    pub commit_max_messages: usize,
+    /// Capacity of the usage queue.
+    pub usage_queue_capacity: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            hostname: "localhost".into(),
+            max_message_size: 25 * 1024 * 1024,
+            max_recipients: 50,
+            max_line_length: 2048,
+            allow_insecure_auth: false,
+            idle_timeout: Duration::from_secs(300),
+            commit_writers: 2,
+            commit_max_messages: 256,
+            usage_queue_capacity: 65_536,
+        }
+    }
+}
+
+/// What a relay shares between its sessions.
+pub struct Relay {
+    services: Services,
+    committer: Committer,
+    usage: UsageRecorder,
+    config: Config,
+    tls: Option<TlsAcceptor>,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("config", &self.config)
+            .field("tls", &self.tls.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The relay's background tasks; they finish once every [`Relay`] handle is dropped.
+#[derive(Debug)]
+pub struct Background {
+    writers: Writers,
+    usage: JoinHandle<()>,
+}
+
+impl Background {
+    /// Waits until pending commits and usage records are written.
+    pub async fn finish(self) {
+        self.writers.finish().await;
+        let _ = self.usage.await;
+    }
+}
+
+/// Starts the relay's group commit and usage queue over `store`.
+pub fn start(
+    store: Arc<dyn Store>,
+    config: Config,
+    tls: Option<TlsAcceptor>,
+) -> (Arc<Relay>, Background) {
+    let services = Services::new(store, Arc::new(SystemClock));
+    let (committer, writers) = Committer::start(
+        services.messages.clone(),
+        config.commit_writers,
+        config.commit_max_messages,
+    );
+    let (usage, usage_task) =
+        UsageRecorder::start(services.usage.clone(), config.usage_queue_capacity);
+    let relay = Arc::new(Relay {
+        services,
+        committer,
+        usage,
+        config,
+        tls,
+    });
+    (
+        relay,
+        Background {
+            writers,
+            usage: usage_task,
+        },
+    )
+}
+
+/// A reply: code, enhanced status code (may be empty) and text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Reply(u16, &'static str, String);
+
+impl Reply {
+    fn new(code: u16, esc: &'static str, text: impl Into<String>) -> Self {
+        Self(code, esc, text.into())
+    }
+
+    /// Renders the reply; a text with several lines (separated by `\n`) becomes a multiline
+    /// reply.
+    fn render(&self) -> Vec<u8> {
+        let lines: Vec<&str> = self.2.split('\n').collect();
+        let last = lines.len() - 1;
+        let mut out = String::new();
+        for (i, line) in lines.iter().enumerate() {
+            let sep = if i == last { ' ' } else { '-' };
+            if self.1.is_empty() {
+                out.push_str(&format!("{}{sep}{line}\r\n", self.0));
+            } else {
+                out.push_str(&format!("{}{sep}{} {line}\r\n", self.0, self.1));
+            }
+        }
+        out.into_bytes()
+    }
+}
+
+fn auth_invalid() -> Reply {
+    Reply::new(535, "5.7.8", "Authentication credentials invalid")
+}
+
+fn auth_required() -> Reply {
+    Reply::new(530, "5.7.0", "Authentication required")
+}
+
+fn bad_sequence(text: &str) -> Reply {
+    Reply::new(503, "5.5.1", text)
+}
+
+fn temporary_failure() -> Reply {
+    Reply::new(451, "4.3.0", "Temporary failure, try again later")
+}
+
+/// How a session stopped reading a stream.
+enum End<S> {
+    /// The client quit, went away or timed out.
+    Closed,
+    /// The client asked for TLS; the stream is handed back for the handshake.
+    StartTls(S),
+}
+
+/// One line read from the client.
+enum Line {
+    Complete(Vec<u8>),
+    TooLong,
+    Eof,
+}
+
+struct Authenticated {
+    /// The value presented, kept only in memory for this session, to authenticate again at
+    /// every transaction.
+    token: String,
+    caller: ProjectCaller,
+}
+
+struct Transaction {
+    from: String,
+    recipients: Vec<String>,
+}
+
+struct Session {
+    relay: Arc<Relay>,
+    peer: Option<IpAddr>,
+    secure: bool,
+    greeted: bool,
+    auth: Option<Authenticated>,
+    /// Set once the token was refused during the session: nothing more is accepted.
+    refused: bool,
+    transaction: Option<Transaction>,
+    buffer: Vec<u8>,
+}
+
+impl Relay {
+    /// Runs one session on a plain stream (STARTTLS is offered when TLS is configured).
+    pub async fn session<S>(
+        self: &Arc<Self>,
+        stream: S,
+        peer: Option<IpAddr>,
+    ) -> std::io::Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let mut session = Session::new(self.clone(), peer, false);
+        let mut stream = stream;
+        session.greet(&mut stream).await?;
+        match session.run(stream).await? {
+            End::Closed => Ok(()),
+            End::StartTls(stream) => {
+                let Some(acceptor) = self.tls.clone() else {
+                    return Ok(());
+                };
+                let tls = acceptor.accept(stream).await?;
+                session.secure = true;
+                session.greeted = false;
+                session.auth = None;
+                session.transaction = None;
+                session.buffer.clear();
+                match session.run(tls).await? {
+                    End::Closed | End::StartTls(_) => Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Runs one session on a stream that starts with the TLS handshake (implicit TLS).
+    pub async fn tls_session<S>(
+        self: &Arc<Self>,
+        stream: S,
+        peer: Option<IpAddr>,
+    ) -> std::io::Result<()>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send,
+    {
+        let Some(acceptor) = self.tls.clone() else {
+            return Ok(());
+        };
+        let mut tls = acceptor.accept(stream).await?;
+        let mut session = Session::new(self.clone(), peer, true);
+        session.greet(&mut tls).await?;
+        match session.run(tls).await? {
+            End::Closed | End::StartTls(_) => Ok(()),
+        }
+    }
+}
+
+impl Session {
+    fn new(relay: Arc<Relay>, peer: Option<IpAddr>, secure: bool) -> Self {
+        Self {
+            relay,
+            peer,
+            secure,
+            greeted: false,
+            auth: None,
+            refused: false,
+            transaction: None,
+            buffer: Vec::new(),
+        }
+    }
+
+    fn config(&self) -> &Config {
+        &self.relay.config
+    }
+
+    async fn greet<S: AsyncWrite + Unpin>(&self, stream: &mut S) -> std::io::Result<()> {
+        let reply = Reply::new(
+            220,
+            "",
+            format!("{} ESMTP Lettermint relay ready", self.config().hostname),
+        );
+        send(stream, &reply).await
+    }
+
+    async fn run<S>(&mut self, mut stream: S) -> std::io::Result<End<S>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        let max_line = self.config().max_line_length;
+        loop {
+            let line = match self.read_line(&mut stream, max_line).await? {
+                Line::Eof => return Ok(End::Closed),
+                Line::TooLong => {
+                    send(&mut stream, &Reply::new(500, "5.5.2", "Line too long")).await?;
+                    continue;
+                }
+                Line::Complete(line) => line,
+            };
+            let request = Request::parse(&mut line.iter()).map(Request::into_owned);
+            let reply = match request {
+                Err(e) => parse_error(&e),
+                Ok(Request::Quit) => {
+                    send(&mut stream, &Reply::new(221, "2.0.0", "Bye")).await?;
+                    let _ = stream.shutdown().await;
+                    return Ok(End::Closed);
+                }
+                Ok(Request::StartTls) => {
+                    if self.secure {
+                        bad_sequence("Already in TLS")
+                    } else if self.relay.tls.is_none() {
+                        Reply::new(454, "4.7.0", "TLS not available")
+                    } else {
+                        send(&mut stream, &Reply::new(220, "2.0.0", "Ready to start TLS")).await?;
+                        // Anything the client sent before the handshake is discarded.
+                        self.buffer.clear();
+                        return Ok(End::StartTls(stream));
+                    }
+                }
+                Ok(Request::Ehlo { host }) => self.ehlo(&host),
+                Ok(Request::Helo { host: _ }) => {
+                    self.greeted = true;
+                    self.transaction = None;
+                    Reply::new(250, "", self.config().hostname.clone())
+                }
+                Ok(Request::Auth {
+                    mechanism,
+                    initial_response,
+                }) => self.auth(&mut stream, mechanism, initial_response).await?,
+                Ok(Request::Mail { from }) => self.mail(&from.address, from.size).await,
+                Ok(Request::Rcpt { to }) => self.rcpt(to.address),
+                Ok(Request::Data) => self.data(&mut stream).await?,
+                Ok(Request::Rset) => {
+                    self.transaction = None;
+                    Reply::new(250, "2.0.0", "Ok")
+                }
+                Ok(Request::Noop { .. }) => Reply::new(250, "2.0.0", "Ok"),
+                Ok(Request::Vrfy { .. }) => Reply::new(
+                    252,
+                    "2.5.0",
+                    "Cannot VRFY user, but will accept message and attempt delivery",
+                ),
+                Ok(Request::Help { .. }) => Reply::new(
+                    214,
+                    "2.0.0",
+                    "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA RSET NOOP VRFY HELP QUIT",
+                ),
+                Ok(_) => Reply::new(502, "5.5.1", "Command not implemented"),
+            };
+            send(&mut stream, &reply).await?;
+        }
+    }
+
+    fn ehlo(&mut self, host: &str) -> Reply {
+        self.greeted = true;
+        self.transaction = None;
+        let config = self.config();
+        let mut lines = vec![
+            format!("{} greets {host}", config.hostname),
+            "PIPELINING".to_owned(),
+            "8BITMIME".to_owned(),
+            "SMTPUTF8".to_owned(),
+            format!("SIZE {}", config.max_message_size),
+            "ENHANCEDSTATUSCODES".to_owned(),
+        ];
+        if !self.secure && self.relay.tls.is_some() {
+            lines.push("STARTTLS".to_owned());
+        }
+        if self.secure || config.allow_insecure_auth {
+            lines.push("AUTH PLAIN LOGIN".to_owned());
+        }
+        Reply::new(250, "", lines.join("\n"))
+    }
+
+    async fn auth<S>(
+        &mut self,
+        stream: &mut S,
+        mechanism: u64,
+        initial_response: String,
+    ) -> std::io::Result<Reply>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        if !self.secure && !self.config().allow_insecure_auth {
+            return Ok(Reply::new(
+                538,
+                "5.7.11",
+                "Encryption required for requested authentication mechanism",
+            ));
+        }
+        if self.refused {
+            return Ok(auth_required());
+        }
+        if self.auth.is_some() {
+            return Ok(bad_sequence("Already authenticated"));
+        }
+        if self.transaction.is_some() {
+            return Ok(bad_sequence("AUTH not allowed during a mail transaction"));
+        }
+        let credentials = if mechanism == smtp_proto::AUTH_PLAIN {
+            let response = match initial_response.as_str() {
+                "" => match self.challenge(stream, "").await? {
+                    Some(line) => line,
+                    None => return Ok(auth_cancelled()),
+                },
+                "=" => String::new(),
+                other => other.to_owned(),
+            };
+            decode(&response).and_then(|raw| parse_plain(&raw))
+        } else if mechanism == smtp_proto::AUTH_LOGIN {
+            let username = match initial_response.as_str() {
+                "" => match self.challenge(stream, "VXNlcm5hbWU6").await? {
+                    Some(line) => line,
+                    None => return Ok(auth_cancelled()),
+                },
+                other => other.to_owned(),
+            };
+            let password = match self.challenge(stream, "UGFzc3dvcmQ6").await? {
+                Some(line) => line,
+                None => return Ok(auth_cancelled()),
+            };
+            match (decode(&username), decode(&password)) {
+                (Some(u), Some(p)) => match (String::from_utf8(u), String::from_utf8(p)) {
+                    (Ok(u), Ok(p)) => Some((u, p)),
+                    _ => None,
+                },
+                _ => None,
+            }
+        } else {
+            return Ok(Reply::new(
+                504,
+                "5.5.4",
+                "Mechanism not supported; use PLAIN or LOGIN",
+            ));
+        };
+        let Some((username, password)) = credentials else {
+            return Ok(auth_invalid());
+        };
+        if !username.eq_ignore_ascii_case(USERNAME) {
+            return Ok(auth_invalid());
+        }
+        let result = self
+            .relay
+            .services
+            .auth
+            .authenticate_project(Some(&password), Channel::Smtp)
+            .await;
+        Ok(match result {
+            Ok(caller) => {
+                self.record(
+                    caller.credential.token_id,
+                    Action::SmtpAuth,
+                    Outcome::Accepted,
+                    235,
+                    Vec::new(),
+                );
+                self.auth = Some(Authenticated {
+                    token: password,
+                    caller,
+                });
+                Reply::new(235, "2.7.0", "Authentication successful")
+            }
+            Err(Error::Unauthenticated(failure)) => {
+                self.log_failure(failure, Action::SmtpAuth, 535);
+                auth_invalid()
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "authentication failed for a store error");
+                Reply::new(454, "4.7.0", "Temporary authentication failure")
+            }
+        })
+    }
+
+    /// Sends a `334` challenge and reads the answer; `None` when the client cancels with `*`.
+    async fn challenge<S>(
+        &mut self,
+        stream: &mut S,
+        prompt: &str,
+    ) -> std::io::Result<Option<String>>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        stream
+            .write_all(format!("334 {prompt}\r\n").as_bytes())
+            .await?;
+        stream.flush().await?;
+        let max_line = self.config().max_line_length;
+        match self.read_line(stream, max_line).await? {
+            Line::Complete(line) => {
+                let text = String::from_utf8_lossy(&line).trim().to_owned();
+                Ok((text != "*").then_some(text))
+            }
+            Line::TooLong | Line::Eof => Ok(None),
+        }
+    }
+
+    async fn mail(&mut self, from: &str, size: usize) -> Reply {
+        if !self.greeted {
+            return bad_sequence("Send EHLO or HELO first");
+        }
+        if self.refused {
+            return auth_required();
+        }
+        let Some(auth) = &self.auth else {
+            return auth_required();
+        };
+        if self.transaction.is_some() {
+            return bad_sequence("Nested MAIL command");
+        }
+        if size > self.config().max_message_size {
+            return Reply::new(
+                552,
+                "5.3.4",
+                "Message size exceeds fixed maximum message size",
+            );
+        }
+        // Authenticate again: a token revoked or regenerated since AUTH stops here.
+        let result = self
+            .relay
+            .services
+            .auth
+            .authenticate_project(Some(&auth.token), Channel::Smtp)
+            .await;
+        match result {
+            Ok(caller) => {
+                if let Some(auth) = &mut self.auth {
+                    auth.caller = caller;
+                }
+            }
+            Err(Error::Unauthenticated(failure)) => {
+                self.log_failure(failure, Action::SmtpMessage, 530);
+                self.refuse();
+                return auth_required();
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "re-authentication failed for a store error");
+                return temporary_failure();
+            }
+        }
+        self.transaction = Some(Transaction {
+            from: from.to_owned(),
+            recipients: Vec::new(),
+        });
+        Reply::new(250, "2.1.0", "Ok")
+    }
+
+    fn rcpt(&mut self, to: String) -> Reply {
+        let max = self.config().max_recipients;
+        let Some(transaction) = &mut self.transaction else {
+            return bad_sequence("Need MAIL before RCPT");
+        };
+        if to.is_empty() {
+            return Reply::new(501, "5.1.3", "Bad recipient address syntax");
+        }
+        if transaction.recipients.len() >= max {
+            return Reply::new(452, "4.5.3", "Too many recipients");
+        }
+        transaction.recipients.push(to);
+        Reply::new(250, "2.1.5", "Ok")
+    }
+
+    async fn data<S>(&mut self, stream: &mut S) -> std::io::Result<Reply>
+    where
+        S: AsyncRead + AsyncWrite + Unpin,
+    {
+        match &self.transaction {
+            None => return Ok(bad_sequence("Need MAIL before DATA")),
+            Some(t) if t.recipients.is_empty() => {
+                return Ok(bad_sequence("Need RCPT before DATA"));
+            }
+            Some(_) => {}
+        }
+        send(
+            stream,
+            &Reply::new(354, "", "Start mail input; end with <CRLF>.<CRLF>"),
+        )
+        .await?;
+        let max = self.config().max_message_size;
+        let mut body = Vec::new();
+        let mut too_big = false;
+        loop {
+            let line = match self.read_line(stream, max.saturating_add(2)).await? {
+                Line::Eof => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Line::TooLong => {
+                    too_big = true;
+                    continue;
+                }
+                Line::Complete(line) => line,
+            };
+            if line == b".\r\n" || line == b".\n" {
+                break;
+            }
+            let line = line.strip_prefix(b".").unwrap_or(&line);
+            if body.len() + line.len() > max {
+                too_big = true;
+                body.clear();
+            }
+            if !too_big {
+                body.extend_from_slice(line);
+            }
+        }
+        let transaction = self.transaction.take();
+        if too_big {
+            return Ok(Reply::new(
+                552,
+                "5.3.4",
+                "Message size exceeds fixed maximum message size",
+            ));
+        }
+        let Some(transaction) = transaction else {
+            return Ok(bad_sequence("Need MAIL before DATA"));
+        };
+        Ok(self.accept(transaction, body).await)
+    }
+
+    async fn accept(&mut self, transaction: Transaction, body: Vec<u8>) -> Reply {
+        let Some(auth) = &self.auth else {
+            return auth_required();
+        };
+        let caller = auth.caller;
+        let Some(parsed) = message::parse(body) else {
+            return Reply::new(554, "5.6.0", "Message has no valid From header");
+        };
+        let route = match self
+            .relay
+            .services
+            .messages
+            .resolve_route(caller.project_id, parsed.route.as_deref())
+            .await
+        {
+            Ok(route) => route,
+            Err(Error::Storage(e)) => {
+                tracing::error!(error = %e, "route lookup failed");
+                return temporary_failure();
+            }
+            Err(_) => {
+                return Reply::new(
+                    550,
+                    "5.7.1",
+                    format!("Unknown route {}", parsed.route.as_deref().unwrap_or("")),
+                );
+            }
+        };
+        let id = MessageId::new();
+        let now = OffsetDateTime::now_utc();
+        let message = Message {
+            id,
+            project_id: caller.project_id,
+            route_id: route.id,
+            token_id: caller.credential.token_id,
+            via: Channel::Smtp,
+            status: MessageStatus::Pending,
+            envelope_from: transaction.from,
+            envelope_to: transaction.recipients,
+            subject: parsed.subject,
+            tag: parsed.tag,
+            metadata: parsed.metadata,
+            idempotency_key: None,
+            scheduled_at: None,
+            created_at: now,
+            content: MessageContent::Mime(parsed.raw),
+        };
+        let outcome = self
+            .relay
+            .committer
+            .commit(Submission {
+                credential: caller.credential,
+                messages: vec![message],
+                idempotency: None,
+            })
+            .await;
+        match outcome {
+            Ok(SubmissionOutcome::Accepted) => {
+                self.record(
+                    caller.credential.token_id,
+                    Action::SmtpMessage,
+                    Outcome::Accepted,
+                    250,
+                    vec![id],
+                );
+                Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
+            }
+            Ok(SubmissionOutcome::TokenInactive) => {
+                let token = self.auth.as_ref().map(|a| a.token.clone());
+                if let Err(Error::Unauthenticated(failure)) = self
+                    .relay
+                    .services
+                    .auth
+                    .authenticate_project(token.as_deref(), Channel::Smtp)
+                    .await
+                {
+                    self.log_failure(failure, Action::SmtpMessage, 530);
+                }
+                self.refuse();
+                auth_required()
+            }
+            Ok(SubmissionOutcome::DuplicateIdempotencyKey) => temporary_failure(),
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed");
+                temporary_failure()
+            }
+        }
+    }
+
+    /// The token was refused: forget it, and accept nothing more in this session.
+    fn refuse(&mut self) {
+        self.auth = None;
+        self.refused = true;
+        self.transaction = None;
+    }
+
+    fn log_failure(&self, failure: AuthFailure, action: Action, status: u16) {
+        tracing::info!(reason = failure.reason(), "smtp authentication refused");
+        if let Some((token_id, outcome)) = failure.loggable() {
+            self.record(token_id, action, outcome, status, Vec::new());
+        }
+    }
+
+    fn record(
+        &self,
+        token_id: lettermint_core::TokenId,
+        action: Action,
+        outcome: Outcome,
+        status: u16,
+        message_ids: Vec<MessageId>,
+    ) {
+        self.relay.usage.record(UsageRecord {
+            token_id,
+            at: OffsetDateTime::now_utc(),
+            ip: self.peer,
+            via: Channel::Smtp,
+            action,
+            outcome,
+            status,
+            message_ids,
+            user_agent: None,
+        });
+    }
+
+    /// Reads one line, ending with LF, of at most `limit` bytes. A longer line is read to its end
+    /// and reported as [`Line::TooLong`].
+    async fn read_line<S>(&mut self, stream: &mut S, limit: usize) -> std::io::Result<Line>
+    where
+        S: AsyncRead + Unpin,
+    {
+        let timeout = self.config().idle_timeout;
+        let mut too_long = false;
+        let mut scanned = 0;
+        loop {
+            if let Some(pos) = self.buffer[scanned..].iter().position(|b| *b == b'\n') {
+                let end = scanned + pos + 1;
+                let line: Vec<u8> = self.buffer.drain(..end).collect();
+                if too_long || line.len() > limit {
+                    return Ok(Line::TooLong);
+                }
+                return Ok(Line::Complete(line));
+            }
+            if self.buffer.len() > limit {
+                too_long = true;
+                self.buffer.clear();
+            }
+            scanned = self.buffer.len();
+            let mut chunk = [0u8; 8192];
+            let read = match tokio::time::timeout(timeout, stream.read(&mut chunk)).await {
+                Ok(read) => read?,
+                Err(_) => return Ok(Line::Eof),
+            };
+            if read == 0 {
+                return Ok(Line::Eof);
+            }
+            self.buffer.extend_from_slice(&chunk[..read]);
+        }
+    }
+}
+
+fn auth_cancelled() -> Reply {
+    Reply::new(501, "5.0.0", "Authentication cancelled")
+}
+
+async fn send<S: AsyncWrite + Unpin>(stream: &mut S, reply: &Reply) -> std::io::Result<()> {
+    stream.write_all(&reply.render()).await?;
+    stream.flush().await
+}
+
+fn parse_error(e: &smtp_proto::Error) -> Reply {
+    use smtp_proto::Error as E;
+    match e {
+        E::UnknownCommand => Reply::new(500, "5.5.1", "Command unrecognized"),
+        E::InvalidSenderAddress => Reply::new(501, "5.1.7", "Bad sender address syntax"),
+        E::InvalidRecipientAddress => Reply::new(501, "5.1.3", "Bad recipient address syntax"),
+        E::SyntaxError { syntax } => {
+            Reply::new(501, "5.5.2", format!("Syntax error, expected: {syntax}"))
+        }
+        E::InvalidParameter { param } => {
+            Reply::new(501, "5.5.4", format!("Invalid parameter {param}"))
+        }
+        E::UnsupportedParameter { param } => {
+            Reply::new(504, "5.5.4", format!("Unsupported parameter {param}"))
+        }
+        _ => Reply::new(500, "5.5.2", "Syntax error"),
+    }
+}
+
+fn decode(text: &str) -> Option<Vec<u8>> {
+    base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .ok()
+}
+
+/// `authzid NUL authcid NUL passwd` (RFC 4616); the authorization identity must be empty or the
+/// same as the username.
+fn parse_plain(raw: &[u8]) -> Option<(String, String)> {
+    let text = std::str::from_utf8(raw).ok()?;
+    let mut parts = text.split('\0');
+    let (authzid, authcid, passwd) = (parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() || !(authzid.is_empty() || authzid.eq_ignore_ascii_case(authcid)) {
+        return None;
+    }
+    Some((authcid.to_owned(), passwd.to_owned()))
+}

@@ -1,0 +1,172 @@
+//! `smtp-relay`: opens the store, listens for SMTP submission (STARTTLS and implicit TLS) and
+//! serves until SIGTERM or SIGINT.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use lettermint_store::OpenOptions;
+use smtp_relay::tls::Identity;
+use smtp_relay::{Config, Relay};
+use tokio::net::TcpListener;
+use tracing_subscriber::EnvFilter;
+
+/// The Lettermint SMTP relay.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Cli {
+    /// Database URL (`sqlite://…` or `postgres://…`).
+    #[arg(long, env = "LETTERMINT_DATABASE_URL", default_value = lettermint_store::DEFAULT_DATABASE_URL)]
+    database_url: String,
+    /// Address for submission with STARTTLS.
+    #[arg(long, default_value = "127.0.0.1:1587")]
+    listen: SocketAddr,
+    /// Address for submission over implicit TLS.
+    #[arg(long, default_value = "127.0.0.1:1465")]
+    tls_listen: SocketAddr,
+    /// PEM certificate chain; without it, a self-signed certificate is generated.
+    #[arg(long, requires = "key")]
+    cert: Option<PathBuf>,
+    /// PEM private key for `--cert`.
+    #[arg(long, requires = "cert")]
+    key: Option<PathBuf>,
+    /// Name announced in the greeting and in the self-signed certificate.
+    #[arg(long, default_value = "localhost")]
+    hostname: String,
+    /// Largest message accepted, in bytes.
+    #[arg(long, default_value_t = 25 * 1024 * 1024)]
+    max_message_size: usize,
+    /// Most recipients per message.
+    #[arg(long, default_value_t = 50)]
+    max_recipients: usize,
+    /// Offer AUTH without TLS (local development only: the token crosses the network in clear).
+    #[arg(long)]
+    allow_insecure_auth: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter =
+        EnvFilter::try_from_env("LETTERMINT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let identity = match (&cli.cert, &cli.key) {
+        (Some(cert), Some(key)) => Identity::from_pem_files(cert, key)?,
+        _ => {
+            let identity = Identity::self_signed(vec![cli.hostname.clone()])?;
+            tracing::warn!(
+                sha256 = %identity.fingerprint(),
+                "no --cert/--key: using a self-signed certificate generated at start-up"
+            );
+            identity
+        }
+    };
+    let acceptor = identity.acceptor()?;
+    let store = lettermint_store::open(&cli.database_url, OpenOptions::default()).await?;
+    let backend = store.backend();
+    let starttls = TcpListener::bind(cli.listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.listen))?;
+    let implicit = TcpListener::bind(cli.tls_listen)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.tls_listen))?;
+    let config = Config {
+        hostname: cli.hostname,
+        max_message_size: cli.max_message_size,
+        max_recipients: cli.max_recipients,
+        allow_insecure_auth: cli.allow_insecure_auth,
+        ..Config::default()
+    };
+    let (relay, background) = smtp_relay::start(store.into_dyn(), config, Some(acceptor));
+    tracing::info!(
+        starttls = %starttls.local_addr()?,
+        implicit_tls = %implicit.local_addr()?,
+        backend,
+        "smtp-relay started"
+    );
+    tokio::select! {
+        () = accept(starttls, relay.clone(), false) => {},
+        () = accept(implicit, relay.clone(), true) => {},
+        () = shutdown_signal() => {},
+    }
+    drop(relay);
+    if tokio::time::timeout(Duration::from_secs(30), background.finish())
+        .await
+        .is_err()
+    {
+        tracing::warn!("stopped before every session finished");
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn accept(listener: TcpListener, relay: Arc<Relay>, implicit_tls: bool) {
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            let result = if implicit_tls {
+                relay.tls_session(stream, Some(peer.ip())).await
+            } else {
+                relay.session(stream, Some(peer.ip())).await
+            };
+            if let Err(e) = result {
+                tracing::debug!(%peer, error = %e, "session ended with an error");
+            }
+        });
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,153 @@
+//! What the relay reads from a submitted message: the headers that instruct it (removed from the
+//! stored copy) and the ones it records.
+
+use std::collections::BTreeMap;
+
+/// Header selecting the route.
+pub const ROUTE_HEADER: &str = "X-Lettermint-Route";
+/// Header carrying the tag.
+pub const TAG_HEADER: &str = "X-LM-Tag";
+/// Prefix of metadata headers; the rest of the name is the key.
+pub const METADATA_PREFIX: &str = "X-LM-Metadata-";
+
+/// A submitted message, ready to store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Parsed {
+    /// The route slug, if the message names one.
+    pub route: Option<String>,
+    /// The tag.
+    pub tag: Option<String>,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// The subject.
+    pub subject: Option<String>,
+    /// The message as received, without the instruction headers.
+    pub raw: Vec<u8>,
+}
+
+/// Reads `body`; `None` when it is not a message with a `From` address.
+#[must_use]
+pub fn parse(body: Vec<u8>) -> Option<Parsed> {
+    let (subject, has_from) = {
+        let message = mail_parser::MessageParser::default().parse(&body)?;
+        let has_from = message
+            .from()
+            .and_then(|from| from.first())
+            .and_then(|addr| addr.address())
+            .is_some_and(|a| !a.is_empty());
+        (message.subject().map(str::to_owned), has_from)
+    };
+    if !has_from {
+        return None;
+    }
+    let mut route = None;
+    let mut tag = None;
+    let mut metadata = BTreeMap::new();
+    let mut raw = Vec::with_capacity(body.len());
+    let header_end = header_section_end(&body);
+    for field in fields(&body[..header_end]) {
+        let Some(colon) = field.iter().position(|b| *b == b':') else {
+            raw.extend_from_slice(field);
+            continue;
+        };
+        let name = String::from_utf8_lossy(&field[..colon]).trim().to_owned();
+        let value = || unfold(&field[colon + 1..]);
+        if name.eq_ignore_ascii_case(ROUTE_HEADER) {
+            route = Some(value());
+        } else if name.eq_ignore_ascii_case(TAG_HEADER) {
+            tag = Some(value());
+        } else if name.len() > METADATA_PREFIX.len()
+            && name.is_char_boundary(METADATA_PREFIX.len())
+            && name[..METADATA_PREFIX.len()].eq_ignore_ascii_case(METADATA_PREFIX)
+        {
+            metadata.insert(name[METADATA_PREFIX.len()..].to_owned(), value());
+        } else {
+            raw.extend_from_slice(field);
+        }
+    }
+    raw.extend_from_slice(&body[header_end..]);
+    Some(Parsed {
+        route: route.filter(|r| !r.is_empty()),
+        tag: tag.filter(|t| !t.is_empty()),
+        metadata,
+        subject,
+        raw,
+    })
+}
+
+/// Where the header section ends (the start of the blank line, or the end of the message).
+fn header_section_end(body: &[u8]) -> usize {
+    let mut start = 0;
+    while start < body.len() {
+        let end = body[start..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(body.len(), |p| start + p + 1);
+        let line = &body[start..end];
+        if line == b"\r\n" || line == b"\n" {
+            return start;
+        }
+        start = end;
+    }
+    body.len()
+}
+
+/// Splits a header section into fields, each with its continuation lines and line endings.
+fn fields(headers: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut field_start = 0;
+    let mut start = 0;
+    while start < headers.len() {
+        let end = headers[start..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map_or(headers.len(), |p| start + p + 1);
+        let continuation = matches!(headers[start], b' ' | b'\t');
+        if !continuation && start > field_start {
+            out.push(&headers[field_start..start]);
+            field_start = start;
+        }
+        start = end;
+    }
+    if field_start < headers.len() {
+        out.push(&headers[field_start..]);
+    }
+    out
+}
+
+fn unfold(value: &[u8]) -> String {
+    let text = String::from_utf8_lossy(value);
+    text.split(['\r', '\n'])
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn instruction_headers_are_read_and_removed() {
+        let body = b"From: A <a@example.com>\r\nX-LM-Tag: welcome\r\nSubject: Hi\r\nX-Lettermint-Route: broadcast\r\nx-lm-metadata-user: 42\r\n  and more\r\nTo: b@example.com\r\n\r\nX-LM-Tag: body stays\r\n";
+        let parsed = parse(body.to_vec()).unwrap();
+        assert_eq!(parsed.route.as_deref(), Some("broadcast"));
+        assert_eq!(parsed.tag.as_deref(), Some("welcome"));
+        assert_eq!(parsed.subject.as_deref(), Some("Hi"));
+        assert_eq!(
+            parsed.metadata.get("user").map(String::as_str),
+            Some("42 and more")
+        );
+        assert_eq!(
+            parsed.raw,
+            b"From: A <a@example.com>\r\nSubject: Hi\r\nTo: b@example.com\r\n\r\nX-LM-Tag: body stays\r\n"
+        );
+    }
+
+    #[test]
+    fn a_message_without_from_is_refused() {
+        assert_eq!(parse(b"Subject: Hi\r\n\r\nbody\r\n".to_vec()), None);
+        assert_eq!(parse(Vec::new()), None);
+    }
+}
