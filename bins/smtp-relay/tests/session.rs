@@ -1,0 +1,424 @@
+//! SMTP sessions over an in-memory pipe, against a real SQLite store.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use lettermint_core::{
+    Channel, DEFAULT_ROUTE_SLUG, MessageContent, MessageId, NewProject, ProjectId, Scope, Services,
+    SystemClock, TokenId,
+};
+use smtp_relay::{Config, Relay};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, DuplexStream, ReadHalf, WriteHalf};
+
+struct World {
+    _dir: tempfile::TempDir,
+    services: Services,
+    relay: Arc<Relay>,
+    project: ProjectId,
+    token_id: TokenId,
+    token: String,
+}
+
+async fn world(config: Config) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/db.sqlite", dir.path().display());
+    let store = lettermint_store::open(&url, lettermint_store::OpenOptions::default())
+        .await
+        .unwrap()
+        .into_dyn();
+    let services = Services::new(store.clone(), Arc::new(SystemClock));
+    let team = services
+        .teams
+        .create(Scope::Operator, "Acme")
+        .await
+        .unwrap();
+    let (project, issued) = services
+        .projects
+        .create(
+            Scope::Operator,
+            NewProject {
+                team_id: team.id,
+                name: "Shop".into(),
+                smtp_enabled: true,
+                first_token_name: Some("smtp".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let issued = issued.unwrap();
+    let (relay, _background) = smtp_relay::start(store, config, None);
+    World {
+        _dir: dir,
+        services,
+        relay,
+        project: project.id,
+        token_id: issued.token.id,
+        token: issued.secret.expose_secret().to_owned(),
+    }
+}
+
+fn insecure() -> Config {
+    Config {
+        allow_insecure_auth: true,
+        ..Config::default()
+    }
+}
+
+struct Client {
+    reader: BufReader<ReadHalf<DuplexStream>>,
+    writer: WriteHalf<DuplexStream>,
+}
+
+impl Client {
+    async fn connect(relay: &Arc<Relay>) -> Self {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            let _ = relay.session(server, None).await;
+        });
+        let (read, writer) = tokio::io::split(client);
+        let mut client = Self {
+            reader: BufReader::new(read),
+            writer,
+        };
+        let greeting = client.reply().await;
+        assert!(greeting.starts_with("220 "), "{greeting}");
+        client
+    }
+
+    /// Reads one reply (every line of a multiline reply).
+    async fn reply(&mut self) -> String {
+        let mut all = String::new();
+        loop {
+            let mut line = String::new();
+            let n = self.reader.read_line(&mut line).await.unwrap();
+            assert!(n > 0, "connection closed; got so far: {all:?}");
+            all.push_str(&line);
+            if line.len() < 4 || line.as_bytes()[3] == b' ' {
+                return all;
+            }
+        }
+    }
+
+    async fn send(&mut self, raw: &str) {
+        self.writer.write_all(raw.as_bytes()).await.unwrap();
+        self.writer.flush().await.unwrap();
+    }
+
+    async fn cmd(&mut self, line: &str) -> String {
+        self.send(&format!("{line}\r\n")).await;
+        self.reply().await
+    }
+
+    async fn login(&mut self, token: &str) {
+        assert!(self.cmd("EHLO client.example").await.starts_with("250-"));
+        let reply = self
+            .cmd(&format!("AUTH PLAIN {}", plain("lettermint", token)))
+            .await;
+        assert_eq!(reply, "235 2.7.0 Authentication successful\r\n");
+    }
+
+    /// MAIL, RCPT and DATA with `body` (already CRLF-terminated lines); the final reply.
+    async fn submit(&mut self, body: &str) -> String {
+        assert_eq!(
+            self.cmd("MAIL FROM:<me@example.com>").await,
+            "250 2.1.0 Ok\r\n"
+        );
+        assert_eq!(
+            self.cmd("RCPT TO:<you@example.com>").await,
+            "250 2.1.5 Ok\r\n"
+        );
+        assert!(self.cmd("DATA").await.starts_with("354 "));
+        self.send(body).await;
+        self.cmd(".").await
+    }
+}
+
+fn plain(user: &str, password: &str) -> String {
+    b64(&format!("\0{user}\0{password}"))
+}
+
+fn b64(text: &str) -> String {
+    base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+fn queued_id(reply: &str) -> MessageId {
+    let id = reply
+        .strip_prefix("250 2.0.0 Ok: queued as ")
+        .unwrap_or_else(|| panic!("not queued: {reply}"))
+        .trim();
+    id.parse().unwrap()
+}
+
+const SIMPLE: &str =
+    "From: Me <me@example.com>\r\nTo: you@example.com\r\nSubject: Hello\r\n\r\nHi.\r\n";
+
+#[tokio::test]
+async fn without_tls_auth_is_not_offered_and_refused() {
+    let w = world(Config::default()).await;
+    let mut c = Client::connect(&w.relay).await;
+    let ehlo = c.cmd("EHLO client.example").await;
+    assert!(ehlo.contains("250-PIPELINING\r\n"), "{ehlo}");
+    assert!(ehlo.contains("250-8BITMIME\r\n"), "{ehlo}");
+    assert!(ehlo.contains("250-SMTPUTF8\r\n"), "{ehlo}");
+    assert!(ehlo.contains(&format!("SIZE {}", Config::default().max_message_size)));
+    assert!(ehlo.contains("ENHANCEDSTATUSCODES"), "{ehlo}");
+    assert!(!ehlo.contains("AUTH"), "{ehlo}");
+    assert_eq!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("lettermint", &w.token)))
+            .await,
+        "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+    );
+    assert_eq!(
+        c.cmd("MAIL FROM:<me@example.com>").await,
+        "530 5.7.0 Authentication required\r\n"
+    );
+    assert_eq!(c.cmd("STARTTLS").await, "454 4.7.0 TLS not available\r\n");
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye\r\n");
+}
+
+#[tokio::test]
+async fn a_message_is_stored_without_instruction_headers() {
+    let w = world(insecure()).await;
+    let mut c = Client::connect(&w.relay).await;
+    let ehlo = c.cmd("EHLO client.example").await;
+    assert!(ehlo.ends_with("250 AUTH PLAIN LOGIN\r\n"), "{ehlo}");
+    let reply = c
+        .cmd(&format!("AUTH PLAIN {}", plain("LetterMint", &w.token)))
+        .await;
+    assert_eq!(reply, "235 2.7.0 Authentication successful\r\n");
+    let body = format!(
+        "From: Me <me@example.com>\r\nTo: you@example.com\r\nSubject: Hello\r\nX-LM-Tag: welcome\r\nX-LM-Metadata-user: 42\r\nX-Lettermint-Route: {DEFAULT_ROUTE_SLUG}\r\n\r\nHi.\r\n..leading dot\r\n"
+    );
+    let reply = c.submit(&body).await;
+    let id = queued_id(&reply);
+    let stored = w.services.messages.get(w.project, id).await.unwrap();
+    assert_eq!(stored.via, Channel::Smtp);
+    assert_eq!(stored.token_id, w.token_id);
+    assert_eq!(stored.envelope_from, "me@example.com");
+    assert_eq!(stored.envelope_to, vec!["you@example.com".to_owned()]);
+    assert_eq!(stored.subject.as_deref(), Some("Hello"));
+    assert_eq!(stored.tag.as_deref(), Some("welcome"));
+    assert_eq!(stored.metadata.get("user").map(String::as_str), Some("42"));
+    assert_eq!(
+        stored.content,
+        MessageContent::Mime(
+            b"From: Me <me@example.com>\r\nTo: you@example.com\r\nSubject: Hello\r\n\r\nHi.\r\n.leading dot\r\n"
+                .to_vec()
+        )
+    );
+    // A second transaction in the same session.
+    let second = queued_id(&c.submit(SIMPLE).await);
+    assert_ne!(second, id);
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye\r\n");
+}
+
+#[tokio::test]
+async fn every_authentication_failure_has_the_same_answer() {
+    let w = world(insecure()).await;
+    let mut c = Client::connect(&w.relay).await;
+    c.cmd("EHLO client.example").await;
+    let invalid = "535 5.7.8 Authentication credentials invalid\r\n";
+    assert_eq!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("someone", &w.token)))
+            .await,
+        invalid
+    );
+    assert_eq!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("lettermint", "lm_nope")))
+            .await,
+        invalid
+    );
+    let unknown = format!("lm_{}", "A".repeat(w.token.len() - 3));
+    assert_eq!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("lettermint", &unknown)))
+            .await,
+        invalid
+    );
+    assert_eq!(c.cmd("AUTH PLAIN !!!notbase64").await, invalid);
+    assert_eq!(
+        c.cmd("AUTH CRAM-MD5").await,
+        "504 5.5.4 Mechanism not supported; use PLAIN or LOGIN\r\n"
+    );
+    // Cancelled.
+    assert_eq!(c.cmd("AUTH LOGIN").await, "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(c.cmd("*").await, "501 5.0.0 Authentication cancelled\r\n");
+    // PLAIN with a continuation.
+    assert_eq!(c.cmd("AUTH PLAIN").await, "334 \r\n");
+    assert_eq!(
+        c.cmd(&plain("lettermint", &w.token)).await,
+        "235 2.7.0 Authentication successful\r\n"
+    );
+    assert_eq!(
+        c.cmd("AUTH PLAIN x").await,
+        "503 5.5.1 Already authenticated\r\n"
+    );
+}
+
+#[tokio::test]
+async fn auth_login_works() {
+    let w = world(insecure()).await;
+    let mut c = Client::connect(&w.relay).await;
+    c.cmd("EHLO client.example").await;
+    assert_eq!(c.cmd("AUTH LOGIN").await, "334 VXNlcm5hbWU6\r\n");
+    assert_eq!(c.cmd(&b64("lettermint")).await, "334 UGFzc3dvcmQ6\r\n");
+    assert_eq!(
+        c.cmd(&b64(&w.token)).await,
+        "235 2.7.0 Authentication successful\r\n"
+    );
+    queued_id(&c.submit(SIMPLE).await);
+}
+
+#[tokio::test]
+async fn revocation_stops_an_open_session_at_the_next_transaction() {
+    let w = world(insecure()).await;
+    let mut c = Client::connect(&w.relay).await;
+    c.login(&w.token).await;
+    queued_id(&c.submit(SIMPLE).await);
+    w.services
+        .project_tokens
+        .revoke(Scope::Operator, None, w.token_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        c.cmd("MAIL FROM:<me@example.com>").await,
+        "530 5.7.0 Authentication required\r\n"
+    );
+    // Nothing more is accepted in this session.
+    assert_eq!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("lettermint", &w.token)))
+            .await,
+        "530 5.7.0 Authentication required\r\n"
+    );
+    assert_eq!(
+        c.cmd("MAIL FROM:<me@example.com>").await,
+        "530 5.7.0 Authentication required\r\n"
+    );
+    // A new session with the revoked token is refused at AUTH.
+    let mut d = Client::connect(&w.relay).await;
+    d.cmd("EHLO client.example").await;
+    assert_eq!(
+        d.cmd(&format!("AUTH PLAIN {}", plain("lettermint", &w.token)))
+            .await,
+        "535 5.7.8 Authentication credentials invalid\r\n"
+    );
+}
+
+#[tokio::test]
+async fn content_errors_have_their_codes() {
+    let w = world(insecure()).await;
+    let mut c = Client::connect(&w.relay).await;
+    c.login(&w.token).await;
+    assert_eq!(
+        c.submit("Subject: no sender\r\n\r\nHi.\r\n").await,
+        "554 5.6.0 Message has no valid From header\r\n"
+    );
+    assert_eq!(
+        c.submit("From: me@example.com\r\nX-Lettermint-Route: nope\r\n\r\nHi.\r\n")
+            .await,
+        "550 5.7.1 Unknown route nope\r\n"
+    );
+    // The session goes on.
+    queued_id(&c.submit(SIMPLE).await);
+}
+
+#[tokio::test]
+async fn limits_have_their_codes() {
+    let w = world(Config {
+        max_message_size: 100,
+        max_recipients: 2,
+        ..insecure()
+    })
+    .await;
+    let mut c = Client::connect(&w.relay).await;
+    c.login(&w.token).await;
+    assert_eq!(
+        c.cmd("MAIL FROM:<me@example.com> SIZE=101").await,
+        "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
+    );
+    assert_eq!(
+        c.cmd("MAIL FROM:<me@example.com> SIZE=100").await,
+        "250 2.1.0 Ok\r\n"
+    );
+    assert_eq!(c.cmd("RCPT TO:<a@example.com>").await, "250 2.1.5 Ok\r\n");
+    assert_eq!(c.cmd("RCPT TO:<b@example.com>").await, "250 2.1.5 Ok\r\n");
+    assert_eq!(
+        c.cmd("RCPT TO:<c@example.com>").await,
+        "452 4.5.3 Too many recipients\r\n"
+    );
+    assert!(c.cmd("DATA").await.starts_with("354 "));
+    c.send(&format!(
+        "From: me@example.com\r\n\r\n{}\r\n",
+        "x".repeat(200)
+    ))
+    .await;
+    assert_eq!(
+        c.cmd(".").await,
+        "552 5.3.4 Message size exceeds fixed maximum message size\r\n"
+    );
+    assert_eq!(
+        c.cmd(&format!("NOOP {}", "x".repeat(5000))).await,
+        "500 5.5.2 Line too long\r\n"
+    );
+    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok\r\n");
+}
+
+#[tokio::test]
+async fn other_verbs_and_sequence_errors() {
+    let w = world(insecure()).await;
+    let mut c = Client::connect(&w.relay).await;
+    assert_eq!(
+        c.cmd("MAIL FROM:<me@example.com>").await,
+        "503 5.5.1 Send EHLO or HELO first\r\n"
+    );
+    assert_eq!(c.cmd("HELO client.example").await, "250 localhost\r\n");
+    assert_eq!(
+        c.cmd("MAIL FROM:<me@example.com>").await,
+        "530 5.7.0 Authentication required\r\n"
+    );
+    c.login(&w.token).await;
+    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok\r\n");
+    assert!(c.cmd("VRFY someone").await.starts_with("252 2.5.0 "));
+    assert!(c.cmd("HELP").await.starts_with("214 2.0.0 "));
+    assert_eq!(
+        c.cmd("RCPT TO:<you@example.com>").await,
+        "503 5.5.1 Need MAIL before RCPT\r\n"
+    );
+    assert_eq!(c.cmd("DATA").await, "503 5.5.1 Need MAIL before DATA\r\n");
+    assert_eq!(
+        c.cmd("MAIL FROM:<me@example.com>").await,
+        "250 2.1.0 Ok\r\n"
+    );
+    assert_eq!(c.cmd("DATA").await, "503 5.5.1 Need RCPT before DATA\r\n");
+    assert_eq!(
+        c.cmd("MAIL FROM:<me@example.com>").await,
+        "503 5.5.1 Nested MAIL command\r\n"
+    );
+    assert_eq!(c.cmd("RSET").await, "250 2.0.0 Ok\r\n");
+    assert_eq!(
+        c.cmd("MAIL FROM:<me@example.com>").await,
+        "250 2.1.0 Ok\r\n"
+    );
+    assert_eq!(
+        c.cmd("FROBNICATE").await,
+        "500 5.5.1 Command unrecognized\r\n"
+    );
+    assert_eq!(c.cmd("QUIT").await, "221 2.0.0 Bye\r\n");
+}
+
+#[tokio::test]
+async fn pipelined_commands_are_answered_in_order() {
+    let w = world(insecure()).await;
+    let mut c = Client::connect(&w.relay).await;
+    c.login(&w.token).await;
+    c.send("MAIL FROM:<me@example.com>\r\nRCPT TO:<a@example.com>\r\nRCPT TO:<b@example.com>\r\nDATA\r\n")
+        .await;
+    assert_eq!(c.reply().await, "250 2.1.0 Ok\r\n");
+    assert_eq!(c.reply().await, "250 2.1.5 Ok\r\n");
+    assert_eq!(c.reply().await, "250 2.1.5 Ok\r\n");
+    assert!(c.reply().await.starts_with("354 "));
+    c.send(SIMPLE).await;
+    let id = queued_id(&c.cmd(".").await);
+    let stored = w.services.messages.get(w.project, id).await.unwrap();
+    assert_eq!(stored.envelope_to.len(), 2);
+}
