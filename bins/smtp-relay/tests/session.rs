@@ -422,3 +422,27 @@ async fn pipelined_commands_are_answered_in_order() {
     let stored = w.services.messages.get(w.project, id).await.unwrap();
     assert_eq!(stored.envelope_to.len(), 2);
 }
+
+#[tokio::test]
+async fn revocation_during_data_is_refused_by_the_commit() {
+    let w = world(insecure()).await;
+    let mut c = Client::connect(&w.relay).await;
+    c.login(&w.token).await;
+    assert_eq!(
+        c.cmd("MAIL FROM:<me@example.com>").await,
+        "250 2.1.0 Ok\r\n"
+    );
+    assert_eq!(c.cmd("RCPT TO:<you@example.com>").await, "250 2.1.5 Ok\r\n");
+    assert!(c.cmd("DATA").await.starts_with("354 "));
+    c.send(SIMPLE).await;
+    w.services
+        .project_tokens
+        .revoke(Scope::Operator, None, w.token_id)
+        .await
+        .unwrap();
+    assert_eq!(c.cmd(".").await, "530 5.7.0 Authentication required\r\n");
+    assert_eq!(
+        c.cmd("MAIL FROM:<me@example.com>").await,
+        "530 5.7.0 Authentication required\r\n"
+    );
+}
