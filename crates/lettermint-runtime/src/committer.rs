@@ -119,3 +119,115 @@ async fn write_loop(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use lettermint_core::repo::{MockMessageRepository, MockRouteRepository};
+    use lettermint_core::{
+        MessageContent, MessageId, MessageStatus, PlainToken, ProjectId, RouteId, SystemClock,
+        TokenCredential, TokenId, TokenKind,
+    };
+
+    use super::*;
+
+    fn submission() -> Submission {
+        let token_id = TokenId::new();
+        Submission {
+            credential: TokenCredential {
+                token_id,
+                digest: PlainToken::mint(TokenKind::Project).unwrap().digest(),
+            },
+            messages: vec![lettermint_core::Message {
+                id: MessageId::new(),
+                project_id: ProjectId::new(),
+                route_id: RouteId::new(),
+                token_id,
+                via: lettermint_core::Channel::Api,
+                status: MessageStatus::Pending,
+                envelope_from: "a@example.com".into(),
+                envelope_to: vec!["b@example.com".into()],
+                subject: None,
+                tag: None,
+                metadata: Default::default(),
+                idempotency_key: None,
+                scheduled_at: None,
+                created_at: time::OffsetDateTime::now_utc(),
+                content: MessageContent::Mime(b"x".to_vec()),
+            }],
+            idempotency: None,
+        }
+    }
+
+    fn service(repo: MockMessageRepository) -> MessageService {
+        MessageService::new(
+            Arc::new(MockRouteRepository::new()),
+            Arc::new(repo),
+            Arc::new(SystemClock),
+        )
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn waiting_submissions_share_a_commit_and_get_their_own_outcome() {
+        let commits = Arc::new(AtomicUsize::new(0));
+        let counter = commits.clone();
+        let mut repo = MockMessageRepository::new();
+        repo.expect_enqueue().returning(move |subs, _| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            std::thread::sleep(Duration::from_millis(20));
+            // Odd submissions lost their token meanwhile.
+            Ok(subs
+                .iter()
+                .map(|s| {
+                    if s.messages[0].subject.is_some() {
+                        SubmissionOutcome::TokenInactive
+                    } else {
+                        SubmissionOutcome::Accepted
+                    }
+                })
+                .collect())
+        });
+        let (committer, writers) = Committer::start(service(repo), 1, 1_000);
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let committer = committer.clone();
+            tasks.push(tokio::spawn(async move {
+                let mut s = submission();
+                if i % 2 == 1 {
+                    s.messages[0].subject = Some("inactive".into());
+                }
+                (i, committer.commit(s).await.unwrap())
+            }));
+        }
+        for task in tasks {
+            let (i, outcome) = task.await.unwrap();
+            let expected = if i % 2 == 1 {
+                SubmissionOutcome::TokenInactive
+            } else {
+                SubmissionOutcome::Accepted
+            };
+            assert_eq!(outcome, expected, "submission {i}");
+        }
+        let commits = commits.load(Ordering::SeqCst);
+        assert!(
+            commits < 40,
+            "40 concurrent submissions took {commits} commits"
+        );
+        drop(committer);
+        writers.finish().await;
+    }
+
+    #[tokio::test]
+    async fn a_failed_commit_fails_every_submission_in_it() {
+        let mut repo = MockMessageRepository::new();
+        repo.expect_enqueue()
+            .returning(|_, _| Err(lettermint_core::Error::Storage("disk full".into())));
+        let (committer, writers) = Committer::start(service(repo), 1, 1_000);
+        let err = committer.commit(submission()).await.unwrap_err();
+        assert!(matches!(*err, lettermint_core::Error::Storage(_)));
+        drop(committer);
+        writers.finish().await;
+    }
+}

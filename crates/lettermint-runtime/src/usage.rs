@@ -28,11 +28,14 @@ impl UsageRecorder {
         (Self { tx }, handle)
     }
 
-    /// Queues a record without waiting; drops it (and counts the drop) when the queue is full.
-    pub fn record(&self, record: UsageRecord) {
-        if self.tx.try_send(record).is_err() {
+    /// Queues a record without waiting; when the queue is full the record is dropped (and the
+    /// drop counted) and `false` is returned.
+    pub fn record(&self, record: UsageRecord) -> bool {
+        let queued = self.tx.try_send(record).is_ok();
+        if !queued {
             metrics::counter!("lettermint_usage_records_dropped_total").increment(1);
         }
+        queued
     }
 }
 
@@ -41,7 +44,7 @@ async fn flush_loop(mut rx: mpsc::Receiver<UsageRecord>, usage: UsageService) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut batch = Vec::new();
     loop {
-        let open = tokio::select! {
+        tokio::select! {
             received = rx.recv() => match received {
                 Some(record) => {
                     batch.push(record);
@@ -51,19 +54,17 @@ async fn flush_loop(mut rx: mpsc::Receiver<UsageRecord>, usage: UsageService) {
                             Err(_) => break,
                         }
                     }
-                    batch.len() < MAX_BATCH
-                        || { flush(&usage, &mut batch).await; true }
+                    if batch.len() >= MAX_BATCH {
+                        flush(&usage, &mut batch).await;
+                    }
                 }
-                None => false,
+                // Every sender is gone: write what is left and stop.
+                None => {
+                    flush(&usage, &mut batch).await;
+                    return;
+                }
             },
-            _ = tick.tick() => {
-                flush(&usage, &mut batch).await;
-                true
-            }
-        };
-        if !open {
-            flush(&usage, &mut batch).await;
-            return;
+            _ = tick.tick() => flush(&usage, &mut batch).await,
         }
     }
 }
@@ -77,5 +78,64 @@ async fn flush(usage: &UsageService, batch: &mut Vec<UsageRecord>) {
     if let Err(err) = usage.flush(records).await {
         tracing::warn!(error = %err, records = count, "could not write usage; dropped");
         metrics::counter!("lettermint_usage_records_dropped_total").increment(count as u64);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    use lettermint_core::repo::MockUsageRepository;
+    use lettermint_core::{Action, Channel, Outcome, SystemClock, TokenId};
+
+    use super::*;
+
+    fn record() -> UsageRecord {
+        UsageRecord {
+            token_id: TokenId::new(),
+            at: time::OffsetDateTime::now_utc(),
+            ip: None,
+            via: Channel::Api,
+            action: Action::Send,
+            outcome: Outcome::Accepted,
+            status: 202,
+            message_ids: Vec::new(),
+            user_agent: None,
+        }
+    }
+
+    /// On a single-threaded runtime the flusher cannot run while this test records, as if the
+    /// store were stuck: recording still returns at once, and what does not fit is dropped.
+    #[tokio::test]
+    async fn recording_never_waits_and_a_full_queue_drops() {
+        let usage = UsageService::new(Arc::new(MockUsageRepository::new()), Arc::new(SystemClock));
+        let (recorder, _flusher) = UsageRecorder::start(usage, 8);
+        let start = Instant::now();
+        let queued = (0..1_000).filter(|_| recorder.record(record())).count();
+        assert!(
+            start.elapsed() < Duration::from_millis(100),
+            "recording waited"
+        );
+        assert_eq!(queued, 8);
+    }
+
+    #[tokio::test]
+    async fn what_is_queued_is_written_when_the_last_sender_goes() {
+        let written = Arc::new(Mutex::new(0usize));
+        let sink = written.clone();
+        let mut repo = MockUsageRepository::new();
+        repo.expect_record_usage().returning(move |batch| {
+            *sink.lock().unwrap() += batch.entries.len();
+            Ok(())
+        });
+        let usage = UsageService::new(Arc::new(repo), Arc::new(SystemClock));
+        let (recorder, flusher) = UsageRecorder::start(usage, 10_000);
+        for _ in 0..1_234 {
+            assert!(recorder.record(record()));
+        }
+        drop(recorder);
+        flusher.await.unwrap();
+        assert_eq!(*written.lock().unwrap(), 1_234);
     }
 }
