@@ -591,6 +591,9 @@ impl Session {
         let max = self.config().max_message_size;
         let mut body = Vec::new();
         let mut too_big = false;
+        // The end of data is only CRLF "." CRLF: a dot line after a bare LF is content, so that
+        // no other reading of the message can see a different end.
+        let mut after_crlf = true;
         loop {
             let line = match self.read_line(stream, max.saturating_add(2)).await? {
                 Line::Eof => return Err(std::io::ErrorKind::UnexpectedEof.into()),
@@ -600,9 +603,10 @@ impl Session {
                 }
                 Line::Complete(line) => line,
             };
-            if line == b".\r\n" || line == b".\n" {
+            if after_crlf && line == b".\r\n" {
                 break;
             }
+            after_crlf = line.ends_with(b"\r\n");
             let line = line.strip_prefix(b".").unwrap_or(&line);
             if body.len() + line.len() > max {
                 too_big = true;

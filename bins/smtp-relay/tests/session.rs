@@ -446,3 +446,54 @@ async fn revocation_during_data_is_refused_by_the_commit() {
         "530 5.7.0 Authentication required\r\n"
     );
 }
+
+#[tokio::test]
+async fn only_crlf_dot_crlf_ends_the_data() {
+    let w = world(insecure()).await;
+    let mut c = Client::connect(&w.relay).await;
+    c.login(&w.token).await;
+    assert_eq!(
+        c.cmd("MAIL FROM:<me@example.com>").await,
+        "250 2.1.0 Ok\r\n"
+    );
+    assert_eq!(c.cmd("RCPT TO:<you@example.com>").await, "250 2.1.5 Ok\r\n");
+    assert!(c.cmd("DATA").await.starts_with("354 "));
+    c.send(
+        "From: me@example.com\r\n\r\nbare\n.\nstill content\n.\r\nMAIL FROM:<x@example.com>\r\n",
+    )
+    .await;
+    let id = queued_id(&c.cmd(".").await);
+    let stored = w.services.messages.get(w.project, id).await.unwrap();
+    assert_eq!(
+        stored.content,
+        MessageContent::Mime(
+            // Not ends of data, but still dot-unstuffed lines.
+            b"From: me@example.com\r\n\r\nbare\n\nstill content\n\r\nMAIL FROM:<x@example.com>\r\n"
+                .to_vec()
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_project_without_smtp_is_refused_at_auth() {
+    let w = world(insecure()).await;
+    w.services
+        .projects
+        .update(
+            Scope::Operator,
+            w.project,
+            lettermint_core::ProjectUpdate {
+                name: None,
+                smtp_enabled: Some(false),
+            },
+        )
+        .await
+        .unwrap();
+    let mut c = Client::connect(&w.relay).await;
+    c.cmd("EHLO client.example").await;
+    assert_eq!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("lettermint", &w.token)))
+            .await,
+        "535 5.7.8 Authentication credentials invalid\r\n"
+    );
+}
