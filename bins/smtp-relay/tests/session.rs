@@ -497,3 +497,79 @@ async fn a_project_without_smtp_is_refused_at_auth() {
         "535 5.7.8 Authentication credentials invalid\r\n"
     );
 }
+
+#[tokio::test]
+async fn authentication_messages_and_refusals_reach_the_token_log() {
+    use lettermint_core::page::{Direction, LogSortKey, PageRequest, Sort};
+    use lettermint_core::{Action, LogFilter, Outcome};
+    let w = world(insecure()).await;
+    let mut c = Client::connect(&w.relay).await;
+    c.login(&w.token).await;
+    let id = queued_id(&c.submit(SIMPLE).await);
+    w.services
+        .project_tokens
+        .revoke(Scope::Operator, None, w.token_id)
+        .await
+        .unwrap();
+    assert!(
+        c.cmd("MAIL FROM:<me@example.com>")
+            .await
+            .starts_with("530 ")
+    );
+    let mut entries = Vec::new();
+    for _ in 0..50 {
+        entries = w
+            .services
+            .project_tokens
+            .logs(
+                Scope::Operator,
+                None,
+                w.token_id,
+                &LogFilter::default(),
+                &PageRequest::first(
+                    100,
+                    Sort {
+                        key: LogSortKey::At,
+                        direction: Direction::Ascending,
+                    },
+                ),
+            )
+            .await
+            .unwrap()
+            .items;
+        if entries.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let seen: Vec<_> = entries
+        .iter()
+        .map(|e| (e.via, e.action, e.outcome, e.status, e.message_ids.clone()))
+        .collect();
+    assert_eq!(
+        seen,
+        vec![
+            (
+                Channel::Smtp,
+                Action::SmtpAuth,
+                Outcome::Accepted,
+                235,
+                vec![]
+            ),
+            (
+                Channel::Smtp,
+                Action::SmtpMessage,
+                Outcome::Accepted,
+                250,
+                vec![id]
+            ),
+            (
+                Channel::Smtp,
+                Action::SmtpMessage,
+                Outcome::RejectedRevoked,
+                530,
+                vec![]
+            ),
+        ]
+    );
+}
