@@ -18,9 +18,9 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use lettermint_core::{
-    Action, AuthFailure, Channel, Error, Message, MessageContent, MessageId, MessageStatus,
-    Outcome, ProjectCaller, Services, Store, Submission, SubmissionOutcome, SystemClock,
-    UsageRecord,
+    Action, AuthFailure, Channel, Error, IdempotencyRecord, Message, MessageContent, MessageId,
+    MessageStatus, Outcome, ProjectCaller, ProjectId, Services, Store, Submission,
+    SubmissionOutcome, SystemClock, UsageRecord,
 };
 use lettermint_runtime::{Committer, UsageRecorder, Writers};
 use smtp_proto::Request;
@@ -658,8 +658,38 @@ impl Session {
                 );
             }
         };
+        if parsed
+            .tag
+            .as_deref()
+            .is_some_and(|t| !message::valid_tag(t))
+        {
+            return Reply::new(554, "5.6.0", "Invalid X-LM-Tag header");
+        }
+        let key = parsed.idempotency_key.clone();
+        if key
+            .as_deref()
+            .is_some_and(|k| !message::valid_idempotency_key(k))
+        {
+            return Reply::new(554, "5.6.0", "Invalid Idempotency-Key header");
+        }
+        let fingerprint = key.as_ref().map(|_| {
+            IdempotencyRecord::fingerprint(&[
+                b"smtp",
+                route.slug.as_bytes(),
+                transaction.from.as_bytes(),
+                transaction.recipients.join("\n").as_bytes(),
+                &parsed.raw,
+            ])
+        });
+        if let (Some(key), Some(fingerprint)) = (&key, &fingerprint) {
+            match self.replay(caller.project_id, key, fingerprint).await {
+                Replay::None => {}
+                Replay::Answer(reply) => return reply,
+            }
+        }
         let id = MessageId::new();
         let now = OffsetDateTime::now_utc();
+        let queued = format!("Ok: queued as {id}");
         let message = Message {
             id,
             project_id: caller.project_id,
@@ -672,7 +702,7 @@ impl Session {
             subject: parsed.subject,
             tag: parsed.tag,
             metadata: parsed.metadata,
-            idempotency_key: None,
+            idempotency_key: key.clone(),
             scheduled_at: None,
             created_at: now,
             content: MessageContent::Mime(parsed.raw),
@@ -683,7 +713,16 @@ impl Session {
             .commit(Submission {
                 credential: caller.credential,
                 messages: vec![message],
-                idempotency: None,
+                idempotency: key.clone().zip(fingerprint).map(|(key, request_hash)| {
+                    IdempotencyRecord {
+                        project_id: caller.project_id,
+                        key,
+                        request_hash,
+                        status: 250,
+                        response: queued.clone(),
+                        created_at: now,
+                    }
+                }),
             })
             .await;
         match outcome {
@@ -695,7 +734,7 @@ impl Session {
                     250,
                     vec![id],
                 );
-                Reply::new(250, "2.0.0", format!("Ok: queued as {id}"))
+                Reply::new(250, "2.0.0", queued)
             }
             Ok(SubmissionOutcome::TokenInactive) => {
                 let token = self.auth.as_ref().map(|a| a.token.clone());
@@ -711,12 +750,66 @@ impl Session {
                 self.refuse();
                 auth_required()
             }
-            Ok(SubmissionOutcome::DuplicateIdempotencyKey) => temporary_failure(),
+            Ok(SubmissionOutcome::DuplicateIdempotencyKey) => match (&key, &fingerprint) {
+                (Some(key), Some(fingerprint)) => {
+                    match self.replay(caller.project_id, key, fingerprint).await {
+                        Replay::Answer(reply) => reply,
+                        Replay::None => in_flight(),
+                    }
+                }
+                _ => temporary_failure(),
+            },
             Err(e) => {
                 tracing::error!(error = %e, "commit failed");
                 temporary_failure()
             }
         }
+    }
+
+    /// The answer remembered for `key`, if any. A replay is an answer that does not go through
+    /// the conditional commit, so the token is authenticated again first.
+    async fn replay(&mut self, project: ProjectId, key: &str, fingerprint: &[u8; 32]) -> Replay {
+        let record = match self
+            .relay
+            .services
+            .messages
+            .idempotency_record(project, key)
+            .await
+        {
+            Ok(Some(record)) => record,
+            Ok(None) => return Replay::None,
+            Err(e) => {
+                tracing::error!(error = %e, "idempotency lookup failed");
+                return Replay::Answer(temporary_failure());
+            }
+        };
+        let token = self.auth.as_ref().map(|a| a.token.clone());
+        match self
+            .relay
+            .services
+            .auth
+            .authenticate_project(token.as_deref(), Channel::Smtp)
+            .await
+        {
+            Ok(_) => {}
+            Err(Error::Unauthenticated(failure)) => {
+                self.log_failure(failure, Action::SmtpMessage, 530);
+                self.refuse();
+                return Replay::Answer(auth_required());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "re-authentication failed for a store error");
+                return Replay::Answer(temporary_failure());
+            }
+        }
+        if &record.request_hash != fingerprint {
+            return Replay::Answer(Reply::new(
+                554,
+                "5.6.0",
+                "This Idempotency-Key was already used with a different message",
+            ));
+        }
+        Replay::Answer(Reply::new(record.status, "2.0.0", record.response.clone()))
     }
 
     /// The token was refused: forget it, and accept nothing more in this session.
@@ -788,6 +881,22 @@ impl Session {
             self.buffer.extend_from_slice(&chunk[..read]);
         }
     }
+}
+
+fn in_flight() -> Reply {
+    Reply::new(
+        451,
+        "4.3.0",
+        "A message with this Idempotency-Key is still being processed",
+    )
+}
+
+/// What an idempotency lookup decided.
+enum Replay {
+    /// The key is new: go on.
+    None,
+    /// Answer this (the remembered answer, or why not).
+    Answer(Reply),
 }
 
 fn auth_cancelled() -> Reply {

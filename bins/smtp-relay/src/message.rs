@@ -9,6 +9,12 @@ pub const ROUTE_HEADER: &str = "X-Lettermint-Route";
 pub const TAG_HEADER: &str = "X-LM-Tag";
 /// Prefix of metadata headers; the rest of the name is the key.
 pub const METADATA_PREFIX: &str = "X-LM-Metadata-";
+/// Header carrying the idempotency key.
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+/// Longest tag.
+pub const MAX_TAG_LEN: usize = 255;
+/// Longest idempotency key, in characters.
+pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
 /// A submitted message, ready to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -17,6 +23,8 @@ pub struct Parsed {
     pub route: Option<String>,
     /// The tag.
     pub tag: Option<String>,
+    /// The idempotency key.
+    pub idempotency_key: Option<String>,
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
     /// The subject.
@@ -42,6 +50,7 @@ pub fn parse(body: Vec<u8>) -> Option<Parsed> {
     }
     let mut route = None;
     let mut tag = None;
+    let mut idempotency_key = None;
     let mut metadata = BTreeMap::new();
     let mut raw = Vec::with_capacity(body.len());
     let header_end = header_section_end(&body);
@@ -56,6 +65,8 @@ pub fn parse(body: Vec<u8>) -> Option<Parsed> {
             route = Some(value());
         } else if name.eq_ignore_ascii_case(TAG_HEADER) {
             tag = Some(value());
+        } else if name.eq_ignore_ascii_case(IDEMPOTENCY_HEADER) {
+            idempotency_key = Some(value());
         } else if name.len() > METADATA_PREFIX.len()
             && name.is_char_boundary(METADATA_PREFIX.len())
             && name[..METADATA_PREFIX.len()].eq_ignore_ascii_case(METADATA_PREFIX)
@@ -69,10 +80,32 @@ pub fn parse(body: Vec<u8>) -> Option<Parsed> {
     Some(Parsed {
         route: route.filter(|r| !r.is_empty()),
         tag: tag.filter(|t| !t.is_empty()),
+        idempotency_key,
         metadata,
         subject,
         raw,
     })
+}
+
+/// Whether `tag` is a valid tag: words of ASCII letters, digits, `_` and `-`, separated by single
+/// spaces, at most [`MAX_TAG_LEN`] bytes.
+#[must_use]
+pub fn valid_tag(tag: &str) -> bool {
+    tag.len() <= MAX_TAG_LEN
+        && tag.split(' ').all(|word| {
+            !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+}
+
+/// Whether `key` is a valid idempotency key: 1 to 255 printable characters.
+#[must_use]
+pub fn valid_idempotency_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.chars().count() <= MAX_IDEMPOTENCY_KEY_CHARS
+        && key.chars().all(|c| !c.is_control())
 }
 
 /// Where the header section ends (the start of the blank line, or the end of the message).
@@ -130,10 +163,11 @@ mod tests {
 
     #[test]
     fn instruction_headers_are_read_and_removed() {
-        let body = b"From: A <a@example.com>\r\nX-LM-Tag: welcome\r\nSubject: Hi\r\nX-Lettermint-Route: broadcast\r\nx-lm-metadata-user: 42\r\n  and more\r\nTo: b@example.com\r\n\r\nX-LM-Tag: body stays\r\n";
+        let body = b"From: A <a@example.com>\r\nX-LM-Tag: welcome\r\nIdempotency-Key: k1\r\nSubject: Hi\r\nX-Lettermint-Route: broadcast\r\nx-lm-metadata-user: 42\r\n  and more\r\nTo: b@example.com\r\n\r\nX-LM-Tag: body stays\r\n";
         let parsed = parse(body.to_vec()).unwrap();
         assert_eq!(parsed.route.as_deref(), Some("broadcast"));
         assert_eq!(parsed.tag.as_deref(), Some("welcome"));
+        assert_eq!(parsed.idempotency_key.as_deref(), Some("k1"));
         assert_eq!(parsed.subject.as_deref(), Some("Hi"));
         assert_eq!(
             parsed.metadata.get("user").map(String::as_str),
@@ -143,6 +177,16 @@ mod tests {
             parsed.raw,
             b"From: A <a@example.com>\r\nSubject: Hi\r\nTo: b@example.com\r\n\r\nX-LM-Tag: body stays\r\n"
         );
+    }
+
+    #[test]
+    fn tags_follow_the_sending_api_rules() {
+        assert!(valid_tag("welcome"));
+        assert!(valid_tag("new user_2-b"));
+        assert!(!valid_tag("two  spaces"));
+        assert!(!valid_tag(" leading"));
+        assert!(!valid_tag("semi;colon"));
+        assert!(!valid_tag(&"a".repeat(256)));
     }
 
     #[test]

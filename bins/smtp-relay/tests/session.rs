@@ -573,3 +573,32 @@ async fn authentication_messages_and_refusals_reach_the_token_log() {
         ]
     );
 }
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_first_answer() {
+    let w = world(insecure()).await;
+    let mut c = Client::connect(&w.relay).await;
+    c.login(&w.token).await;
+    let body = "From: me@example.com\r\nIdempotency-Key: order-1\r\nSubject: Once\r\n\r\nHi.\r\n";
+    let first = c.submit(body).await;
+    let id = queued_id(&first);
+    assert_eq!(c.submit(body).await, first);
+    let stored = w.services.messages.get(w.project, id).await.unwrap();
+    assert_eq!(stored.idempotency_key.as_deref(), Some("order-1"));
+    assert_eq!(
+        stored.content,
+        MessageContent::Mime(b"From: me@example.com\r\nSubject: Once\r\n\r\nHi.\r\n".to_vec())
+    );
+    assert_eq!(
+        c.submit(
+            "From: me@example.com\r\nIdempotency-Key: order-1\r\nSubject: Other\r\n\r\nHi.\r\n"
+        )
+        .await,
+        "554 5.6.0 This Idempotency-Key was already used with a different message\r\n"
+    );
+    assert_eq!(
+        c.submit("From: me@example.com\r\nX-LM-Tag: not;valid\r\n\r\nHi.\r\n")
+            .await,
+        "554 5.6.0 Invalid X-LM-Tag header\r\n"
+    );
+}
