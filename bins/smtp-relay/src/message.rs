@@ -195,3 +195,49 @@ mod tests {
         assert_eq!(parse(Vec::new()), None);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn header_line() -> impl Strategy<Value = String> {
+        prop_oneof![
+            Just("From: a@example.com\r\n".to_owned()),
+            Just("X-LM-Tag: t\r\n".to_owned()),
+            Just("x-lettermint-route: r\r\n".to_owned()),
+            Just("X-LM-Metadata-k: v\r\n".to_owned()),
+            Just("Idempotency-Key: k\r\n".to_owned()),
+            Just(" folded\r\n".to_owned()),
+            "[A-Za-z-]{1,12}: [ -~]{0,20}\r\n",
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(body in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse(body);
+        }
+
+        #[test]
+        fn instruction_headers_never_reach_the_stored_message(
+            headers in proptest::collection::vec(header_line(), 0..12),
+            text in "[ -~]{0,40}",
+        ) {
+            let body = format!("From: me@example.com\r\n{}\r\n{text}\r\n", headers.concat());
+            if let Some(parsed) = parse(body.clone().into_bytes()) {
+                let raw = String::from_utf8(parsed.raw).unwrap();
+                let (head, tail) = raw.split_once("\r\n\r\n").unwrap();
+                prop_assert_eq!(tail, format!("{text}\r\n"));
+                for line in head.split("\r\n") {
+                    let lower = line.to_ascii_lowercase();
+                    prop_assert!(!lower.starts_with("x-lm-tag:"), "{}", line);
+                    prop_assert!(!lower.starts_with("x-lm-metadata-"), "{}", line);
+                    prop_assert!(!lower.starts_with("x-lettermint-route:"), "{}", line);
+                    prop_assert!(!lower.starts_with("idempotency-key:"), "{}", line);
+                }
+            }
+        }
+    }
+}
