@@ -103,12 +103,17 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ..Config::default()
     };
     let (relay, background) = smtp_relay::start(store.into_dyn(), config, Some(acceptor));
+    let (starttls_addr, implicit_addr) = (starttls.local_addr()?, implicit.local_addr()?);
     tracing::info!(
-        starttls = %starttls.local_addr()?,
-        implicit_tls = %implicit.local_addr()?,
+        starttls = %starttls_addr,
+        implicit_tls = %implicit_addr,
         backend,
         "smtp-relay started"
     );
+    say(&format!("listening on smtp://{starttls_addr} (STARTTLS)"));
+    say(&format!(
+        "listening on smtps://{implicit_addr} (implicit TLS)"
+    ));
     tokio::select! {
         () = accept(starttls, relay.clone(), false) => {},
         () = accept(implicit, relay.clone(), true) => {},
@@ -123,6 +128,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Prints a line to stdout; a closed stdout (the reader went away) is not an error.
+fn say(line: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
 }
 
 async fn accept(listener: TcpListener, relay: Arc<Relay>, implicit_tls: bool) {
