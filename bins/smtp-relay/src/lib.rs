@@ -235,7 +235,7 @@ impl Relay {
                 let Some(acceptor) = self.tls.clone() else {
                     return Ok(());
                 };
-                let tls = acceptor.accept(stream).await?;
+                let tls = handshake(&acceptor, stream, self.config.idle_timeout).await?;
                 session.secure = true;
                 session.greeted = false;
                 session.auth = None;
@@ -260,7 +260,7 @@ impl Relay {
         let Some(acceptor) = self.tls.clone() else {
             return Ok(());
         };
-        let mut tls = acceptor.accept(stream).await?;
+        let mut tls = handshake(&acceptor, stream, self.config.idle_timeout).await?;
         let mut session = Session::new(self.clone(), peer, true);
         session.greet(&mut tls).await?;
         match session.run(tls).await? {
@@ -881,6 +881,20 @@ impl Session {
             self.buffer.extend_from_slice(&chunk[..read]);
         }
     }
+}
+
+/// The TLS handshake, bounded by `timeout`.
+async fn handshake<S>(
+    acceptor: &TlsAcceptor,
+    stream: S,
+    timeout: Duration,
+) -> std::io::Result<tokio_rustls::server::TlsStream<S>>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    tokio::time::timeout(timeout, acceptor.accept(stream))
+        .await
+        .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
 }
 
 fn in_flight() -> Reply {
