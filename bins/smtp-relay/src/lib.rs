@@ -12,8 +12,9 @@
 pub mod message;
 pub mod tls;
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -26,7 +27,9 @@ use lettermint_runtime::{Committer, UsageRecorder, Writers};
 use smtp_proto::Request;
 use time::OffsetDateTime;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_rustls::TlsAcceptor;
 
 /// The only username accepted by `AUTH`.
@@ -45,8 +48,24 @@ pub struct Config {
     pub max_line_length: usize,
     /// Offer and accept `AUTH` without TLS (for local development only).
     pub allow_insecure_auth: bool,
-    /// How long the relay waits for the client before closing the session.
+    /// How long the relay waits for the next command (or TLS handshake) before closing the
+    /// session with `421 4.4.2`.
     pub idle_timeout: Duration,
+    /// How long the client may take to send a whole message after `354`.
+    pub data_timeout: Duration,
+    /// Longest session, from the greeting; then `421 4.4.2` and close.
+    pub session_timeout: Duration,
+    /// How long one reply may take to be written before the session is dropped.
+    pub write_timeout: Duration,
+    /// Most sessions at once; more are answered `421 4.7.0` and closed.
+    pub max_connections: usize,
+    /// Most sessions at once from one IP address.
+    pub max_connections_per_ip: usize,
+    /// Failed `AUTH` attempts in a session; the last one is answered `421 4.7.0` and closes it.
+    pub max_auth_failures: usize,
+    /// Messages (completed `DATA`) per session; the next `MAIL` is answered `421 4.7.0` and
+    /// closes the session.
+    pub max_messages_per_session: usize,
     /// Writer tasks of the group commit.
     pub commit_writers: usize,
     /// Most messages per commit.
@@ -64,6 +83,13 @@ impl Default for Config {
             max_line_length: 2048,
             allow_insecure_auth: false,
             idle_timeout: Duration::from_secs(300),
+            data_timeout: Duration::from_secs(600),
+            session_timeout: Duration::from_secs(3600),
+            write_timeout: Duration::from_secs(60),
+            max_connections: 1000,
+            max_connections_per_ip: 20,
+            max_auth_failures: 3,
+            max_messages_per_session: 100,
             commit_writers: 2,
             commit_max_messages: 256,
             usage_queue_capacity: 65_536,
@@ -78,6 +104,42 @@ pub struct Relay {
     usage: UsageRecorder,
     config: Config,
     tls: Option<TlsAcceptor>,
+    store: Arc<dyn Store>,
+    connections: Mutex<Connections>,
+    shutdown: watch::Sender<bool>,
+}
+
+/// Open sessions, in total and by peer address.
+#[derive(Debug, Default)]
+struct Connections {
+    total: usize,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+/// One open session, counted until dropped.
+struct Slot {
+    relay: Arc<Relay>,
+    peer: Option<IpAddr>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut connections = self
+            .relay
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        connections.total = connections.total.saturating_sub(1);
+        if let Some(ip) = self.peer
+            && let Some(count) = connections.by_ip.get_mut(&ip)
+        {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                connections.by_ip.remove(&ip);
+            }
+        }
+        metrics::gauge!("lettermint_smtp_sessions_active").decrement(1);
+    }
 }
 
 impl std::fmt::Debug for Relay {
@@ -110,7 +172,7 @@ pub fn start(
     config: Config,
     tls: Option<TlsAcceptor>,
 ) -> (Arc<Relay>, Background) {
-    let services = Services::new(store, Arc::new(SystemClock));
+    let services = Services::new(store.clone(), Arc::new(SystemClock));
     let (committer, writers) = Committer::start(
         services.messages.clone(),
         config.commit_writers,
@@ -124,6 +186,9 @@ pub fn start(
         usage,
         config,
         tls,
+        store,
+        connections: Mutex::new(Connections::default()),
+        shutdown: watch::Sender::new(false),
     });
     (
         relay,
@@ -190,6 +255,17 @@ enum Line {
     Complete(Vec<u8>),
     TooLong,
     Eof,
+    /// A deadline passed; the reply says which.
+    Timeout(Reply),
+    /// The relay is shutting down and the session was waiting for a command.
+    Shutdown,
+}
+
+/// What a read waits for: a command (interrupted by shutdown) or message content.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    Command,
+    Data,
 }
 
 struct Authenticated {
@@ -214,6 +290,17 @@ struct Session {
     refused: bool,
     transaction: Option<Transaction>,
     buffer: Vec<u8>,
+    /// Failed `AUTH` attempts.
+    auth_failures: usize,
+    /// Completed `DATA` phases.
+    messages: usize,
+    /// End of the session's lifetime.
+    deadline: Instant,
+    /// End of the current `DATA` phase.
+    data_deadline: Option<Instant>,
+    /// Close the session after the reply being sent.
+    close: bool,
+    shutdown: watch::Receiver<bool>,
 }
 
 impl Relay {
@@ -226,8 +313,11 @@ impl Relay {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let mut session = Session::new(self.clone(), peer, false);
         let mut stream = stream;
+        let Some(_slot) = self.acquire(peer) else {
+            return self.too_many(&mut stream).await;
+        };
+        let mut session = Session::new(self.clone(), peer, false);
         session.greet(&mut stream).await?;
         match session.run(stream).await? {
             End::Closed => Ok(()),
@@ -260,7 +350,11 @@ impl Relay {
         let Some(acceptor) = self.tls.clone() else {
             return Ok(());
         };
+        let slot = self.acquire(peer);
         let mut tls = handshake(&acceptor, stream, self.config.idle_timeout).await?;
+        let Some(_slot) = slot else {
+            return self.too_many(&mut tls).await;
+        };
         let mut session = Session::new(self.clone(), peer, true);
         session.greet(&mut tls).await?;
         match session.run(tls).await? {
@@ -269,10 +363,73 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// Counts a new session, unless the relay or the peer is at its limit.
+    fn acquire(self: &Arc<Self>, peer: Option<IpAddr>) -> Option<Slot> {
+        let mut connections = self
+            .connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if connections.total >= self.config.max_connections {
+            return None;
+        }
+        if let Some(ip) = peer {
+            let count = connections.by_ip.entry(ip).or_insert(0);
+            if *count >= self.config.max_connections_per_ip {
+                return None;
+            }
+            *count += 1;
+        }
+        connections.total += 1;
+        metrics::counter!("lettermint_smtp_sessions_opened_total").increment(1);
+        metrics::gauge!("lettermint_smtp_sessions_active").increment(1);
+        Some(Slot {
+            relay: self.clone(),
+            peer,
+        })
+    }
+
+    async fn too_many<S: AsyncWrite + Unpin>(&self, stream: &mut S) -> std::io::Result<()> {
+        metrics::counter!("lettermint_smtp_sessions_refused_total").increment(1);
+        let reply = Reply::new(
+            421,
+            "4.7.0",
+            format!(
+                "{} Too many connections, try again later",
+                self.config.hostname
+            ),
+        );
+        let _ = tokio::time::timeout(self.config.write_timeout, async {
+            stream.write_all(&reply.render()).await?;
+            stream.shutdown().await
+        })
+        .await;
+        Ok(())
+    }
+
+    /// Starts the graceful shutdown: sessions waiting for a command are answered
+    /// `421 4.3.2 Shutting down` and closed; a message being received is finished first.
+    pub fn shutdown(&self) {
+        self.shutdown.send_replace(true);
+    }
+
+    /// Sessions open now.
+    pub fn active_sessions(&self) -> usize {
+        self.connections
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .total
+    }
+
+    /// The store answers (for readiness).
+    pub async fn ready(&self) -> bool {
+        self.store.ping().await.is_ok()
+    }
+}
+
 impl Session {
     fn new(relay: Arc<Relay>, peer: Option<IpAddr>, secure: bool) -> Self {
         Self {
-            relay,
             peer,
             secure,
             greeted: false,
@@ -280,6 +437,13 @@ impl Session {
             refused: false,
             transaction: None,
             buffer: Vec::new(),
+            auth_failures: 0,
+            messages: 0,
+            deadline: Instant::now() + relay.config.session_timeout,
+            data_deadline: None,
+            close: false,
+            shutdown: relay.shutdown.subscribe(),
+            relay,
         }
     }
 
@@ -293,7 +457,25 @@ impl Session {
             "",
             format!("{} ESMTP Lettermint relay ready", self.config().hostname),
         );
-        send(stream, &reply).await
+        self.send(stream, &reply).await
+    }
+
+    /// Writes a reply, bounded by the write timeout, and counts it by code class.
+    async fn send<S: AsyncWrite + Unpin>(
+        &self,
+        stream: &mut S,
+        reply: &Reply,
+    ) -> std::io::Result<()> {
+        let class = match reply.0 / 100 {
+            2 => "2xx",
+            3 => "3xx",
+            4 => "4xx",
+            _ => "5xx",
+        };
+        metrics::counter!("lettermint_smtp_replies_total", "class" => class).increment(1);
+        tokio::time::timeout(self.config().write_timeout, send(stream, reply))
+            .await
+            .map_err(|_| std::io::Error::from(std::io::ErrorKind::TimedOut))?
     }
 
     async fn run<S>(&mut self, mut stream: S) -> std::io::Result<End<S>>
@@ -302,11 +484,23 @@ impl Session {
     {
         let max_line = self.config().max_line_length;
         loop {
-            let line = match self.read_line(&mut stream, max_line).await? {
+            let line = match self.read_line(&mut stream, max_line, Wait::Command).await? {
                 Line::Eof => return Ok(End::Closed),
                 Line::TooLong => {
-                    send(&mut stream, &Reply::new(500, "5.5.2", "Line too long")).await?;
+                    self.send(&mut stream, &Reply::new(500, "5.5.2", "Line too long"))
+                        .await?;
                     continue;
+                }
+                Line::Timeout(reply) => {
+                    self.send(&mut stream, &reply).await?;
+                    let _ = stream.shutdown().await;
+                    return Ok(End::Closed);
+                }
+                Line::Shutdown => {
+                    self.send(&mut stream, &Reply::new(421, "4.3.2", "Shutting down"))
+                        .await?;
+                    let _ = stream.shutdown().await;
+                    return Ok(End::Closed);
                 }
                 Line::Complete(line) => line,
             };
@@ -314,7 +508,8 @@ impl Session {
             let reply = match request {
                 Err(e) => parse_error(&e),
                 Ok(Request::Quit) => {
-                    send(&mut stream, &Reply::new(221, "2.0.0", "Bye")).await?;
+                    self.send(&mut stream, &Reply::new(221, "2.0.0", "Bye"))
+                        .await?;
                     let _ = stream.shutdown().await;
                     return Ok(End::Closed);
                 }
@@ -324,7 +519,8 @@ impl Session {
                     } else if self.relay.tls.is_none() {
                         Reply::new(454, "4.7.0", "TLS not available")
                     } else {
-                        send(&mut stream, &Reply::new(220, "2.0.0", "Ready to start TLS")).await?;
+                        self.send(&mut stream, &Reply::new(220, "2.0.0", "Ready to start TLS"))
+                            .await?;
                         // Anything the client sent before the handshake is discarded.
                         self.buffer.clear();
                         return Ok(End::StartTls(stream));
@@ -339,7 +535,10 @@ impl Session {
                 Ok(Request::Auth {
                     mechanism,
                     initial_response,
-                }) => self.auth(&mut stream, mechanism, initial_response).await?,
+                }) => {
+                    let reply = self.auth(&mut stream, mechanism, initial_response).await?;
+                    self.auth_outcome(reply)
+                }
                 Ok(Request::Mail { from }) => self.mail(&from.address, from.size).await,
                 Ok(Request::Rcpt { to }) => self.rcpt(to.address),
                 Ok(Request::Data) => self.data(&mut stream).await?,
@@ -360,7 +559,11 @@ impl Session {
                 ),
                 Ok(_) => Reply::new(502, "5.5.1", "Command not implemented"),
             };
-            send(&mut stream, &reply).await?;
+            self.send(&mut stream, &reply).await?;
+            if self.close {
+                let _ = stream.shutdown().await;
+                return Ok(End::Closed);
+            }
         }
     }
 
@@ -484,6 +687,26 @@ impl Session {
         })
     }
 
+    /// Counts a failed `AUTH`; the last one allowed closes the session.
+    fn auth_outcome(&mut self, reply: Reply) -> Reply {
+        if reply.0 != 535 {
+            return reply;
+        }
+        self.auth_failures += 1;
+        if self.auth_failures >= self.config().max_auth_failures {
+            self.close = true;
+            return Reply::new(
+                421,
+                "4.7.0",
+                format!(
+                    "{} Too many failed authentication attempts",
+                    self.config().hostname
+                ),
+            );
+        }
+        reply
+    }
+
     /// Sends a `334` challenge and reads the answer; `None` when the client cancels with `*`.
     async fn challenge<S>(
         &mut self,
@@ -498,12 +721,13 @@ impl Session {
             .await?;
         stream.flush().await?;
         let max_line = self.config().max_line_length;
-        match self.read_line(stream, max_line).await? {
+        match self.read_line(stream, max_line, Wait::Data).await? {
             Line::Complete(line) => {
                 let text = String::from_utf8_lossy(&line).trim().to_owned();
                 Ok((text != "*").then_some(text))
             }
-            Line::TooLong | Line::Eof => Ok(None),
+            Line::TooLong | Line::Shutdown => Ok(None),
+            Line::Timeout(_) | Line::Eof => Err(std::io::ErrorKind::TimedOut.into()),
         }
     }
 
@@ -519,6 +743,17 @@ impl Session {
         };
         if self.transaction.is_some() {
             return bad_sequence("Nested MAIL command");
+        }
+        if self.messages >= self.config().max_messages_per_session {
+            self.close = true;
+            return Reply::new(
+                421,
+                "4.7.0",
+                format!(
+                    "{} Too many messages in this session, reconnect",
+                    self.config().hostname
+                ),
+            );
         }
         if size > self.config().max_message_size {
             return Reply::new(
@@ -583,11 +818,12 @@ impl Session {
             }
             Some(_) => {}
         }
-        send(
+        self.send(
             stream,
             &Reply::new(354, "", "Start mail input; end with <CRLF>.<CRLF>"),
         )
         .await?;
+        self.data_deadline = Some(Instant::now() + self.config().data_timeout);
         let max = self.config().max_message_size;
         let mut body = Vec::new();
         let mut too_big = false;
@@ -595,8 +831,19 @@ impl Session {
         // no other reading of the message can see a different end.
         let mut after_crlf = true;
         loop {
-            let line = match self.read_line(stream, max.saturating_add(2)).await? {
-                Line::Eof => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            let line = match self
+                .read_line(stream, max.saturating_add(2), Wait::Data)
+                .await?
+            {
+                Line::Eof | Line::Shutdown => {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                Line::Timeout(reply) => {
+                    self.data_deadline = None;
+                    self.transaction = None;
+                    self.close = true;
+                    return Ok(reply);
+                }
                 Line::TooLong => {
                     too_big = true;
                     continue;
@@ -616,18 +863,37 @@ impl Session {
                 body.extend_from_slice(line);
             }
         }
+        self.data_deadline = None;
+        self.messages += 1;
         let transaction = self.transaction.take();
-        if too_big {
-            return Ok(Reply::new(
+        let reply = if too_big {
+            Reply::new(
                 552,
                 "5.3.4",
                 "Message size exceeds fixed maximum message size",
-            ));
-        }
-        let Some(transaction) = transaction else {
-            return Ok(bad_sequence("Need MAIL before DATA"));
+            )
+        } else {
+            let Some(transaction) = transaction else {
+                return Ok(bad_sequence("Need MAIL before DATA"));
+            };
+            self.accept(transaction, body).await
         };
-        Ok(self.accept(transaction, body).await)
+        if matches!(reply.0, 550 | 552 | 554)
+            && let Some(auth) = &self.auth
+        {
+            // Refused for its content: the token's log says so.
+            self.record(
+                auth.caller.credential.token_id,
+                Action::SmtpMessage,
+                Outcome::InvalidRequest,
+                reply.0,
+                Vec::new(),
+            );
+        }
+        if reply.0 == 250 {
+            metrics::counter!("lettermint_smtp_messages_accepted_total").increment(1);
+        }
+        Ok(reply)
     }
 
     async fn accept(&mut self, transaction: Transaction, body: Vec<u8>) -> Reply {
@@ -849,11 +1115,16 @@ impl Session {
 
     /// Reads one line, ending with LF, of at most `limit` bytes. A longer line is read to its end
     /// and reported as [`Line::TooLong`].
-    async fn read_line<S>(&mut self, stream: &mut S, limit: usize) -> std::io::Result<Line>
+    async fn read_line<S>(
+        &mut self,
+        stream: &mut S,
+        limit: usize,
+        wait: Wait,
+    ) -> std::io::Result<Line>
     where
         S: AsyncRead + Unpin,
     {
-        let timeout = self.config().idle_timeout;
+        let idle = Instant::now() + self.config().idle_timeout;
         let mut too_long = false;
         let mut scanned = 0;
         loop {
@@ -870,16 +1141,54 @@ impl Session {
                 self.buffer.clear();
             }
             scanned = self.buffer.len();
+            let (until, reply) = self.read_deadline(idle);
+            if wait == Wait::Command && *self.shutdown.borrow() {
+                return Ok(Line::Shutdown);
+            }
             let mut chunk = [0u8; 8192];
-            let read = match tokio::time::timeout(timeout, stream.read(&mut chunk)).await {
-                Ok(read) => read?,
-                Err(_) => return Ok(Line::Eof),
+            let shutdown = async {
+                if wait == Wait::Command {
+                    let _ = self.shutdown.wait_for(|stop| *stop).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            };
+            let read = tokio::select! {
+                read = stream.read(&mut chunk) => read?,
+                () = tokio::time::sleep_until(until) => return Ok(Line::Timeout(reply)),
+                () = shutdown => return Ok(Line::Shutdown),
             };
             if read == 0 {
                 return Ok(Line::Eof);
             }
             self.buffer.extend_from_slice(&chunk[..read]);
         }
+    }
+}
+
+impl Session {
+    /// The first deadline to pass while waiting for the client, and the reply it gets.
+    fn read_deadline(&self, idle: Instant) -> (Instant, Reply) {
+        let host = &self.config().hostname;
+        let mut until = (
+            idle,
+            format!("{host} Timeout waiting for the client, closing"),
+        );
+        if let Some(data) = self.data_deadline
+            && data < until.0
+        {
+            until = (
+                data,
+                format!("{host} Timeout waiting for the message data, closing"),
+            );
+        }
+        if self.deadline < until.0 {
+            until = (
+                self.deadline,
+                format!("{host} Session time limit reached, closing"),
+            );
+        }
+        (until.0, Reply::new(421, "4.4.2", until.1))
     }
 }
 

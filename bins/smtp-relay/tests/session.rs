@@ -71,19 +71,34 @@ struct Client {
 
 impl Client {
     async fn connect(relay: &Arc<Relay>) -> Self {
-        let (client, server) = tokio::io::duplex(1 << 16);
-        let relay = relay.clone();
-        tokio::spawn(async move {
-            let _ = relay.session(server, None).await;
-        });
-        let (read, writer) = tokio::io::split(client);
-        let mut client = Self {
-            reader: BufReader::new(read),
-            writer,
-        };
+        Self::connect_from(relay, None).await
+    }
+
+    async fn connect_from(relay: &Arc<Relay>, peer: Option<std::net::IpAddr>) -> Self {
+        let mut client = Self::open(relay, peer);
         let greeting = client.reply().await;
         assert!(greeting.starts_with("220 "), "{greeting}");
         client
+    }
+
+    /// A session without reading the greeting.
+    fn open(relay: &Arc<Relay>, peer: Option<std::net::IpAddr>) -> Self {
+        let (client, server) = tokio::io::duplex(1 << 16);
+        let relay = relay.clone();
+        tokio::spawn(async move {
+            let _ = relay.session(server, peer).await;
+        });
+        let (read, writer) = tokio::io::split(client);
+        Self {
+            reader: BufReader::new(read),
+            writer,
+        }
+    }
+
+    /// Whether the relay closed the session (nothing more to read).
+    async fn closed(&mut self) -> bool {
+        let mut rest = String::new();
+        matches!(self.reader.read_line(&mut rest).await, Ok(0) | Err(_))
     }
 
     /// Reads one reply (every line of a multiline reply).
@@ -215,7 +230,11 @@ async fn a_message_is_stored_without_instruction_headers() {
 
 #[tokio::test]
 async fn every_authentication_failure_has_the_same_answer() {
-    let w = world(insecure()).await;
+    let w = world(Config {
+        max_auth_failures: 10,
+        ..insecure()
+    })
+    .await;
     let mut c = Client::connect(&w.relay).await;
     c.cmd("EHLO client.example").await;
     let invalid = "535 5.7.8 Authentication credentials invalid\r\n";
@@ -600,5 +619,236 @@ async fn an_idempotency_key_replays_the_first_answer() {
         c.submit("From: me@example.com\r\nX-LM-Tag: not;valid\r\n\r\nHi.\r\n")
             .await,
         "554 5.6.0 Invalid X-LM-Tag header\r\n"
+    );
+}
+
+fn ip(text: &str) -> Option<std::net::IpAddr> {
+    Some(text.parse().unwrap())
+}
+
+#[tokio::test]
+async fn connections_beyond_the_limits_are_refused() {
+    let w = world(Config {
+        max_connections: 3,
+        max_connections_per_ip: 2,
+        ..insecure()
+    })
+    .await;
+    let _a = Client::connect_from(&w.relay, ip("192.0.2.1")).await;
+    let _b = Client::connect_from(&w.relay, ip("192.0.2.1")).await;
+    let mut c = Client::open(&w.relay, ip("192.0.2.1"));
+    assert_eq!(
+        c.reply().await,
+        "421 4.7.0 localhost Too many connections, try again later\r\n"
+    );
+    assert!(c.closed().await);
+    let mut d = Client::connect_from(&w.relay, ip("192.0.2.2")).await;
+    let mut e = Client::open(&w.relay, ip("192.0.2.3"));
+    assert_eq!(
+        e.reply().await,
+        "421 4.7.0 localhost Too many connections, try again later\r\n"
+    );
+    assert!(e.closed().await);
+    // A session that ends frees its place.
+    assert_eq!(d.cmd("QUIT").await, "221 2.0.0 Bye\r\n");
+    assert!(d.closed().await);
+    let mut freed = false;
+    for _ in 0..50 {
+        if w.relay.active_sessions() < 3 {
+            freed = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(freed);
+    Client::connect_from(&w.relay, ip("192.0.2.3")).await;
+}
+
+#[tokio::test]
+async fn too_many_failed_authentications_close_the_session() {
+    let w = world(Config {
+        max_auth_failures: 3,
+        ..insecure()
+    })
+    .await;
+    let mut c = Client::connect(&w.relay).await;
+    c.cmd("EHLO client.example").await;
+    let wrong = format!("AUTH PLAIN {}", plain("lettermint", "lm_nope"));
+    let invalid = "535 5.7.8 Authentication credentials invalid\r\n";
+    assert_eq!(c.cmd(&wrong).await, invalid);
+    assert_eq!(c.cmd(&wrong).await, invalid);
+    assert_eq!(
+        c.cmd(&wrong).await,
+        "421 4.7.0 localhost Too many failed authentication attempts\r\n"
+    );
+    assert!(c.closed().await);
+}
+
+#[tokio::test]
+async fn too_many_messages_close_the_session() {
+    let w = world(Config {
+        max_messages_per_session: 2,
+        ..insecure()
+    })
+    .await;
+    let mut c = Client::connect(&w.relay).await;
+    c.login(&w.token).await;
+    queued_id(&c.submit(SIMPLE).await);
+    assert!(
+        c.submit("Subject: no sender\r\n\r\nHi.\r\n")
+            .await
+            .starts_with("554 ")
+    );
+    assert_eq!(
+        c.cmd("MAIL FROM:<me@example.com>").await,
+        "421 4.7.0 localhost Too many messages in this session, reconnect\r\n"
+    );
+    assert!(c.closed().await);
+}
+
+#[tokio::test]
+async fn an_idle_session_times_out() {
+    let w = world(Config {
+        idle_timeout: std::time::Duration::from_millis(200),
+        ..insecure()
+    })
+    .await;
+    let mut c = Client::connect(&w.relay).await;
+    assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok\r\n");
+    assert_eq!(
+        c.reply().await,
+        "421 4.4.2 localhost Timeout waiting for the client, closing\r\n"
+    );
+    assert!(c.closed().await);
+}
+
+#[tokio::test]
+async fn slow_data_times_out() {
+    let w = world(Config {
+        idle_timeout: std::time::Duration::from_secs(5),
+        data_timeout: std::time::Duration::from_millis(400),
+        ..insecure()
+    })
+    .await;
+    let mut c = Client::connect(&w.relay).await;
+    c.login(&w.token).await;
+    c.cmd("MAIL FROM:<me@example.com>").await;
+    c.cmd("RCPT TO:<you@example.com>").await;
+    assert!(c.cmd("DATA").await.starts_with("354 "));
+    c.send("From: me@example.com\r\n\r\n").await;
+    // Trickling keeps it from being idle, not from the DATA deadline.
+    let trickle = async {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            if c.writer.write_all(b"more\r\n").await.is_err() {
+                break;
+            }
+        }
+    };
+    let mut reply = String::new();
+    tokio::select! {
+        () = trickle => {}
+        _ = tokio::time::sleep(std::time::Duration::from_secs(3)) => {}
+    }
+    c.reader.read_line(&mut reply).await.unwrap();
+    assert_eq!(
+        reply,
+        "421 4.4.2 localhost Timeout waiting for the message data, closing\r\n"
+    );
+    assert!(c.closed().await);
+}
+
+#[tokio::test]
+async fn a_session_has_a_lifetime() {
+    let w = world(Config {
+        session_timeout: std::time::Duration::from_millis(600),
+        idle_timeout: std::time::Duration::from_secs(5),
+        ..insecure()
+    })
+    .await;
+    let mut c = Client::connect(&w.relay).await;
+    // Activity does not extend the lifetime.
+    for _ in 0..2 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(c.cmd("NOOP").await, "250 2.0.0 Ok\r\n");
+    }
+    assert_eq!(
+        c.reply().await,
+        "421 4.4.2 localhost Session time limit reached, closing\r\n"
+    );
+    assert!(c.closed().await);
+}
+
+#[tokio::test]
+async fn shutdown_closes_idle_sessions_and_lets_data_finish() {
+    let w = world(insecure()).await;
+    let mut idle = Client::connect(&w.relay).await;
+    let mut busy = Client::connect(&w.relay).await;
+    busy.login(&w.token).await;
+    busy.cmd("MAIL FROM:<me@example.com>").await;
+    busy.cmd("RCPT TO:<you@example.com>").await;
+    assert!(busy.cmd("DATA").await.starts_with("354 "));
+    busy.send(SIMPLE).await;
+    w.relay.shutdown();
+    assert_eq!(idle.reply().await, "421 4.3.2 Shutting down\r\n");
+    assert!(idle.closed().await);
+    queued_id(&busy.cmd(".").await);
+    assert_eq!(busy.reply().await, "421 4.3.2 Shutting down\r\n");
+    assert!(busy.closed().await);
+}
+
+#[tokio::test]
+async fn content_refusals_reach_the_token_log() {
+    use lettermint_core::page::{Direction, LogSortKey, PageRequest, Sort};
+    use lettermint_core::{Action, LogFilter, Outcome};
+    let w = world(insecure()).await;
+    let mut c = Client::connect(&w.relay).await;
+    c.login(&w.token).await;
+    assert!(
+        c.submit("Subject: no sender\r\n\r\nHi.\r\n")
+            .await
+            .starts_with("554 ")
+    );
+    assert!(
+        c.submit("From: me@example.com\r\nX-Lettermint-Route: nope\r\n\r\nHi.\r\n")
+            .await
+            .starts_with("550 ")
+    );
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        seen = w
+            .services
+            .project_tokens
+            .logs(
+                Scope::Operator,
+                None,
+                w.token_id,
+                &LogFilter::default(),
+                &PageRequest::first(
+                    100,
+                    Sort {
+                        key: LogSortKey::At,
+                        direction: Direction::Ascending,
+                    },
+                ),
+            )
+            .await
+            .unwrap()
+            .items
+            .iter()
+            .map(|e| (e.action, e.outcome, e.status))
+            .collect();
+        if seen.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (Action::SmtpAuth, Outcome::Accepted, 235),
+            (Action::SmtpMessage, Outcome::InvalidRequest, 554),
+            (Action::SmtpMessage, Outcome::InvalidRequest, 550),
+        ]
     );
 }
