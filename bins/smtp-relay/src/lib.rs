@@ -9,6 +9,7 @@
 //! [`Relay::session`] runs one session over any `AsyncRead + AsyncWrite` stream, so tests drive it
 //! over an in-memory pipe.
 
+pub mod admin;
 pub mod message;
 pub mod tls;
 
@@ -650,9 +651,11 @@ impl Session {
             ));
         };
         let Some((username, password)) = credentials else {
+            auth_failure_metric("malformed");
             return Ok(auth_invalid());
         };
         if !username.eq_ignore_ascii_case(USERNAME) {
+            auth_failure_metric("wrong_username");
             return Ok(auth_invalid());
         }
         let result = self
@@ -1087,6 +1090,7 @@ impl Session {
 
     fn log_failure(&self, failure: AuthFailure, action: Action, status: u16) {
         tracing::info!(reason = failure.reason(), "smtp authentication refused");
+        auth_failure_metric(failure.reason());
         if let Some((token_id, outcome)) = failure.loggable() {
             self.record(token_id, action, outcome, status, Vec::new());
         }
@@ -1220,6 +1224,10 @@ enum Replay {
     None,
     /// Answer this (the remembered answer, or why not).
     Answer(Reply),
+}
+
+fn auth_failure_metric(reason: &'static str) {
+    metrics::counter!("lettermint_smtp_auth_failures_total", "reason" => reason).increment(1);
 }
 
 fn auth_cancelled() -> Reply {

@@ -45,6 +45,33 @@ struct Cli {
     /// Offer AUTH without TLS (local development only: the token crosses the network in clear).
     #[arg(long)]
     allow_insecure_auth: bool,
+    /// Address of the admin HTTP listener (`/healthz`, `/readyz`, `/metrics`).
+    #[arg(long, default_value = "127.0.0.1:1588")]
+    admin_listen: SocketAddr,
+    /// Most sessions at once.
+    #[arg(long, default_value_t = 1000)]
+    max_connections: usize,
+    /// Most sessions at once from one IP address.
+    #[arg(long, default_value_t = 20)]
+    max_connections_per_ip: usize,
+    /// Failed AUTH attempts per session before it is closed.
+    #[arg(long, default_value_t = 3)]
+    max_auth_failures: usize,
+    /// Messages per session before it is closed.
+    #[arg(long, default_value_t = 100)]
+    max_messages_per_session: usize,
+    /// Seconds to wait for the next command (and for the TLS handshake).
+    #[arg(long, default_value_t = 300)]
+    idle_timeout: u64,
+    /// Seconds a client may take to send one message after `354`.
+    #[arg(long, default_value_t = 600)]
+    data_timeout: u64,
+    /// Longest session, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    session_timeout: u64,
+    /// Seconds to let messages being received finish at shutdown.
+    #[arg(long, default_value_t = 30)]
+    shutdown_grace: u64,
 }
 
 fn main() -> ExitCode {
@@ -75,6 +102,9 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
     let identity = match (&cli.cert, &cli.key) {
         (Some(cert), Some(key)) => Identity::from_pem_files(cert, key)?,
         _ => {
@@ -95,18 +125,36 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let implicit = TcpListener::bind(cli.tls_listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.tls_listen))?;
+    // The admin listener is not needed to relay mail: when its address is taken (another
+    // relay on the same host), the relay runs without it.
+    let admin = match TcpListener::bind(cli.admin_listen).await {
+        Ok(listener) => Some(listener),
+        Err(e) => {
+            tracing::error!(address = %cli.admin_listen, error = %e, "cannot listen for admin HTTP; running without it");
+            None
+        }
+    };
     let config = Config {
         hostname: cli.hostname,
         max_message_size: cli.max_message_size,
         max_recipients: cli.max_recipients,
         allow_insecure_auth: cli.allow_insecure_auth,
+        max_connections: cli.max_connections,
+        max_connections_per_ip: cli.max_connections_per_ip,
+        max_auth_failures: cli.max_auth_failures,
+        max_messages_per_session: cli.max_messages_per_session,
+        idle_timeout: Duration::from_secs(cli.idle_timeout),
+        data_timeout: Duration::from_secs(cli.data_timeout),
+        session_timeout: Duration::from_secs(cli.session_timeout),
         ..Config::default()
     };
     let (relay, background) = smtp_relay::start(store.into_dyn(), config, Some(acceptor));
     let (starttls_addr, implicit_addr) = (starttls.local_addr()?, implicit.local_addr()?);
+    let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
     tracing::info!(
         starttls = %starttls_addr,
         implicit_tls = %implicit_addr,
+        admin = ?admin_addr,
         backend,
         "smtp-relay started"
     );
@@ -114,17 +162,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     say(&format!(
         "listening on smtps://{implicit_addr} (implicit TLS)"
     ));
+    let (admin_stop, admin_stopped) = tokio::sync::oneshot::channel::<()>();
+    let admin_task = admin.zip(admin_addr).map(|(admin, admin_addr)| {
+        say(&format!("listening on http://{admin_addr} (admin)"));
+        tokio::spawn(
+            axum::serve(admin, smtp_relay::admin::router(relay.clone(), metrics))
+                .with_graceful_shutdown(async {
+                    let _ = admin_stopped.await;
+                })
+                .into_future(),
+        )
+    });
+    let (abort, aborted) = tokio::sync::watch::channel(false);
     tokio::select! {
-        () = accept(starttls, relay.clone(), false) => {},
-        () = accept(implicit, relay.clone(), true) => {},
+        () = accept(starttls, relay.clone(), false, aborted.clone()) => {},
+        () = accept(implicit, relay.clone(), true, aborted) => {},
         () = shutdown_signal() => {},
+    }
+    // The listeners are dropped: no new sessions. Idle sessions are answered `421 4.3.2`;
+    // messages being received get the grace period to finish.
+    relay.shutdown();
+    let grace = Duration::from_secs(cli.shutdown_grace);
+    let drained = tokio::time::timeout(grace, async {
+        while relay.active_sessions() > 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            sessions = relay.active_sessions(),
+            "grace period over; closing the remaining sessions"
+        );
+        abort.send_replace(true);
+    }
+    let _ = admin_stop.send(());
+    if let Some(admin_task) = admin_task {
+        let _ = tokio::time::timeout(Duration::from_secs(5), admin_task).await;
     }
     drop(relay);
     if tokio::time::timeout(Duration::from_secs(30), background.finish())
         .await
         .is_err()
     {
-        tracing::warn!("stopped before every session finished");
+        tracing::warn!("stopped before pending commits and usage were written");
     }
     tracing::info!("stopped");
     Ok(())
@@ -138,7 +219,12 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-async fn accept(listener: TcpListener, relay: Arc<Relay>, implicit_tls: bool) {
+async fn accept(
+    listener: TcpListener,
+    relay: Arc<Relay>,
+    implicit_tls: bool,
+    aborted: tokio::sync::watch::Receiver<bool>,
+) {
     loop {
         let (stream, peer) = match listener.accept().await {
             Ok(accepted) => accepted,
@@ -149,11 +235,19 @@ async fn accept(listener: TcpListener, relay: Arc<Relay>, implicit_tls: bool) {
             }
         };
         let relay = relay.clone();
+        let mut aborted = aborted.clone();
         tokio::spawn(async move {
-            let result = if implicit_tls {
-                relay.tls_session(stream, Some(peer.ip())).await
-            } else {
-                relay.session(stream, Some(peer.ip())).await
+            let session = async {
+                if implicit_tls {
+                    relay.tls_session(stream, Some(peer.ip())).await
+                } else {
+                    relay.session(stream, Some(peer.ip())).await
+                }
+            };
+            // After the shutdown grace period, a session still open is dropped.
+            let result = tokio::select! {
+                result = session => result,
+                _ = aborted.wait_for(|stop| *stop) => Ok(()),
             };
             if let Err(e) = result {
                 tracing::debug!(%peer, error = %e, "session ended with an error");

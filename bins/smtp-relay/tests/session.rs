@@ -852,3 +852,58 @@ async fn content_refusals_reach_the_token_log() {
         ]
     );
 }
+
+/// One HTTP/1.1 GET against `addr`; the whole response.
+async fn http_get(addr: std::net::SocketAddr, path: &str) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.unwrap();
+    response
+}
+
+#[tokio::test]
+async fn the_admin_listener_answers_health_readiness_and_metrics() {
+    let handle = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .ok();
+    let w = world(insecure()).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = smtp_relay::admin::router(w.relay.clone(), handle.clone());
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let mut c = Client::connect(&w.relay).await;
+    c.cmd("EHLO client.example").await;
+    assert!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("lettermint", "lm_nope")))
+            .await
+            .starts_with("535 ")
+    );
+    c.login(&w.token).await;
+    queued_id(&c.submit(SIMPLE).await);
+
+    let health = http_get(addr, "/healthz").await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with(r#"{"status":"ok"}"#), "{health}");
+    let ready = http_get(addr, "/readyz").await;
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    if handle.is_some() {
+        let metrics = http_get(addr, "/metrics").await;
+        assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+        for name in [
+            "lettermint_smtp_sessions_opened_total",
+            "lettermint_smtp_sessions_active",
+            "lettermint_smtp_auth_failures_total{reason=",
+            "lettermint_smtp_messages_accepted_total",
+            "lettermint_smtp_replies_total{class=\"2xx\"}",
+        ] {
+            assert!(metrics.contains(name), "{name} missing in {metrics}");
+        }
+    }
+}
