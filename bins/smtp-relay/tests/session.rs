@@ -907,3 +907,28 @@ async fn the_admin_listener_answers_health_readiness_and_metrics() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_client_that_does_not_read_is_dropped() {
+    let w = world(Config {
+        write_timeout: std::time::Duration::from_millis(200),
+        ..insecure()
+    })
+    .await;
+    // A small pipe: replies the client never reads fill it.
+    let (mut client, server) = tokio::io::duplex(256);
+    let relay = w.relay.clone();
+    let session = tokio::spawn(async move { relay.session(server, None).await });
+    let noops = "NOOP\r\n".repeat(200);
+    let _ = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        client.write_all(noops.as_bytes()),
+    )
+    .await;
+    let result = tokio::time::timeout(std::time::Duration::from_secs(5), session)
+        .await
+        .expect("the session ends")
+        .unwrap();
+    assert_eq!(result.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+    drop(client);
+}
