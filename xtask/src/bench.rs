@@ -30,6 +30,17 @@ pub enum Bench {
         #[arg(long, value_delimiter = ',')]
         stores: Vec<String>,
     },
+    /// The release smtp-relay on SQLite and on a throwaway PostgreSQL: 16 connections with
+    /// STARTTLS and AUTH once, 5 KB messages back to back; a connection per message; and the
+    /// relay's memory with 1,000 idle connections.
+    Smtp {
+        /// Seconds per run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Only these stores (sqlite, postgres); default both.
+        #[arg(long, value_delimiter = ',')]
+        stores: Vec<String>,
+    },
     /// `POST /v1/send` through the real api-server (release build) on SQLite and on a
     /// throwaway PostgreSQL, driven by wrk, beside a bare axum handler parsing the same JSON.
     Api {
@@ -55,6 +66,9 @@ pub fn run(runtime: &Runtime, bench: Bench) -> Result<()> {
             concurrency,
             stores,
         } => runtime.block_on(auth(Duration::from_secs(seconds), concurrency, stores)),
+        Bench::Smtp { seconds, stores } => {
+            runtime.block_on(crate::bench_smtp::run(Duration::from_secs(seconds), stores))
+        }
         Bench::Api {
             seconds,
             connections,
