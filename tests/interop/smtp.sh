@@ -30,7 +30,7 @@ admin team create Interop >/dev/null 2>&1
 admin project create Mail --team Interop --smtp >/dev/null 2>&1
 token="$(admin token create --project Mail --name smtp 2>/dev/null)"
 
-"$bin/smtp-relay" --database-url "$db" --listen 127.0.0.1:0 --tls-listen 127.0.0.1:0 \
+"$bin/smtp-relay" --database-url "$db" --listen 127.0.0.1:0 --tls-listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 \
   >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 for _ in $(seq 1 300); do

@@ -125,15 +125,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let implicit = TcpListener::bind(cli.tls_listen)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.tls_listen))?;
-    // The admin listener is not needed to relay mail: when its address is taken (another
-    // relay on the same host), the relay runs without it.
-    let admin = match TcpListener::bind(cli.admin_listen).await {
-        Ok(listener) => Some(listener),
-        Err(e) => {
-            tracing::error!(address = %cli.admin_listen, error = %e, "cannot listen for admin HTTP; running without it");
-            None
-        }
-    };
+    // Health and metrics are how operators see the relay: a relay that cannot serve them does
+    // not start, like one that cannot listen for mail.
+    let admin = Some(
+        TcpListener::bind(cli.admin_listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {} (admin): {e}", cli.admin_listen))?,
+    );
     let config = Config {
         hostname: cli.hostname,
         max_message_size: cli.max_message_size,
@@ -227,7 +225,12 @@ async fn accept(
 ) {
     loop {
         let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
+            Ok(accepted) => {
+                // Replies to pipelined commands are small writes in a row: without this, Nagle's
+                // algorithm holds the second until the client's delayed ACK (~40 ms).
+                let _ = accepted.0.set_nodelay(true);
+                accepted
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
                 tokio::time::sleep(Duration::from_millis(100)).await;

@@ -93,13 +93,21 @@ impl Relay {
                 "--tls-listen",
                 "127.0.0.1:0",
             ])
-            .args(["--allow-insecure-auth"])
+            // Every listener on a free port, so that relays of parallel tests never collide.
+            .args(["--admin-listen", "127.0.0.1:0", "--allow-insecure-auth"])
             .env("LETTERMINT_LOG", "warn")
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start smtp-relay");
+        let stderr = child.stderr.take().unwrap();
+        let (err_tx, err_rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                let _ = err_tx.send(line);
+            }
+        });
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -114,10 +122,15 @@ impl Relay {
                 break;
             }
         }
-        Self {
-            addr: addr.expect("smtp-relay printed its address"),
-            child,
-        }
+        let Some(addr) = addr else {
+            let _ = child.kill();
+            let errors: Vec<String> = err_rx.try_iter().collect();
+            panic!(
+                "smtp-relay did not print its address; stderr:\n{}",
+                errors.join("\n")
+            );
+        };
+        Self { addr, child }
     }
 
     pub fn kill(&mut self) {
