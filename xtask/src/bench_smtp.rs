@@ -178,12 +178,6 @@ struct Relay {
 
 impl Relay {
     fn start(binary: &Path, url: &str, cert: &Path, key: &Path) -> Result<Self> {
-        let help = Command::new(binary).arg("--help").output()?;
-        let admin: &[&str] = if String::from_utf8_lossy(&help.stdout).contains("--admin-listen") {
-            &["--admin-listen", "127.0.0.1:0"]
-        } else {
-            &[]
-        };
         let mut child = Command::new(binary)
             .args([
                 "--database-url",
@@ -193,7 +187,9 @@ impl Relay {
                 "--tls-listen",
                 "127.0.0.1:0",
             ])
-            .args(admin)
+            .args(["--admin-listen", "127.0.0.1:0"])
+            // Each benchmark connection authenticates once and keeps sending.
+            .args(["--max-messages-per-session", "100000000"])
             .arg("--cert")
             .arg(cert)
             .arg("--key")
@@ -377,7 +373,10 @@ async fn drive(
                 if reuse {
                     session = Some(current);
                 } else {
-                    let _ = current.get_mut().write_all(b"QUIT\r\n").await;
+                    // Like a real client: QUIT and wait for the goodbye before the next connection.
+                    if current.get_mut().write_all(b"QUIT\r\n").await.is_ok() {
+                        let _ = reply(&mut current).await;
+                    }
                 }
             }
             (latencies, errors)
