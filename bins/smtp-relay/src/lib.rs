@@ -104,7 +104,9 @@ pub struct Relay {
     committer: Committer,
     usage: UsageRecorder,
     config: Config,
-    tls: Option<TlsAcceptor>,
+    /// Replaced in place when the certificate is reloaded (SIGHUP); sessions already in TLS
+    /// keep the one they started with.
+    tls: std::sync::RwLock<Option<TlsAcceptor>>,
     store: Arc<dyn Store>,
     connections: Mutex<Connections>,
     shutdown: watch::Sender<bool>,
@@ -147,7 +149,7 @@ impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Relay")
             .field("config", &self.config)
-            .field("tls", &self.tls.is_some())
+            .field("tls", &self.acceptor().is_some())
             .finish_non_exhaustive()
     }
 }
@@ -186,7 +188,7 @@ pub fn start(
         committer,
         usage,
         config,
-        tls,
+        tls: std::sync::RwLock::new(tls),
         store,
         connections: Mutex::new(Connections::default()),
         shutdown: watch::Sender::new(false),
@@ -305,6 +307,23 @@ struct Session {
 }
 
 impl Relay {
+    /// The TLS acceptor new handshakes use, if TLS is configured.
+    #[must_use]
+    pub fn acceptor(&self) -> Option<TlsAcceptor> {
+        self.tls
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the certificate for new TLS handshakes (sessions already encrypted keep theirs).
+    pub fn reload_tls(&self, acceptor: TlsAcceptor) {
+        *self
+            .tls
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(acceptor);
+    }
+
     /// Runs one session on a plain stream (STARTTLS is offered when TLS is configured).
     pub async fn session<S>(
         self: &Arc<Self>,
@@ -323,7 +342,7 @@ impl Relay {
         match session.run(stream).await? {
             End::Closed => Ok(()),
             End::StartTls(stream) => {
-                let Some(acceptor) = self.tls.clone() else {
+                let Some(acceptor) = self.acceptor() else {
                     return Ok(());
                 };
                 let tls = handshake(&acceptor, stream, self.config.idle_timeout).await?;
@@ -348,7 +367,7 @@ impl Relay {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send,
     {
-        let Some(acceptor) = self.tls.clone() else {
+        let Some(acceptor) = self.acceptor() else {
             return Ok(());
         };
         let slot = self.acquire(peer);
@@ -517,7 +536,7 @@ impl Session {
                 Ok(Request::StartTls) => {
                     if self.secure {
                         bad_sequence("Already in TLS")
-                    } else if self.relay.tls.is_none() {
+                    } else if self.relay.acceptor().is_none() {
                         Reply::new(454, "4.7.0", "TLS not available")
                     } else {
                         self.send(&mut stream, &Reply::new(220, "2.0.0", "Ready to start TLS"))
@@ -580,7 +599,7 @@ impl Session {
             format!("SIZE {}", config.max_message_size),
             "ENHANCEDSTATUSCODES".to_owned(),
         ];
-        if !self.secure && self.relay.tls.is_some() {
+        if !self.secure && self.relay.acceptor().is_some() {
             lines.push("STARTTLS".to_owned());
         }
         if self.secure || config.allow_insecure_auth {

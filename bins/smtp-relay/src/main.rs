@@ -171,6 +171,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .into_future(),
         )
     });
+    if let (Some(cert), Some(key)) = (cli.cert.clone(), cli.key.clone()) {
+        tokio::spawn(reload_on_sighup(relay.clone(), cert, key));
+    }
     let (abort, aborted) = tokio::sync::watch::channel(false);
     tokio::select! {
         () = accept(starttls, relay.clone(), false, aborted.clone()) => {},
@@ -239,23 +242,55 @@ async fn accept(
         };
         let relay = relay.clone();
         let mut aborted = aborted.clone();
-        tokio::spawn(async move {
-            let session = async {
-                if implicit_tls {
-                    relay.tls_session(stream, Some(peer.ip())).await
-                } else {
-                    relay.session(stream, Some(peer.ip())).await
+        let span = tracing::info_span!("session", id = %uuid::Uuid::now_v7(), %peer, implicit_tls);
+        tokio::spawn(tracing::Instrument::instrument(
+            async move {
+                let session = async {
+                    if implicit_tls {
+                        relay.tls_session(stream, Some(peer.ip())).await
+                    } else {
+                        relay.session(stream, Some(peer.ip())).await
+                    }
+                };
+                // After the shutdown grace period, a session still open is dropped.
+                let result = tokio::select! {
+                    result = session => result,
+                    _ = aborted.wait_for(|stop| *stop) => Ok(()),
+                };
+                if let Err(e) = result {
+                    tracing::debug!(error = %e, "session ended with an error");
                 }
-            };
-            // After the shutdown grace period, a session still open is dropped.
-            let result = tokio::select! {
-                result = session => result,
-                _ = aborted.wait_for(|stop| *stop) => Ok(()),
-            };
-            if let Err(e) = result {
-                tracing::debug!(%peer, error = %e, "session ended with an error");
+            },
+            span,
+        ));
+    }
+}
+
+/// Reloads the certificate and key from their files on SIGHUP; new TLS handshakes use them,
+/// sessions already encrypted keep theirs. A file that does not load leaves the old ones.
+async fn reload_on_sighup(relay: Arc<Relay>, cert: PathBuf, key: PathBuf) {
+    let Ok(mut hangups) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+    else {
+        return;
+    };
+    while hangups.recv().await.is_some() {
+        match Identity::from_pem_files(&cert, &key) {
+            Ok(identity) => {
+                let fingerprint = identity.fingerprint();
+                match identity.acceptor() {
+                    Ok(acceptor) => {
+                        relay.reload_tls(acceptor);
+                        tracing::info!(sha256 = %fingerprint, "reloaded the TLS certificate");
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "the new certificate does not fit its key; keeping the old one")
+                    }
+                }
             }
-        });
+            Err(e) => {
+                tracing::error!(error = %e, "cannot reload the TLS certificate; keeping the old one")
+            }
+        }
     }
 }
 

@@ -50,6 +50,12 @@ impl Identity {
         })
     }
 
+    /// The leaf certificate (what clients are shown).
+    #[must_use]
+    pub fn certificate(&self) -> &CertificateDer<'static> {
+        &self.chain[0]
+    }
+
     /// SHA-256 fingerprint of the leaf certificate, as colon-separated hex.
     #[must_use]
     pub fn fingerprint(&self) -> String {

@@ -221,3 +221,49 @@ async fn commands_sent_before_the_handshake_are_discarded() {
     assert!(replies.ends_with("250 AUTH PLAIN LOGIN\r\n"), "{replies}");
     assert!(!replies.contains("STARTTLS"), "{replies}");
 }
+
+/// A reloaded certificate (what SIGHUP does) is used by the next handshake.
+#[tokio::test]
+async fn a_reloaded_certificate_serves_the_next_handshake() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}/db.sqlite", dir.path().display());
+    let store = lettermint_store::open(&url, lettermint_store::OpenOptions::default())
+        .await
+        .unwrap()
+        .into_dyn();
+    let first = Identity::self_signed(vec!["localhost".into()]).unwrap();
+    let first_der = first.certificate().clone();
+    let (relay, _background) =
+        smtp_relay::start(store, Config::default(), Some(first.acceptor().unwrap()));
+    let second = Identity::self_signed(vec!["localhost".into()]).unwrap();
+    let second_der = second.certificate().clone();
+
+    // Implicit TLS over an in-memory pipe, trusting only `trusted`: does the handshake succeed?
+    let handshake_with = |trusted: CertificateDer<'static>| {
+        let relay = relay.clone();
+        async move {
+            let (client, server) = tokio::io::duplex(64 * 1024);
+            tokio::spawn(async move {
+                let _ = relay.tls_session(server, None).await;
+            });
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(trusted).unwrap();
+            let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+            tokio_rustls::TlsConnector::from(Arc::new(config))
+                .connect(ServerName::try_from("localhost").unwrap(), client)
+                .await
+                .is_ok()
+        }
+    };
+    assert!(handshake_with(first_der.clone()).await);
+    assert!(!handshake_with(second_der.clone()).await);
+    relay.reload_tls(second.acceptor().unwrap());
+    assert!(handshake_with(second_der).await);
+    assert!(!handshake_with(first_der).await);
+}
