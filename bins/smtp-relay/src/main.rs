@@ -15,6 +15,9 @@ use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
 /// The Lettermint SMTP relay.
+/// Every flag can also be set in the environment: `LETTERMINT_SMTP_<FLAG>` (for example
+/// `LETTERMINT_SMTP_LISTEN=0.0.0.0:587`), and the database with `LETTERMINT_DATABASE_URL`; a flag
+/// overrides its variable.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
@@ -22,55 +25,71 @@ struct Cli {
     #[arg(long, env = "LETTERMINT_DATABASE_URL", default_value = lettermint_store::DEFAULT_DATABASE_URL)]
     database_url: String,
     /// Address for submission with STARTTLS.
-    #[arg(long, default_value = "127.0.0.1:1587")]
+    #[arg(long, env = "LETTERMINT_SMTP_LISTEN", default_value = "127.0.0.1:1587")]
     listen: SocketAddr,
     /// Address for submission over implicit TLS.
-    #[arg(long, default_value = "127.0.0.1:1465")]
+    #[arg(
+        long,
+        env = "LETTERMINT_SMTP_TLS_LISTEN",
+        default_value = "127.0.0.1:1465"
+    )]
     tls_listen: SocketAddr,
     /// PEM certificate chain; without it, a self-signed certificate is generated.
-    #[arg(long, requires = "key")]
+    #[arg(long, env = "LETTERMINT_SMTP_CERT", requires = "key")]
     cert: Option<PathBuf>,
     /// PEM private key for `--cert`.
-    #[arg(long, requires = "cert")]
+    #[arg(long, env = "LETTERMINT_SMTP_KEY", requires = "cert")]
     key: Option<PathBuf>,
     /// Name announced in the greeting and in the self-signed certificate.
-    #[arg(long, default_value = "localhost")]
+    #[arg(long, env = "LETTERMINT_SMTP_HOSTNAME", default_value = "localhost")]
     hostname: String,
     /// Largest message accepted, in bytes.
-    #[arg(long, default_value_t = 25 * 1024 * 1024)]
+    #[arg(long, env = "LETTERMINT_SMTP_MAX_MESSAGE_SIZE", default_value_t = 25 * 1024 * 1024)]
     max_message_size: usize,
     /// Most recipients per message.
-    #[arg(long, default_value_t = 50)]
+    #[arg(long, env = "LETTERMINT_SMTP_MAX_RECIPIENTS", default_value_t = 50)]
     max_recipients: usize,
     /// Offer AUTH without TLS (local development only: the token crosses the network in clear).
-    #[arg(long)]
+    #[arg(long, env = "LETTERMINT_SMTP_ALLOW_INSECURE_AUTH")]
     allow_insecure_auth: bool,
     /// Address of the admin HTTP listener (`/healthz`, `/readyz`, `/metrics`).
-    #[arg(long, default_value = "127.0.0.1:1588")]
+    #[arg(
+        long,
+        env = "LETTERMINT_SMTP_ADMIN_LISTEN",
+        default_value = "127.0.0.1:1588"
+    )]
     admin_listen: SocketAddr,
     /// Most sessions at once.
-    #[arg(long, default_value_t = 1000)]
+    #[arg(long, env = "LETTERMINT_SMTP_MAX_CONNECTIONS", default_value_t = 1000)]
     max_connections: usize,
     /// Most sessions at once from one IP address.
-    #[arg(long, default_value_t = 20)]
+    #[arg(
+        long,
+        env = "LETTERMINT_SMTP_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 20
+    )]
     max_connections_per_ip: usize,
     /// Failed AUTH attempts per session before it is closed.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, env = "LETTERMINT_SMTP_MAX_AUTH_FAILURES", default_value_t = 3)]
     max_auth_failures: usize,
     /// Messages per session before it is closed.
-    #[arg(long, default_value_t = 100)]
+    #[arg(
+        long,
+        env = "LETTERMINT_SMTP_MAX_MESSAGES_PER_SESSION",
+        default_value_t = 100
+    )]
     max_messages_per_session: usize,
     /// Seconds to wait for the next command (and for the TLS handshake).
-    #[arg(long, default_value_t = 300)]
+    #[arg(long, env = "LETTERMINT_SMTP_IDLE_TIMEOUT", default_value_t = 300)]
     idle_timeout: u64,
     /// Seconds a client may take to send one message after `354`.
-    #[arg(long, default_value_t = 600)]
+    #[arg(long, env = "LETTERMINT_SMTP_DATA_TIMEOUT", default_value_t = 600)]
     data_timeout: u64,
     /// Longest session, in seconds.
-    #[arg(long, default_value_t = 3600)]
+    #[arg(long, env = "LETTERMINT_SMTP_SESSION_TIMEOUT", default_value_t = 3600)]
     session_timeout: u64,
     /// Seconds to let messages being received finish at shutdown.
-    #[arg(long, default_value_t = 30)]
+    #[arg(long, env = "LETTERMINT_SMTP_SHUTDOWN_GRACE", default_value_t = 30)]
     shutdown_grace: u64,
 }
 
