@@ -1006,3 +1006,22 @@ async fn the_binary_shuts_down_gracefully_on_sigterm() {
         .unwrap();
     assert!(exit.success(), "{exit:?}");
 }
+
+#[tokio::test]
+async fn auth_in_the_middle_of_a_transaction_is_refused_and_the_transaction_goes_on() {
+    let w = world(insecure()).await;
+    let mut c = Client::connect(&w.relay).await;
+    c.login(&w.token).await;
+    assert_eq!(
+        c.cmd("MAIL FROM:<me@example.com>").await,
+        "250 2.1.0 Ok\r\n"
+    );
+    let again = c
+        .cmd(&format!("AUTH PLAIN {}", plain("lettermint", &w.token)))
+        .await;
+    assert!(again.starts_with("503 "), "{again}");
+    assert_eq!(c.cmd("RCPT TO:<you@example.com>").await, "250 2.1.5 Ok\r\n");
+    assert!(c.cmd("DATA").await.starts_with("354 "));
+    c.send(SIMPLE).await;
+    queued_id(&c.cmd(".").await);
+}
