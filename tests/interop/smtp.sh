@@ -134,5 +134,29 @@ else
   echo "not ok - expected $delivered accepted messages in the token's log, found $count"; failed=$((failed + 1))
 fi
 
+# And the messages themselves: envelope, subject, tag and metadata as each client sent them.
+if python3 - "$tmp/lettermint.sqlite" <<'PY_CHECK'
+import json, sqlite3, sys
+rows = sqlite3.connect(sys.argv[1]).execute(
+    "SELECT envelope_from, envelope_to, subject, tag, metadata, raw_mime IS NOT NULL FROM messages"
+).fetchall()
+by_subject = {row[2]: row for row in rows}
+expected = [f"{c} {m}" for c in ("swaks", "python", "curl") for m in ("starttls", "implicit")]
+assert sorted(by_subject) == sorted(expected), sorted(by_subject)
+for subject, (sender, rcpts, _, tag, metadata, is_mime) in by_subject.items():
+    assert sender == "sender@example.com", sender
+    assert json.loads(rcpts) == ["rcpt@example.com"], rcpts
+    assert is_mime, subject
+    if subject.startswith("swaks"):
+        assert tag == "interop", (subject, tag)
+    if subject.startswith("python"):
+        assert json.loads(metadata) == {"order": "42"}, (subject, metadata)
+PY_CHECK
+then
+  echo "ok - the stored messages have their envelope, subject, tag and metadata"; passed=$((passed + 1))
+else
+  echo "not ok - the stored messages differ from what the clients sent"; failed=$((failed + 1))
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" = 0 ]
