@@ -137,9 +137,6 @@ pub trait ProjectTokenRepository: Send + Sync {
     async fn revoke_project_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool>;
 }
 
-/// What authentication needs about a team token.
-pub type TeamTokenGrant = TeamToken;
-
 /// Team tokens.
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]

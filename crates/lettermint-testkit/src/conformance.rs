@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use lettermint_core::id::{LogEntryId, MessageId, ProjectId, TeamId, TokenId};
+use lettermint_core::id::{MessageId, ProjectId, TeamId, TokenId};
 use lettermint_core::page::{
     Cursor, Direction, LogSortKey, PageRequest, ProjectSortKey, Sort, TokenSortKey,
 };
@@ -565,7 +565,7 @@ pub async fn token_status_filters(f: &dyn Fixture) {
     let t = team(&*store, "Acme").await;
     let p = project(&*store, t.id, "Shop").await;
     let at = now();
-    let (active, _) = token(&*store, p.id, "active").await;
+    token(&*store, p.id, "active").await;
     let (mut expiring, s) = new_token(p.id, "expiring", at);
     expiring.expires_at = Some(at + Duration::hours(1));
     store
@@ -607,7 +607,6 @@ pub async fn token_status_filters(f: &dyn Fixture) {
         list(TokenStatusFilter::Expired, later).await,
         vec!["expiring"]
     );
-    let _ = active;
 }
 
 /// Token pages in every sort order visit every token once.
@@ -1790,7 +1789,6 @@ pub async fn hostile_input_is_stored_verbatim_or_refused_cleanly(f: &dyn Fixture
         logs[0].user_agent.as_deref(),
         Some("'; DELETE FROM token_logs; -- ")
     );
-    let _ = LogEntryId::new();
 }
 
 /// No table holds any token's secret, in any column, after every way a token comes to be.

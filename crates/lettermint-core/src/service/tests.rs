@@ -9,7 +9,7 @@ use time::{Duration, OffsetDateTime};
 use crate::auth::{AuthFailure, AuthService};
 use crate::clock::FixedClock;
 use crate::error::Error;
-use crate::id::{MessageId, ProjectId, RouteId, TeamId, TokenId};
+use crate::id::{MessageId, ProjectId, TeamId, TokenId};
 use crate::message::{Message, MessageContent, MessageStatus, Submission, TokenCredential};
 use crate::model::{Channel, Project, ProjectToken, Route, Team, TeamToken};
 use crate::name::Name;
@@ -672,7 +672,6 @@ async fn submissions_must_name_their_own_token() {
         .await
         .unwrap_err();
     assert_eq!(validation_fields(err), ["messages"]);
-    let _ = RouteId::new();
 }
 
 #[tokio::test]
