@@ -317,3 +317,34 @@ where
     }
     Ok(done as f64 / elapsed.as_secs_f64())
 }
+
+/// Builds `package` in release mode and returns the path of its binary.
+pub fn build_release(package: &str) -> Result<std::path::PathBuf> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--quiet", "--release", "--package", package])
+        .status()
+        .with_context(|| format!("building {package}"))?;
+    if !status.success() {
+        bail!("building {package} failed");
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || std::path::PathBuf::from("target"),
+        std::path::PathBuf::from,
+    );
+    Ok(target.join("release").join(package))
+}
+
+/// A memory figure of process `pid` from `/proc/<pid>/status`, in MB: `VmHWM:` is the peak
+/// resident set, `VmRSS:` the current one.
+pub fn memory_mb(pid: u32, key: &str) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}

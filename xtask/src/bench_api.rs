@@ -3,7 +3,7 @@
 //! handler in this process that parses the same JSON and stores nothing.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -51,7 +51,7 @@ pub async fn run(window: Duration, connections: u32, stores: Vec<String>) -> Res
         window.as_secs(),
         body.len()
     );
-    let server = build_server()?;
+    let server = crate::bench::build_release("api-server")?;
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("send.lua");
 
@@ -93,20 +93,6 @@ fn report(name: &str, run: &Run, target: Option<f64>) {
         "{name:<10} {:>12.0} {:>9.2} {:>9.2} {:>8} {:>10}{verdict}",
         run.per_second, run.p50_ms, run.p99_ms, run.errors, rss
     );
-}
-
-fn build_server() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--release", "--package", "api-server"])
-        .status()
-        .context("building api-server")?;
-    if !status.success() {
-        bail!("building api-server failed");
-    }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    Ok(target.join("release").join("api-server"))
 }
 
 fn write_script(path: &Path, body: &str, token: &str) -> Result<()> {
@@ -270,12 +256,6 @@ fn server_run(
     // Warm up: connections, caches, the database's buffers.
     wrk(script, &url, Duration::from_secs(2), connections)?;
     let mut run = wrk(script, &url, window, connections)?;
-    let status =
-        std::fs::read_to_string(format!("/proc/{}/status", server.0.id())).unwrap_or_default();
-    run.peak_rss_mb = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map(|kb| kb / 1024.0);
+    run.peak_rss_mb = crate::bench::memory_mb(server.0.id(), "VmHWM:");
     Ok(run)
 }

@@ -4,7 +4,7 @@
 //! idle connections, to read the relay's memory.
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -31,7 +31,7 @@ struct Run {
 
 pub async fn run(window: Duration, stores: Vec<String>) -> Result<()> {
     let wanted = |name: &str| stores.is_empty() || stores.iter().any(|s| s == name);
-    let relay = build_relay()?;
+    let relay = crate::bench::build_release("smtp-relay")?;
     let dir = tempfile::tempdir()?;
     let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()])?;
     let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
@@ -157,20 +157,6 @@ async fn seed(url: &str) -> Result<String> {
         .to_owned())
 }
 
-fn build_relay() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let status = Command::new(cargo)
-        .args(["build", "--quiet", "--release", "--package", "smtp-relay"])
-        .status()
-        .context("building smtp-relay")?;
-    if !status.success() {
-        bail!("building smtp-relay failed");
-    }
-    let target =
-        std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| PathBuf::from("target"), PathBuf::from);
-    Ok(target.join("release").join("smtp-relay"))
-}
-
 struct Relay {
     child: Child,
     addr: String,
@@ -228,22 +214,11 @@ impl Relay {
     }
 
     fn peak_rss_mb(&self) -> Option<f64> {
-        self.status_kb("VmHWM:").map(|kb| kb / 1024.0)
+        crate::bench::memory_mb(self.child.id(), "VmHWM:")
     }
 
     fn rss_mb(&self) -> Option<f64> {
-        self.status_kb("VmRSS:").map(|kb| kb / 1024.0)
-    }
-
-    fn status_kb(&self, key: &str) -> Option<f64> {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key))?
-            .split_whitespace()
-            .next()?
-            .parse()
-            .ok()
+        crate::bench::memory_mb(self.child.id(), "VmRSS:")
     }
 }
 

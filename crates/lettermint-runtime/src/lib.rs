@@ -4,10 +4,12 @@
 //!   submissions in one transaction and answer each only after the commit.
 //! - [`usage`]: the bounded write-behind queue of token usage, flushed at least every second and
 //!   on shutdown; overflow is dropped and counted, never blocking a request.
+//! - [`signal`]: waiting for SIGTERM or SIGINT.
 
 #![warn(missing_docs)]
 
 pub mod committer;
+pub mod signal;
 pub mod usage;
 
 pub use committer::{Committer, Writers};
