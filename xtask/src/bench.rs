@@ -228,7 +228,7 @@ async fn store_auth(store: AnyStore, window: Duration, concurrency: usize) -> Re
     for i in 0..64 {
         let issued = services
             .project_tokens
-            .create(Scope::Operator, project.id, &format!("token {i}"), None)
+            .create(Scope::Operator, project.id, &format!("token {i}"), (), None)
             .await?;
         secrets.push(issued.secret.expose_secret().to_owned());
         ids.push(issued.token.id);

@@ -1,7 +1,7 @@
 //! `cargo xtask seed`: demo data for trying the servers.
 
 use anyhow::Result;
-use lettermint_core::{Ability, NewProject, Scope, Services, SystemClock};
+use lettermint_core::{Abilities, NewProject, Scope, Services, SystemClock};
 use lettermint_store::OpenOptions;
 use std::sync::Arc;
 
@@ -24,12 +24,17 @@ pub async fn run(database_url: &str) -> Result<()> {
     let first = first.expect("a first token was asked for");
     let smtp = services
         .project_tokens
-        .create(Scope::Operator, project.id, "SMTP", None)
+        .create(Scope::Operator, project.id, "SMTP", (), None)
         .await?;
-    let all: Vec<String> = Ability::all_names();
     let team_token = services
         .team_tokens
-        .create(Scope::Operator, team.id, "Demo admin", &all, None)
+        .create(
+            Scope::Operator,
+            team.id,
+            "Demo admin",
+            Abilities::all(),
+            None,
+        )
         .await?;
     println!("team           {} ({})", team.name, team.id);
     println!("project        {} ({})", project.name, project.id);

@@ -27,7 +27,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, StatusCode, header};
 use axum::routing::{get, post};
 use lettermint_core::{
-    Ability, Clock, NewProject, ProjectId, RouteId, Scope, Services, Store, SystemClock,
+    Abilities, Clock, NewProject, ProjectId, RouteId, Scope, Services, Store, SystemClock,
 };
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -254,7 +254,7 @@ pub async fn bootstrap(services: &Services) -> lettermint_core::Result<Option<Bo
             Scope::Operator,
             team.id,
             "Bootstrap",
-            &Ability::all_names(),
+            Abilities::all(),
             None,
         )
         .await?;

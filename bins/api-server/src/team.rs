@@ -87,7 +87,7 @@ fn project_json(project: &Project, first: Option<&ProjectToken>) -> Value {
 pub fn token_json(token: &ProjectToken, now: OffsetDateTime) -> Value {
     json!({
         "id": token.id,
-        "project_id": token.project_id,
+        "project_id": token.owner,
         "name": token.name.as_str(),
         "hint": token.hint.as_str(),
         "status": token.status(now).as_str(),
@@ -470,7 +470,7 @@ async fn rotate_token(
             state
                 .services
                 .project_tokens
-                .create(s, id, "Default", None)
+                .create(s, id, "Default", (), None)
                 .await?
         }
     };
@@ -538,7 +538,7 @@ async fn create_token(
     let issued = state
         .services
         .project_tokens
-        .create(scope(&auth), id, &name, expires_at)
+        .create(scope(&auth), id, &name, (), expires_at)
         .await?;
     Ok((
         StatusCode::CREATED,

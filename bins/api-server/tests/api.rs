@@ -389,6 +389,7 @@ async fn every_authentication_failure_looks_the_same(backend: Backend) {
             Scope::Operator,
             project_of(&server).await,
             "to revoke",
+            (),
             None,
         )
         .await
@@ -460,7 +461,7 @@ async fn wait_for_logs(
         .get(Scope::Operator, None, token)
         .await
         .unwrap()
-        .project_id;
+        .owner;
     for _ in 0..50 {
         let (status, body) = json(
             http.get(format!(
@@ -566,7 +567,13 @@ async fn team_api_abilities_and_rate_limits(backend: Backend) {
     let reader = server
         .services
         .team_tokens
-        .create(Scope::Operator, team, "reader", &["read:projects"], None)
+        .create(
+            Scope::Operator,
+            team,
+            "reader",
+            lettermint_core::Abilities::parse("abilities", &["read:projects"]).unwrap(),
+            None,
+        )
         .await
         .unwrap();
     let reader = reader.secret.expose_secret().to_owned();
@@ -633,7 +640,7 @@ async fn team_api_abilities_and_rate_limits(backend: Backend) {
     let created = server
         .services
         .project_tokens
-        .create(Scope::Operator, project, "spin", None)
+        .create(Scope::Operator, project, "spin", (), None)
         .await
         .unwrap();
     let url = format!(
@@ -1040,7 +1047,7 @@ async fn a_known_token_revoked_since_gets_401_on_every_path(backend: Backend) {
     let issued = server
         .services
         .project_tokens
-        .create(Scope::Operator, project, "known", None)
+        .create(Scope::Operator, project, "known", (), None)
         .await
         .unwrap();
     let token = issued.secret.expose_secret().to_owned();

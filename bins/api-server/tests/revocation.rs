@@ -35,7 +35,13 @@ async fn race(
 ) {
     let issued = services
         .project_tokens
-        .create(Scope::Operator, project, &format!("raced {change:?}"), None)
+        .create(
+            Scope::Operator,
+            project,
+            &format!("raced {change:?}"),
+            (),
+            None,
+        )
         .await
         .unwrap();
     let token = issued.secret.expose_secret().to_owned();

@@ -251,7 +251,7 @@ impl TokenJson {
     pub fn new(t: &ProjectToken, now: OffsetDateTime) -> Self {
         Self {
             id: t.id.to_string(),
-            project_id: t.project_id.to_string(),
+            project_id: t.owner.to_string(),
             name: t.name.to_string(),
             hint: t.hint.to_string(),
             status: t.status(now).as_str(),
@@ -307,7 +307,7 @@ impl TeamTokenJson {
     pub fn new(t: &TeamToken, now: OffsetDateTime) -> Self {
         Self {
             id: t.id.to_string(),
-            team_id: t.team_id.to_string(),
+            team_id: t.owner.to_string(),
             name: t.name.to_string(),
             hint: t.hint.to_string(),
             abilities: t.abilities.to_strings(),

@@ -311,11 +311,11 @@ pub async fn team_token(
     if let Ok(id) = arg.trim().parse::<TokenId>() {
         let token = services
             .team_tokens
-            .get(OP, id)
+            .get(OP, None, id)
             .await
             .map_err(|e| not_found_as(e, || format!("no team token with id {id}")))?;
         if let Some(team) = &team
-            && token.team_id != team.id
+            && token.owner != team.id
         {
             return Err(Failure::operational(format!(
                 "team token {id} does not belong to team {}",

@@ -6,9 +6,10 @@ use crate::ability::{Abilities, Ability};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::id::{ProjectId, TeamId, TokenId};
+use crate::kind::{ForProject, ForTeam};
 use crate::message::TokenCredential;
 use crate::model::{Channel, TokenStatus};
-use crate::repo::{ProjectTokenRepository, TeamTokenRepository};
+use crate::repo::TokenRepository;
 use crate::token::{PlainToken, TokenDigest, TokenFormatError, TokenKind};
 use crate::usage::Outcome;
 
@@ -114,16 +115,16 @@ impl TeamCaller {
 /// Authenticates both kinds of token.
 #[derive(Debug, Clone)]
 pub struct AuthService {
-    project_tokens: Arc<dyn ProjectTokenRepository>,
-    team_tokens: Arc<dyn TeamTokenRepository>,
+    project_tokens: Arc<dyn TokenRepository<ForProject>>,
+    team_tokens: Arc<dyn TokenRepository<ForTeam>>,
     clock: Arc<dyn Clock>,
 }
 
 impl AuthService {
     /// Wires the service.
     pub fn new(
-        project_tokens: Arc<dyn ProjectTokenRepository>,
-        team_tokens: Arc<dyn TeamTokenRepository>,
+        project_tokens: Arc<dyn TokenRepository<ForProject>>,
+        team_tokens: Arc<dyn TokenRepository<ForTeam>>,
         clock: Arc<dyn Clock>,
     ) -> Self {
         Self {
@@ -144,7 +145,7 @@ impl AuthService {
         let token = parse(presented)?;
         let digest = token.digest();
         if token.kind() == TokenKind::Team {
-            let known = self.team_tokens.find_team_token_by_digest(&digest).await?;
+            let known = self.team_tokens.find_token_by_digest(&digest).await?;
             return Err(Error::Unauthenticated(AuthFailure::WrongKind {
                 token_id: known.map(|t| t.id),
             }));
@@ -162,7 +163,7 @@ impl AuthService {
     ) -> Result<ProjectCaller> {
         let grant = self
             .project_tokens
-            .find_project_token_by_digest(digest)
+            .find_token_by_digest(digest)
             .await?
             .ok_or(Error::Unauthenticated(AuthFailure::Unknown))?;
         let token_id = grant.token.id;
@@ -176,7 +177,7 @@ impl AuthService {
             }
             TokenStatus::Active => Ok(ProjectCaller {
                 team_id: grant.team_id,
-                project_id: grant.token.project_id,
+                project_id: grant.token.owner,
                 credential: TokenCredential {
                     token_id,
                     digest: *digest,
@@ -191,17 +192,14 @@ impl AuthService {
         let token = parse(presented)?;
         let digest = token.digest();
         if token.kind() == TokenKind::Project {
-            let known = self
-                .project_tokens
-                .find_project_token_by_digest(&digest)
-                .await?;
+            let known = self.project_tokens.find_token_by_digest(&digest).await?;
             return Err(Error::Unauthenticated(AuthFailure::WrongKind {
                 token_id: known.map(|g| g.token.id),
             }));
         }
         let token = self
             .team_tokens
-            .find_team_token_by_digest(&digest)
+            .find_token_by_digest(&digest)
             .await?
             .ok_or(Error::Unauthenticated(AuthFailure::Unknown))?;
         let token_id = token.id;
@@ -209,7 +207,7 @@ impl AuthService {
             TokenStatus::Revoked => Err(Error::Unauthenticated(AuthFailure::Revoked { token_id })),
             TokenStatus::Expired => Err(Error::Unauthenticated(AuthFailure::Expired { token_id })),
             TokenStatus::Active => Ok(TeamCaller {
-                team_id: token.team_id,
+                team_id: token.owner,
                 token_id,
                 abilities: token.abilities,
             }),

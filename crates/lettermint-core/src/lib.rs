@@ -30,7 +30,7 @@
 //!     smtp_enabled: true,
 //!     first_token_name: None,
 //! }).await?;
-//! let issued = services.project_tokens.create(Scope::Team(team.id), project.id, "checkout", None).await?;
+//! let issued = services.project_tokens.create(Scope::Team(team.id), project.id, "checkout", (), None).await?;
 //!
 //! // Shown once; only its SHA-256 digest is stored.
 //! let secret = issued.secret.expose_secret().to_owned();
@@ -52,6 +52,7 @@ pub mod auth;
 pub mod clock;
 pub mod error;
 pub mod id;
+pub mod kind;
 pub mod message;
 pub mod model;
 pub mod name;
@@ -67,22 +68,23 @@ pub use auth::{AuthFailure, AuthService, ProjectCaller, TeamCaller};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use error::{Error, Result, ValidationErrors};
 pub use id::{LogEntryId, MessageId, ProjectId, RouteId, TeamId, TokenId};
+pub use kind::{ForProject, ForTeam, Owner};
 pub use message::{
     Attachment, IdempotencyRecord, Message, MessageContent, MessageStatus, StructuredEmail,
     Submission, SubmissionOutcome, Tag, TokenCredential,
 };
 pub use model::{
     Channel, DEFAULT_ROUTE_SLUG, LastUse, Project, ProjectToken, Route, RouteKind, Team, TeamToken,
-    TokenStatus, TokenStatusFilter,
+    Token, TokenStatus, TokenStatusFilter,
 };
 pub use name::Name;
 pub use page::{Cursor, Direction, Page, PageRequest, PageSize, Sort};
 pub use repo::Store;
 pub use scope::Scope;
 pub use service::{
-    IssuedProjectToken, IssuedTeamToken, MessageService, NewProject, ProjectService,
+    IssuedProjectToken, IssuedTeamToken, IssuedToken, MessageService, NewProject, ProjectService,
     ProjectTokenService, ProjectUpdate, Services, TeamService, TeamSummary, TeamTokenService,
-    UsageService,
+    TokenService, UsageService,
 };
 pub use token::{PlainToken, TokenDigest, TokenFormatError, TokenHint, TokenKind};
 pub use usage::{Action, LogFilter, Outcome, TokenLogEntry, UsageBatch, UsageRecord};

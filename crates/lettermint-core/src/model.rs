@@ -6,8 +6,8 @@ use std::str::FromStr;
 
 use time::OffsetDateTime;
 
-use crate::ability::Abilities;
 use crate::id::{ProjectId, RouteId, TeamId, TokenId};
+use crate::kind::{ForProject, ForTeam, Owner};
 use crate::name::Name;
 use crate::token::TokenHint;
 
@@ -230,17 +230,20 @@ pub struct LastUse {
     pub via: Option<Channel>,
 }
 
-/// A project token, without its secret (which is never stored).
+/// A token of either kind, without its secret (which is never stored): a project token
+/// ([`ProjectToken`]) or a team token ([`TeamToken`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProjectToken {
-    /// Id; kept across regenerations.
+pub struct Token<K: Owner> {
+    /// Id; kept across regenerations. Unique across both kinds.
     pub id: TokenId,
-    /// The project it sends for.
-    pub project_id: ProjectId,
-    /// Name, unique among the project's non-revoked tokens.
+    /// What owns it: its project, or its team.
+    pub owner: K::Id,
+    /// Name, unique among its owner's non-revoked tokens.
     pub name: Name,
     /// Non-secret fragment for recognising it.
     pub hint: TokenHint,
+    /// What it may do: abilities on team tokens, nothing on project tokens.
+    pub abilities: K::Abilities,
     /// When it was created.
     pub created_at: OffsetDateTime,
     /// When it last changed: creation, rename or regeneration.
@@ -253,7 +256,7 @@ pub struct ProjectToken {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
-impl ProjectToken {
+impl<K: Owner> Token<K> {
     /// Its status at `now`.
     #[must_use]
     pub fn status(&self, now: OffsetDateTime) -> TokenStatus {
@@ -261,36 +264,25 @@ impl ProjectToken {
     }
 }
 
-/// A team token, without its secret.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TeamToken {
-    /// Id; kept across regenerations.
-    pub id: TokenId,
-    /// The team it manages.
-    pub team_id: TeamId,
-    /// Name, unique among the team's non-revoked team tokens.
-    pub name: Name,
-    /// Non-secret fragment for recognising it.
-    pub hint: TokenHint,
-    /// What it may do.
-    pub abilities: Abilities,
-    /// When it was created.
-    pub created_at: OffsetDateTime,
-    /// When it last changed: creation, rename or regeneration.
-    pub updated_at: OffsetDateTime,
-    /// When and how it was last used.
-    pub last_use: LastUse,
-    /// When it stops working, if ever.
-    pub expires_at: Option<OffsetDateTime>,
-    /// When it was revoked.
-    pub revoked_at: Option<OffsetDateTime>,
+/// A project token: sends mail for one project.
+pub type ProjectToken = Token<ForProject>;
+
+/// A team token: manages its team's resources, as far as its abilities go.
+pub type TeamToken = Token<ForTeam>;
+
+impl ProjectToken {
+    /// The project it sends for.
+    #[must_use]
+    pub fn project_id(&self) -> ProjectId {
+        self.owner
+    }
 }
 
 impl TeamToken {
-    /// Its status at `now`.
+    /// The team it manages.
     #[must_use]
-    pub fn status(&self, now: OffsetDateTime) -> TokenStatus {
-        TokenStatus::of(self.revoked_at, self.expires_at, now)
+    pub fn team_id(&self) -> TeamId {
+        self.owner
     }
 }
 

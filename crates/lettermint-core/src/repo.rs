@@ -12,8 +12,9 @@ use mockall::automock;
 
 use crate::error::Result;
 use crate::id::{MessageId, ProjectId, TeamId, TokenId};
+use crate::kind::{ForProject, ForTeam, Owner};
 use crate::message::{IdempotencyRecord, Message, Submission, SubmissionOutcome};
-use crate::model::{Project, ProjectToken, Route, Team, TeamToken, TokenStatusFilter};
+use crate::model::{Project, ProjectToken, Route, Team, Token, TokenStatusFilter};
 use crate::name::Name;
 use crate::page::{Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
 use crate::token::{TokenDigest, TokenHint};
@@ -35,7 +36,7 @@ pub trait TeamRepository: Send + Sync {
     async fn count_projects(&self, id: TeamId) -> Result<u64>;
 }
 
-/// A project together with the token it is created with, if any.
+/// A project's first token, inserted with the project.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewProjectToken {
     /// The token.
@@ -94,80 +95,50 @@ pub struct ProjectTokenGrant {
     pub smtp_enabled: bool,
 }
 
-/// Project tokens.
+/// Tokens of one kind ([`ForProject`] or [`ForTeam`]); a store implements it for both.
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
-pub trait ProjectTokenRepository: Send + Sync {
-    /// Inserts a token. A non-revoked token of the same project with the same name is a
+pub trait TokenRepository<K: Owner>: Send + Sync {
+    /// The team of the token owner `owner` (a project's team, or the team itself); `None` when
+    /// no such owner exists.
+    async fn owner_team(&self, owner: K::Id) -> Result<Option<TeamId>>;
+    /// Inserts a token. A non-revoked token of the same owner with the same name is a
     /// [`crate::Error::Conflict`].
-    async fn insert_project_token(&self, token: &ProjectToken, digest: &TokenDigest) -> Result<()>;
+    async fn insert_token(&self, token: &Token<K>, digest: &TokenDigest) -> Result<()>;
     /// A token by id.
-    async fn get_project_token(&self, id: TokenId) -> Result<Option<ProjectToken>>;
+    async fn get_token(&self, id: TokenId) -> Result<Option<Token<K>>>;
     /// The token whose current digest is `digest`, with what authentication needs.
-    async fn find_project_token_by_digest(
+    async fn find_token_by_digest(&self, digest: &TokenDigest) -> Result<Option<K::Grant>>;
+    /// An owner's tokens with `status` at `now`, in keyset order.
+    async fn list_tokens(
         &self,
-        digest: &TokenDigest,
-    ) -> Result<Option<ProjectTokenGrant>>;
-    /// A project's tokens with `status` at `now`, in keyset order.
-    async fn list_project_tokens(
-        &self,
-        project: ProjectId,
+        owner: K::Id,
         status: TokenStatusFilter,
         now: OffsetDateTime,
         keyset: Keyset<TokenSortKey>,
-    ) -> Result<Vec<ProjectToken>>;
+    ) -> Result<Vec<Token<K>>>;
     /// Renames a non-revoked token; false when there is none with this id. A name clash is a
     /// [`crate::Error::Conflict`].
-    async fn rename_project_token(
-        &self,
-        id: TokenId,
-        name: &Name,
-        at: OffsetDateTime,
-    ) -> Result<bool>;
-    /// Replaces the digest and hint of a non-revoked token in one statement (the old digest is
-    /// dead when this returns); false when there is no such non-revoked token.
-    async fn replace_project_token_secret(
+    async fn rename_token(&self, id: TokenId, name: &Name, at: OffsetDateTime) -> Result<bool>;
+    /// Replaces the digest and hint of a non-revoked token in one statement, ordered against
+    /// every message insert that holds the token (the old digest is dead when this returns);
+    /// false when there is no such non-revoked token.
+    async fn replace_token_secret(
         &self,
         id: TokenId,
         digest: &TokenDigest,
         hint: &TokenHint,
         at: OffsetDateTime,
     ) -> Result<bool>;
-    /// Revokes a non-revoked token; false when there is none with this id.
-    async fn revoke_project_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool>;
+    /// Revokes a non-revoked token, ordered like [`TokenRepository::replace_token_secret`];
+    /// false when there is none with this id.
+    async fn revoke_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool>;
 }
 
-/// Team tokens.
-#[cfg_attr(any(test, feature = "mocks"), automock)]
-#[async_trait]
-pub trait TeamTokenRepository: Send + Sync {
-    /// Inserts a team token; a name clash among the team's non-revoked tokens is a conflict.
-    async fn insert_team_token(&self, token: &TeamToken, digest: &TokenDigest) -> Result<()>;
-    /// A team token by id.
-    async fn get_team_token(&self, id: TokenId) -> Result<Option<TeamToken>>;
-    /// The team token whose current digest is `digest`.
-    async fn find_team_token_by_digest(&self, digest: &TokenDigest) -> Result<Option<TeamToken>>;
-    /// A team's tokens with `status` at `now`, in keyset order.
-    async fn list_team_tokens(
-        &self,
-        team: TeamId,
-        status: TokenStatusFilter,
-        now: OffsetDateTime,
-        keyset: Keyset<TokenSortKey>,
-    ) -> Result<Vec<TeamToken>>;
-    /// Renames a non-revoked team token; false when there is none. A clash is a conflict.
-    async fn rename_team_token(&self, id: TokenId, name: &Name, at: OffsetDateTime)
-    -> Result<bool>;
-    /// Replaces digest and hint of a non-revoked team token; false when there is none.
-    async fn replace_team_token_secret(
-        &self,
-        id: TokenId,
-        digest: &TokenDigest,
-        hint: &TokenHint,
-        at: OffsetDateTime,
-    ) -> Result<bool>;
-    /// Revokes a non-revoked team token; false when there is none.
-    async fn revoke_team_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool>;
+impl<K: Owner> std::fmt::Debug for dyn TokenRepository<K> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "TokenRepository<{}>", K::OWNER_NAME)
+    }
 }
 
 /// Token usage and logs.
@@ -229,8 +200,8 @@ pub trait Store:
     TeamRepository
     + ProjectRepository
     + RouteRepository
-    + ProjectTokenRepository
-    + TeamTokenRepository
+    + TokenRepository<ForProject>
+    + TokenRepository<ForTeam>
     + UsageRepository
     + MessageRepository
     + StoreHealth
@@ -242,8 +213,8 @@ impl<T> Store for T where
     T: TeamRepository
         + ProjectRepository
         + RouteRepository
-        + ProjectTokenRepository
-        + TeamTokenRepository
+        + TokenRepository<ForProject>
+        + TokenRepository<ForTeam>
         + UsageRepository
         + MessageRepository
         + StoreHealth
@@ -265,8 +236,6 @@ debug_dyn!(
     TeamRepository,
     ProjectRepository,
     RouteRepository,
-    ProjectTokenRepository,
-    TeamTokenRepository,
     UsageRepository,
     MessageRepository,
     StoreHealth

@@ -9,15 +9,16 @@ use lettermint_core::id::{MessageId, ProjectId, TeamId, TokenId};
 use lettermint_core::message::IDEMPOTENCY_TTL;
 use lettermint_core::page::{Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
 use lettermint_core::repo::{
-    MessageRepository, NewProjectToken, ProjectRepository, ProjectTokenGrant,
-    ProjectTokenRepository, RouteRepository, StoreHealth, TeamRepository, TeamTokenRepository,
-    UsageRepository,
+    MessageRepository, NewProjectToken, ProjectRepository, RouteRepository, StoreHealth,
+    TeamRepository, TokenRepository, UsageRepository,
 };
 use lettermint_core::{
-    Error, IdempotencyRecord, LogFilter, Message, MessageContent, Name, Project, ProjectToken,
-    Result, Route, Submission, SubmissionOutcome, Team, TeamToken, TokenDigest, TokenHint,
-    TokenLogEntry, TokenStatusFilter, UsageBatch,
+    Error, IdempotencyRecord, LogFilter, Message, MessageContent, Name, Project, Result, Route,
+    Submission, SubmissionOutcome, Team, Token, TokenDigest, TokenHint, TokenLogEntry,
+    TokenStatusFilter, UsageBatch,
 };
+use lettermint_store_sql::keyset::paginate;
+use lettermint_store_sql::tokens::{self, StoredKind, TokenRow};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AssertSqlSafe, Row};
@@ -25,11 +26,7 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{ResultExt, fix_error};
-use crate::keyset::paginate;
-use crate::rows::{
-    LogRow, MessageRow, PROJECT_TOKEN_COLUMNS, ProjectRow, ProjectTokenRow, RouteRow,
-    TEAM_TOKEN_COLUMNS, TeamRow, TeamTokenRow, to_json,
-};
+use crate::rows::{LOWEST_INSTANT, LogRow, MessageRow, ProjectRow, RouteRow, TeamRow, to_json};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -205,7 +202,7 @@ impl ProjectRepository for PgStore {
         .await
         .fix()?;
         if let Some(first) = first_token {
-            insert_project_token(&mut tx, &first.token, &first.digest).await?;
+            insert_token(&mut tx, &first.token, &first.digest).await?;
         }
         tx.commit().await.fix()
     }
@@ -232,6 +229,7 @@ impl ProjectRepository for PgStore {
             &keyset,
             "$3",
             "$4",
+            LOWEST_INSTANT,
         );
         let rows: Vec<ProjectRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(team.as_uuid())
@@ -312,127 +310,108 @@ impl RouteRepository for PgStore {
     }
 }
 
-async fn insert_project_token(
+async fn insert_token<K: StoredKind>(
     conn: &mut sqlx::PgConnection,
-    token: &ProjectToken,
+    token: &Token<K>,
     digest: &TokenDigest,
 ) -> Result<()> {
-    sqlx::query(
-        "INSERT INTO project_tokens (id, project_id, name, digest, hint, created_at, updated_at, \
-         expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-    )
-    .bind(token.id.as_uuid())
-    .bind(token.project_id.as_uuid())
-    .bind(token.name.as_str())
-    .bind(digest.as_bytes().as_slice())
-    .bind(token.hint.as_str())
-    .bind(token.created_at)
-    .bind(token.updated_at)
-    .bind(token.expires_at)
-    .bind(token.revoked_at)
-    .execute(conn)
-    .await
-    .fix()?;
+    let mut query = sqlx::query(AssertSqlSafe(tokens::insert::<K>()))
+        .bind(token.id.as_uuid())
+        .bind(token.owner.into())
+        .bind(token.name.as_str())
+        .bind(digest.as_bytes().as_slice())
+        .bind(token.hint.as_str())
+        .bind(token.created_at)
+        .bind(token.updated_at)
+        .bind(token.expires_at)
+        .bind(token.revoked_at);
+    if let Some(abilities) = K::store_abilities(&token.abilities)? {
+        query = query.bind(abilities);
+    }
+    query.execute(conn).await.fix()?;
     Ok(())
 }
 
-/// The `WHERE` fragment of a status filter; `$2` is bound to "now".
-fn status_condition(status: TokenStatusFilter) -> &'static str {
-    match status {
-        TokenStatusFilter::Active => {
-            " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"
-        }
-        TokenStatusFilter::Revoked => " AND revoked_at IS NOT NULL",
-        TokenStatusFilter::Expired => " AND revoked_at IS NULL AND expires_at <= $2",
-        TokenStatusFilter::All => "",
-    }
+/// Instants come back as they were stored.
+#[allow(clippy::unnecessary_wraps)]
+fn instant(at: OffsetDateTime) -> Result<OffsetDateTime> {
+    Ok(at)
 }
 
 #[async_trait]
-impl ProjectTokenRepository for PgStore {
-    async fn insert_project_token(&self, token: &ProjectToken, digest: &TokenDigest) -> Result<()> {
-        let mut conn = self.pool.acquire().await.fix()?;
-        insert_project_token(&mut conn, token, digest).await
-    }
-
-    async fn get_project_token(&self, id: TokenId) -> Result<Option<ProjectToken>> {
-        let sql = format!("SELECT {PROJECT_TOKEN_COLUMNS} FROM project_tokens WHERE id = $1");
-        let row: Option<ProjectTokenRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(id.as_uuid())
+impl<K: StoredKind> TokenRepository<K> for PgStore {
+    async fn owner_team(&self, owner: K::Id) -> Result<Option<TeamId>> {
+        let team: Option<Uuid> = sqlx::query_scalar(K::OWNER_TEAM)
+            .bind(owner.into())
             .fetch_optional(&self.pool)
             .await
             .fix()?;
-        row.map(ProjectToken::try_from).transpose()
+        Ok(team.map(TeamId::from_uuid))
     }
 
-    async fn find_project_token_by_digest(
-        &self,
-        digest: &TokenDigest,
-    ) -> Result<Option<ProjectTokenGrant>> {
-        let row = sqlx::query(
-            "SELECT t.id, t.project_id, t.name, t.hint, t.created_at, t.updated_at, \
-             t.last_used_at, t.last_used_ip, t.last_used_via, t.expires_at, t.revoked_at, \
-             p.team_id, p.smtp_enabled \
-             FROM project_tokens t JOIN projects p ON p.id = t.project_id WHERE t.digest = $1",
-        )
-        .bind(digest.as_bytes().as_slice())
-        .fetch_optional(&self.pool)
-        .await
-        .fix()?;
-        let Some(row) = row else { return Ok(None) };
-        let team_id: Uuid = row.try_get("team_id").fix()?;
-        let smtp_enabled: bool = row.try_get("smtp_enabled").fix()?;
-        let token: ProjectTokenRow = sqlx::FromRow::from_row(&row).fix()?;
-        Ok(Some(ProjectTokenGrant {
-            token: token.try_into()?,
-            team_id: TeamId::from_uuid(team_id),
-            smtp_enabled,
-        }))
+    async fn insert_token(&self, token: &Token<K>, digest: &TokenDigest) -> Result<()> {
+        let mut conn = self.pool.acquire().await.fix()?;
+        insert_token(&mut conn, token, digest).await
     }
 
-    async fn list_project_tokens(
+    async fn get_token(&self, id: TokenId) -> Result<Option<Token<K>>> {
+        let row: Option<TokenRow<OffsetDateTime>> =
+            sqlx::query_as(AssertSqlSafe(tokens::select_by_id::<K>()))
+                .bind(id.as_uuid())
+                .fetch_optional(&self.pool)
+                .await
+                .fix()?;
+        row.map(|r| r.into_token(instant)).transpose()
+    }
+
+    async fn find_token_by_digest(&self, digest: &TokenDigest) -> Result<Option<K::Grant>> {
+        let row: Option<TokenRow<OffsetDateTime>> =
+            sqlx::query_as(AssertSqlSafe(tokens::select_by_digest::<K>()))
+                .bind(digest.as_bytes().as_slice())
+                .fetch_optional(&self.pool)
+                .await
+                .fix()?;
+        row.map(|r| r.into_grant::<K>(instant)).transpose()
+    }
+
+    async fn list_tokens(
         &self,
-        project: ProjectId,
+        owner: K::Id,
         status: TokenStatusFilter,
         now: OffsetDateTime,
         keyset: Keyset<TokenSortKey>,
-    ) -> Result<Vec<ProjectToken>> {
-        let select = format!(
-            "SELECT {PROJECT_TOKEN_COLUMNS} FROM project_tokens WHERE project_id = $1{}",
-            status_condition(status)
+    ) -> Result<Vec<Token<K>>> {
+        let sql = paginate(
+            &tokens::select_owned::<K>(status),
+            K::TABLE,
+            &keyset,
+            "$3",
+            "$4",
+            LOWEST_INSTANT,
         );
-        let sql = paginate(&select, "project_tokens", &keyset, "$3", "$4");
-        let rows: Vec<ProjectTokenRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(project.as_uuid())
+        let rows: Vec<TokenRow<OffsetDateTime>> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(owner.into())
             .bind(now)
             .bind(keyset.anchor)
             .bind(i64::from(keyset.limit))
             .fetch_all(&self.pool)
             .await
             .fix()?;
-        rows.into_iter().map(ProjectToken::try_from).collect()
+        rows.into_iter().map(|r| r.into_token(instant)).collect()
     }
 
-    async fn rename_project_token(
-        &self,
-        id: TokenId,
-        name: &Name,
-        at: OffsetDateTime,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE project_tokens SET name = $2, updated_at = $3 \
-             WHERE id = $1 AND revoked_at IS NULL",
-        )
-        .bind(id.as_uuid())
-        .bind(name.as_str())
-        .bind(at)
-        .execute(&self.pool)
-        .await
-        .fix()?;
+    async fn rename_token(&self, id: TokenId, name: &Name, at: OffsetDateTime) -> Result<bool> {
+        let done = sqlx::query(AssertSqlSafe(tokens::rename::<K>()))
+            .bind(id.as_uuid())
+            .bind(name.as_str())
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .fix()?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn replace_project_token_secret(
+    async fn replace_token_secret(
         &self,
         id: TokenId,
         digest: &TokenDigest,
@@ -440,152 +419,38 @@ impl ProjectTokenRepository for PgStore {
         at: OffsetDateTime,
     ) -> Result<bool> {
         // FOR UPDATE, like revoke: ordered against every enqueue holding the token.
-        let done = sqlx::query(
-            "WITH locked AS (SELECT id FROM project_tokens WHERE id = $1 AND revoked_at IS NULL \
+        let sql = format!(
+            "WITH locked AS (SELECT id FROM {table} WHERE id = $1 AND revoked_at IS NULL \
              FOR UPDATE) \
-             UPDATE project_tokens t SET digest = $2, hint = $3, updated_at = $4 \
+             UPDATE {table} t SET digest = $2, hint = $3, updated_at = $4 \
              FROM locked WHERE t.id = locked.id",
-        )
-        .bind(id.as_uuid())
-        .bind(digest.as_bytes().as_slice())
-        .bind(hint.as_str())
-        .bind(at)
-        .execute(&self.pool)
-        .await
-        .fix()?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn revoke_project_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool> {
-        // FOR UPDATE: waits for every enqueue holding the token (FOR KEY SHARE) to commit.
-        let done = sqlx::query(
-            "WITH locked AS (SELECT id FROM project_tokens WHERE id = $1 AND revoked_at IS NULL \
-             FOR UPDATE) \
-             UPDATE project_tokens t SET revoked_at = $2 FROM locked WHERE t.id = locked.id",
-        )
-        .bind(id.as_uuid())
-        .bind(at)
-        .execute(&self.pool)
-        .await
-        .fix()?;
-        Ok(done.rows_affected() == 1)
-    }
-}
-
-#[async_trait]
-impl TeamTokenRepository for PgStore {
-    async fn insert_team_token(&self, token: &TeamToken, digest: &TokenDigest) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO team_tokens (id, team_id, name, digest, hint, abilities, created_at, \
-             updated_at, expires_at, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(token.id.as_uuid())
-        .bind(token.team_id.as_uuid())
-        .bind(token.name.as_str())
-        .bind(digest.as_bytes().as_slice())
-        .bind(token.hint.as_str())
-        .bind(to_json(&token.abilities.to_strings())?)
-        .bind(token.created_at)
-        .bind(token.updated_at)
-        .bind(token.expires_at)
-        .bind(token.revoked_at)
-        .execute(&self.pool)
-        .await
-        .fix()?;
-        Ok(())
-    }
-
-    async fn get_team_token(&self, id: TokenId) -> Result<Option<TeamToken>> {
-        let sql = format!("SELECT {TEAM_TOKEN_COLUMNS} FROM team_tokens WHERE id = $1");
-        let row: Option<TeamTokenRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(id.as_uuid())
-            .fetch_optional(&self.pool)
-            .await
-            .fix()?;
-        row.map(TeamToken::try_from).transpose()
-    }
-
-    async fn find_team_token_by_digest(&self, digest: &TokenDigest) -> Result<Option<TeamToken>> {
-        let sql = format!("SELECT {TEAM_TOKEN_COLUMNS} FROM team_tokens WHERE digest = $1");
-        let row: Option<TeamTokenRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(digest.as_bytes().as_slice())
-            .fetch_optional(&self.pool)
-            .await
-            .fix()?;
-        row.map(TeamToken::try_from).transpose()
-    }
-
-    async fn list_team_tokens(
-        &self,
-        team: TeamId,
-        status: TokenStatusFilter,
-        now: OffsetDateTime,
-        keyset: Keyset<TokenSortKey>,
-    ) -> Result<Vec<TeamToken>> {
-        let select = format!(
-            "SELECT {TEAM_TOKEN_COLUMNS} FROM team_tokens WHERE team_id = $1{}",
-            status_condition(status)
+            table = K::TABLE
         );
-        let sql = paginate(&select, "team_tokens", &keyset, "$3", "$4");
-        let rows: Vec<TeamTokenRow> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(team.as_uuid())
-            .bind(now)
-            .bind(keyset.anchor)
-            .bind(i64::from(keyset.limit))
-            .fetch_all(&self.pool)
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.as_uuid())
+            .bind(digest.as_bytes().as_slice())
+            .bind(hint.as_str())
+            .bind(at)
+            .execute(&self.pool)
             .await
             .fix()?;
-        rows.into_iter().map(TeamToken::try_from).collect()
-    }
-
-    async fn rename_team_token(
-        &self,
-        id: TokenId,
-        name: &Name,
-        at: OffsetDateTime,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE team_tokens SET name = $2, updated_at = $3 WHERE id = $1 AND revoked_at IS NULL",
-        )
-        .bind(id.as_uuid())
-        .bind(name.as_str())
-        .bind(at)
-        .execute(&self.pool)
-        .await
-        .fix()?;
         Ok(done.rows_affected() == 1)
     }
 
-    async fn replace_team_token_secret(
-        &self,
-        id: TokenId,
-        digest: &TokenDigest,
-        hint: &TokenHint,
-        at: OffsetDateTime,
-    ) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE team_tokens SET digest = $2, hint = $3, updated_at = $4 \
-             WHERE id = $1 AND revoked_at IS NULL",
-        )
-        .bind(id.as_uuid())
-        .bind(digest.as_bytes().as_slice())
-        .bind(hint.as_str())
-        .bind(at)
-        .execute(&self.pool)
-        .await
-        .fix()?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn revoke_team_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE team_tokens SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL",
-        )
-        .bind(id.as_uuid())
-        .bind(at)
-        .execute(&self.pool)
-        .await
-        .fix()?;
+    async fn revoke_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool> {
+        // FOR UPDATE: waits for every enqueue holding the token (FOR KEY SHARE) to commit.
+        let sql = format!(
+            "WITH locked AS (SELECT id FROM {table} WHERE id = $1 AND revoked_at IS NULL \
+             FOR UPDATE) \
+             UPDATE {table} t SET revoked_at = $2 FROM locked WHERE t.id = locked.id",
+            table = K::TABLE
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.as_uuid())
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .fix()?;
         Ok(done.rows_affected() == 1)
     }
 }
@@ -672,6 +537,7 @@ impl UsageRepository for PgStore {
             &keyset,
             "$3",
             "$4",
+            LOWEST_INSTANT,
         );
         let rows: Vec<LogRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(token.as_uuid())

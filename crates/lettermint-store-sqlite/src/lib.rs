@@ -7,7 +7,6 @@
 #![warn(missing_docs)]
 
 mod error;
-mod keyset;
 mod rows;
 mod store;
 

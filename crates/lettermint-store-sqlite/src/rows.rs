@@ -1,45 +1,16 @@
 //! Row types: what a query returns, kept apart from the domain types, and their conversion.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 
 use lettermint_core::id::{LogEntryId, MessageId, ProjectId, RouteId, TeamId, TokenId};
-use lettermint_core::{
-    Abilities, Channel, Error, LastUse, Message, MessageContent, Name, Project, ProjectToken,
-    Route, Team, TeamToken, TokenHint, TokenLogEntry,
-};
+use lettermint_core::{Error, Message, MessageContent, Name, Project, Route, Team, TokenLogEntry};
+pub(crate) use lettermint_store_sql::decode::to_json;
+use lettermint_store_sql::decode::{corrupt, json, parse, parse_ip};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-fn corrupt(what: &str, detail: impl std::fmt::Display) -> Error {
-    Error::Storage(format!("stored {what} is invalid: {detail}").into())
-}
-
-fn parse<T: std::str::FromStr>(what: &str, value: &str) -> Result<T, Error>
-where
-    T::Err: std::fmt::Display,
-{
-    value.parse().map_err(|e| corrupt(what, e))
-}
-
-fn parse_ip(value: Option<String>) -> Result<Option<IpAddr>, Error> {
-    value.as_deref().map(|v| parse("ip", v)).transpose()
-}
-
-fn last_use(
-    at: Option<OffsetDateTime>,
-    ip: Option<String>,
-    via: Option<String>,
-) -> Result<LastUse, Error> {
-    Ok(LastUse {
-        at,
-        ip: parse_ip(ip)?,
-        via: via
-            .as_deref()
-            .map(|v| parse::<Channel>("via", v))
-            .transpose()?,
-    })
-}
+/// What a NULL instant sorts as: before every stored instant.
+pub(crate) const LOWEST_INSTANT: &str = "-9223372036854775808";
 
 /// Stored form of an instant: microseconds since the Unix epoch.
 pub(crate) fn micros(at: OffsetDateTime) -> i64 {
@@ -56,16 +27,8 @@ pub(crate) fn ts(micros: i64) -> Result<OffsetDateTime, Error> {
         .map_err(|e| corrupt("timestamp", e))
 }
 
-fn opt_ts(micros: Option<i64>) -> Result<Option<OffsetDateTime>, Error> {
+pub(crate) fn opt_ts(micros: Option<i64>) -> Result<Option<OffsetDateTime>, Error> {
     micros.map(ts).transpose()
-}
-
-pub(crate) fn json<T: serde::de::DeserializeOwned>(what: &str, value: &str) -> Result<T, Error> {
-    serde_json::from_str(value).map_err(|e| corrupt(what, e))
-}
-
-pub(crate) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, Error> {
-    serde_json::to_string(value).map_err(|e| Error::Storage(Box::new(e)))
 }
 
 #[derive(sqlx::FromRow)]
@@ -137,84 +100,6 @@ impl TryFrom<RouteRow> for Route {
             kind: parse("route kind", &r.kind)?,
             is_default: r.is_default,
             created_at: ts(r.created_at)?,
-        })
-    }
-}
-
-/// Columns of `project_tokens` selected everywhere (the digest is never read back).
-pub(crate) const PROJECT_TOKEN_COLUMNS: &str = "id, project_id, name, hint, created_at, updated_at, \
-     last_used_at, last_used_ip, last_used_via, expires_at, revoked_at";
-
-#[derive(sqlx::FromRow)]
-pub(crate) struct ProjectTokenRow {
-    id: Uuid,
-    project_id: Uuid,
-    name: String,
-    hint: String,
-    created_at: i64,
-    updated_at: i64,
-    last_used_at: Option<i64>,
-    last_used_ip: Option<String>,
-    last_used_via: Option<String>,
-    expires_at: Option<i64>,
-    revoked_at: Option<i64>,
-}
-
-impl TryFrom<ProjectTokenRow> for ProjectToken {
-    type Error = Error;
-
-    fn try_from(r: ProjectTokenRow) -> Result<Self, Error> {
-        Ok(ProjectToken {
-            id: TokenId::from_uuid(r.id),
-            project_id: ProjectId::from_uuid(r.project_id),
-            name: Name::from_stored(r.name),
-            hint: TokenHint::from_stored(r.hint),
-            created_at: ts(r.created_at)?,
-            updated_at: ts(r.updated_at)?,
-            last_use: last_use(opt_ts(r.last_used_at)?, r.last_used_ip, r.last_used_via)?,
-            expires_at: opt_ts(r.expires_at)?,
-            revoked_at: opt_ts(r.revoked_at)?,
-        })
-    }
-}
-
-/// Columns of `team_tokens` selected everywhere.
-pub(crate) const TEAM_TOKEN_COLUMNS: &str = "id, team_id, name, hint, abilities, created_at, \
-     updated_at, last_used_at, last_used_ip, last_used_via, expires_at, revoked_at";
-
-#[derive(sqlx::FromRow)]
-pub(crate) struct TeamTokenRow {
-    id: Uuid,
-    team_id: Uuid,
-    name: String,
-    hint: String,
-    abilities: String,
-    created_at: i64,
-    updated_at: i64,
-    last_used_at: Option<i64>,
-    last_used_ip: Option<String>,
-    last_used_via: Option<String>,
-    expires_at: Option<i64>,
-    revoked_at: Option<i64>,
-}
-
-impl TryFrom<TeamTokenRow> for TeamToken {
-    type Error = Error;
-
-    fn try_from(r: TeamTokenRow) -> Result<Self, Error> {
-        let names: Vec<String> = json("abilities", &r.abilities)?;
-        Ok(TeamToken {
-            id: TokenId::from_uuid(r.id),
-            team_id: TeamId::from_uuid(r.team_id),
-            name: Name::from_stored(r.name),
-            hint: TokenHint::from_stored(r.hint),
-            abilities: Abilities::parse("abilities", &names)
-                .map_err(|e| corrupt("abilities", e))?,
-            created_at: ts(r.created_at)?,
-            updated_at: ts(r.updated_at)?,
-            last_use: last_use(opt_ts(r.last_used_at)?, r.last_used_ip, r.last_used_via)?,
-            expires_at: opt_ts(r.expires_at)?,
-            revoked_at: opt_ts(r.revoked_at)?,
         })
     }
 }

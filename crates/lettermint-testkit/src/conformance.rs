@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use lettermint_core::Abilities;
 use lettermint_core::id::{MessageId, ProjectId, TeamId, TokenId};
+use lettermint_core::kind::{ForProject, ForTeam};
 use lettermint_core::page::{
     Cursor, Direction, LogSortKey, PageRequest, ProjectSortKey, Sort, TokenSortKey,
 };
-use lettermint_core::repo::NewProjectToken;
+use lettermint_core::repo::{NewProjectToken, TokenRepository};
 use lettermint_core::usage::UsageBatch;
 use lettermint_core::{
     Action, Channel, Error, LogFilter, Message, MessageContent, MessageStatus, Name, NewProject,
@@ -111,9 +113,10 @@ fn new_token(project: ProjectId, n: &str, at: OffsetDateTime) -> (ProjectToken, 
     let secret = PlainToken::mint(TokenKind::Project).unwrap();
     let token = ProjectToken {
         id: TokenId::new(),
-        project_id: project,
+        owner: project,
         name: name(n),
         hint: secret.hint(),
+        abilities: (),
         created_at: at,
         updated_at: at,
         last_use: Default::default(),
@@ -125,11 +128,26 @@ fn new_token(project: ProjectId, n: &str, at: OffsetDateTime) -> (ProjectToken, 
 
 async fn token(store: &dyn Store, project: ProjectId, n: &str) -> (ProjectToken, PlainToken) {
     let (token, secret) = new_token(project, n, now());
-    store
-        .insert_project_token(&token, &secret.digest())
+    project_tokens(store)
+        .insert_token(&token, &secret.digest())
         .await
         .unwrap();
     (token, secret)
+}
+
+/// Team token abilities from their names.
+fn abilities(names: &[&str]) -> Abilities {
+    Abilities::parse("abilities", names).unwrap()
+}
+
+/// The store as a repository of project tokens.
+fn project_tokens(store: &dyn Store) -> &dyn TokenRepository<ForProject> {
+    store
+}
+
+/// The store as a repository of team tokens.
+fn team_tokens(store: &dyn Store) -> &dyn TokenRepository<ForTeam> {
+    store
 }
 
 fn sort<K>(key: K, direction: Direction) -> Sort<K> {
@@ -273,8 +291,8 @@ pub async fn project_is_created_with_its_default_route_and_first_token(f: &dyn F
         None
     );
     assert_eq!(store.list_routes(p.id).await.unwrap(), vec![route]);
-    let grant = store
-        .find_project_token_by_digest(&secret.digest())
+    let grant = project_tokens(&*store)
+        .find_token_by_digest(&secret.digest())
         .await
         .unwrap()
         .unwrap();
@@ -456,10 +474,13 @@ pub async fn project_update_and_delete_cascade(f: &dyn Fixture) {
         .unwrap();
     assert_eq!(store.get_project(p.id).await.unwrap(), None);
     assert_eq!(store.get_default_route(p.id).await.unwrap(), None);
-    assert_eq!(store.get_project_token(tok.id).await.unwrap(), None);
     assert_eq!(
-        store
-            .find_project_token_by_digest(&secret.digest())
+        project_tokens(&*store).get_token(tok.id).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        project_tokens(&*store)
+            .find_token_by_digest(&secret.digest())
             .await
             .unwrap(),
         None
@@ -485,16 +506,16 @@ pub async fn project_tokens_round_trip_and_lookup_by_digest(f: &dyn Fixture) {
     let p = project(&*store, t.id, "Shop").await;
     let (mut tok, secret) = new_token(p.id, "checkout", now());
     tok.expires_at = Some(now() + Duration::days(30));
-    store
-        .insert_project_token(&tok, &secret.digest())
+    project_tokens(&*store)
+        .insert_token(&tok, &secret.digest())
         .await
         .unwrap();
     assert_eq!(
-        store.get_project_token(tok.id).await.unwrap(),
+        project_tokens(&*store).get_token(tok.id).await.unwrap(),
         Some(tok.clone())
     );
-    let grant = store
-        .find_project_token_by_digest(&secret.digest())
+    let grant = project_tokens(&*store)
+        .find_token_by_digest(&secret.digest())
         .await
         .unwrap()
         .unwrap();
@@ -504,15 +525,21 @@ pub async fn project_tokens_round_trip_and_lookup_by_digest(f: &dyn Fixture) {
     );
     let stranger = PlainToken::mint(TokenKind::Project).unwrap();
     assert_eq!(
-        store
-            .find_project_token_by_digest(&stranger.digest())
+        project_tokens(&*store)
+            .find_token_by_digest(&stranger.digest())
             .await
             .unwrap(),
         None
     );
-    assert_eq!(store.get_project_token(TokenId::new()).await.unwrap(), None);
+    assert_eq!(
+        project_tokens(&*store)
+            .get_token(TokenId::new())
+            .await
+            .unwrap(),
+        None
+    );
     // A project token's id is not a team token.
-    assert_eq!(store.get_team_token(tok.id).await.unwrap(), None);
+    assert_eq!(team_tokens(&*store).get_token(tok.id).await.unwrap(), None);
 }
 
 /// Names clash only with tokens that are not revoked; renames obey the same rule.
@@ -523,8 +550,8 @@ pub async fn token_names_are_unique_among_non_revoked_tokens(f: &dyn Fixture) {
     let q = project(&*store, t.id, "Blog").await;
     let (first, _) = token(&*store, p.id, "main").await;
     let (dup, dup_secret) = new_token(p.id, "main", now());
-    let err = store
-        .insert_project_token(&dup, &dup_secret.digest())
+    let err = project_tokens(&*store)
+        .insert_token(&dup, &dup_secret.digest())
         .await
         .unwrap_err();
     let Error::Conflict { message } = err else {
@@ -535,22 +562,27 @@ pub async fn token_names_are_unique_among_non_revoked_tokens(f: &dyn Fixture) {
     token(&*store, q.id, "main").await;
     // A second token, then a rename onto the taken name.
     let (second, _) = token(&*store, p.id, "backup").await;
-    let err = store
-        .rename_project_token(second.id, &name("main"), now())
+    let err = project_tokens(&*store)
+        .rename_token(second.id, &name("main"), now())
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     // Once the first is revoked, the name is free again.
-    assert!(store.revoke_project_token(first.id, now()).await.unwrap());
     assert!(
-        store
-            .rename_project_token(second.id, &name("main"), now())
+        project_tokens(&*store)
+            .revoke_token(first.id, now())
+            .await
+            .unwrap()
+    );
+    assert!(
+        project_tokens(&*store)
+            .rename_token(second.id, &name("main"), now())
             .await
             .unwrap()
     );
     assert_eq!(
-        store
-            .get_project_token(second.id)
+        project_tokens(&*store)
+            .get_token(second.id)
             .await
             .unwrap()
             .unwrap()
@@ -568,19 +600,22 @@ pub async fn token_status_filters(f: &dyn Fixture) {
     token(&*store, p.id, "active").await;
     let (mut expiring, s) = new_token(p.id, "expiring", at);
     expiring.expires_at = Some(at + Duration::hours(1));
-    store
-        .insert_project_token(&expiring, &s.digest())
+    project_tokens(&*store)
+        .insert_token(&expiring, &s.digest())
         .await
         .unwrap();
     let (revoked, _) = token(&*store, p.id, "revoked").await;
-    store.revoke_project_token(revoked.id, at).await.unwrap();
+    project_tokens(&*store)
+        .revoke_token(revoked.id, at)
+        .await
+        .unwrap();
     let list = |status, at| {
         let store = store.clone();
         async move {
             let keyset =
                 PageRequest::first(100, sort(TokenSortKey::Name, Direction::Ascending)).keyset();
-            let rows = store
-                .list_project_tokens(p.id, status, at, keyset)
+            let rows = project_tokens(&*store)
+                .list_tokens(p.id, status, at, keyset)
                 .await
                 .unwrap();
             rows.into_iter()
@@ -638,8 +673,8 @@ pub async fn token_lists_page_in_every_sort_order(f: &dyn Fixture) {
         TokenSortKey::LastUsedAt,
     ] {
         for direction in [Direction::Ascending, Direction::Descending] {
-            let full = store
-                .list_project_tokens(
+            let full = project_tokens(&*store)
+                .list_tokens(
                     p.id,
                     TokenStatusFilter::All,
                     now(),
@@ -651,8 +686,8 @@ pub async fn token_lists_page_in_every_sort_order(f: &dyn Fixture) {
             let mut request = PageRequest::first(2, sort(key, direction));
             let mut walked = Vec::new();
             loop {
-                let rows = store
-                    .list_project_tokens(p.id, TokenStatusFilter::All, now(), request.keyset())
+                let rows = project_tokens(&*store)
+                    .list_tokens(p.id, TokenStatusFilter::All, now(), request.keyset())
                     .await
                     .unwrap();
                 let page = request.page(rows, |t| t.id.as_uuid());
@@ -666,8 +701,8 @@ pub async fn token_lists_page_in_every_sort_order(f: &dyn Fixture) {
             assert_eq!(walked, expected, "{key:?} {direction:?}");
         }
     }
-    let by_name = store
-        .list_project_tokens(
+    let by_name = project_tokens(&*store)
+        .list_tokens(
             p.id,
             TokenStatusFilter::All,
             now(),
@@ -683,8 +718,8 @@ pub async fn token_lists_page_in_every_sort_order(f: &dyn Fixture) {
         ..PageRequest::first(2, sort(TokenSortKey::Name, Direction::Ascending))
     };
     assert!(
-        store
-            .list_project_tokens(p.id, TokenStatusFilter::All, now(), stray.keyset())
+        project_tokens(&*store)
+            .list_tokens(p.id, TokenStatusFilter::All, now(), stray.keyset())
             .await
             .unwrap()
             .is_empty()
@@ -701,20 +736,20 @@ pub async fn regenerate_and_revoke_are_atomic_and_final(f: &dyn Fixture) {
     let new = PlainToken::mint(TokenKind::Project).unwrap();
     let later = now() + Duration::seconds(5);
     assert!(
-        store
-            .replace_project_token_secret(tok.id, &new.digest(), &new.hint(), later)
+        project_tokens(&*store)
+            .replace_token_secret(tok.id, &new.digest(), &new.hint(), later)
             .await
             .unwrap()
     );
     assert_eq!(
-        store
-            .find_project_token_by_digest(&old.digest())
+        project_tokens(&*store)
+            .find_token_by_digest(&old.digest())
             .await
             .unwrap(),
         None
     );
-    let grant = store
-        .find_project_token_by_digest(&new.digest())
+    let grant = project_tokens(&*store)
+        .find_token_by_digest(&new.digest())
         .await
         .unwrap()
         .unwrap();
@@ -730,37 +765,46 @@ pub async fn regenerate_and_revoke_are_atomic_and_final(f: &dyn Fixture) {
 
     let revoked_at = now() + Duration::seconds(6);
     assert!(
-        store
-            .revoke_project_token(tok.id, revoked_at)
+        project_tokens(&*store)
+            .revoke_token(tok.id, revoked_at)
             .await
             .unwrap()
     );
-    assert!(!store.revoke_project_token(tok.id, now()).await.unwrap());
-    let stored = store.get_project_token(tok.id).await.unwrap().unwrap();
+    assert!(
+        !project_tokens(&*store)
+            .revoke_token(tok.id, now())
+            .await
+            .unwrap()
+    );
+    let stored = project_tokens(&*store)
+        .get_token(tok.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.revoked_at, Some(revoked_at));
     let newer = PlainToken::mint(TokenKind::Project).unwrap();
     assert!(
-        !store
-            .replace_project_token_secret(tok.id, &newer.digest(), &newer.hint(), now())
+        !project_tokens(&*store)
+            .replace_token_secret(tok.id, &newer.digest(), &newer.hint(), now())
             .await
             .unwrap()
     );
     assert!(
-        !store
-            .rename_project_token(tok.id, &name("other"), now())
+        !project_tokens(&*store)
+            .rename_token(tok.id, &name("other"), now())
             .await
             .unwrap()
     );
     assert_eq!(
-        store
-            .find_project_token_by_digest(&newer.digest())
+        project_tokens(&*store)
+            .find_token_by_digest(&newer.digest())
             .await
             .unwrap(),
         None
     );
     assert!(
-        !store
-            .revoke_project_token(TokenId::new(), now())
+        !project_tokens(&*store)
+            .revoke_token(TokenId::new(), now())
             .await
             .unwrap()
     );
@@ -777,13 +821,13 @@ pub async fn team_tokens_round_trip_with_abilities(f: &dyn Fixture) {
             Scope::Operator,
             t.id,
             "deploy",
-            &["read:projects", "write:tokens"],
+            abilities(&["read:projects", "write:tokens"]),
             None,
         )
         .await
         .unwrap();
-    let stored = store
-        .get_team_token(issued.token.id)
+    let stored = team_tokens(&*store)
+        .get_token(issued.token.id)
         .await
         .unwrap()
         .unwrap();
@@ -792,31 +836,37 @@ pub async fn team_tokens_round_trip_with_abilities(f: &dyn Fixture) {
         stored.abilities.to_strings(),
         vec!["read:projects", "write:tokens"]
     );
-    let found = store
-        .find_team_token_by_digest(&issued.secret.digest())
+    let found = team_tokens(&*store)
+        .find_token_by_digest(&issued.secret.digest())
         .await
         .unwrap();
     assert_eq!(found, Some(issued.token.clone()));
     let err = services
         .team_tokens
-        .create(Scope::Operator, t.id, "deploy", &["read:team"], None)
+        .create(
+            Scope::Operator,
+            t.id,
+            "deploy",
+            abilities(&["read:team"]),
+            None,
+        )
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
     let renamed = services
         .team_tokens
-        .rename(Scope::Operator, issued.token.id, "ci")
+        .rename(Scope::Operator, None, issued.token.id, "ci")
         .await
         .unwrap();
     assert_eq!(renamed.name.as_str(), "ci");
     let again = services
         .team_tokens
-        .regenerate(Scope::Operator, issued.token.id)
+        .regenerate(Scope::Operator, None, issued.token.id)
         .await
         .unwrap();
     assert_eq!(
-        store
-            .find_team_token_by_digest(&issued.secret.digest())
+        team_tokens(&*store)
+            .find_token_by_digest(&issued.secret.digest())
             .await
             .unwrap(),
         None
@@ -835,11 +885,11 @@ pub async fn team_tokens_round_trip_with_abilities(f: &dyn Fixture) {
     assert_eq!(page.items.len(), 1);
     services
         .team_tokens
-        .revoke(Scope::Operator, issued.token.id)
+        .revoke(Scope::Operator, None, issued.token.id)
         .await
         .unwrap();
-    let revoked = store
-        .list_team_tokens(
+    let revoked = team_tokens(&*store)
+        .list_tokens(
             t.id,
             TokenStatusFilter::Revoked,
             now(),
@@ -879,7 +929,11 @@ pub async fn usage_moves_last_use_forward_and_logs_filter_and_page(f: &dyn Fixtu
         ),
     ]);
     store.record_usage(&batch).await.unwrap();
-    let stored = store.get_project_token(tok.id).await.unwrap().unwrap();
+    let stored = project_tokens(&*store)
+        .get_token(tok.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.last_use.at, Some(base + Duration::seconds(3)));
     assert_eq!(stored.last_use.ip, Some("2001:db8::3".parse().unwrap()));
     assert_eq!(stored.last_use.via, Some(Channel::Api));
@@ -894,7 +948,11 @@ pub async fn usage_moves_last_use_forward_and_logs_filter_and_page(f: &dyn Fixtu
         )]))
         .await
         .unwrap();
-    let stored = store.get_project_token(tok.id).await.unwrap().unwrap();
+    let stored = project_tokens(&*store)
+        .get_token(tok.id)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(stored.last_use.at, Some(base + Duration::seconds(3)));
 
     let newest = PageRequest::first(2, sort(LogSortKey::At, Direction::Descending));
@@ -1064,17 +1122,20 @@ pub async fn enqueue_refuses_inactive_credentials_and_stores_nothing_of_them(f: 
     let route = store.get_default_route(p.id).await.unwrap().unwrap();
     let (good, good_secret) = token(&*store, p.id, "good").await;
     let (revoked, revoked_secret) = token(&*store, p.id, "revoked").await;
-    store.revoke_project_token(revoked.id, now()).await.unwrap();
+    project_tokens(&*store)
+        .revoke_token(revoked.id, now())
+        .await
+        .unwrap();
     let (regenerated, old_secret) = token(&*store, p.id, "regenerated").await;
     let fresh = PlainToken::mint(TokenKind::Project).unwrap();
-    store
-        .replace_project_token_secret(regenerated.id, &fresh.digest(), &fresh.hint(), now())
+    project_tokens(&*store)
+        .replace_token_secret(regenerated.id, &fresh.digest(), &fresh.hint(), now())
         .await
         .unwrap();
     let (mut expired, expired_secret) = new_token(p.id, "expired", now());
     expired.expires_at = Some(now() + Duration::milliseconds(1));
-    store
-        .insert_project_token(&expired, &expired_secret.digest())
+    project_tokens(&*store)
+        .insert_token(&expired, &expired_secret.digest())
         .await
         .unwrap();
     let (foreign, foreign_secret) = token(&*store, q.id, "foreign").await;
@@ -1234,7 +1295,12 @@ pub async fn revocation_orders_against_concurrent_enqueues(f: &dyn Fixture) {
     tokio::time::sleep(std::time::Duration::from_millis(30)).await;
     {
         let mut flag = revoked.write().await;
-        assert!(store.revoke_project_token(tok.id, now()).await.unwrap());
+        assert!(
+            project_tokens(&*store)
+                .revoke_token(tok.id, now())
+                .await
+                .unwrap()
+        );
         *flag = true;
     }
     let mut total = 0;
@@ -1323,7 +1389,13 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
 
     let team_token = services
         .team_tokens
-        .create(Scope::Operator, t.id, "admin", &["write:projects"], None)
+        .create(
+            Scope::Operator,
+            t.id,
+            "admin",
+            abilities(&["write:projects"]),
+            None,
+        )
         .await
         .unwrap();
     let team_secret = team_token.secret.expose_secret().to_owned();
@@ -1406,7 +1478,7 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
     );
     services
         .team_tokens
-        .revoke(Scope::Operator, team_token.token.id)
+        .revoke(Scope::Operator, None, team_token.token.id)
         .await
         .unwrap();
     assert_eq!(
@@ -1422,6 +1494,7 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
             Scope::Operator,
             p.id,
             "short",
+            (),
             Some(now() + Duration::milliseconds(50)),
         )
         .await
@@ -1477,7 +1550,13 @@ pub async fn tenant_scopes_hide_other_teams(f: &dyn Fixture) {
     let their_token = their_token.unwrap().token;
     let their_team_token = services
         .team_tokens
-        .create(Scope::Operator, theirs.id, "x", &["read:team"], None)
+        .create(
+            Scope::Operator,
+            theirs.id,
+            "x",
+            abilities(&["read:team"]),
+            None,
+        )
         .await
         .unwrap();
     let me = Scope::Team(mine.id);
@@ -1532,7 +1611,7 @@ pub async fn tenant_scopes_hide_other_teams(f: &dyn Fixture) {
     not_found(
         services
             .project_tokens
-            .create(me, their_project.id, "x", None)
+            .create(me, their_project.id, "x", (), None)
             .await
             .map(drop),
     );
@@ -1580,21 +1659,21 @@ pub async fn tenant_scopes_hide_other_teams(f: &dyn Fixture) {
     not_found(
         services
             .team_tokens
-            .get(me, their_team_token.token.id)
+            .get(me, None, their_team_token.token.id)
             .await
             .map(drop),
     );
     not_found(
         services
             .team_tokens
-            .revoke(me, their_team_token.token.id)
+            .revoke(me, None, their_team_token.token.id)
             .await
             .map(drop),
     );
     not_found(
         services
             .team_tokens
-            .regenerate(me, their_team_token.token.id)
+            .regenerate(me, None, their_team_token.token.id)
             .await
             .map(drop),
     );
@@ -1608,7 +1687,7 @@ pub async fn tenant_scopes_hide_other_teams(f: &dyn Fixture) {
     not_found(
         services
             .team_tokens
-            .create(me, theirs.id, "x", &["read:team"], None)
+            .create(me, theirs.id, "x", abilities(&["read:team"]), None)
             .await
             .map(drop),
     );
@@ -1686,7 +1765,7 @@ pub async fn hostile_input_is_stored_verbatim_or_refused_cleanly(f: &dyn Fixture
     for h in hostile {
         let issued = services
             .project_tokens
-            .create(Scope::Operator, p.id, h, None)
+            .create(Scope::Operator, p.id, h, (), None)
             .await
             .unwrap();
         let back = services
@@ -1727,7 +1806,7 @@ pub async fn hostile_input_is_stored_verbatim_or_refused_cleanly(f: &dyn Fixture
     for bad in ["nul\0byte", "line\nbreak", long.as_str(), "   "] {
         let err = services
             .project_tokens
-            .create(Scope::Operator, p.id, bad, None)
+            .create(Scope::Operator, p.id, bad, (), None)
             .await
             .unwrap_err();
         assert_eq!(field_of(err), vec!["name"]);
@@ -1746,23 +1825,19 @@ pub async fn hostile_input_is_stored_verbatim_or_refused_cleanly(f: &dyn Fixture
             .unwrap_err();
         assert_eq!(field_of(err), vec!["name"]);
     }
-    let err = services
-        .team_tokens
-        .create(Scope::Operator, t.id, "ok", &["read:projects'--"], None)
-        .await
-        .unwrap_err();
+    let err = Abilities::parse("abilities", &["read:projects'--"]).unwrap_err();
     assert_eq!(field_of(err), vec!["abilities"]);
     // Store-level: a 10 KB emoji name goes in and out intact (the store itself has no limit).
     let big = "🚀".repeat(2560);
     let (mut tok, secret) = new_token(p.id, "x", now());
     tok.name = Name::from_stored(big.clone());
-    store
-        .insert_project_token(&tok, &secret.digest())
+    project_tokens(&*store)
+        .insert_token(&tok, &secret.digest())
         .await
         .unwrap();
     assert_eq!(
-        store
-            .get_project_token(tok.id)
+        project_tokens(&*store)
+            .get_token(tok.id)
             .await
             .unwrap()
             .unwrap()
@@ -1818,7 +1893,7 @@ pub async fn the_database_never_contains_a_token_secret(f: &dyn Fixture) {
     secrets.push(first.secret.expose_secret().to_owned());
     let created = services
         .project_tokens
-        .create(Scope::Operator, p.id, "api", None)
+        .create(Scope::Operator, p.id, "api", (), None)
         .await
         .unwrap();
     secrets.push(created.secret.expose_secret().to_owned());
@@ -1830,13 +1905,19 @@ pub async fn the_database_never_contains_a_token_secret(f: &dyn Fixture) {
     secrets.push(regenerated.secret.expose_secret().to_owned());
     let team_token = services
         .team_tokens
-        .create(Scope::Operator, t.id, "admin", &["write:tokens"], None)
+        .create(
+            Scope::Operator,
+            t.id,
+            "admin",
+            abilities(&["write:tokens"]),
+            None,
+        )
         .await
         .unwrap();
     secrets.push(team_token.secret.expose_secret().to_owned());
     let team_again = services
         .team_tokens
-        .regenerate(Scope::Operator, team_token.token.id)
+        .regenerate(Scope::Operator, None, team_token.token.id)
         .await
         .unwrap();
     secrets.push(team_again.secret.expose_secret().to_owned());

@@ -1,6 +1,6 @@
 //! `token-admin team-token create|list|show|regenerate|revoke`.
 
-use lettermint_core::{IssuedTeamToken, Scope, TeamToken};
+use lettermint_core::{Abilities, IssuedTeamToken, Scope, TeamToken};
 
 use crate::cli::TeamTokenCommand;
 use crate::commands::{confirm, expiry, print_secret};
@@ -24,7 +24,7 @@ pub(crate) async fn run(cmd: TeamTokenCommand, ctx: &Ctx, con: &mut Console<'_>)
                     Scope::Operator,
                     team.id,
                     &name,
-                    &abilities,
+                    Abilities::parse("abilities", &abilities)?,
                     expiry(&expiry_opt, ctx.now),
                 )
                 .await?;
@@ -97,7 +97,7 @@ pub(crate) async fn run(cmd: TeamTokenCommand, ctx: &Ctx, con: &mut Console<'_>)
                 ),
                 "regenerating a team token",
             )?;
-            let issued = tokens.regenerate(Scope::Operator, token.id).await?;
+            let issued = tokens.regenerate(Scope::Operator, None, token.id).await?;
             issue(ctx, con, &issued)?;
         }
         TeamTokenCommand::Revoke { token, team, yes } => {
@@ -112,7 +112,7 @@ pub(crate) async fn run(cmd: TeamTokenCommand, ctx: &Ctx, con: &mut Console<'_>)
                 "revoking a team token",
             )?;
             let already = token.revoked_at.is_some();
-            let revoked = tokens.revoke(Scope::Operator, token.id).await?;
+            let revoked = tokens.revoke(Scope::Operator, None, token.id).await?;
             if ctx.json {
                 con.out
                     .write_all(render::json(&TeamTokenJson::new(&revoked, ctx.now)).as_bytes())?;
@@ -150,11 +150,7 @@ async fn show(ctx: &Ctx, con: &mut Console<'_>, token: &TeamToken, absolute: boo
             .write_all(render::json(&TeamTokenJson::new(token, ctx.now)).as_bytes())?;
         return Ok(());
     }
-    let team = ctx
-        .services
-        .teams
-        .get(Scope::Operator, token.team_id)
-        .await?;
+    let team = ctx.services.teams.get(Scope::Operator, token.owner).await?;
     let times = Times {
         now: ctx.now,
         absolute,

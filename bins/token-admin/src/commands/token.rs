@@ -24,6 +24,7 @@ pub(crate) async fn run(cmd: TokenCommand, ctx: &Ctx, con: &mut Console<'_>) -> 
                     Scope::Operator,
                     project.id,
                     &name,
+                    (),
                     expiry(&expiry_opt, ctx.now),
                 )
                 .await?;
@@ -200,7 +201,7 @@ async fn show(ctx: &Ctx, con: &mut Console<'_>, token: &ProjectToken, absolute: 
     let project = ctx
         .services
         .projects
-        .get(Scope::Operator, token.project_id)
+        .get(Scope::Operator, token.owner)
         .await?;
     let times = Times {
         now: ctx.now,

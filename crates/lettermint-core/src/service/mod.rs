@@ -1,10 +1,9 @@
 //! Services: the rules, over the repository traits.
 
 mod messages;
-mod project_tokens;
 mod projects;
-mod team_tokens;
 mod teams;
+mod tokens;
 mod usage;
 
 #[cfg(test)]
@@ -13,10 +12,12 @@ mod tests;
 use std::sync::Arc;
 
 pub use messages::MessageService;
-pub use project_tokens::{IssuedProjectToken, ProjectTokenService};
 pub use projects::{NewProject, ProjectService, ProjectUpdate};
-pub use team_tokens::{IssuedTeamToken, TeamTokenService};
 pub use teams::{TeamService, TeamSummary};
+pub use tokens::{
+    IssuedProjectToken, IssuedTeamToken, IssuedToken, ProjectTokenService, TeamTokenService,
+    TokenService,
+};
 pub use usage::UsageService;
 
 use crate::auth::AuthService;
@@ -50,18 +51,8 @@ impl Services {
         Self {
             teams: TeamService::new(store.clone(), clock.clone()),
             projects: ProjectService::new(store.clone(), store.clone(), clock.clone()),
-            project_tokens: ProjectTokenService::new(
-                store.clone(),
-                store.clone(),
-                store.clone(),
-                clock.clone(),
-            ),
-            team_tokens: TeamTokenService::new(
-                store.clone(),
-                store.clone(),
-                store.clone(),
-                clock.clone(),
-            ),
+            project_tokens: TokenService::new(store.clone(), store.clone(), clock.clone()),
+            team_tokens: TokenService::new(store.clone(), store.clone(), clock.clone()),
             auth: AuthService::new(store.clone(), store.clone(), clock.clone()),
             messages: MessageService::new(store.clone(), store.clone(), clock.clone()),
             usage: UsageService::new(store, clock),

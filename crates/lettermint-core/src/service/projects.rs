@@ -2,13 +2,12 @@ use std::sync::Arc;
 
 use crate::clock::Clock;
 use crate::error::{Error, Result};
-use crate::id::{ProjectId, TeamId, TokenId};
-use crate::model::{Project, ProjectToken, Route};
+use crate::id::{ProjectId, TeamId};
+use crate::model::{Project, Route};
 use crate::name::Name;
 use crate::page::{Page, PageRequest, ProjectSortKey};
 use crate::repo::{NewProjectToken, ProjectRepository, TeamRepository};
 use crate::scope::Scope;
-use crate::token::{PlainToken, TokenKind};
 
 use super::IssuedProjectToken;
 
@@ -82,24 +81,9 @@ impl ProjectService {
             updated_at: now,
         };
         let route = Route::default_for(project.id, now);
-        let issued = match token_name {
-            Some(name) => {
-                let secret = PlainToken::mint(TokenKind::Project)?;
-                let token = ProjectToken {
-                    id: TokenId::new(),
-                    project_id: project.id,
-                    name,
-                    hint: secret.hint(),
-                    created_at: now,
-                    updated_at: now,
-                    last_use: Default::default(),
-                    expires_at: None,
-                    revoked_at: None,
-                };
-                Some(IssuedProjectToken { token, secret })
-            }
-            None => None,
-        };
+        let issued = token_name
+            .map(|name| super::tokens::issue(project.id, name, (), now, None))
+            .transpose()?;
         let first = issued.as_ref().map(|i| NewProjectToken {
             token: i.token.clone(),
             digest: i.secret.digest(),

@@ -10,12 +10,13 @@ use crate::auth::{AuthFailure, AuthService};
 use crate::clock::FixedClock;
 use crate::error::Error;
 use crate::id::{MessageId, ProjectId, TeamId, TokenId};
+use crate::kind::{ForProject, ForTeam};
 use crate::message::{Message, MessageContent, MessageStatus, Submission, TokenCredential};
 use crate::model::{Channel, Project, ProjectToken, Route, Team, TeamToken};
 use crate::name::Name;
 use crate::repo::{
-    MockMessageRepository, MockProjectRepository, MockProjectTokenRepository, MockRouteRepository,
-    MockTeamRepository, MockTeamTokenRepository, MockUsageRepository, ProjectTokenGrant,
+    MockMessageRepository, MockProjectRepository, MockRouteRepository, MockTeamRepository,
+    MockTokenRepository, MockUsageRepository, ProjectTokenGrant,
 };
 use crate::scope::Scope;
 use crate::token::{PlainToken, TokenKind};
@@ -49,9 +50,10 @@ fn token_of(project: ProjectId) -> ProjectToken {
     let secret = PlainToken::mint(TokenKind::Project).unwrap();
     ProjectToken {
         id: TokenId::from_uuid(uuid::Uuid::from_u128(100)),
-        project_id: project,
+        owner: project,
         name: Name::from_stored("main".into()),
         hint: secret.hint(),
+        abilities: (),
         created_at: NOW,
         updated_at: NOW,
         last_use: Default::default(),
@@ -60,20 +62,20 @@ fn token_of(project: ProjectId) -> ProjectToken {
     }
 }
 
-fn projects_returning(project: Project) -> MockProjectRepository {
-    let mut projects = MockProjectRepository::new();
-    projects
-        .expect_get_project()
-        .returning(move |id| Ok((id == project.id).then(|| project.clone())));
-    projects
+/// `tokens`, which now also knows `project` as the only token owner there is.
+fn owned_by(
+    project: &Project,
+    mut tokens: MockTokenRepository<ForProject>,
+) -> MockTokenRepository<ForProject> {
+    let (id, team) = (project.id, project.team_id);
+    tokens
+        .expect_owner_team()
+        .returning(move |owner| Ok((owner == id).then_some(team)));
+    tokens
 }
 
-fn token_service(
-    projects: MockProjectRepository,
-    tokens: MockProjectTokenRepository,
-) -> ProjectTokenService {
-    ProjectTokenService::new(
-        Arc::new(projects),
+fn token_service(tokens: MockTokenRepository<ForProject>) -> ProjectTokenService {
+    TokenService::new(
         Arc::new(tokens),
         Arc::new(MockUsageRepository::new()),
         clock(),
@@ -93,21 +95,22 @@ fn validation_fields(err: Error) -> Vec<String> {
 async fn create_stores_the_digest_of_the_secret_it_returns() {
     let project = project_of(team_id());
     let stored = Arc::new(Mutex::new(None));
-    let mut tokens = MockProjectTokenRepository::new();
+    let mut tokens = MockTokenRepository::<ForProject>::new();
     let sink = stored.clone();
     tokens
-        .expect_insert_project_token()
+        .expect_insert_token()
         .times(1)
         .returning(move |token, digest| {
             *sink.lock().unwrap() = Some((token.clone(), *digest));
             Ok(())
         });
-    let service = token_service(projects_returning(project.clone()), tokens);
+    let service = token_service(owned_by(&project, tokens));
     let issued = service
         .create(
             Scope::Team(team_id()),
             project.id,
             "  checkout ",
+            (),
             Some(NOW + Duration::days(1)),
         )
         .await
@@ -124,20 +127,17 @@ async fn create_stores_the_digest_of_the_secret_it_returns() {
 #[tokio::test]
 async fn create_validates_before_touching_the_store() {
     // No expectations: any repository call would panic.
-    let service = token_service(
-        MockProjectRepository::new(),
-        MockProjectTokenRepository::new(),
-    );
+    let service = token_service(MockTokenRepository::new());
     let scope = Scope::Team(team_id());
     let id = ProjectId::new();
     assert_eq!(
-        validation_fields(service.create(scope, id, "", None).await.unwrap_err()),
+        validation_fields(service.create(scope, id, "", (), None).await.unwrap_err()),
         ["name"]
     );
     assert_eq!(
         validation_fields(
             service
-                .create(scope, id, "ok", Some(NOW))
+                .create(scope, id, "ok", (), Some(NOW))
                 .await
                 .unwrap_err()
         ),
@@ -146,7 +146,7 @@ async fn create_validates_before_touching_the_store() {
     assert_eq!(
         validation_fields(
             service
-                .create(scope, id, "ok", Some(NOW - Duration::seconds(1)))
+                .create(scope, id, "ok", (), Some(NOW - Duration::seconds(1)))
                 .await
                 .unwrap_err()
         ),
@@ -157,12 +157,9 @@ async fn create_validates_before_touching_the_store() {
 #[tokio::test]
 async fn another_teams_project_is_not_found() {
     let project = project_of(TeamId::new());
-    let service = token_service(
-        projects_returning(project.clone()),
-        MockProjectTokenRepository::new(),
-    );
+    let service = token_service(owned_by(&project, MockTokenRepository::<ForProject>::new()));
     let err = service
-        .create(Scope::Team(team_id()), project.id, "x", None)
+        .create(Scope::Team(team_id()), project.id, "x", (), None)
         .await
         .unwrap_err();
     assert!(
@@ -171,10 +168,10 @@ async fn another_teams_project_is_not_found() {
     );
 }
 
-fn tokens_returning(token: ProjectToken) -> MockProjectTokenRepository {
-    let mut tokens = MockProjectTokenRepository::new();
+fn tokens_returning(token: ProjectToken) -> MockTokenRepository<ForProject> {
+    let mut tokens = MockTokenRepository::<ForProject>::new();
     tokens
-        .expect_get_project_token()
+        .expect_get_token()
         .returning(move |id| Ok((id == token.id).then(|| token.clone())));
     tokens
 }
@@ -183,7 +180,7 @@ fn tokens_returning(token: ProjectToken) -> MockProjectTokenRepository {
 async fn a_token_addressed_through_another_project_is_not_found() {
     let project = project_of(team_id());
     let token = token_of(project.id);
-    let service = token_service(projects_returning(project), tokens_returning(token.clone()));
+    let service = token_service(owned_by(&project, tokens_returning(token.clone())));
     let err = service
         .get(Scope::Operator, Some(ProjectId::new()), token.id)
         .await
@@ -200,10 +197,7 @@ async fn revoked_tokens_cannot_be_renamed_or_regenerated() {
     let mut token = token_of(project.id);
     token.revoked_at = Some(NOW);
     // No rename or replace expectation: calling them would panic.
-    let service = token_service(
-        projects_returning(project.clone()),
-        tokens_returning(token.clone()),
-    );
+    let service = token_service(owned_by(&project, tokens_returning(token.clone())));
     let err = service
         .rename(Scope::Operator, Some(project.id), token.id, "x")
         .await
@@ -221,7 +215,7 @@ async fn revoking_a_revoked_token_changes_nothing() {
     let project = project_of(team_id());
     let mut token = token_of(project.id);
     token.revoked_at = Some(NOW - Duration::days(1));
-    let service = token_service(projects_returning(project), tokens_returning(token.clone()));
+    let service = token_service(owned_by(&project, tokens_returning(token.clone())));
     let again = service
         .revoke(Scope::Operator, None, token.id)
         .await
@@ -237,18 +231,18 @@ async fn revoke_and_regenerate_hit_the_store_once_each() {
     let replaced = Arc::new(Mutex::new(None));
     let sink = replaced.clone();
     tokens
-        .expect_replace_project_token_secret()
+        .expect_replace_token_secret()
         .times(1)
         .returning(move |id, digest, _hint, at| {
             *sink.lock().unwrap() = Some((id, *digest, at));
             Ok(true)
         });
     tokens
-        .expect_revoke_project_token()
+        .expect_revoke_token()
         .withf(|_, at| *at == NOW)
         .times(1)
         .returning(|_, _| Ok(true));
-    let service = token_service(projects_returning(project.clone()), tokens);
+    let service = token_service(owned_by(&project, tokens));
     let issued = service
         .regenerate(Scope::Operator, Some(project.id), token.id)
         .await
@@ -267,9 +261,9 @@ async fn regenerate_loses_a_race_with_revoke_as_a_conflict() {
     let token = token_of(project.id);
     let mut tokens = tokens_returning(token.clone());
     tokens
-        .expect_replace_project_token_secret()
+        .expect_replace_token_secret()
         .returning(|_, _, _, _| Ok(false));
-    let service = token_service(projects_returning(project), tokens);
+    let service = token_service(owned_by(&project, tokens));
     let err = service
         .regenerate(Scope::Operator, None, token.id)
         .await
@@ -279,7 +273,10 @@ async fn regenerate_loses_a_race_with_revoke_as_a_conflict() {
 
 // --- authentication -------------------------------------------------------------------------
 
-fn auth(tokens: MockProjectTokenRepository, team_tokens: MockTeamTokenRepository) -> AuthService {
+fn auth(
+    tokens: MockTokenRepository<ForProject>,
+    team_tokens: MockTokenRepository<ForTeam>,
+) -> AuthService {
     AuthService::new(Arc::new(tokens), Arc::new(team_tokens), clock())
 }
 
@@ -293,8 +290,8 @@ fn failure<T: std::fmt::Debug>(r: crate::Result<T>) -> AuthFailure {
 #[tokio::test]
 async fn malformed_tokens_are_refused_without_a_lookup() {
     let service = auth(
-        MockProjectTokenRepository::new(),
-        MockTeamTokenRepository::new(),
+        MockTokenRepository::<ForProject>::new(),
+        MockTokenRepository::<ForTeam>::new(),
     );
     let good = PlainToken::mint(TokenKind::Project).unwrap();
     let typo = format!(
@@ -318,17 +315,15 @@ async fn malformed_tokens_are_refused_without_a_lookup() {
     );
 }
 
-fn grant(token: ProjectToken, smtp_enabled: bool) -> MockProjectTokenRepository {
-    let mut tokens = MockProjectTokenRepository::new();
-    tokens
-        .expect_find_project_token_by_digest()
-        .returning(move |_| {
-            Ok(Some(ProjectTokenGrant {
-                token: token.clone(),
-                team_id: team_id(),
-                smtp_enabled,
-            }))
-        });
+fn grant(token: ProjectToken, smtp_enabled: bool) -> MockTokenRepository<ForProject> {
+    let mut tokens = MockTokenRepository::<ForProject>::new();
+    tokens.expect_find_token_by_digest().returning(move |_| {
+        Ok(Some(ProjectTokenGrant {
+            token: token.clone(),
+            team_id: team_id(),
+            smtp_enabled,
+        }))
+    });
     tokens
 }
 
@@ -341,7 +336,7 @@ async fn each_refusal_names_its_reason_and_token() {
 
     let mut revoked = token.clone();
     revoked.revoked_at = Some(NOW - Duration::seconds(1));
-    let service = auth(grant(revoked, true), MockTeamTokenRepository::new());
+    let service = auth(grant(revoked, true), MockTokenRepository::<ForTeam>::new());
     assert_eq!(
         failure(service.authenticate_project(presented, Channel::Api).await),
         AuthFailure::Revoked { token_id: token.id }
@@ -349,13 +344,16 @@ async fn each_refusal_names_its_reason_and_token() {
 
     let mut expired = token.clone();
     expired.expires_at = Some(NOW);
-    let service = auth(grant(expired, true), MockTeamTokenRepository::new());
+    let service = auth(grant(expired, true), MockTokenRepository::<ForTeam>::new());
     assert_eq!(
         failure(service.authenticate_project(presented, Channel::Api).await),
         AuthFailure::Expired { token_id: token.id }
     );
 
-    let service = auth(grant(token.clone(), false), MockTeamTokenRepository::new());
+    let service = auth(
+        grant(token.clone(), false),
+        MockTokenRepository::<ForTeam>::new(),
+    );
     assert_eq!(
         failure(service.authenticate_project(presented, Channel::Smtp).await),
         AuthFailure::SmtpDisabled { token_id: token.id }
@@ -374,11 +372,11 @@ async fn each_refusal_names_its_reason_and_token() {
     );
     assert_eq!((caller.team_id, caller.project_id), (team_id(), project.id));
 
-    let mut unknown = MockProjectTokenRepository::new();
+    let mut unknown = MockTokenRepository::<ForProject>::new();
     unknown
-        .expect_find_project_token_by_digest()
+        .expect_find_token_by_digest()
         .returning(|_| Ok(None));
-    let service = auth(unknown, MockTeamTokenRepository::new());
+    let service = auth(unknown, MockTokenRepository::<ForTeam>::new());
     assert_eq!(
         failure(service.authenticate_project(presented, Channel::Api).await),
         AuthFailure::Unknown
@@ -389,7 +387,7 @@ fn team_token(abilities: Abilities) -> TeamToken {
     let secret = PlainToken::mint(TokenKind::Team).unwrap();
     TeamToken {
         id: TokenId::new(),
-        team_id: team_id(),
+        owner: team_id(),
         name: Name::from_stored("admin".into()),
         hint: secret.hint(),
         abilities,
@@ -405,12 +403,12 @@ fn team_token(abilities: Abilities) -> TeamToken {
 async fn tokens_of_the_wrong_kind_are_refused_and_attributed() {
     let team = team_token(Abilities::all());
     let team_secret = PlainToken::mint(TokenKind::Team).unwrap();
-    let mut team_tokens = MockTeamTokenRepository::new();
+    let mut team_tokens = MockTokenRepository::<ForTeam>::new();
     let found = team.clone();
     team_tokens
-        .expect_find_team_token_by_digest()
+        .expect_find_token_by_digest()
         .returning(move |_| Ok(Some(found.clone())));
-    let service = auth(MockProjectTokenRepository::new(), team_tokens);
+    let service = auth(MockTokenRepository::<ForProject>::new(), team_tokens);
     assert_eq!(
         failure(
             service
@@ -428,11 +426,9 @@ async fn tokens_of_the_wrong_kind_are_refused_and_attributed() {
     assert_eq!(caller.token_id, team.id);
 
     let project_secret = PlainToken::mint(TokenKind::Project).unwrap();
-    let mut tokens = MockProjectTokenRepository::new();
-    tokens
-        .expect_find_project_token_by_digest()
-        .returning(|_| Ok(None));
-    let service = auth(tokens, MockTeamTokenRepository::new());
+    let mut tokens = MockTokenRepository::<ForProject>::new();
+    tokens.expect_find_token_by_digest().returning(|_| Ok(None));
+    let service = auth(tokens, MockTokenRepository::<ForTeam>::new());
     assert_eq!(
         failure(
             service
@@ -446,12 +442,12 @@ async fn tokens_of_the_wrong_kind_are_refused_and_attributed() {
 #[tokio::test]
 async fn team_callers_need_the_ability_and_write_implies_read() {
     let abilities: Abilities = [Ability::write(Resource::Tokens)].into_iter().collect();
-    let mut team_tokens = MockTeamTokenRepository::new();
+    let mut team_tokens = MockTokenRepository::<ForTeam>::new();
     let token = team_token(abilities);
     team_tokens
-        .expect_find_team_token_by_digest()
+        .expect_find_token_by_digest()
         .returning(move |_| Ok(Some(token.clone())));
-    let service = auth(MockProjectTokenRepository::new(), team_tokens);
+    let service = auth(MockTokenRepository::<ForProject>::new(), team_tokens);
     let secret = PlainToken::mint(TokenKind::Team).unwrap();
     let caller = service
         .authenticate_team(Some(secret.expose_secret()))
@@ -528,7 +524,7 @@ async fn projects_are_created_with_a_default_route_and_an_optional_first_token()
     );
     let first = first.unwrap();
     assert_eq!(first.digest, issued.secret.digest());
-    assert_eq!(first.token.project_id, project.id);
+    assert_eq!(first.token.owner, project.id);
 }
 
 #[tokio::test]
@@ -586,25 +582,76 @@ async fn projects_of_missing_teams_and_bad_names_are_refused() {
     assert!(matches!(err, Error::NotFound { entity: "team" }), "{err:?}");
 }
 
-#[tokio::test]
-async fn team_tokens_reject_unknown_abilities_before_the_store() {
-    let service = TeamTokenService::new(
-        Arc::new(MockTeamRepository::new()),
-        Arc::new(MockTeamTokenRepository::new()),
+#[test]
+fn unknown_abilities_are_a_validation_error_on_abilities() {
+    // Team token services take parsed `Abilities`, so an unknown name never reaches them.
+    let err = Abilities::parse("abilities", &["read:projects", "admin:all"]).unwrap_err();
+    assert_eq!(validation_fields(err), ["abilities"]);
+}
+
+fn team_token_service(tokens: MockTokenRepository<ForTeam>) -> TeamTokenService {
+    TokenService::new(
+        Arc::new(tokens),
         Arc::new(MockUsageRepository::new()),
         clock(),
-    );
+    )
+}
+
+#[tokio::test]
+async fn team_tokens_carry_their_abilities_and_stay_in_their_team() {
+    let mine = team_id();
+    let stored = Arc::new(Mutex::new(None));
+    let sink = stored.clone();
+    let mut tokens = MockTokenRepository::<ForTeam>::new();
+    // The team is its own owner; any other id is an unknown team.
+    tokens
+        .expect_owner_team()
+        .returning(move |team| Ok((team == mine).then_some(mine)));
+    tokens
+        .expect_insert_token()
+        .times(1)
+        .returning(move |token, _| {
+            *sink.lock().unwrap() = Some(token.clone());
+            Ok(())
+        });
+    let service = team_token_service(tokens);
+    let abilities: Abilities = [Ability::read(Resource::Projects)].into_iter().collect();
+    let issued = service
+        .create(Scope::Team(mine), mine, "ci", abilities.clone(), None)
+        .await
+        .unwrap();
+    assert_eq!(issued.secret.kind(), TokenKind::Team);
+    assert_eq!(issued.token.abilities, abilities);
+    assert_eq!(stored.lock().unwrap().clone(), Some(issued.token.clone()));
+
+    // Another team's scope sees no such team, and nothing is inserted (times(1) above).
     let err = service
         .create(
-            Scope::Operator,
-            team_id(),
+            Scope::Team(TeamId::new()),
+            mine,
             "ci",
-            &["read:projects", "admin:all"],
+            abilities.clone(),
             None,
         )
         .await
         .unwrap_err();
-    assert_eq!(validation_fields(err), ["abilities"]);
+    assert!(matches!(err, Error::NotFound { entity: "team" }), "{err:?}");
+    let err = service
+        .list(
+            Scope::Operator,
+            TeamId::new(),
+            crate::model::TokenStatusFilter::Active,
+            &crate::page::PageRequest::first(
+                10,
+                crate::page::Sort {
+                    key: crate::page::TokenSortKey::CreatedAt,
+                    direction: crate::page::Direction::Descending,
+                },
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { entity: "team" }), "{err:?}");
 }
 
 // --- messages and usage ---------------------------------------------------------------------

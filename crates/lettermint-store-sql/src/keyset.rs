@@ -3,9 +3,14 @@
 
 use lettermint_core::page::{Direction, Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
 
-/// A sort key's SQL expression.
-pub(crate) trait SortColumn: Copy {
+/// A sort key's column.
+pub trait SortColumn: Copy {
+    /// The column.
     fn column(self) -> &'static str;
+    /// Whether the column can be NULL (NULLs sort as the lowest value).
+    fn nullable(self) -> bool {
+        false
+    }
 }
 
 impl SortColumn for ProjectSortKey {
@@ -23,8 +28,12 @@ impl SortColumn for TokenSortKey {
             TokenSortKey::Name => "name",
             TokenSortKey::CreatedAt => "created_at",
             TokenSortKey::UpdatedAt => "updated_at",
-            TokenSortKey::LastUsedAt => "COALESCE(last_used_at, -9223372036854775808)",
+            TokenSortKey::LastUsedAt => "last_used_at",
         }
+    }
+
+    fn nullable(self) -> bool {
+        matches!(self, TokenSortKey::LastUsedAt)
     }
 }
 
@@ -37,15 +46,22 @@ impl SortColumn for LogSortKey {
 }
 
 /// Appends the keyset condition and ordering to `select` (a `SELECT … FROM table WHERE …`).
-/// `anchor` and `limit` are the placeholders bound to the anchor id and the row limit.
-pub(crate) fn paginate<K: SortColumn>(
+/// `anchor` and `limit` are the placeholders bound to the anchor id and the row limit;
+/// `lowest_instant` is the dialect's literal for an instant before every other (what a NULL
+/// sorts as).
+pub fn paginate<K: SortColumn>(
     select: &str,
     table: &str,
     keyset: &Keyset<K>,
     anchor: &str,
     limit: &str,
+    lowest_instant: &str,
 ) -> String {
-    let column = keyset.key.column();
+    let column = if keyset.key.nullable() {
+        format!("COALESCE({}, {lowest_instant})", keyset.key.column())
+    } else {
+        keyset.key.column().to_owned()
+    };
     let (op, dir) = match keyset.direction {
         Direction::Ascending => (">", "ASC"),
         Direction::Descending => ("<", "DESC"),

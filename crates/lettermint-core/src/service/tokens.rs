@@ -1,0 +1,263 @@
+use std::fmt;
+use std::sync::Arc;
+
+use time::OffsetDateTime;
+
+use crate::clock::Clock;
+use crate::error::{Error, Result};
+use crate::id::{TeamId, TokenId};
+use crate::kind::{ForProject, ForTeam, Owner};
+use crate::model::{Token, TokenStatusFilter};
+use crate::name::Name;
+use crate::page::{Direction, LogSortKey, Page, PageRequest, Sort, TokenSortKey};
+use crate::repo::{TokenRepository, UsageRepository};
+use crate::scope::Scope;
+use crate::token::PlainToken;
+use crate::usage::{LogFilter, TokenLogEntry};
+
+use super::check_expiry;
+
+/// A token just created or regenerated, with its secret: show `secret` once.
+#[derive(Clone)]
+pub struct IssuedToken<K: Owner> {
+    /// The token.
+    pub token: Token<K>,
+    /// The full value.
+    pub secret: PlainToken,
+}
+
+/// A project token just created or regenerated, with its secret.
+pub type IssuedProjectToken = IssuedToken<ForProject>;
+
+/// A team token just created or regenerated, with its secret.
+pub type IssuedTeamToken = IssuedToken<ForTeam>;
+
+impl<K: Owner> fmt::Debug for IssuedToken<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // `PlainToken`'s Debug is redacted.
+        f.debug_struct("IssuedToken")
+            .field("token", &self.token)
+            .field("secret", &self.secret)
+            .finish()
+    }
+}
+
+/// Tokens of one kind: create, list, show, rename, regenerate, revoke, logs. The same rules
+/// for project tokens ([`ProjectTokenService`]) and team tokens ([`TeamTokenService`]).
+#[derive(Debug)]
+pub struct TokenService<K: Owner> {
+    tokens: Arc<dyn TokenRepository<K>>,
+    usage: Arc<dyn UsageRepository>,
+    clock: Arc<dyn Clock>,
+}
+
+/// Project tokens.
+pub type ProjectTokenService = TokenService<ForProject>;
+
+/// Team tokens.
+pub type TeamTokenService = TokenService<ForTeam>;
+
+// Not derived: a derive would require `K: Clone`.
+impl<K: Owner> Clone for TokenService<K> {
+    fn clone(&self) -> Self {
+        Self {
+            tokens: self.tokens.clone(),
+            usage: self.usage.clone(),
+            clock: self.clock.clone(),
+        }
+    }
+}
+
+impl<K: Owner> TokenService<K> {
+    /// Wires the service.
+    pub fn new(
+        tokens: Arc<dyn TokenRepository<K>>,
+        usage: Arc<dyn UsageRepository>,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        Self {
+            tokens,
+            usage,
+            clock,
+        }
+    }
+
+    /// Checks that `owner` exists and is visible to `scope`; its team.
+    async fn owner(&self, scope: Scope, owner: K::Id) -> Result<TeamId> {
+        let team = self
+            .tokens
+            .owner_team(owner)
+            .await?
+            .ok_or(Error::not_found(K::OWNER_NAME))?;
+        scope.check(team, K::OWNER_NAME)?;
+        Ok(team)
+    }
+
+    /// Creates a token of `owner` carrying `abilities`. The name must not clash with the
+    /// owner's other non-revoked tokens; `expires_at`, if set, must be in the future.
+    pub async fn create(
+        &self,
+        scope: Scope,
+        owner: K::Id,
+        name: &str,
+        abilities: K::Abilities,
+        expires_at: Option<OffsetDateTime>,
+    ) -> Result<IssuedToken<K>> {
+        let name = Name::parse("name", name)?;
+        let now = self.clock.now();
+        check_expiry(expires_at, now)?;
+        self.owner(scope, owner).await?;
+        let issued = issue(owner, name, abilities, now, expires_at)?;
+        self.tokens
+            .insert_token(&issued.token, &issued.secret.digest())
+            .await?;
+        Ok(issued)
+    }
+
+    /// A page of an owner's tokens with the given status.
+    pub async fn list(
+        &self,
+        scope: Scope,
+        owner: K::Id,
+        status: TokenStatusFilter,
+        request: &PageRequest<TokenSortKey>,
+    ) -> Result<Page<Token<K>>> {
+        self.owner(scope, owner).await?;
+        let rows = self
+            .tokens
+            .list_tokens(owner, status, self.clock.now(), request.keyset())
+            .await?;
+        Ok(request.page(rows, |t| t.id.as_uuid()))
+    }
+
+    /// A token, if visible (and, when `owner` is given, of that owner).
+    pub async fn get(&self, scope: Scope, owner: Option<K::Id>, id: TokenId) -> Result<Token<K>> {
+        let token = self
+            .tokens
+            .get_token(id)
+            .await?
+            .ok_or(Error::not_found("token"))?;
+        if owner.is_some_and(|o| o != token.owner) {
+            return Err(Error::not_found("token"));
+        }
+        self.owner(scope, token.owner)
+            .await
+            .map_err(|_| Error::not_found("token"))?;
+        Ok(token)
+    }
+
+    /// The owner's oldest active token: what the legacy `rotate-token` endpoint regenerates.
+    pub async fn first_active(&self, scope: Scope, owner: K::Id) -> Result<Option<Token<K>>> {
+        let request = PageRequest::first(
+            1,
+            Sort {
+                key: TokenSortKey::CreatedAt,
+                direction: Direction::Ascending,
+            },
+        );
+        let page = self
+            .list(scope, owner, TokenStatusFilter::Active, &request)
+            .await?;
+        Ok(page.items.into_iter().next())
+    }
+
+    /// Renames a token (not a revoked one). Counts as a change (`updated_at`).
+    pub async fn rename(
+        &self,
+        scope: Scope,
+        owner: Option<K::Id>,
+        id: TokenId,
+        name: &str,
+    ) -> Result<Token<K>> {
+        let name = Name::parse("name", name)?;
+        let token = self.get(scope, owner, id).await?;
+        if token.revoked_at.is_some()
+            || !self
+                .tokens
+                .rename_token(id, &name, self.clock.now())
+                .await?
+        {
+            return Err(Error::conflict("A revoked token cannot be renamed."));
+        }
+        self.get(scope, owner, id).await
+    }
+
+    /// Replaces a token's secret, keeping its id, name and abilities. The old value stops
+    /// working when this returns. Revoked tokens cannot be regenerated.
+    pub async fn regenerate(
+        &self,
+        scope: Scope,
+        owner: Option<K::Id>,
+        id: TokenId,
+    ) -> Result<IssuedToken<K>> {
+        let token = self.get(scope, owner, id).await?;
+        if token.revoked_at.is_some() {
+            return Err(Error::conflict("A revoked token cannot be regenerated."));
+        }
+        let secret = PlainToken::mint(K::TOKEN_KIND)?;
+        if !self
+            .tokens
+            .replace_token_secret(id, &secret.digest(), &secret.hint(), self.clock.now())
+            .await?
+        {
+            return Err(Error::conflict("A revoked token cannot be regenerated."));
+        }
+        let token = self.get(scope, owner, id).await?;
+        Ok(IssuedToken { token, secret })
+    }
+
+    /// Revokes a token, for good. Revoking a revoked token changes nothing and succeeds.
+    pub async fn revoke(
+        &self,
+        scope: Scope,
+        owner: Option<K::Id>,
+        id: TokenId,
+    ) -> Result<Token<K>> {
+        let token = self.get(scope, owner, id).await?;
+        if token.revoked_at.is_none() {
+            self.tokens.revoke_token(id, self.clock.now()).await?;
+        }
+        self.get(scope, owner, id).await
+    }
+
+    /// A page of a token's log, newest first.
+    pub async fn logs(
+        &self,
+        scope: Scope,
+        owner: Option<K::Id>,
+        id: TokenId,
+        filter: &LogFilter,
+        request: &PageRequest<LogSortKey>,
+    ) -> Result<Page<TokenLogEntry>> {
+        let token = self.get(scope, owner, id).await?;
+        let rows = self
+            .usage
+            .list_token_logs(token.id, filter, request.keyset())
+            .await?;
+        Ok(request.page(rows, |e| e.id.as_uuid()))
+    }
+}
+
+/// Mints a new token for `owner` (not yet stored).
+pub(super) fn issue<K: Owner>(
+    owner: K::Id,
+    name: Name,
+    abilities: K::Abilities,
+    now: OffsetDateTime,
+    expires_at: Option<OffsetDateTime>,
+) -> Result<IssuedToken<K>> {
+    let secret = PlainToken::mint(K::TOKEN_KIND)?;
+    let token = Token {
+        id: TokenId::new(),
+        owner,
+        name,
+        hint: secret.hint(),
+        abilities,
+        created_at: now,
+        updated_at: now,
+        last_use: Default::default(),
+        expires_at: expires_at.map(crate::clock::truncate_to_micros),
+        revoked_at: None,
+    };
+    Ok(IssuedToken { token, secret })
+}

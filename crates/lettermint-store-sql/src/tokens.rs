@@ -1,0 +1,230 @@
+//! Both token kinds in SQL. `project_tokens` and `team_tokens` have the same columns but for
+//! the owner (`project_id` / `team_id`) and the team tokens' `abilities`; [`StoredKind`] names
+//! those differences, and the statements below are written once for both kinds and both
+//! dialects (placeholders are `$n`, which SQLite accepts too).
+
+use lettermint_core::kind::{ForProject, ForTeam, Owner};
+use lettermint_core::repo::ProjectTokenGrant;
+use lettermint_core::{
+    Abilities, Error, Name, TeamId, Token, TokenHint, TokenId, TokenStatusFilter,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::decode::{corrupt, json, last_use, to_json};
+
+/// How one kind of token is stored.
+pub trait StoredKind: Owner {
+    /// Its table.
+    const TABLE: &'static str;
+    /// The column holding the owner's id.
+    const OWNER_COLUMN: &'static str;
+    /// Selects the team of an owner (`$1`: the owner's id) as its only column.
+    const OWNER_TEAM: &'static str;
+    /// Whether the table has an `abilities` column.
+    const HAS_ABILITIES: bool;
+    /// What a lookup by digest selects besides the token's columns, and joins to get it.
+    const GRANT_COLUMNS_AND_JOIN: &'static str;
+
+    /// The stored form of what the token carries (`None`: no column).
+    fn store_abilities(abilities: &Self::Abilities) -> Result<Option<String>, Error>;
+    /// What the token carries, from its stored form.
+    fn load_abilities(stored: Option<String>) -> Result<Self::Abilities, Error>;
+    /// The grant of a token read by digest, with the extra columns of the lookup.
+    fn grant(token: Token<Self>, extra: GrantColumns) -> Result<Self::Grant, Error>;
+}
+
+/// The columns a lookup by digest adds (see [`StoredKind::GRANT_COLUMNS_AND_JOIN`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GrantColumns {
+    /// Team of the token's project.
+    pub team_id: Option<Uuid>,
+    /// Whether its project allows SMTP.
+    pub smtp_enabled: Option<bool>,
+}
+
+impl StoredKind for ForProject {
+    const TABLE: &'static str = "project_tokens";
+    const OWNER_COLUMN: &'static str = "project_id";
+    const OWNER_TEAM: &'static str = "SELECT team_id FROM projects WHERE id = $1";
+    const HAS_ABILITIES: bool = false;
+    const GRANT_COLUMNS_AND_JOIN: &'static str = ", p.team_id AS grant_team_id, \
+         p.smtp_enabled AS grant_smtp_enabled FROM project_tokens t \
+         JOIN projects p ON p.id = t.project_id";
+
+    fn store_abilities(_: &()) -> Result<Option<String>, Error> {
+        Ok(None)
+    }
+
+    fn load_abilities(_: Option<String>) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn grant(token: Token<Self>, extra: GrantColumns) -> Result<ProjectTokenGrant, Error> {
+        Ok(ProjectTokenGrant {
+            token,
+            team_id: TeamId::from_uuid(
+                extra
+                    .team_id
+                    .ok_or_else(|| corrupt("token", "project without a team"))?,
+            ),
+            smtp_enabled: extra.smtp_enabled.unwrap_or(false),
+        })
+    }
+}
+
+impl StoredKind for ForTeam {
+    const TABLE: &'static str = "team_tokens";
+    const OWNER_COLUMN: &'static str = "team_id";
+    const OWNER_TEAM: &'static str = "SELECT id FROM teams WHERE id = $1";
+    const HAS_ABILITIES: bool = true;
+    const GRANT_COLUMNS_AND_JOIN: &'static str = " FROM team_tokens t";
+
+    fn store_abilities(abilities: &Abilities) -> Result<Option<String>, Error> {
+        to_json(&abilities.to_strings()).map(Some)
+    }
+
+    fn load_abilities(stored: Option<String>) -> Result<Abilities, Error> {
+        let stored = stored.ok_or_else(|| corrupt("abilities", "missing"))?;
+        let names: Vec<String> = json("abilities", &stored)?;
+        Abilities::parse("abilities", &names).map_err(|e| corrupt("abilities", e))
+    }
+
+    fn grant(token: Token<Self>, _: GrantColumns) -> Result<Token<Self>, Error> {
+        Ok(token)
+    }
+}
+
+/// The token columns every query selects (never the digest), from the table aliased `t`.
+pub fn columns<K: StoredKind>() -> String {
+    format!(
+        "t.id, t.{} AS owner_id, t.name, t.hint{}, t.created_at, t.updated_at, t.last_used_at, \
+         t.last_used_ip, t.last_used_via, t.expires_at, t.revoked_at",
+        K::OWNER_COLUMN,
+        if K::HAS_ABILITIES {
+            ", t.abilities"
+        } else {
+            ""
+        }
+    )
+}
+
+/// A token by id (`$1`).
+pub fn select_by_id<K: StoredKind>() -> String {
+    format!(
+        "SELECT {} FROM {} t WHERE t.id = $1",
+        columns::<K>(),
+        K::TABLE
+    )
+}
+
+/// A token by digest (`$1`), with its grant columns.
+pub fn select_by_digest<K: StoredKind>() -> String {
+    format!(
+        "SELECT {}{} WHERE t.digest = $1",
+        columns::<K>(),
+        K::GRANT_COLUMNS_AND_JOIN
+    )
+}
+
+/// An owner's (`$1`) tokens with a status at "now" (`$2`); paginate it.
+pub fn select_owned<K: StoredKind>(status: TokenStatusFilter) -> String {
+    let condition = match status {
+        TokenStatusFilter::Active => {
+            " AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)"
+        }
+        TokenStatusFilter::Revoked => " AND revoked_at IS NOT NULL",
+        TokenStatusFilter::Expired => " AND revoked_at IS NULL AND expires_at <= $2",
+        TokenStatusFilter::All => "",
+    };
+    format!(
+        "SELECT {} FROM {} t WHERE {} = $1{condition}",
+        columns::<K>(),
+        K::TABLE,
+        K::OWNER_COLUMN
+    )
+}
+
+/// Inserts a token: `$1` id, `$2` owner, `$3` name, `$4` digest, `$5` hint, `$6` created,
+/// `$7` updated, `$8` expires, `$9` revoked, and `$10` abilities when the kind has them.
+pub fn insert<K: StoredKind>() -> String {
+    let (column, value) = if K::HAS_ABILITIES {
+        (", abilities", ", $10")
+    } else {
+        ("", "")
+    };
+    format!(
+        "INSERT INTO {} (id, {}, name, digest, hint, created_at, updated_at, expires_at, \
+         revoked_at{column}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9{value})",
+        K::TABLE,
+        K::OWNER_COLUMN
+    )
+}
+
+/// Renames a non-revoked token: `$1` id, `$2` name, `$3` at.
+pub fn rename<K: StoredKind>() -> String {
+    format!(
+        "UPDATE {} SET name = $2, updated_at = $3 WHERE id = $1 AND revoked_at IS NULL",
+        K::TABLE
+    )
+}
+
+/// A token row as selected by [`columns`], whatever the store's type `T` for instants.
+#[derive(Debug, sqlx::FromRow)]
+pub struct TokenRow<T> {
+    id: Uuid,
+    owner_id: Uuid,
+    name: String,
+    hint: String,
+    #[sqlx(default)]
+    abilities: Option<String>,
+    created_at: T,
+    updated_at: T,
+    last_used_at: Option<T>,
+    last_used_ip: Option<String>,
+    last_used_via: Option<String>,
+    expires_at: Option<T>,
+    revoked_at: Option<T>,
+    #[sqlx(default)]
+    grant_team_id: Option<Uuid>,
+    #[sqlx(default)]
+    grant_smtp_enabled: Option<bool>,
+}
+
+impl<T> TokenRow<T> {
+    /// The token, reading instants with `instant`.
+    pub fn into_token<K: StoredKind>(
+        self,
+        instant: impl Fn(T) -> Result<OffsetDateTime, Error>,
+    ) -> Result<Token<K>, Error> {
+        let opt = |v: Option<T>| v.map(&instant).transpose();
+        Ok(Token {
+            id: TokenId::from_uuid(self.id),
+            owner: K::owner_id(self.owner_id),
+            name: Name::from_stored(self.name),
+            hint: TokenHint::from_stored(self.hint),
+            abilities: K::load_abilities(self.abilities)?,
+            created_at: instant(self.created_at)?,
+            updated_at: instant(self.updated_at)?,
+            last_use: last_use(
+                opt(self.last_used_at)?,
+                self.last_used_ip,
+                self.last_used_via,
+            )?,
+            expires_at: opt(self.expires_at)?,
+            revoked_at: opt(self.revoked_at)?,
+        })
+    }
+
+    /// The grant of a row read by [`select_by_digest`].
+    pub fn into_grant<K: StoredKind>(
+        self,
+        instant: impl Fn(T) -> Result<OffsetDateTime, Error>,
+    ) -> Result<K::Grant, Error> {
+        let extra = GrantColumns {
+            team_id: self.grant_team_id,
+            smtp_enabled: self.grant_smtp_enabled,
+        };
+        K::grant(self.into_token(instant)?, extra)
+    }
+}
