@@ -1,7 +1,8 @@
 //! `smtp-relay`: opens the store, listens for SMTP submission (STARTTLS and implicit TLS) and
 //! serves until SIGTERM or SIGINT.
 
-use std::net::SocketAddr;
+mod config;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,92 +10,22 @@ use std::time::Duration;
 
 use clap::Parser;
 use lettermint_store::OpenOptions;
+use smtp_relay::Relay;
 use smtp_relay::tls::Identity;
-use smtp_relay::{Config, Relay};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
 
-/// The Lettermint SMTP relay.
-/// Every flag can also be set in the environment: `LETTERMINT_SMTP_<FLAG>` (for example
-/// `LETTERMINT_SMTP_LISTEN=0.0.0.0:587`), and the database with `LETTERMINT_DATABASE_URL`; a flag
-/// overrides its variable.
-#[derive(Debug, Parser)]
-#[command(version, about)]
-struct Cli {
-    /// Database URL (`sqlite://…` or `postgres://…`).
-    #[arg(long, env = "LETTERMINT_DATABASE_URL", default_value = lettermint_store::DEFAULT_DATABASE_URL)]
-    database_url: String,
-    /// Address for submission with STARTTLS.
-    #[arg(long, env = "LETTERMINT_SMTP_LISTEN", default_value = "127.0.0.1:1587")]
-    listen: SocketAddr,
-    /// Address for submission over implicit TLS.
-    #[arg(
-        long,
-        env = "LETTERMINT_SMTP_TLS_LISTEN",
-        default_value = "127.0.0.1:1465"
-    )]
-    tls_listen: SocketAddr,
-    /// PEM certificate chain; without it, a self-signed certificate is generated.
-    #[arg(long, env = "LETTERMINT_SMTP_CERT", requires = "key")]
-    cert: Option<PathBuf>,
-    /// PEM private key for `--cert`.
-    #[arg(long, env = "LETTERMINT_SMTP_KEY", requires = "cert")]
-    key: Option<PathBuf>,
-    /// Name announced in the greeting and in the self-signed certificate.
-    #[arg(long, env = "LETTERMINT_SMTP_HOSTNAME", default_value = "localhost")]
-    hostname: String,
-    /// Largest message accepted, in bytes.
-    #[arg(long, env = "LETTERMINT_SMTP_MAX_MESSAGE_SIZE", default_value_t = 25 * 1024 * 1024)]
-    max_message_size: usize,
-    /// Most recipients per message.
-    #[arg(long, env = "LETTERMINT_SMTP_MAX_RECIPIENTS", default_value_t = 50)]
-    max_recipients: usize,
-    /// Offer AUTH without TLS (local development only: the token crosses the network in clear).
-    #[arg(long, env = "LETTERMINT_SMTP_ALLOW_INSECURE_AUTH")]
-    allow_insecure_auth: bool,
-    /// Address of the admin HTTP listener (`/healthz`, `/readyz`, `/metrics`).
-    #[arg(
-        long,
-        env = "LETTERMINT_SMTP_ADMIN_LISTEN",
-        default_value = "127.0.0.1:1588"
-    )]
-    admin_listen: SocketAddr,
-    /// Most sessions at once.
-    #[arg(long, env = "LETTERMINT_SMTP_MAX_CONNECTIONS", default_value_t = 1000)]
-    max_connections: usize,
-    /// Most sessions at once from one IP address.
-    #[arg(
-        long,
-        env = "LETTERMINT_SMTP_MAX_CONNECTIONS_PER_IP",
-        default_value_t = 20
-    )]
-    max_connections_per_ip: usize,
-    /// Failed AUTH attempts per session before it is closed.
-    #[arg(long, env = "LETTERMINT_SMTP_MAX_AUTH_FAILURES", default_value_t = 3)]
-    max_auth_failures: usize,
-    /// Messages per session before it is closed.
-    #[arg(
-        long,
-        env = "LETTERMINT_SMTP_MAX_MESSAGES_PER_SESSION",
-        default_value_t = 100
-    )]
-    max_messages_per_session: usize,
-    /// Seconds to wait for the next command (and for the TLS handshake).
-    #[arg(long, env = "LETTERMINT_SMTP_IDLE_TIMEOUT", default_value_t = 300)]
-    idle_timeout: u64,
-    /// Seconds a client may take to send one message after `354`.
-    #[arg(long, env = "LETTERMINT_SMTP_DATA_TIMEOUT", default_value_t = 600)]
-    data_timeout: u64,
-    /// Longest session, in seconds.
-    #[arg(long, env = "LETTERMINT_SMTP_SESSION_TIMEOUT", default_value_t = 3600)]
-    session_timeout: u64,
-    /// Seconds to let messages being received finish at shutdown.
-    #[arg(long, env = "LETTERMINT_SMTP_SHUTDOWN_GRACE", default_value_t = 30)]
-    shutdown_grace: u64,
-}
+use crate::config::{Cli, Config};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let config = match config::load(&cli) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("error: invalid configuration: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let filter =
         EnvFilter::try_from_env("LETTERMINT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     tracing_subscriber::fmt()
@@ -111,7 +42,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    match runtime.block_on(run(config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -120,14 +51,14 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
+async fn run(config: Config) -> anyhow::Result<()> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .install_recorder()
         .ok();
-    let identity = match (&cli.cert, &cli.key) {
+    let identity = match (&config.cert, &config.key) {
         (Some(cert), Some(key)) => Identity::from_pem_files(cert, key)?,
         _ => {
-            let identity = Identity::self_signed(vec![cli.hostname.clone()])?;
+            let identity = Identity::self_signed(vec![config.hostname.clone()])?;
             tracing::warn!(
                 sha256 = %identity.fingerprint(),
                 "no --cert/--key: using a self-signed certificate generated at start-up"
@@ -136,36 +67,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     };
     let acceptor = identity.acceptor()?;
-    let store = lettermint_store::open(&cli.database_url, OpenOptions::default()).await?;
+    let store = lettermint_store::open(&config.database_url, OpenOptions::default()).await?;
     let backend = store.backend();
-    let starttls = TcpListener::bind(cli.listen)
+    let starttls = TcpListener::bind(config.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.listen))?;
-    let implicit = TcpListener::bind(cli.tls_listen)
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.listen))?;
+    let implicit = TcpListener::bind(config.tls_listen)
         .await
-        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", cli.tls_listen))?;
+        .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.tls_listen))?;
     // Health and metrics are how operators see the relay: a relay that cannot serve them does
     // not start, like one that cannot listen for mail.
-    let admin = Some(
-        TcpListener::bind(cli.admin_listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {} (admin): {e}", cli.admin_listen))?,
-    );
-    let config = Config {
-        hostname: cli.hostname,
-        max_message_size: cli.max_message_size,
-        max_recipients: cli.max_recipients,
-        allow_insecure_auth: cli.allow_insecure_auth,
-        max_connections: cli.max_connections,
-        max_connections_per_ip: cli.max_connections_per_ip,
-        max_auth_failures: cli.max_auth_failures,
-        max_messages_per_session: cli.max_messages_per_session,
-        idle_timeout: Duration::from_secs(cli.idle_timeout),
-        data_timeout: Duration::from_secs(cli.data_timeout),
-        session_timeout: Duration::from_secs(cli.session_timeout),
-        ..Config::default()
-    };
-    let (relay, background) = smtp_relay::start(store.into_dyn(), config, Some(acceptor));
+    let admin =
+        Some(TcpListener::bind(config.admin_listen).await.map_err(|e| {
+            anyhow::anyhow!("cannot listen on {} (admin): {e}", config.admin_listen)
+        })?);
+    let (relay, background) = smtp_relay::start(store.into_dyn(), config.relay(), Some(acceptor));
     let (starttls_addr, implicit_addr) = (starttls.local_addr()?, implicit.local_addr()?);
     let admin_addr = admin.as_ref().map(TcpListener::local_addr).transpose()?;
     tracing::info!(
@@ -190,7 +106,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .into_future(),
         )
     });
-    if let (Some(cert), Some(key)) = (cli.cert.clone(), cli.key.clone()) {
+    if let (Some(cert), Some(key)) = (config.cert.clone(), config.key.clone()) {
         tokio::spawn(reload_on_sighup(relay.clone(), cert, key));
     }
     let (abort, aborted) = tokio::sync::watch::channel(false);
@@ -202,7 +118,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // The listeners are dropped: no new sessions. Idle sessions are answered `421 4.3.2`;
     // messages being received get the grace period to finish.
     relay.shutdown();
-    let grace = Duration::from_secs(cli.shutdown_grace);
+    let grace = config.shutdown_grace();
     let drained = tokio::time::timeout(grace, async {
         while relay.active_sessions() > 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;

@@ -938,40 +938,23 @@ async fn a_client_that_does_not_read_is_dropped() {
 #[cfg(unix)]
 #[tokio::test]
 async fn the_binary_shuts_down_gracefully_on_sigterm() {
-    use std::io::BufRead as _;
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}/db.sqlite", dir.path().display());
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_smtp-relay"))
+    let mut relay = lettermint_testkit::process::Binary::new(env!("CARGO_BIN_EXE_smtp-relay"))
         .args(["--database-url", &url])
         .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
         .args(["--admin-listen", "127.0.0.1:0"])
         .env("LETTERMINT_LOG", "warn")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let lines = tokio::task::spawn_blocking(move || {
-        std::io::BufReader::new(stdout)
-            .lines()
-            .map_while(Result::ok)
-            .take(3)
-            .collect::<Vec<_>>()
-    })
-    .await
-    .unwrap();
-    let addr = |prefix: &str, suffix: &str| -> std::net::SocketAddr {
-        let line = lines
-            .iter()
-            .find(|l| l.starts_with(prefix) && l.ends_with(suffix))
-            .unwrap_or_else(|| panic!("no {prefix} line in {lines:?}"));
-        line[prefix.len()..line.len() - suffix.len()]
-            .parse()
-            .unwrap()
+        .listeners(3)
+        .start();
+    let listener = |scheme: &str, label: &str| {
+        let listener = relay.listener(scheme);
+        assert_eq!(listener.label.as_deref(), Some(label), "{listener:?}");
+        listener.addr
     };
-    let smtp = addr("listening on smtp://", " (STARTTLS)");
-    addr("listening on smtps://", " (implicit TLS)");
-    let admin = addr("listening on http://", " (admin)");
+    let smtp = listener("smtp", "STARTTLS");
+    listener("smtps", "implicit TLS");
+    let admin = listener("http", "admin");
     assert!(
         http_get(admin, "/healthz")
             .await
@@ -992,17 +975,12 @@ async fn the_binary_shuts_down_gracefully_on_sigterm() {
             break;
         }
     }
-    let status = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    relay.sigterm();
     line.clear();
     read.read_line(&mut line).await.unwrap();
     assert_eq!(line, "421 4.3.2 Shutting down\r\n");
-    let exit = tokio::task::spawn_blocking(move || child.wait())
+    let exit = tokio::task::spawn_blocking(move || relay.wait())
         .await
-        .unwrap()
         .unwrap();
     assert!(exit.success(), "{exit:?}");
 }

@@ -4,8 +4,11 @@
 //!   `postgres`), on a random port with its socket and data in a temporary directory.
 //! - [`conformance`]: the behaviours every store must show, run against each store by
 //!   [`conformance_suite!`].
+//! - [`process`]: a compiled binary run in its own process: started, waited for until it prints
+//!   its `listening on` lines, stopped with SIGTERM (or killed when dropped).
 
 #![warn(missing_docs)]
 
 pub mod conformance;
 pub mod pg;
+pub mod process;

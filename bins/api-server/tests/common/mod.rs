@@ -3,15 +3,14 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use api_server::config::Config;
 use lettermint_core::{Services, SystemClock};
 use lettermint_store::OpenOptions;
+use lettermint_testkit::process::{Binary, Running};
 use serde_json::Value;
 
 /// Which store a test runs on.
@@ -110,48 +109,33 @@ impl TestServer {
     }
 }
 
-/// The compiled `api-server` binary, in its own process.
+/// The compiled `api-server` binary, in its own process, with the tokens it printed if it
+/// bootstrapped an empty store.
 pub struct Process {
     pub base: String,
     pub project_token: Option<String>,
     pub team_token: Option<String>,
-    child: Child,
+    process: Running,
 }
 
 impl Process {
     pub fn spawn(url: &str, extra: &[&str]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_api-server"))
+        let mut process = Binary::new(env!("CARGO_BIN_EXE_api-server"))
             .args(["--listen", "127.0.0.1:0", "--database-url", url])
             .args(extra)
             .env("LETTERMINT_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start api-server");
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    // Keep draining so the child never blocks on a full pipe.
-                }
-            }
-        });
-        let mut base = None;
+            .listeners(1)
+            .start();
+        let base = process.listener("http").url();
+        // The bootstrap, if any, follows the listener line at once; a store that needs none
+        // prints nothing more.
         let (mut project_token, mut team_token) = (None, None);
-        let deadline = std::time::Instant::now() + Duration::from_secs(60);
-        while std::time::Instant::now() < deadline {
-            let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) else {
-                if base.is_some() {
-                    break;
-                }
-                continue;
-            };
-            let line = line.trim().to_owned();
-            if let Some(addr) = line.strip_prefix("listening on http://") {
-                base = Some(format!("http://{addr}"));
-            } else if let Some(t) = line.strip_prefix("project token: ") {
+        let mut wait = Duration::from_millis(200);
+        while let Some(line) = process.next_line(wait) {
+            // Once the bootstrap has begun, the rest of it is coming.
+            wait = Duration::from_secs(60);
+            let line = line.trim();
+            if let Some(t) = line.strip_prefix("project token: ") {
                 project_token = Some(t.to_owned());
             } else if let Some(t) = line.strip_prefix("team token: ") {
                 team_token = Some(t.to_owned());
@@ -159,30 +143,21 @@ impl Process {
             }
         }
         Self {
-            base: base.expect("api-server printed its address"),
+            base,
             project_token,
             team_token,
-            child,
+            process,
         }
     }
 
+    /// SIGKILL: a crash.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.process.kill();
     }
 
     /// SIGTERM and wait for exit; the exit status.
     pub fn terminate(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status();
-        self.child.wait().unwrap()
-    }
-}
-
-impl Drop for Process {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.terminate()
     }
 }
 

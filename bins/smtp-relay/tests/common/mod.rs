@@ -4,13 +4,11 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
 
 use base64::Engine as _;
 use lettermint_core::{MessageId, NewProject, ProjectId, Scope, Services, SystemClock};
+use lettermint_testkit::process::{Binary, Running};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
@@ -78,70 +76,32 @@ pub async fn world(backend: Backend) -> World {
 
 /// The compiled relay in its own process.
 pub struct Relay {
+    /// The STARTTLS listener, `host:port`.
     pub addr: String,
-    child: Child,
+    process: Running,
 }
 
 impl Relay {
     pub fn spawn(url: &str) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_smtp-relay"))
-            .args([
-                "--database-url",
-                url,
-                "--listen",
-                "127.0.0.1:0",
-                "--tls-listen",
-                "127.0.0.1:0",
-            ])
+        let process = Binary::new(env!("CARGO_BIN_EXE_smtp-relay"))
+            .args(["--database-url", url])
             // Every listener on a free port, so that relays of parallel tests never collide.
+            .args(["--listen", "127.0.0.1:0", "--tls-listen", "127.0.0.1:0"])
             .args(["--admin-listen", "127.0.0.1:0", "--allow-insecure-auth"])
             .env("LETTERMINT_LOG", "warn")
             .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start smtp-relay");
-        let stderr = child.stderr.take().unwrap();
-        let (err_tx, err_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                let _ = err_tx.send(line);
-            }
-        });
-        let stdout = child.stdout.take().unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                let _ = tx.send(line);
-            }
-        });
-        let mut addr = None;
-        while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
-            if let Some(rest) = line.trim().strip_prefix("listening on smtp://") {
-                addr = rest.split_whitespace().next().map(str::to_owned);
-                break;
-            }
+            // STARTTLS, implicit TLS, admin.
+            .listeners(3)
+            .start();
+        Self {
+            addr: process.listener("smtp").addr.to_string(),
+            process,
         }
-        let Some(addr) = addr else {
-            let _ = child.kill();
-            let errors: Vec<String> = err_rx.try_iter().collect();
-            panic!(
-                "smtp-relay did not print its address; stderr:\n{}",
-                errors.join("\n")
-            );
-        };
-        Self { addr, child }
     }
 
+    /// SIGKILL: a crash.
     pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Relay {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.kill();
     }
 }
 

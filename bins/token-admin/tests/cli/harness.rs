@@ -8,6 +8,7 @@ use lettermint_core::{
     Action, Channel, Clock, Outcome, Services, Store, SystemClock, TokenId, UsageRecord,
 };
 use lettermint_store::OpenOptions;
+use lettermint_testkit::process::{Binary, Running};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
@@ -67,6 +68,18 @@ impl Db {
             .env_remove("RUST_LIB_BACKTRACE")
             .args(args);
         cmd
+    }
+
+    /// The binary started in the background like [`Db::cmd`], for commands that keep running
+    /// (`token logs --follow`); its stdout is read line by line.
+    pub fn spawn(&self, args: &[&str]) -> Running {
+        Binary::new(env!("CARGO_BIN_EXE_token-admin"))
+            .current_dir(self.dir.path())
+            .env("LETTERMINT_DATABASE_URL", &self.url)
+            .env_remove("RUST_BACKTRACE")
+            .env_remove("RUST_LIB_BACKTRACE")
+            .args(args)
+            .start()
     }
 
     /// Runs a command that must succeed.

@@ -1,8 +1,5 @@
 //! What the operator does, each run on both backends.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::Duration as StdDuration;
 
 use lettermint_core::{Ability, Action, Channel, MessageId, Outcome, PlainToken, ProjectId};
@@ -935,39 +932,21 @@ pub async fn token_logs_follow_streams_new_entries(db: &Db) {
         .await
         .unwrap();
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_token-admin"))
-        .current_dir(db.dir.path())
-        .env("LETTERMINT_DATABASE_URL", &db.url)
-        .args([
-            "--json",
-            "token",
-            "logs",
-            "checkout",
-            "-p",
-            "Shop",
-            "--follow",
-            "--poll-ms",
-            "100",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn token-admin");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let reader = std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let next = |what: &str| -> Value {
-        let line = rx
-            .recv_timeout(StdDuration::from_secs(30))
-            .unwrap_or_else(|_| panic!("no {what} streamed within 30 s"));
+    let mut follower = db.spawn(&[
+        "--json",
+        "token",
+        "logs",
+        "checkout",
+        "-p",
+        "Shop",
+        "--follow",
+        "--poll-ms",
+        "100",
+    ]);
+    let mut next = |what: &str| -> Value {
+        let line = follower
+            .next_line(StdDuration::from_secs(30))
+            .unwrap_or_else(|| panic!("no {what} streamed within 30 s"));
         serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"))
     };
 
@@ -1019,14 +998,12 @@ pub async fn token_logs_follow_streams_new_entries(db: &Db) {
     let third = next("another new entry");
     assert_eq!(third["outcome"], "rate_limited");
     assert!(
-        rx.recv_timeout(StdDuration::from_millis(500)).is_err(),
+        follower.next_line(StdDuration::from_millis(500)).is_none(),
         "each entry once"
     );
 
-    child.kill().expect("stop the follower");
-    let status = child.wait().expect("wait for the follower");
+    let status = follower.kill();
     assert!(!status.success());
-    reader.join().unwrap();
 }
 
 pub async fn team_tokens_carry_abilities(db: &Db) {
