@@ -188,6 +188,35 @@ fn reply_to_schema() -> Schema {
     addresses(false, "Reply-to addresses.")
 }
 
+fn string_map(description: &str, names: ObjectBuilder, values: ObjectBuilder) -> Schema {
+    ObjectBuilder::new()
+        .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+        .description(Some(description))
+        .property_names(Some(names.schema_type(Type::String)))
+        .additional_properties(Some(values.schema_type(Type::String)))
+        .build()
+        .into()
+}
+
+fn headers_schema() -> Schema {
+    string_map(
+        "Extra headers: names are printable ASCII without `:`, values have no line breaks. A \
+         `Message-ID` is kept only with `X-LM-Preserve-Message-ID: true` (or `1`).",
+        ObjectBuilder::new().pattern(Some("^[!-9;-~]+$")),
+        ObjectBuilder::new().pattern(Some(r"^[^\r\n]*$")),
+    )
+}
+
+fn metadata_schema() -> Schema {
+    string_map(
+        "Key-value data kept with the message (never added as headers).",
+        ObjectBuilder::new()
+            .min_length(Some(1))
+            .max_length(Some(255)),
+        ObjectBuilder::new(),
+    )
+}
+
 fn instant_input_schema(nullable: bool) -> Schema {
     let kind = if nullable {
         SchemaType::from_iter([Type::String, Type::Null])
@@ -266,7 +295,12 @@ pub struct SendRequest {
     #[schema(schema_with = reply_to_schema, required = false)]
     pub reply_to: Option<Vec<String>>,
     /// Subject, not blank.
-    #[schema(min_length = 1, max_length = 998, example = "Your receipt")]
+    #[schema(
+        min_length = 1,
+        max_length = 998,
+        pattern = r"\S",
+        example = "Your receipt"
+    )]
     pub subject: String,
     /// HTML body (at least 3 characters).
     #[schema(min_length = 3)]
@@ -279,9 +313,11 @@ pub struct SendRequest {
     pub route: Option<String>,
     /// Extra headers: names are printable ASCII without `:`, values have no line breaks. A
     /// `Message-ID` is kept only with `X-LM-Preserve-Message-ID: true` (or `1`).
+    #[schema(schema_with = headers_schema, required = false)]
     pub headers: Option<BTreeMap<String, String>>,
     /// Key-value data kept with the message (never added as headers); keys of 1 to 255
     /// characters.
+    #[schema(schema_with = metadata_schema, required = false)]
     pub metadata: Option<BTreeMap<String, String>>,
     /// One tag: words of letters, digits, `_` and `-`, separated by single spaces.
     #[schema(
@@ -363,12 +399,19 @@ pub enum Pong {
 
 // --- team API: request bodies ------------------------------------------------------------------
 
+// Names people give: 1 to 100 characters once trimmed, not blank, no control characters
+// (the `pattern` of the `name` fields below).
+
 /// A new name.
 #[derive(Debug, Clone, ToSchema)]
 #[schema(example = json!({"name": "Acme"}))]
 pub struct NameBody {
-    /// 1 to 100 characters, not blank.
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1 to 100 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
 }
 
@@ -376,8 +419,12 @@ pub struct NameBody {
 #[derive(Debug, Clone, ToSchema)]
 #[schema(example = json!({"name": "Shop", "smtp_enabled": true}))]
 pub struct NewProjectBody {
-    /// 1 to 100 characters, not blank.
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1 to 100 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// Whether the SMTP relay accepts the project's tokens (default false).
     pub smtp_enabled: Option<bool>,
@@ -387,8 +434,12 @@ pub struct NewProjectBody {
 #[derive(Debug, Clone, ToSchema)]
 #[schema(example = json!({"smtp_enabled": false}))]
 pub struct ProjectUpdateBody {
-    /// 1 to 100 characters, not blank.
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1 to 100 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: Option<String>,
     /// Whether the SMTP relay accepts the project's tokens.
     pub smtp_enabled: Option<bool>,
@@ -398,35 +449,48 @@ pub struct ProjectUpdateBody {
 #[derive(Debug, Clone, ToSchema)]
 #[schema(example = json!({"name": "CI", "expires_at": "2030-01-01T00:00:00Z"}))]
 pub struct NewTokenBody {
-    /// 1 to 100 characters, not blank; unique among the project's non-revoked tokens.
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1 to 100 characters, not blank, no control characters; unique among the project's
+    /// non-revoked tokens.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
     pub name: String,
     /// When the token stops working (absent or null: never).
     #[schema(schema_with = nullable_instant_input_schema, required = false)]
     pub expires_at: Option<String>,
 }
 
-/// Which tokens a list shows.
-#[derive(Debug, Clone, Copy, ToSchema)]
-#[schema(rename_all = "snake_case")]
-pub enum TokenStatusFilter {
-    /// Active tokens only (the default).
-    Active,
-    /// Revoked tokens only.
-    Revoked,
-    /// Expired, not revoked, tokens only.
-    Expired,
-    /// Every token.
-    All,
+/// Which tokens a list shows (empty: the default, `active`).
+#[derive(Debug, Clone, Copy)]
+pub struct TokenStatusFilter;
+
+impl utoipa::PartialSchema for TokenStatusFilter {
+    fn schema() -> RefOr<Schema> {
+        string_enum(
+            ["active", "revoked", "expired", "all", ""],
+            false,
+            "`active` (the default, also when empty), `revoked`, `expired` or `all`.",
+        )
+        .into()
+    }
 }
 
-/// An outcome of a token's use.
+impl ToSchema for TokenStatusFilter {}
+
+/// An outcome of a token's use (empty: any).
 #[derive(Debug, Clone, Copy)]
 pub struct OutcomeFilter;
 
 impl utoipa::PartialSchema for OutcomeFilter {
     fn schema() -> RefOr<Schema> {
-        outcome_schema().into()
+        string_enum(
+            Outcome::ALL.iter().map(|o| o.as_str()).chain([""]),
+            false,
+            "Only entries with this outcome (empty: any).",
+        )
+        .into()
     }
 }
 

@@ -130,6 +130,41 @@ async fn every_documented_operation_is_served_and_documented() {
     );
 }
 
+/// The OpenAPI Initiative's JSON Schema of OpenAPI 3.1 documents
+/// (`https://spec.openapis.org/oas/3.1/schema/2022-10-07`, Apache-2.0).
+const OPENAPI_3_1_SCHEMA: &str = include_str!("fixtures/openapi-3.1-schema.json");
+
+#[test]
+fn the_document_is_valid_openapi_3_1() {
+    let document = serde_json::to_value(api_server::openapi::document()).unwrap();
+    let schema: Value = serde_json::from_str(OPENAPI_3_1_SCHEMA).unwrap();
+    let validator = jsonschema::options()
+        .with_draft(jsonschema::Draft::Draft202012)
+        .should_validate_formats(true)
+        .build(&schema)
+        .unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&document)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    // Every component schema is a valid JSON Schema (2020-12) on its own terms.
+    for (name, schema) in document["components"]["schemas"].as_object().unwrap() {
+        let mut root = document.clone();
+        root["$ref"] = json!(format!("#/components/schemas/{name}"));
+        jsonschema::meta::validate(schema)
+            .unwrap_or_else(|e| panic!("{name} is not a valid JSON Schema: {e}"));
+        jsonschema::options()
+            .with_draft(jsonschema::Draft::Draft202012)
+            .build(&root)
+            .unwrap_or_else(|e| panic!("{name} does not compile: {e}"));
+    }
+    // A broken document is refused (the check can fail).
+    let mut broken = document.clone();
+    broken["paths"]["/v1/send"]["post"]["responses"] = json!("none");
+    assert!(!validator.is_valid(&broken));
+}
+
 /// The routes of a router, read from its `Debug` output (axum keeps no other public list).
 fn router_paths(router: &axum::Router) -> BTreeSet<String> {
     let text = format!("{router:?}");
