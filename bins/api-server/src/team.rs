@@ -348,8 +348,7 @@ async fn render_project(state: &AppState, scope: Scope, project: &Project) -> Ap
     operation_id = "list_projects",
     security(("teamToken" = [])),
     params(
-        ("page[size]" = Option<u32>, Query, format = Int64, minimum = 0, maximum = 4_294_967_295_u32, description = "Items per page: 30 by default, at most 100 (larger sizes are clamped)."),
-        ("page[cursor]" = Option<String>, Query, description = "The `next_cursor` or `prev_cursor` of an earlier page (opaque)."),
+        wire::PageParams,
         ("sort" = Option<String>, Query, pattern = "^(-?(name|created_at)(,.*)?)?$", description = "Sort key, `-` for descending: one of `name`, `created_at`; default `-created_at`. Only the first key counts; ties are broken by id."),
         ("filter[search]" = Option<String>, Query, description = "Only projects whose name contains this text."),
     ),
@@ -623,8 +622,7 @@ async fn rotate_token(
     security(("teamToken" = [])),
     params(
         ("id" = uuid::Uuid, Path, description = "The project's id."),
-        ("page[size]" = Option<u32>, Query, format = Int64, minimum = 0, maximum = 4_294_967_295_u32, description = "Items per page: 30 by default, at most 100 (larger sizes are clamped)."),
-        ("page[cursor]" = Option<String>, Query, description = "The `next_cursor` or `prev_cursor` of an earlier page (opaque)."),
+        wire::PageParams,
         ("sort" = Option<String>, Query, pattern = "^(-?(name|created_at|updated_at|last_used_at)(,.*)?)?$", description = "Sort key, `-` for descending: one of `name`, `created_at`, `updated_at`, `last_used_at`; default `-created_at`. Only the first key counts; ties are broken by id."),
         ("filter[status]" = inline(Option<wire::TokenStatusFilter>), Query, description = "Which tokens: `active` (default), `revoked`, `expired` or `all`."),
     ),
@@ -881,8 +879,7 @@ async fn revoke_token(
     params(
         ("id" = uuid::Uuid, Path, description = "The project's id."),
         ("token" = uuid::Uuid, Path, description = "The token's id."),
-        ("page[size]" = Option<u32>, Query, format = Int64, minimum = 0, maximum = 4_294_967_295_u32, description = "Items per page: 30 by default, at most 100 (larger sizes are clamped)."),
-        ("page[cursor]" = Option<String>, Query, description = "The `next_cursor` or `prev_cursor` of an earlier page (opaque)."),
+        wire::PageParams,
         ("sort" = Option<String>, Query, pattern = "^(-?(at|created_at)(,.*)?)?$", description = "Sort key, `-` for descending: one of `at`, `created_at`; default `-at`. Only the first key counts; ties are broken by id."),
         ("filter[outcome]" = inline(Option<wire::OutcomeFilter>), Query, description = "Only entries with this outcome."),
         ("filter[from]" = Option<String>, Query, description = "Only entries at or after this instant (ISO 8601; without a zone it is UTC)."),

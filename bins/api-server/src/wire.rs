@@ -682,6 +682,18 @@ pub struct TokenIssued {
     pub token: String,
 }
 
+/// The cursor pagination of a list (query parameters).
+#[derive(Debug, Clone, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    /// Items per page: 30 by default, at most 100 (larger sizes are clamped).
+    #[param(rename = "page[size]", format = Int64, minimum = 0, maximum = 4_294_967_295_u32)]
+    pub size: Option<u32>,
+    /// The `next_cursor` or `prev_cursor` of an earlier page (opaque).
+    #[param(rename = "page[cursor]")]
+    pub cursor: Option<String>,
+}
+
 // --- cursor pages ------------------------------------------------------------------------------
 
 macro_rules! cursor_page {
