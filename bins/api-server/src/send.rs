@@ -19,7 +19,7 @@ use crate::auth::ProjectAuth;
 use crate::error::{ApiError, ApiResult};
 use crate::openapi::SendErrors;
 use crate::validate::{self, ValidSend, bare_address};
-use crate::wire::{SendBatch, SendRequest, SendResponse, SendStatus};
+use crate::wire::{SendBatch, SendBatchResponse, SendRequest, SendResponse, SendStatus};
 
 /// Most messages in one batch.
 pub const MAX_BATCH: usize = 500;
@@ -136,7 +136,7 @@ pub async fn send(
     ),
     request_body(content = SendBatch, description = "1 to 500 emails."),
     responses(
-        (status = 202, description = "Accepted: every message is stored and will be sent.", body = Vec<SendResponse>,
+        (status = 202, description = "Accepted: every message is stored and will be sent.", body = SendBatchResponse,
             headers(("Idempotent-Replayed" = String, description = "`true` when this is the replay of an earlier answer."))),
         SendErrors,
     )

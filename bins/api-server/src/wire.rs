@@ -363,6 +363,31 @@ impl ToSchema for SendBatch {
     }
 }
 
+/// The answers to a batch, in the order of its requests.
+#[derive(Debug, Clone, Copy)]
+pub struct SendBatchResponse;
+
+impl utoipa::PartialSchema for SendBatchResponse {
+    fn schema() -> RefOr<Schema> {
+        ArrayBuilder::new()
+            .items(utoipa::openapi::Ref::from_schema_name("SendResponse"))
+            .min_items(Some(1))
+            .max_items(Some(crate::send::MAX_BATCH))
+            .description(Some("The answers, in the order of the batch's requests."))
+            .into()
+    }
+}
+
+impl ToSchema for SendBatchResponse {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        schemas.push((
+            SendResponse::name().into_owned(),
+            <SendResponse as utoipa::PartialSchema>::schema(),
+        ));
+        <SendResponse as ToSchema>::schemas(schemas);
+    }
+}
+
 /// The status of an accepted message.
 #[derive(Debug, Clone, Copy, Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

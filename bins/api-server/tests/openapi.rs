@@ -120,6 +120,11 @@ async fn every_documented_operation_is_served_and_documented() {
         "#/components/schemas/SendBatch"
     );
     assert_eq!(schemas["SendBatch"]["type"], "array");
+    assert_eq!(
+        send["responses"]["202"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/SendBatchResponse"
+    );
+    assert_eq!(schemas["SendBatchResponse"]["type"], "array");
     assert!(
         document["paths"]["/v1/ping"]["get"]["responses"]["200"]["content"]["text/plain"]
             .is_object()
