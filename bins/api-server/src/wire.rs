@@ -13,7 +13,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa::openapi::RefOr;
 use utoipa::openapi::schema::{
-    ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
+    AllOfBuilder, AnyOfBuilder, ArrayBuilder, ObjectBuilder, OneOfBuilder, Schema, SchemaType, Type,
 };
 
 /// `serde_json::to_value` for the types of this module, which always serialise.
@@ -147,11 +147,26 @@ pub struct MessageBody {
 
 // --- sending -----------------------------------------------------------------------------------
 
+/// `addr` or `Name <addr>` with an ASCII `addr` whose local part has at most one dot and 64
+/// characters (the server also accepts rarer forms that email address validation allows, such
+/// as more dots or quoted local parts). No lookahead: generators must be able to follow it.
+const ADDRESS_PATTERN: &str = concat!(
+    r"^[ \t\n\r\x0B\x0C]*(",
+    r"[^<>\x00-\x1F\x7F-\x9F]*<",
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,32}(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,31})?",
+    r"@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*",
+    r">|",
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,32}(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,31})?",
+    r"@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*",
+    r")[ \t\n\r\x0B\x0C]*$"
+);
+
 fn address_schema(description: &str) -> ObjectBuilder {
     ObjectBuilder::new()
         .schema_type(Type::String)
         .min_length(Some(1))
         .max_length(Some(998))
+        .pattern(Some(ADDRESS_PATTERN))
         .description(Some(description))
 }
 
@@ -170,6 +185,13 @@ fn addresses(required: bool, description: &str) -> Schema {
         one_of = one_of.item(ObjectBuilder::new().schema_type(Type::Null));
     }
     one_of.build().into()
+}
+
+fn sender_schema() -> Schema {
+    address_schema("Sender: `addr` or `Name <addr>`.")
+        .examples([serde_json::json!("Shop <shop@example.com>")])
+        .build()
+        .into()
 }
 
 fn recipients_schema() -> Schema {
@@ -217,6 +239,10 @@ fn metadata_schema() -> Schema {
     )
 }
 
+/// The date-times the server reads (`validate::parse_instant`): RFC 3339, the same without a
+/// zone (UTC), or with a space and whole seconds (UTC).
+const INSTANT_PATTERN: &str = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?| ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9])$";
+
 fn instant_input_schema(nullable: bool) -> Schema {
     let kind = if nullable {
         SchemaType::from_iter([Type::String, Type::Null])
@@ -225,9 +251,10 @@ fn instant_input_schema(nullable: bool) -> Schema {
     };
     ObjectBuilder::new()
         .schema_type(kind)
+        .pattern(Some(INSTANT_PATTERN))
         .description(Some(
             "An ISO 8601 date and time; without a zone it is UTC (`2030-01-01T10:00:00Z`, \
-             `2030-01-01T10:00:00+02:00`, `2030-01-01 10:00:00`).",
+             `2030-01-01T10:00:00.5+02:00`, `2030-01-01T10:00:00`, `2030-01-01 10:00:00`).",
         ))
         .examples([serde_json::json!("2030-01-01T10:00:00Z")])
         .build()
@@ -253,21 +280,29 @@ pub struct SendTag {
 #[derive(Debug, Clone, ToSchema)]
 pub struct SendAttachment {
     /// File name (1 to 255 characters, not blank).
-    #[schema(min_length = 1, max_length = 255, example = "receipt.pdf")]
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = r"\S",
+        example = "receipt.pdf"
+    )]
     pub filename: String,
-    /// The file's bytes in base64 (whitespace is ignored).
-    #[schema(content_encoding = "base64", example = "aGVsbG8=")]
+    /// The file's bytes in padded base64 (the server also ignores whitespace in it).
+    #[schema(
+        content_encoding = "base64",
+        pattern = r"^([A-Za-z0-9+/]{4})*([A-Za-z0-9+/][AQgw]==|[A-Za-z0-9+/]{2}[AEIMQUYcgkosw048]=)?$",
+        example = "aGVsbG8="
+    )]
     pub content: String,
-    /// MIME type.
-    #[schema(max_length = 255, example = "application/pdf")]
+    /// MIME type, on one line.
+    #[schema(max_length = 255, pattern = r"^[^\r\n]*$", example = "application/pdf")]
     pub content_type: Option<String>,
     /// Content-ID for inline images; `@lm` is appended when it has no `@`.
     #[schema(pattern = "^[a-zA-Z0-9._@-]{1,255}$", example = "logo")]
     pub content_id: Option<String>,
 }
 
-/// An email to send (also one item of a batch). Fields are validated one by one; a `422` names
-/// every bad field. At least one of `html` and `text` is required.
+/// The fields of a send request ([`SendRequest`] adds that `html` or `text` is required).
 #[derive(Debug, Clone, ToSchema)]
 #[schema(example = json!({
     "from": "Shop <shop@example.com>",
@@ -278,9 +313,9 @@ pub struct SendAttachment {
     "metadata": {"order": "42"},
     "tag": "receipt"
 }))]
-pub struct SendRequest {
+pub struct SendFields {
     /// Sender: `addr` or `Name <addr>`.
-    #[schema(min_length = 1, max_length = 998, example = "Shop <shop@example.com>")]
+    #[schema(schema_with = sender_schema)]
     pub from: String,
     /// Recipients: one address or a list of 1 to 50.
     #[schema(schema_with = recipients_schema)]
@@ -334,6 +369,40 @@ pub struct SendRequest {
     /// When to send; in the future, the message is `scheduled`.
     #[schema(schema_with = nullable_instant_input_schema, required = false)]
     pub scheduled_at: Option<String>,
+}
+
+/// An email to send (also one item of a batch): [`SendFields`], at least one of `html` and
+/// `text` being a string. Fields are validated one by one; a `422` names every bad field.
+#[derive(Debug, Clone, Copy)]
+pub struct SendRequest;
+
+impl utoipa::PartialSchema for SendRequest {
+    fn schema() -> RefOr<Schema> {
+        let body = |field: &str| {
+            ObjectBuilder::new()
+                .property(field, ObjectBuilder::new().schema_type(Type::String))
+                .required(field)
+        };
+        AllOfBuilder::new()
+            .item(<SendFields as utoipa::PartialSchema>::schema())
+            .item(
+                AnyOfBuilder::new()
+                    .item(body("html"))
+                    .item(body("text"))
+                    .description(Some("At least one of `html` and `text` is a string.")),
+            )
+            .description(Some(
+                "An email to send (also one item of a batch). Fields are validated one by one; \
+                 a `422` names every bad field.",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for SendRequest {
+    fn schemas(schemas: &mut Vec<(String, RefOr<Schema>)>) {
+        <SendFields as ToSchema>::schemas(schemas);
+    }
 }
 
 /// 1 to 500 send requests, sent atomically.
@@ -714,8 +783,11 @@ pub struct PageParams {
     /// Items per page: 30 by default, at most 100 (larger sizes are clamped).
     #[param(rename = "page[size]", format = Int64, minimum = 0, maximum = 4_294_967_295_u32)]
     pub size: Option<u32>,
-    /// The `next_cursor` or `prev_cursor` of an earlier page (opaque).
-    #[param(rename = "page[cursor]")]
+    /// The `next_cursor` or `prev_cursor` of an earlier page.
+    #[param(
+        rename = "page[cursor]",
+        pattern = r"^([np]([0-9a-fA-F]{32}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}|\{[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\}|urn:uuid:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}))?$"
+    )]
     pub cursor: Option<String>,
 }
 

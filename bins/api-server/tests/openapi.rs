@@ -1025,3 +1025,94 @@ async fn real_requests_and_responses_match_the_document() {
         assert!(statuses.contains(&status), "no {status} was checked");
     }
 }
+
+/// The patterns of the document admit only what the server's validation accepts.
+#[test]
+fn patterns_admit_only_what_the_server_accepts() {
+    let document = serde_json::to_value(api_server::openapi::document()).unwrap();
+    let checker = Checker::new(document);
+    let scheduled = "/components/schemas/SendRequest/allOf/0/properties/scheduled_at";
+    let from = "/components/schemas/SendRequest/allOf/0/properties/from";
+    // `html` or `text` is required (and null is absent).
+    let request = "/components/schemas/SendRequest";
+    let bare = json!({"from": "a@b.c", "to": "d@e.f", "subject": "s", "html": null});
+    assert!(!checker.errors(request, &bare).is_empty());
+    let mut with_text = bare.clone();
+    with_text["text"] = json!("abc");
+    assert!(checker.errors(request, &with_text).is_empty());
+    let instants = [
+        "2030-01-01T10:00:00Z",
+        "2030-01-01T10:00:00.123456789+02:00",
+        "2030-01-01T10:00:00-23:59",
+        "2030-01-01T10:00:00",
+        "2030-01-01T10:00:00.5",
+        "2030-01-01 10:00:00",
+        "2030-02-28T23:59:59Z",
+        "0001-01-01T00:00:00Z",
+    ];
+    for text in instants {
+        assert!(checker.errors(scheduled, &json!(text)).is_empty(), "{text}");
+        assert!(
+            api_server::validate::parse_instant(text).is_some(),
+            "{text} matches the pattern but is refused"
+        );
+    }
+    for text in [
+        "tomorrow",
+        "2030-01-01",
+        "2030-13-01T10:00:00Z",
+        "2030-01-01T10:00",
+    ] {
+        assert!(
+            !checker.errors(scheduled, &json!(text)).is_empty(),
+            "{text}"
+        );
+    }
+    let addresses = [
+        "a@example.com",
+        "Shop <shop@example.com>",
+        "  \"Shop, Inc.\" <o'brien+tag@mail.example-shop.co>  ",
+        "x@localhost",
+        "first.last@a.b.c",
+        "<a@b.c>",
+        "\t\x0b a@b.c \r\n",
+    ];
+    let longest = format!("{}.{}@example.com", "a".repeat(32), "b".repeat(31));
+    let too_long = format!("{}.{}@example.com", "a".repeat(32), "b".repeat(32));
+    let addresses = addresses.iter().copied().chain([longest.as_str()]);
+    for text in addresses {
+        assert!(checker.errors(from, &json!(text)).is_empty(), "{text}");
+        let mut errors = lettermint_core::ValidationErrors::default();
+        let body = json!({"from": text, "to": [text], "subject": "s", "text": "abc"});
+        api_server::validate::send_request(&body, "", &mut errors);
+        assert!(
+            errors.is_empty(),
+            "{text} matches the pattern but is refused: {errors:?}"
+        );
+    }
+    // Attachments: what matches the content pattern decodes.
+    let content = "/components/schemas/SendAttachment/properties/content";
+    for text in ["", "aGVsbG8=", "aGk=", "aGVsbG8gd29ybGQ=", "AAAA", "+/+/"] {
+        assert!(checker.errors(content, &json!(text)).is_empty(), "{text}");
+        let mut errors = lettermint_core::ValidationErrors::default();
+        let body = json!({"from": "a@b.c", "to": "d@e.f", "subject": "s", "text": "abc",
+                          "attachments": [{"filename": "f", "content": text}]});
+        api_server::validate::send_request(&body, "", &mut errors);
+        assert!(errors.is_empty(), "{text}: {errors:?}");
+    }
+    for text in ["aGl=", "aGVsbG8", "a", "%%%"] {
+        assert!(!checker.errors(content, &json!(text)).is_empty(), "{text}");
+    }
+    for text in [
+        "nope",
+        "a@",
+        "@b.c",
+        "a b@c.d",
+        "Name <a@b.c",
+        "a@b..c",
+        "a@-b.c",
+        too_long.as_str(),
+    ] {
+        assert!(!checker.errors(from, &json!(text)).is_empty(), "{text}");
+    }
+}
