@@ -10,7 +10,9 @@ use lettermint_core::{Action, Channel, Error, Outcome, ProjectCaller, TeamCaller
 use crate::AppState;
 use crate::client::Client;
 use crate::error::ApiError;
+use crate::openapi::PingErrors;
 use crate::rate_limit::Class;
+use crate::wire::Pong;
 
 /// A request authenticated with a project token (`x-lettermint-token`).
 ///
@@ -250,7 +252,21 @@ pub async fn team_api(State(state): State<AppState>, request: Request, next: Nex
     response
 }
 
-/// `GET /v1/ping`: either kind of token, in either header.
+/// Check a token (either kind); answers `pong`
+///
+/// A project token in `x-lettermint-token` or a team token as `Authorization: Bearer` (either
+/// kind is also accepted in the other header).
+#[utoipa::path(
+    get,
+    path = "/v1/ping",
+    tag = "Sending API",
+    operation_id = "ping",
+    security(("projectToken" = []), ("teamToken" = [])),
+    responses(
+        (status = 200, description = "The token is valid.", body = Pong, content_type = "text/plain", example = "pong"),
+        PingErrors,
+    )
+)]
 pub async fn ping(State(state): State<AppState>, parts: Parts) -> Result<&'static str, ApiError> {
     let client = Client::from_parts(&parts, &state.config.trusted_proxies);
     let presented = header(&parts.headers, "x-lettermint-token").or_else(|| bearer(&parts.headers));

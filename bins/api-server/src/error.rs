@@ -5,7 +5,9 @@ use axum::extract::rejection::JsonRejection;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use lettermint_core::{Error, ValidationErrors};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use crate::wire::{ErrorBody, ErrorCode, ErrorDetail, ValidationErrorBody, to_value};
 
 /// What a handler can answer instead of its result.
 #[derive(Debug)]
@@ -108,69 +110,96 @@ fn capitalized(entity: &str) -> String {
         .unwrap_or_default()
 }
 
+fn coded(message: impl Into<String>, code: ErrorCode, detail: impl Into<String>) -> Value {
+    to_value(ErrorBody {
+        message: message.into(),
+        error: Some(ErrorDetail {
+            code,
+            message: detail.into(),
+        }),
+    })
+}
+
+fn plain(message: impl Into<String>) -> Value {
+    to_value(ErrorBody {
+        message: message.into(),
+        error: None,
+    })
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, body): (StatusCode, Value) = match &self {
             ApiError::Unauthenticated => (
                 StatusCode::UNAUTHORIZED,
-                json!({
-                    "message": "Unauthenticated.",
-                    "error": {"code": "UNAUTHENTICATED", "message": "Unauthenticated."}
-                }),
+                coded(
+                    "Unauthenticated.",
+                    ErrorCode::Unauthenticated,
+                    "Unauthenticated.",
+                ),
             ),
             ApiError::Forbidden => {
                 let message =
                     "This token does not have the required abilities to perform this action.";
                 (
                     StatusCode::FORBIDDEN,
-                    json!({"message": message, "error": {"code": "FORBIDDEN", "message": message}}),
+                    coded(message, ErrorCode::Forbidden, message),
                 )
             }
             ApiError::NotFound(entity) => {
                 let message = format!("{} not found.", capitalized(entity));
                 (
                     StatusCode::NOT_FOUND,
-                    json!({"message": message, "error": {"code": "NOT_FOUND", "message": message}}),
+                    coded(message.clone(), ErrorCode::NotFound, message),
                 )
             }
-            ApiError::Conflict(message) => (StatusCode::CONFLICT, json!({"message": message})),
+            ApiError::Conflict(message) => (StatusCode::CONFLICT, plain(message.clone())),
             ApiError::Validation(errors) => (
                 StatusCode::UNPROCESSABLE_ENTITY,
-                json!({"message": errors.to_string(), "errors": errors.fields()}),
+                to_value(ValidationErrorBody {
+                    message: errors.to_string(),
+                    errors: errors.fields().clone(),
+                }),
             ),
             ApiError::MalformedJson(detail) => (
                 StatusCode::BAD_REQUEST,
-                json!({
-                    "message": format!("The request body is not valid JSON: {detail}"),
-                    "error": {"code": "MALFORMED_JSON", "message": detail}
-                }),
+                coded(
+                    format!("The request body is not valid JSON: {detail}"),
+                    ErrorCode::MalformedJson,
+                    detail.clone(),
+                ),
             ),
             ApiError::UnsupportedMediaType => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                json!({
-                    "message": "Send the request body as JSON with `Content-Type: application/json`.",
-                    "error": {"code": "UNSUPPORTED_MEDIA_TYPE", "message": "Expected application/json."}
-                }),
+                coded(
+                    "Send the request body as JSON with `Content-Type: application/json`.",
+                    ErrorCode::UnsupportedMediaType,
+                    "Expected application/json.",
+                ),
             ),
             ApiError::PayloadTooLarge => (
                 StatusCode::PAYLOAD_TOO_LARGE,
-                json!({
-                    "message": "The request body is too large.",
-                    "error": {"code": "PAYLOAD_TOO_LARGE", "message": "The request body is too large."}
-                }),
+                coded(
+                    "The request body is too large.",
+                    ErrorCode::PayloadTooLarge,
+                    "The request body is too large.",
+                ),
             ),
             ApiError::RateLimited { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
-                json!({"message": "Too many requests. Retry after the time in the Retry-After header."}),
+                plain("Too many requests. Retry after the time in the Retry-After header."),
             ),
             ApiError::Unavailable => (
                 StatusCode::SERVICE_UNAVAILABLE,
-                json!({"message": "The service is temporarily unavailable. Retry later.",
-                       "error": {"code": "SERVICE_UNAVAILABLE", "message": "Retry later."}}),
+                coded(
+                    "The service is temporarily unavailable. Retry later.",
+                    ErrorCode::ServiceUnavailable,
+                    "Retry later.",
+                ),
             ),
             ApiError::Internal => (
                 StatusCode::INTERNAL_SERVER_ERROR,
-                json!({"message": "Server error.", "error": {"code": "INTERNAL", "message": "Server error."}}),
+                coded("Server error.", ErrorCode::Internal, "Server error."),
             ),
         };
         let mut response = (status, Json(body)).into_response();

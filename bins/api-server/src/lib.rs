@@ -15,6 +15,7 @@ pub mod rate_limit;
 pub mod send;
 pub mod team;
 pub mod validate;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -25,7 +26,6 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request, StatusCode, header};
-use axum::routing::{get, post};
 use lettermint_core::{
     Abilities, Clock, NewProject, ProjectId, RouteId, Scope, Services, Store, SystemClock,
 };
@@ -35,6 +35,8 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use tower_http::sensitive_headers::SetSensitiveRequestHeadersLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::config::Config;
 use crate::error::ApiError;
@@ -174,22 +176,33 @@ pub fn start(
     )
 }
 
+/// Every route, each registered once with its OpenAPI annotation: both the router and the
+/// OpenAPI document ([`openapi::document`]) are built from this. With a state, the Team API
+/// routes run behind their middleware ([`auth::team_api`]).
+pub fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
+    let mut team_api = team::routes();
+    if let Some(state) = state {
+        team_api = team_api.route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::team_api,
+        ));
+    }
+    OpenApiRouter::with_openapi(openapi::base())
+        .routes(routes!(send::send))
+        .routes(routes!(send::send_batch))
+        .routes(routes!(auth::ping))
+        .merge(team_api)
+        .routes(routes!(ops::openapi))
+        .routes(routes!(ops::healthz))
+        .routes(routes!(ops::readyz))
+        .routes(routes!(ops::metrics))
+}
+
 /// The whole application.
 pub fn router(state: AppState) -> Router {
-    let team_api = team::routes().route_layer(axum::middleware::from_fn_with_state(
-        state.clone(),
-        auth::team_api,
-    ));
+    let (routes, _) = api(Some(&state)).split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
-        .route("/v1/send", post(send::send))
-        .route("/v1/send/batch", post(send::send_batch))
-        .route("/v1/ping", get(auth::ping))
-        .merge(team_api)
-        .route("/v1/openapi.json", get(ops::openapi))
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+    routes
         .fallback(ops::not_found)
         .layer(axum::middleware::from_fn(ops::count_requests))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))

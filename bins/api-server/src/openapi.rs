@@ -1,428 +1,399 @@
-//! The OpenAPI 3.1 document, built from the route table below (`tests/openapi.rs` requests
-//! every operation in it and checks that the router serves it).
+//! The OpenAPI 3.1 document, derived from the code: every route is registered once, with its
+//! `#[utoipa::path]` annotation, in [`crate::api`], which builds both the router and this
+//! document; bodies are the `ToSchema` types of [`crate::wire`]. This module adds what is common
+//! to many operations: the security schemes, the error responses of each front door, the
+//! abilities Team API operations need (`x-required-ability`, also stated in the description) and
+//! the `X-RateLimit-*` headers of the Team API.
+//!
+//! `tests/openapi.rs` checks that the router serves exactly the documented operations and that
+//! real requests and responses of every operation validate against the document.
 
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
-/// How a route authenticates.
-#[derive(Debug, Clone, Copy)]
-pub enum Auth {
-    /// `x-lettermint-token` (project token).
-    Project,
-    /// `Authorization: Bearer` (team token).
-    Team,
-    /// Either kind.
-    Either,
-    /// None.
-    None,
-}
+use utoipa::openapi::header::HeaderBuilder;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::response::{Response, ResponseBuilder};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ContentBuilder, OpenApi as Document, Ref, RefOr};
+use utoipa::{IntoResponses, Modify, OpenApi};
 
-/// One operation of the API.
-#[derive(Debug, Clone, Copy)]
-pub struct Operation {
-    /// HTTP method, lower case.
-    pub method: &'static str,
-    /// Path, with `{name}` parameters.
-    pub path: &'static str,
-    /// What it does.
-    pub summary: &'static str,
-    /// How it authenticates.
-    pub auth: Auth,
-    /// Status of a success.
-    pub status: u16,
-    /// Ability a team token needs.
-    pub ability: Option<&'static str>,
-}
+use crate::wire;
 
-const fn op(
-    method: &'static str,
-    path: &'static str,
-    summary: &'static str,
-    auth: Auth,
-    status: u16,
-    ability: Option<&'static str>,
-) -> Operation {
-    Operation {
-        method,
-        path,
-        summary,
-        auth,
-        status,
-        ability,
+/// Name of the security scheme of project tokens.
+pub const PROJECT_TOKEN: &str = "projectToken";
+/// Name of the security scheme of team tokens.
+pub const TEAM_TOKEN: &str = "teamToken";
+/// Extension naming the team token ability an operation needs.
+pub const REQUIRED_ABILITY: &str = "x-required-ability";
+
+/// What the annotations of the handlers do not say: title, security schemes, shared schemas.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Lettermint-compatible API",
+        description = "The Lettermint Sending API (project tokens) and Team API (team tokens), \
+                       with project tokens and their logs managed over the Team API.",
+        license(name = "Apache-2.0", identifier = "Apache-2.0")
+    ),
+    modifiers(&SecuritySchemes),
+    components(schemas(
+        wire::ErrorBody,
+        wire::ErrorDetail,
+        wire::ErrorCode,
+        wire::ValidationErrorBody,
+        wire::MessageBody,
+    )),
+    tags(
+        (name = "Sending API", description = "Send mail with a project token (`x-lettermint-token`)."),
+        (name = "Team API", description = "Manage the team, its projects and their tokens with a team token (`Authorization: Bearer`)."),
+        (name = "Operations", description = "Health, readiness, metrics and this document."),
+    )
+)]
+struct Base;
+
+struct SecuritySchemes;
+
+impl Modify for SecuritySchemes {
+    fn modify(&self, openapi: &mut Document) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            PROJECT_TOKEN,
+            SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::with_description(
+                "x-lettermint-token",
+                "A project token (`lm_…`): sends mail for its project.",
+            ))),
+        );
+        components.add_security_scheme(
+            TEAM_TOKEN,
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(
+                        "A team token (`lm_team_…`) with abilities such as `read:projects` or \
+                         `write:tokens`; write implies read.",
+                    ))
+                    .build(),
+            ),
+        );
     }
 }
 
-/// Every operation the router serves.
-pub const ROUTES: &[Operation] = &[
-    op(
-        "post",
-        "/v1/send",
-        "Send an email",
-        Auth::Project,
-        202,
-        None,
-    ),
-    op(
-        "post",
-        "/v1/send/batch",
-        "Send 1 to 500 emails atomically",
-        Auth::Project,
-        202,
-        None,
-    ),
-    op(
-        "get",
-        "/v1/ping",
-        "Check a token (either kind); answers `pong`",
-        Auth::Either,
-        200,
-        None,
-    ),
-    op(
-        "get",
-        "/v1/team",
-        "Show the team",
-        Auth::Team,
-        200,
-        Some("read:team"),
-    ),
-    op(
-        "put",
-        "/v1/team",
-        "Rename the team",
-        Auth::Team,
-        200,
-        Some("write:team"),
-    ),
-    op(
-        "get",
-        "/v1/projects",
-        "List projects (cursor page; filter[search]; sort name, created_at)",
-        Auth::Team,
-        200,
-        Some("read:projects"),
-    ),
-    op(
-        "post",
-        "/v1/projects",
-        "Create a project with its first token (`api_token`, shown once)",
-        Auth::Team,
-        201,
-        Some("write:projects"),
-    ),
-    op(
-        "get",
-        "/v1/projects/{id}",
-        "Show a project",
-        Auth::Team,
-        200,
-        Some("read:projects"),
-    ),
-    op(
-        "put",
-        "/v1/projects/{id}",
-        "Update a project's name or SMTP setting",
-        Auth::Team,
-        200,
-        Some("write:projects"),
-    ),
-    op(
-        "delete",
-        "/v1/projects/{id}",
-        "Delete a project and everything it owns",
-        Auth::Team,
-        200,
-        Some("write:projects"),
-    ),
-    op(
-        "post",
-        "/v1/projects/{id}/rotate-token",
-        "Regenerate the project's first token (`new_token`, shown once)",
-        Auth::Team,
-        200,
-        Some("write:projects"),
-    ),
-    op(
-        "get",
-        "/v1/projects/{id}/tokens",
-        "List project tokens (filter[status] = active, revoked, expired, all)",
-        Auth::Team,
-        200,
-        Some("read:tokens"),
-    ),
-    op(
-        "post",
-        "/v1/projects/{id}/tokens",
-        "Create a project token (`token`, shown once)",
-        Auth::Team,
-        201,
-        Some("write:tokens"),
-    ),
-    op(
-        "get",
-        "/v1/projects/{id}/tokens/{token}",
-        "Show a project token",
-        Auth::Team,
-        200,
-        Some("read:tokens"),
-    ),
-    op(
-        "patch",
-        "/v1/projects/{id}/tokens/{token}",
-        "Rename a project token",
-        Auth::Team,
-        200,
-        Some("write:tokens"),
-    ),
-    op(
-        "delete",
-        "/v1/projects/{id}/tokens/{token}",
-        "Revoke a project token (final, effective before the answer)",
-        Auth::Team,
-        200,
-        Some("write:tokens"),
-    ),
-    op(
-        "post",
-        "/v1/projects/{id}/tokens/{token}/regenerate",
-        "Regenerate a project token (old value dead before the answer)",
-        Auth::Team,
-        200,
-        Some("write:tokens"),
-    ),
-    op(
-        "get",
-        "/v1/projects/{id}/tokens/{token}/logs",
-        "A token's log, newest first (filter[outcome], filter[from], filter[to])",
-        Auth::Team,
-        200,
-        Some("read:tokens"),
-    ),
-    op(
-        "get",
-        "/v1/openapi.json",
-        "This document",
-        Auth::None,
-        200,
-        None,
-    ),
-    op(
-        "get",
-        "/healthz",
-        "The process is up",
-        Auth::None,
-        200,
-        None,
-    ),
-    op(
-        "get",
-        "/readyz",
-        "The store is reachable",
-        Auth::None,
-        200,
-        None,
-    ),
-    op(
-        "get",
-        "/metrics",
-        "Prometheus metrics",
-        Auth::None,
-        200,
-        None,
-    ),
-];
-
-/// Component schemas of an operation's request body and success response.
-fn schemas_for(method: &str, path: &str) -> (Option<&'static str>, Option<&'static str>) {
-    match (method, path) {
-        ("post", "/v1/send") => (Some("SendRequest"), Some("SendResponse")),
-        ("post", "/v1/send/batch") => (Some("SendBatch"), Some("SendBatchResponse")),
-        ("get", "/v1/team") => (None, Some("Team")),
-        ("put", "/v1/team") => (Some("NameBody"), Some("TeamMutation")),
-        ("get", "/v1/projects") => (None, Some("ProjectPage")),
-        ("post", "/v1/projects") => (Some("ProjectBody"), Some("ProjectCreated")),
-        ("get", "/v1/projects/{id}") => (None, Some("Project")),
-        ("put", "/v1/projects/{id}") => (Some("ProjectBody"), Some("ProjectMutation")),
-        ("post", "/v1/projects/{id}/rotate-token") => (None, Some("ProjectRotated")),
-        ("get", "/v1/projects/{id}/tokens") => (None, Some("TokenPage")),
-        ("post", "/v1/projects/{id}/tokens") => (Some("TokenBody"), Some("TokenIssued")),
-        ("get", "/v1/projects/{id}/tokens/{token}") => (None, Some("Token")),
-        ("patch", "/v1/projects/{id}/tokens/{token}") => (Some("NameBody"), Some("TokenMutation")),
-        ("post", "/v1/projects/{id}/tokens/{token}/regenerate") => (None, Some("TokenIssued")),
-        ("get", "/v1/projects/{id}/tokens/{token}/logs") => (None, Some("LogPage")),
-        ("delete", _) => (None, Some("Message")),
-        _ => (None, None),
-    }
+/// The document's starting point, before the routes are added.
+pub(crate) fn base() -> Document {
+    let mut document = Base::openapi();
+    document.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    document
 }
 
-fn page_of(item: &str) -> Value {
-    json!({"type": "object", "required": ["data", "path", "per_page", "next_cursor", "next_page_url", "prev_cursor", "prev_page_url"], "properties": {
-        "data": {"type": "array", "items": {"$ref": format!("#/components/schemas/{item}")}},
-        "path": {"type": "string"}, "per_page": {"type": "integer"},
-        "next_cursor": {"type": ["string", "null"]}, "next_page_url": {"type": ["string", "null"]},
-        "prev_cursor": {"type": ["string", "null"]}, "prev_page_url": {"type": ["string", "null"]}
-    }})
-}
-
-fn mutation_of(item: &str) -> Value {
-    json!({"type": "object", "properties": {"data": {"$ref": format!("#/components/schemas/{item}")}, "message": {"type": "string"}}})
-}
-
-fn schemas() -> Value {
-    let instant = json!({"type": "string", "format": "date-time"});
-    let nullable_instant = json!({"type": ["string", "null"], "format": "date-time"});
-    let addresses = json!({"type": "array", "items": {"type": "string"}});
-    let send = json!({"type": "object", "required": ["from", "to", "subject"], "properties": {
-        "from": {"type": "string", "description": "addr or Name <addr>"},
-        "to": addresses, "cc": addresses, "bcc": addresses, "reply_to": addresses,
-        "subject": {"type": "string", "maxLength": 998},
-        "html": {"type": ["string", "null"], "minLength": 3},
-        "text": {"type": ["string", "null"], "minLength": 3},
-        "route": {"type": "string"},
-        "headers": {"type": "object", "additionalProperties": {"type": "string"}},
-        "metadata": {"type": "object", "additionalProperties": {"type": "string"}},
-        "tag": {"type": "string", "maxLength": 255, "pattern": "^[a-zA-Z0-9_-]+( [a-zA-Z0-9_-]+)*$"},
-        "tags": {"type": "array", "maxItems": 20, "items": {"type": "object", "required": ["name", "value"], "properties": {
-            "name": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,32}$"}, "value": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}}}},
-        "attachments": {"type": "array", "items": {"type": "object", "required": ["filename", "content"], "properties": {
-            "filename": {"type": "string"}, "content": {"type": "string", "contentEncoding": "base64"},
-            "content_type": {"type": "string", "maxLength": 255}, "content_id": {"type": "string", "pattern": "^[a-zA-Z0-9._@-]+$"}}}},
-        "scheduled_at": {"type": "string", "description": "ISO 8601; without a zone it is UTC"}
-    }});
-    let sent = json!({"type": "object", "required": ["message_id", "status"], "properties": {
-        "message_id": {"type": "string", "format": "uuid"},
-        "status": {"type": "string", "enum": ["pending", "scheduled"]},
-        "scheduled_at": instant
-    }});
-    let project = json!({"type": "object", "properties": {
-        "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"}, "smtp_enabled": {"type": "boolean"},
-        "created_at": instant, "updated_at": instant, "token_generated_at": nullable_instant,
-        "token_last_used_at": nullable_instant, "token_last_used_ip": {"type": ["string", "null"]}
-    }});
-    let token = json!({"type": "object", "properties": {
-        "id": {"type": "string", "format": "uuid"}, "project_id": {"type": "string", "format": "uuid"},
-        "name": {"type": "string"}, "hint": {"type": "string"},
-        "status": {"type": "string", "enum": ["active", "revoked", "expired"]},
-        "created_at": instant, "updated_at": instant, "last_used_at": nullable_instant,
-        "last_used_ip": {"type": ["string", "null"]}, "last_used_via": {"type": ["string", "null"], "enum": ["api", "smtp", null]},
-        "expires_at": nullable_instant, "revoked_at": nullable_instant
-    }});
-    let log = json!({"type": "object", "properties": {
-        "id": {"type": "string", "format": "uuid"}, "token_id": {"type": "string", "format": "uuid"}, "at": instant,
-        "ip": {"type": ["string", "null"]}, "via": {"type": "string", "enum": ["api", "smtp"]},
-        "action": {"type": "string"}, "outcome": {"type": "string"}, "status": {"type": "integer"},
-        "message_ids": {"type": "array", "items": {"type": "string", "format": "uuid"}},
-        "user_agent": {"type": ["string", "null"]}
-    }});
-    let team = json!({"type": "object", "properties": {
-        "id": {"type": "string", "format": "uuid"}, "name": {"type": "string"}, "created_at": instant,
-        "updated_at": instant, "projects_count": {"type": "integer"}
-    }});
-    json!({
-        "Error": {"type": "object", "properties": {
-            "message": {"type": "string"},
-            "errors": {"type": "object", "additionalProperties": {"type": "array", "items": {"type": "string"}}}
-        }},
-        "Message": {"type": "object", "properties": {"message": {"type": "string"}}},
-        "SendRequest": send,
-        "SendBatch": {"type": "array", "minItems": 1, "maxItems": 500, "items": {"$ref": "#/components/schemas/SendRequest"}},
-        "SendResponse": sent,
-        "SendBatchResponse": {"type": "array", "items": {"$ref": "#/components/schemas/SendResponse"}},
-        "NameBody": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "maxLength": 100}}},
-        "ProjectBody": {"type": "object", "properties": {"name": {"type": "string", "maxLength": 100}, "smtp_enabled": {"type": "boolean"}}},
-        "TokenBody": {"type": "object", "required": ["name"], "properties": {"name": {"type": "string", "maxLength": 100}, "expires_at": instant}},
-        "Team": team,
-        "TeamMutation": mutation_of("Team"),
-        "Project": project,
-        "ProjectPage": page_of("Project"),
-        "ProjectMutation": mutation_of("Project"),
-        "ProjectCreated": {"type": "object", "properties": {"data": {"$ref": "#/components/schemas/Project"}, "message": {"type": "string"}, "api_token": {"type": "string", "description": "shown once"}}},
-        "ProjectRotated": {"type": "object", "properties": {"data": {"$ref": "#/components/schemas/Project"}, "message": {"type": "string"}, "new_token": {"type": "string", "description": "shown once"}}},
-        "Token": token,
-        "TokenPage": page_of("Token"),
-        "TokenMutation": mutation_of("Token"),
-        "TokenIssued": {"type": "object", "properties": {"data": {"$ref": "#/components/schemas/Token"}, "message": {"type": "string"}, "token": {"type": "string", "description": "shown once"}}},
-        "LogEntry": log,
-        "LogPage": page_of("LogEntry"),
-    })
-}
-
-/// The document, as JSON text.
+/// The finished document.
 #[must_use]
-pub fn document() -> String {
-    let mut paths = serde_json::Map::new();
-    for Operation {
-        method,
-        path,
-        summary,
-        auth,
-        status,
-        ability,
-    } in ROUTES
-    {
-        let security = match auth {
-            Auth::Project => json!([{"projectToken": []}]),
-            Auth::Team => json!([{"teamToken": []}]),
-            Auth::Either => json!([{"projectToken": []}, {"teamToken": []}]),
-            Auth::None => json!([]),
-        };
-        let parameters: Vec<Value> = path
-            .split('/')
-            .filter_map(|s| s.strip_prefix('{')?.strip_suffix('}'))
-            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}}))
-            .collect();
-        let mut responses = serde_json::Map::new();
-        responses.insert(status.to_string(), json!({"description": "Success"}));
-        for (code, description) in [
-            ("401", "Unauthenticated"),
-            ("403", "Missing ability"),
-            ("404", "Not found"),
-            ("409", "Conflict"),
-            ("422", "Validation error naming every bad field"),
-            ("429", "Rate limited; see Retry-After"),
-        ] {
-            responses.insert(code.into(), json!({"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}));
-        }
-        let (request, response) = schemas_for(method, path);
-        if let Some(schema) = response {
-            responses.insert(
-                status.to_string(),
-                json!({"description": "Success", "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}}),
-            );
-        }
-        let mut operation = json!({
-            "summary": summary,
-            "security": security,
-            "parameters": parameters,
-            "responses": responses,
-        });
-        if let Some(schema) = request {
-            operation["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"$ref": format!("#/components/schemas/{schema}")}}}});
-        }
-        if let Some(ability) = ability {
-            operation["x-required-ability"] = json!(ability);
-        }
-        if *method == "post"
-            && path.starts_with("/v1/send")
-            && let Some(parameters) = operation["parameters"].as_array_mut()
+pub fn document() -> Document {
+    let mut document = crate::api(None).into_openapi();
+    for item in document.paths.paths.values_mut() {
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
         {
-            {
-                parameters.push(json!({"name": "Idempotency-Key", "in": "header", "required": false, "schema": {"type": "string", "minLength": 1, "maxLength": 255}}));
+            describe_ability(operation);
+            if uses_scheme(operation, TEAM_TOKEN) && !uses_scheme(operation, PROJECT_TOKEN) {
+                add_rate_limit_headers(operation);
             }
         }
-        let entry = paths.entry(path.to_string()).or_insert_with(|| json!({}));
-        entry[*method] = operation;
     }
-    json!({
-        "openapi": "3.1.0",
-        "info": {"title": "Lettermint-compatible API", "version": env!("CARGO_PKG_VERSION")},
-        "paths": paths,
-        "components": {
-            "securitySchemes": {
-                "projectToken": {"type": "apiKey", "in": "header", "name": "x-lettermint-token"},
-                "teamToken": {"type": "http", "scheme": "bearer"}
-            },
-            "schemas": schemas()
+    document
+}
+
+/// The finished document as JSON text, built once.
+#[must_use]
+pub fn json() -> &'static str {
+    static JSON: OnceLock<String> = OnceLock::new();
+    JSON.get_or_init(|| document().to_json().unwrap_or_default())
+}
+
+/// Every documented operation as (lower-case method, path), in path order.
+#[must_use]
+pub fn operations() -> Vec<(&'static str, String)> {
+    let document = document();
+    let mut operations = Vec::new();
+    for (path, item) in &document.paths.paths {
+        for (method, operation) in [
+            ("get", &item.get),
+            ("put", &item.put),
+            ("post", &item.post),
+            ("delete", &item.delete),
+            ("patch", &item.patch),
+            ("head", &item.head),
+            ("options", &item.options),
+            ("trace", &item.trace),
+        ] {
+            if operation.is_some() {
+                operations.push((method, path.clone()));
+            }
         }
+    }
+    operations
+}
+
+fn uses_scheme(operation: &Operation, scheme: &str) -> bool {
+    operation.security.iter().flatten().any(|requirement| {
+        serde_json::to_value(requirement)
+            .ok()
+            .and_then(|v| v.get(scheme).cloned())
+            .is_some()
     })
-    .to_string()
+}
+
+fn describe_ability(operation: &mut Operation) {
+    let ability = operation
+        .extensions
+        .as_ref()
+        .and_then(|e| e.get(REQUIRED_ABILITY))
+        .and_then(|v| v.as_str())
+        .map(str::to_owned);
+    if let Some(ability) = ability {
+        let note = format!(
+            "Needs a team token with the `{ability}` ability (or its `write:` form); without it \
+             the answer is `403`."
+        );
+        operation.description = Some(match operation.description.take() {
+            Some(text) if !text.is_empty() => format!("{text}\n\n{note}"),
+            _ => note,
+        });
+    }
+}
+
+fn add_rate_limit_headers(operation: &mut Operation) {
+    for (status, response) in &mut operation.responses.responses {
+        // A refused token is answered before the rate limiter runs.
+        if status == "401" {
+            continue;
+        }
+        let RefOr::T(response) = response else {
+            continue;
+        };
+        for (name, description) in [
+            (
+                "X-RateLimit-Limit",
+                "Requests allowed in the current window.",
+            ),
+            (
+                "X-RateLimit-Remaining",
+                "Requests left in the current window.",
+            ),
+            ("X-RateLimit-Reset", "Seconds until the window resets."),
+        ] {
+            response.headers.entry(name.to_owned()).or_insert_with(|| {
+                RefOr::T(
+                    HeaderBuilder::new()
+                        .schema(Some(
+                            ObjectBuilder::new()
+                                .schema_type(Type::Integer)
+                                .minimum(Some(0)),
+                        ))
+                        .description(Some(description))
+                        .build(),
+                )
+            });
+        }
+    }
+}
+
+// --- error responses ---------------------------------------------------------------------------
+
+fn json_response(description: &str, schema: &str, example: serde_json::Value) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new()
+                .schema(Some(Ref::from_schema_name(schema)))
+                .example(Some(example))
+                .build(),
+        )
+        .build()
+}
+
+fn seconds_header(description: &str) -> RefOr<utoipa::openapi::header::Header> {
+    RefOr::T(
+        HeaderBuilder::new()
+            .schema(Some(
+                ObjectBuilder::new()
+                    .schema_type(Type::Integer)
+                    .minimum(Some(0)),
+            ))
+            .description(Some(description))
+            .build(),
+    )
+}
+
+fn unauthenticated() -> Response {
+    json_response(
+        "The token is missing, malformed, unknown, revoked, expired or of the other kind (one \
+         answer for every reason).",
+        "ErrorBody",
+        serde_json::json!({"message": "Unauthenticated.", "error": {"code": "UNAUTHENTICATED", "message": "Unauthenticated."}}),
+    )
+}
+
+fn forbidden() -> Response {
+    let message = "This token does not have the required abilities to perform this action.";
+    json_response(
+        "The team token lacks the ability this operation needs.",
+        "ErrorBody",
+        serde_json::json!({"message": message, "error": {"code": "FORBIDDEN", "message": message}}),
+    )
+}
+
+fn not_found() -> Response {
+    json_response(
+        "No such resource in this team (resources of other teams are not found either).",
+        "ErrorBody",
+        serde_json::json!({"message": "Project not found.", "error": {"code": "NOT_FOUND", "message": "Project not found."}}),
+    )
+}
+
+fn invalid(description: &str, example: serde_json::Value) -> Response {
+    json_response(description, "ValidationErrorBody", example)
+}
+
+fn rate_limited() -> Response {
+    let mut response = json_response(
+        "Over the team token's rate limit; retry after `Retry-After` seconds.",
+        "ErrorBody",
+        serde_json::json!({"message": "Too many requests. Retry after the time in the Retry-After header."}),
+    );
+    response.headers.insert(
+        "Retry-After".to_owned(),
+        seconds_header("Seconds until the window resets."),
+    );
+    response
+}
+
+fn other_error() -> Response {
+    let mut response = json_response(
+        "Any other error, with a JSON body: `400` malformed JSON, `413` body too large, `415` \
+         not declared as JSON, `503` the store is unavailable (with `Retry-After`), `500`.",
+        "ErrorBody",
+        serde_json::json!({"message": "The service is temporarily unavailable. Retry later.", "error": {"code": "SERVICE_UNAVAILABLE", "message": "Retry later."}}),
+    );
+    response.headers.insert(
+        "Retry-After".to_owned(),
+        seconds_header("With `503`: seconds to wait before retrying."),
+    );
+    response
+}
+
+fn responses(
+    list: impl IntoIterator<Item = (&'static str, Response)>,
+) -> BTreeMap<String, RefOr<Response>> {
+    list.into_iter()
+        .map(|(status, response)| (status.to_owned(), RefOr::T(response)))
+        .collect()
+}
+
+/// Errors of the Sending API: `401`, `422` and the rest.
+#[derive(Debug)]
+pub struct SendErrors;
+
+impl IntoResponses for SendErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses([
+            ("401", unauthenticated()),
+            (
+                "409",
+                json_response(
+                    "The `Idempotency-Key` was used with a different body, or its first request \
+                     is still being processed.",
+                    "ErrorBody",
+                    serde_json::json!({"message": "This Idempotency-Key was already used with a different request body."}),
+                ),
+            ),
+            (
+                "422",
+                invalid(
+                    "Every bad field, by its path (`to.1`, or `0.subject` in a batch).",
+                    serde_json::json!({"message": "The to.1 field must be a valid email address. (and 1 more error)", "errors": {"subject": ["The subject field is required."], "to.1": ["The to.1 field must be a valid email address."]}}),
+                ),
+            ),
+            ("default", other_error()),
+        ])
+    }
+}
+
+/// Errors of `GET /v1/ping`.
+#[derive(Debug)]
+pub struct PingErrors;
+
+impl IntoResponses for PingErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses([("401", unauthenticated()), ("default", other_error())])
+    }
+}
+
+/// Errors every Team API operation may answer: `401`, `403`, `422`, `429` and the rest.
+#[derive(Debug)]
+pub struct TeamErrors;
+
+impl IntoResponses for TeamErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses([
+            ("401", unauthenticated()),
+            ("403", forbidden()),
+            (
+                "422",
+                invalid(
+                    "A bad body field or query parameter, by name.",
+                    serde_json::json!({"message": "The name field is required.", "errors": {"name": ["The name field is required."]}}),
+                ),
+            ),
+            ("429", rate_limited()),
+            ("default", other_error()),
+        ])
+    }
+}
+
+/// `404` of operations on one resource.
+#[derive(Debug)]
+pub struct NotFound;
+
+impl IntoResponses for NotFound {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses([("404", not_found())])
+    }
+}
+
+/// `409` of operations that name or regenerate a token.
+#[derive(Debug)]
+pub struct TokenConflict;
+
+impl IntoResponses for TokenConflict {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses([(
+            "409",
+            json_response(
+                "Another non-revoked token of the project has this name, or the token is \
+                 revoked.",
+                "ErrorBody",
+                serde_json::json!({"message": "A token with this name already exists in this project."}),
+            ),
+        )])
+    }
+}
+
+/// Errors of the operations endpoints (`/metrics` answers `404` when metrics are off).
+#[derive(Debug)]
+pub struct OpsErrors;
+
+impl IntoResponses for OpsErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses([("default", other_error())])
+    }
 }

@@ -15,25 +15,64 @@ use serde_json::json;
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::openapi::OpsErrors;
+use crate::wire::{ErrorBody, Health, Readiness, to_value};
 
-/// `GET /healthz`: the process is up.
+/// The process is up
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "Operations",
+    operation_id = "healthz",
+    responses((status = 200, description = "Up.", body = Health), OpsErrors)
+)]
 pub async fn healthz() -> Json<serde_json::Value> {
-    Json(json!({"status": "ok"}))
+    Json(to_value(Health { status: "ok" }))
 }
 
-/// `GET /readyz`: the store answers.
+/// The store is reachable
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "Operations",
+    operation_id = "readyz",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "The store does not answer.", body = Readiness,
+            example = json!({"status": "unavailable", "message": "The store is not reachable."})),
+        OpsErrors,
+    )
+)]
 pub async fn readyz(State(state): State<AppState>) -> Response {
     match tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await {
-        Ok(Ok(())) => Json(json!({"status": "ready"})).into_response(),
+        Ok(Ok(())) => Json(to_value(Readiness {
+            status: "ready",
+            message: None,
+        }))
+        .into_response(),
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({"status": "unavailable", "message": "The store is not reachable."})),
+            Json(to_value(Readiness {
+                status: "unavailable",
+                message: Some("The store is not reachable.".to_owned()),
+            })),
         )
             .into_response(),
     }
 }
 
-/// `GET /metrics`: Prometheus text.
+/// Prometheus metrics
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "Operations",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "The Prometheus text format.", body = String, content_type = "text/plain"),
+        (status = 404, description = "Metrics are turned off.", body = ErrorBody),
+        OpsErrors,
+    )
+)]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     match &state.metrics {
         Some(handle) => (
@@ -107,14 +146,26 @@ pub async fn maintenance(services: Services, retention_days: u32) {
     }
 }
 
-/// `GET /v1/openapi.json`.
+/// This document
+///
+/// The OpenAPI 3.1 description of every route, derived from the code.
+#[utoipa::path(
+    get,
+    path = "/v1/openapi.json",
+    tag = "Operations",
+    operation_id = "openapi",
+    responses(
+        (status = 200, description = "An OpenAPI 3.1 document.", body = Object, content_type = "application/json"),
+        OpsErrors,
+    )
+)]
 pub async fn openapi() -> Response {
     (
         [(
             header::CONTENT_TYPE,
             HeaderValue::from_static("application/json"),
         )],
-        Body::from(crate::openapi::document()),
+        Body::from(crate::openapi::json()),
     )
         .into_response()
 }

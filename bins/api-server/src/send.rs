@@ -12,12 +12,14 @@ use lettermint_core::{
     Action, IdempotencyRecord, Message, MessageContent, MessageId, MessageStatus, Outcome,
     ProjectId, Submission, SubmissionOutcome, ValidationErrors,
 };
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::AppState;
 use crate::auth::ProjectAuth;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::SendErrors;
 use crate::validate::{self, ValidSend, bare_address};
+use crate::wire::{SendBatch, SendBatchResponse, SendRequest, SendResponse, SendStatus};
 
 /// Most messages in one batch.
 pub const MAX_BATCH: usize = 500;
@@ -85,7 +87,29 @@ impl Drop for InFlightGuard<'_> {
     }
 }
 
-/// `POST /v1/send`.
+/// Send an email
+///
+/// Answers `202` only after the message is committed to the store. With an `Idempotency-Key`,
+/// a repeated request with the same body replays the first answer (`Idempotent-Replayed: true`)
+/// and sends nothing again.
+#[utoipa::path(
+    post,
+    path = "/v1/send",
+    tag = "Sending API",
+    operation_id = "send",
+    security(("projectToken" = [])),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+            description = "Makes a retry safe for 24 hours: the same key and body replay the first answer; \
+                           the same key with another body, or while the first is in flight, is `409`."),
+    ),
+    request_body(content = SendRequest, description = "The email."),
+    responses(
+        (status = 202, description = "Accepted: the message is stored and will be sent.", body = SendResponse,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the replay of an earlier answer."))),
+        SendErrors,
+    )
+)]
 pub async fn send(
     State(state): State<AppState>,
     mut auth: ProjectAuth,
@@ -95,7 +119,28 @@ pub async fn send(
     accept(&state, &mut auth, &headers, body, false).await
 }
 
-/// `POST /v1/send/batch`.
+/// Send 1 to 500 emails atomically
+///
+/// Either every message is accepted or none is; the answers are in the order of the requests.
+/// Field paths in a `422` start with the item's index (`0.subject`).
+#[utoipa::path(
+    post,
+    path = "/v1/send/batch",
+    tag = "Sending API",
+    operation_id = "send_batch",
+    security(("projectToken" = [])),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, nullable = false, min_length = 1, max_length = 255,
+            description = "Makes a retry safe for 24 hours: the same key and body replay the first answer; \
+                           the same key with another body, or while the first is in flight, is `409`."),
+    ),
+    request_body(content = SendBatch, description = "1 to 500 emails."),
+    responses(
+        (status = 202, description = "Accepted: every message is stored and will be sent.", body = SendBatchResponse,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the replay of an earlier answer."))),
+        SendErrors,
+    )
+)]
 pub async fn send_batch(
     State(state): State<AppState>,
     mut auth: ProjectAuth,
@@ -302,14 +347,15 @@ async fn accept(
         } else {
             MessageStatus::Pending
         };
-        replies.push(match scheduled_at {
-            Some(at) => json!({
-                "message_id": id,
-                "status": status.as_str(),
-                "scheduled_at": at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
-            }),
-            None => json!({"message_id": id, "status": status.as_str()}),
-        });
+        replies.push(crate::wire::to_value(SendResponse {
+            message_id: id,
+            status: if scheduled_at.is_some() {
+                SendStatus::Scheduled
+            } else {
+                SendStatus::Pending
+            },
+            scheduled_at: scheduled_at.map(crate::team::rfc3339),
+        }));
         messages.push(Message {
             id,
             project_id: project,

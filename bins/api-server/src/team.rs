@@ -2,11 +2,9 @@
 //! Every route runs behind [`crate::auth::team_api`], which authenticates and rate-limits.
 
 use axum::Extension;
-use axum::Router;
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use lettermint_core::page::{LogSortKey, ProjectSortKey, TokenSortKey};
 use lettermint_core::{
     Ability, Cursor, Direction, LogFilter, NewProject, Page, PageRequest, PageSize, Project,
@@ -20,32 +18,24 @@ use time::format_description::well_known::Rfc3339;
 use crate::AppState;
 use crate::auth::TeamAuth;
 use crate::error::{ApiError, ApiResult};
+use crate::openapi::{NotFound, TeamErrors, TokenConflict};
 use crate::send::JsonBody;
 use crate::validate::parse_instant;
+use crate::wire::{self, to_value};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
-/// The Team API routes (without their middleware).
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/v1/team", get(show_team).put(update_team))
-        .route("/v1/projects", get(list_projects).post(create_project))
-        .route(
-            "/v1/projects/{id}",
-            get(show_project).put(update_project).delete(delete_project),
-        )
-        .route("/v1/projects/{id}/rotate-token", post(rotate_token))
-        .route(
-            "/v1/projects/{id}/tokens",
-            get(list_tokens).post(create_token),
-        )
-        .route(
-            "/v1/projects/{id}/tokens/{token}",
-            get(show_token).patch(rename_token).delete(revoke_token),
-        )
-        .route(
-            "/v1/projects/{id}/tokens/{token}/regenerate",
-            post(regenerate_token),
-        )
-        .route("/v1/projects/{id}/tokens/{token}/logs", get(token_logs))
+/// The Team API routes with their documentation (without their middleware).
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(show_team, update_team))
+        .routes(routes!(list_projects, create_project))
+        .routes(routes!(show_project, update_project, delete_project))
+        .routes(routes!(rotate_token))
+        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(show_token, rename_token, revoke_token))
+        .routes(routes!(regenerate_token))
+        .routes(routes!(token_logs))
 }
 
 // --- rendering ---------------------------------------------------------------------------------
@@ -55,64 +45,64 @@ pub fn rfc3339(at: OffsetDateTime) -> String {
     at.format(&Rfc3339).unwrap_or_default()
 }
 
-fn opt_rfc3339(at: Option<OffsetDateTime>) -> Value {
-    at.map_or(Value::Null, |at| Value::String(rfc3339(at)))
+fn opt_rfc3339(at: Option<OffsetDateTime>) -> Option<String> {
+    at.map(rfc3339)
 }
 
 fn team_json(summary: &TeamSummary) -> Value {
-    json!({
-        "id": summary.team.id,
-        "name": summary.team.name.as_str(),
-        "created_at": rfc3339(summary.team.created_at),
-        "updated_at": rfc3339(summary.team.updated_at),
-        "projects_count": summary.projects_count,
+    to_value(wire::Team {
+        id: summary.team.id,
+        name: summary.team.name.as_str().to_owned(),
+        created_at: rfc3339(summary.team.created_at),
+        updated_at: rfc3339(summary.team.updated_at),
+        projects_count: summary.projects_count,
     })
 }
 
 /// A project, with the upstream fields that describe its first active token.
 fn project_json(project: &Project, first: Option<&ProjectToken>) -> Value {
-    json!({
-        "id": project.id,
-        "name": project.name.as_str(),
-        "smtp_enabled": project.smtp_enabled,
-        "created_at": rfc3339(project.created_at),
-        "updated_at": rfc3339(project.updated_at),
-        "token_generated_at": opt_rfc3339(first.map(|t| t.updated_at)),
-        "token_last_used_at": opt_rfc3339(first.and_then(|t| t.last_use.at)),
-        "token_last_used_ip": first.and_then(|t| t.last_use.ip).map(|ip| ip.to_string()),
+    to_value(wire::Project {
+        id: project.id,
+        name: project.name.as_str().to_owned(),
+        smtp_enabled: project.smtp_enabled,
+        created_at: rfc3339(project.created_at),
+        updated_at: rfc3339(project.updated_at),
+        token_generated_at: opt_rfc3339(first.map(|t| t.updated_at)),
+        token_last_used_at: opt_rfc3339(first.and_then(|t| t.last_use.at)),
+        token_last_used_ip: first.and_then(|t| t.last_use.ip).map(|ip| ip.to_string()),
     })
 }
 
 /// A project token (contract section B).
 pub fn token_json(token: &ProjectToken, now: OffsetDateTime) -> Value {
-    json!({
-        "id": token.id,
-        "project_id": token.owner,
-        "name": token.name.as_str(),
-        "hint": token.hint.as_str(),
-        "status": token.status(now).as_str(),
-        "created_at": rfc3339(token.created_at),
-        "updated_at": rfc3339(token.updated_at),
-        "last_used_at": opt_rfc3339(token.last_use.at),
-        "last_used_ip": token.last_use.ip.map(|ip| ip.to_string()),
-        "last_used_via": token.last_use.via.map(|v| v.as_str()),
-        "expires_at": opt_rfc3339(token.expires_at),
-        "revoked_at": opt_rfc3339(token.revoked_at),
+    to_value(wire::Token {
+        id: token.id,
+        project_id: token.owner,
+        name: token.name.as_str().to_owned(),
+        hint: token.hint.as_str().to_owned(),
+        status: token.status(now).as_str(),
+        created_at: rfc3339(token.created_at),
+        updated_at: rfc3339(token.updated_at),
+        last_used_at: opt_rfc3339(token.last_use.at),
+        last_used_ip: token.last_use.ip.map(|ip| ip.to_string()),
+        last_used_via: token.last_use.via.map(|v| v.as_str()),
+        expires_at: opt_rfc3339(token.expires_at),
+        revoked_at: opt_rfc3339(token.revoked_at),
     })
 }
 
 fn log_json(entry: &TokenLogEntry) -> Value {
-    json!({
-        "id": entry.id,
-        "token_id": entry.token_id,
-        "at": rfc3339(entry.at),
-        "ip": entry.ip.map(|ip| ip.to_string()),
-        "via": entry.via.as_str(),
-        "action": entry.action.as_str(),
-        "outcome": entry.outcome.as_str(),
-        "status": entry.status,
-        "message_ids": entry.message_ids,
-        "user_agent": entry.user_agent,
+    to_value(wire::LogEntry {
+        id: entry.id,
+        token_id: entry.token_id,
+        at: rfc3339(entry.at),
+        ip: entry.ip.map(|ip| ip.to_string()),
+        via: entry.via.as_str(),
+        action: entry.action.as_str(),
+        outcome: entry.outcome.as_str(),
+        status: entry.status,
+        message_ids: entry.message_ids.clone(),
+        user_agent: entry.user_agent.clone(),
     })
 }
 
@@ -274,6 +264,19 @@ use axum::Json;
 
 // --- team --------------------------------------------------------------------------------------
 
+/// Show the team
+#[utoipa::path(
+    get,
+    path = "/v1/team",
+    tag = "Team API",
+    operation_id = "show_team",
+    security(("teamToken" = [])),
+    responses(
+        (status = 200, description = "The team.", body = wire::Team),
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("read:team"))),
+)]
 async fn show_team(
     State(state): State<AppState>,
     Extension(auth): Extension<TeamAuth>,
@@ -287,6 +290,20 @@ async fn show_team(
     Ok(Json(team_json(&summary)).into_response())
 }
 
+/// Rename the team
+#[utoipa::path(
+    put,
+    path = "/v1/team",
+    tag = "Team API",
+    operation_id = "update_team",
+    security(("teamToken" = [])),
+    request_body = wire::NameBody,
+    responses(
+        (status = 200, description = "The renamed team.", body = wire::TeamMutation),
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("write:team"))),
+)]
 async fn update_team(
     State(state): State<AppState>,
     Extension(auth): Extension<TeamAuth>,
@@ -321,6 +338,26 @@ async fn render_project(state: &AppState, scope: Scope, project: &Project) -> Ap
     Ok(project_json(project, first.as_ref()))
 }
 
+/// List projects
+///
+/// A cursor page of the team's projects.
+#[utoipa::path(
+    get,
+    path = "/v1/projects",
+    tag = "Team API",
+    operation_id = "list_projects",
+    security(("teamToken" = [])),
+    params(
+        wire::PageParams,
+        ("sort" = Option<String>, Query, pattern = "^(-?(name|created_at)(,.*)?)?$", description = "Sort key, `-` for descending: one of `name`, `created_at`; default `-created_at`. Only the first key counts; ties are broken by id."),
+        ("filter[search]" = Option<String>, Query, description = "Only projects whose name contains this text."),
+    ),
+    responses(
+        (status = 200, description = "A page of projects.", body = wire::ProjectPage),
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("read:projects"))),
+)]
 async fn list_projects(
     State(state): State<AppState>,
     Extension(auth): Extension<TeamAuth>,
@@ -362,6 +399,22 @@ async fn list_projects(
     .into_response())
 }
 
+/// Create a project with its first token
+///
+/// The first project token is in `api_token`, shown only in this answer.
+#[utoipa::path(
+    post,
+    path = "/v1/projects",
+    tag = "Team API",
+    operation_id = "create_project",
+    security(("teamToken" = [])),
+    request_body = wire::NewProjectBody,
+    responses(
+        (status = 201, description = "The project and its first token.", body = wire::ProjectCreated),
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("write:projects"))),
+)]
 async fn create_project(
     State(state): State<AppState>,
     Extension(auth): Extension<TeamAuth>,
@@ -396,6 +449,23 @@ async fn create_project(
         .into_response())
 }
 
+/// Show a project
+#[utoipa::path(
+    get,
+    path = "/v1/projects/{id}",
+    tag = "Team API",
+    operation_id = "show_project",
+    security(("teamToken" = [])),
+    params(
+        ("id" = uuid::Uuid, Path, description = "The project's id."),
+    ),
+    responses(
+        (status = 200, description = "The project.", body = wire::Project),
+        NotFound,
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("read:projects"))),
+)]
 async fn show_project(
     State(state): State<AppState>,
     Extension(auth): Extension<TeamAuth>,
@@ -410,6 +480,24 @@ async fn show_project(
     Ok(Json(render_project(&state, scope(&auth), &project).await?).into_response())
 }
 
+/// Update a project's name or SMTP setting
+#[utoipa::path(
+    put,
+    path = "/v1/projects/{id}",
+    tag = "Team API",
+    operation_id = "update_project",
+    security(("teamToken" = [])),
+    params(
+        ("id" = uuid::Uuid, Path, description = "The project's id."),
+    ),
+    request_body = wire::ProjectUpdateBody,
+    responses(
+        (status = 200, description = "The updated project.", body = wire::ProjectMutation),
+        NotFound,
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("write:projects"))),
+)]
 async fn update_project(
     State(state): State<AppState>,
     Extension(auth): Extension<TeamAuth>,
@@ -434,6 +522,25 @@ async fn update_project(
     ))
 }
 
+/// Delete a project and everything it owns
+///
+/// Its tokens stop working before this answers.
+#[utoipa::path(
+    delete,
+    path = "/v1/projects/{id}",
+    tag = "Team API",
+    operation_id = "delete_project",
+    security(("teamToken" = [])),
+    params(
+        ("id" = uuid::Uuid, Path, description = "The project's id."),
+    ),
+    responses(
+        (status = 200, description = "Deleted.", body = wire::MessageBody),
+        NotFound,
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("write:projects"))),
+)]
 async fn delete_project(
     State(state): State<AppState>,
     Extension(auth): Extension<TeamAuth>,
@@ -448,6 +555,26 @@ async fn delete_project(
     Ok(Json(json!({"message": "Project deleted successfully."})).into_response())
 }
 
+/// Regenerate the project's first token
+///
+/// The upstream endpoint: the first active token gets a new value (`new_token`, shown only in this answer) and the old value stops working before this answers; a project without an active token gets a new one.
+#[utoipa::path(
+    post,
+    path = "/v1/projects/{id}/rotate-token",
+    tag = "Team API",
+    operation_id = "rotate_project_token",
+    security(("teamToken" = [])),
+    params(
+        ("id" = uuid::Uuid, Path, description = "The project's id."),
+    ),
+    responses(
+        (status = 200, description = "The project and the new value.", body = wire::ProjectRotated),
+        NotFound,
+        TokenConflict,
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("write:projects"))),
+)]
 async fn rotate_token(
     State(state): State<AppState>,
     Extension(auth): Extension<TeamAuth>,
@@ -484,6 +611,28 @@ async fn rotate_token(
 
 // --- project tokens ----------------------------------------------------------------------------
 
+/// List project tokens
+///
+/// A cursor page of the project's tokens (never their values).
+#[utoipa::path(
+    get,
+    path = "/v1/projects/{id}/tokens",
+    tag = "Team API",
+    operation_id = "list_tokens",
+    security(("teamToken" = [])),
+    params(
+        ("id" = uuid::Uuid, Path, description = "The project's id."),
+        wire::PageParams,
+        ("sort" = Option<String>, Query, pattern = "^(-?(name|created_at|updated_at|last_used_at)(,.*)?)?$", description = "Sort key, `-` for descending: one of `name`, `created_at`, `updated_at`, `last_used_at`; default `-created_at`. Only the first key counts; ties are broken by id."),
+        ("filter[status]" = inline(Option<wire::TokenStatusFilter>), Query, description = "Which tokens: `active` (default), `revoked`, `expired` or `all`."),
+    ),
+    responses(
+        (status = 200, description = "A page of tokens.", body = wire::TokenPage),
+        NotFound,
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("read:tokens"))),
+)]
 async fn list_tokens(
     State(state): State<AppState>,
     Extension(auth): Extension<TeamAuth>,
@@ -524,6 +673,27 @@ async fn list_tokens(
     )
 }
 
+/// Create a project token
+///
+/// The full value is in `token`, shown only in this answer.
+#[utoipa::path(
+    post,
+    path = "/v1/projects/{id}/tokens",
+    tag = "Team API",
+    operation_id = "create_token",
+    security(("teamToken" = [])),
+    params(
+        ("id" = uuid::Uuid, Path, description = "The project's id."),
+    ),
+    request_body = wire::NewTokenBody,
+    responses(
+        (status = 201, description = "The token and its value.", body = wire::TokenIssued),
+        NotFound,
+        TokenConflict,
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("write:tokens"))),
+)]
 async fn create_token(
     State(state): State<AppState>,
     Extension(auth): Extension<TeamAuth>,
@@ -551,6 +721,24 @@ async fn create_token(
         .into_response())
 }
 
+/// Show a project token
+#[utoipa::path(
+    get,
+    path = "/v1/projects/{id}/tokens/{token}",
+    tag = "Team API",
+    operation_id = "show_token",
+    security(("teamToken" = [])),
+    params(
+        ("id" = uuid::Uuid, Path, description = "The project's id."),
+        ("token" = uuid::Uuid, Path, description = "The token's id."),
+    ),
+    responses(
+        (status = 200, description = "The token.", body = wire::Token),
+        NotFound,
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("read:tokens"))),
+)]
 async fn show_token(
     State(state): State<AppState>,
     Extension(auth): Extension<TeamAuth>,
@@ -565,6 +753,26 @@ async fn show_token(
     Ok(Json(token_json(&token, state.clock.now())).into_response())
 }
 
+/// Rename a project token
+#[utoipa::path(
+    patch,
+    path = "/v1/projects/{id}/tokens/{token}",
+    tag = "Team API",
+    operation_id = "rename_token",
+    security(("teamToken" = [])),
+    params(
+        ("id" = uuid::Uuid, Path, description = "The project's id."),
+        ("token" = uuid::Uuid, Path, description = "The token's id."),
+    ),
+    request_body = wire::NameBody,
+    responses(
+        (status = 200, description = "The renamed token.", body = wire::TokenMutation),
+        NotFound,
+        TokenConflict,
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("write:tokens"))),
+)]
 async fn rename_token(
     State(state): State<AppState>,
     Extension(auth): Extension<TeamAuth>,
@@ -585,6 +793,27 @@ async fn rename_token(
     ))
 }
 
+/// Regenerate a project token
+///
+/// The new value is in `token`, shown only in this answer; the old value stops working before this answers.
+#[utoipa::path(
+    post,
+    path = "/v1/projects/{id}/tokens/{token}/regenerate",
+    tag = "Team API",
+    operation_id = "regenerate_token",
+    security(("teamToken" = [])),
+    params(
+        ("id" = uuid::Uuid, Path, description = "The project's id."),
+        ("token" = uuid::Uuid, Path, description = "The token's id."),
+    ),
+    responses(
+        (status = 200, description = "The token and its new value.", body = wire::TokenIssued),
+        NotFound,
+        TokenConflict,
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("write:tokens"))),
+)]
 async fn regenerate_token(
     State(state): State<AppState>,
     Extension(auth): Extension<TeamAuth>,
@@ -605,6 +834,26 @@ async fn regenerate_token(
     .into_response())
 }
 
+/// Revoke a project token
+///
+/// Final, and effective before this answers.
+#[utoipa::path(
+    delete,
+    path = "/v1/projects/{id}/tokens/{token}",
+    tag = "Team API",
+    operation_id = "revoke_token",
+    security(("teamToken" = [])),
+    params(
+        ("id" = uuid::Uuid, Path, description = "The project's id."),
+        ("token" = uuid::Uuid, Path, description = "The token's id."),
+    ),
+    responses(
+        (status = 200, description = "Revoked.", body = wire::MessageBody),
+        NotFound,
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("write:tokens"))),
+)]
 async fn revoke_token(
     State(state): State<AppState>,
     Extension(auth): Extension<TeamAuth>,
@@ -620,6 +869,29 @@ async fn revoke_token(
     Ok(Json(json!({"message": "Token revoked successfully."})).into_response())
 }
 
+/// A token's log, newest first
+#[utoipa::path(
+    get,
+    path = "/v1/projects/{id}/tokens/{token}/logs",
+    tag = "Team API",
+    operation_id = "token_logs",
+    security(("teamToken" = [])),
+    params(
+        ("id" = uuid::Uuid, Path, description = "The project's id."),
+        ("token" = uuid::Uuid, Path, description = "The token's id."),
+        wire::PageParams,
+        ("sort" = Option<String>, Query, pattern = "^(-?(at|created_at)(,.*)?)?$", description = "Sort key, `-` for descending: one of `at`, `created_at`; default `-at`. Only the first key counts; ties are broken by id."),
+        ("filter[outcome]" = inline(Option<wire::OutcomeFilter>), Query, description = "Only entries with this outcome."),
+        ("filter[from]" = Option<String>, Query, pattern = r"^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?| ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]))?$", description = "Only entries at or after this instant (ISO 8601; without a zone it is UTC)."),
+        ("filter[to]" = Option<String>, Query, pattern = r"^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?| ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]))?$", description = "Only entries at or before this instant (ISO 8601; without a zone it is UTC)."),
+    ),
+    responses(
+        (status = 200, description = "A page of log entries.", body = wire::LogPage),
+        NotFound,
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("read:tokens"))),
+)]
 async fn token_logs(
     State(state): State<AppState>,
     Extension(auth): Extension<TeamAuth>,
