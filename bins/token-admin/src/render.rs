@@ -1,7 +1,8 @@
 //! Output: JSON objects with the Team API's field names, aligned tables and times.
 
 use lettermint_core::{
-    Project, ProjectToken, Team, TeamToken, TokenLogEntry, TokenStatus, service::TeamSummary,
+    Abilities, ForProject, ForTeam, Owner, Project, ProjectId, Team, TeamId, Token, TokenLogEntry,
+    TokenStatus, service::TeamSummary,
 };
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -213,17 +214,22 @@ impl From<&Project> for ProjectJson {
     }
 }
 
-/// A project token in JSON, with its value when it was just issued.
+/// A token of either kind in JSON (the Team API's field names), with its value when it was
+/// just issued.
 #[derive(Debug, Serialize)]
 pub struct TokenJson {
     /// Id.
     pub id: String,
-    /// Project.
-    pub project_id: String,
+    /// `project_id` or `team_id`.
+    #[serde(flatten)]
+    pub owner: OwnerJson,
     /// Name.
     pub name: String,
     /// Non-secret fragment.
     pub hint: String,
+    /// Ability names (team tokens only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub abilities: Option<Vec<String>>,
     /// active, revoked or expired.
     pub status: &'static str,
     /// Created.
@@ -243,74 +249,57 @@ pub struct TokenJson {
     /// The full value, only right after creation or regeneration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
+}
+
+/// The owner of a token, named by its field.
+#[derive(Debug, Serialize)]
+pub enum OwnerJson {
+    /// A project token's project.
+    #[serde(rename = "project_id")]
+    Project(String),
+    /// A team token's team.
+    #[serde(rename = "team_id")]
+    Team(String),
+}
+
+/// How each kind of token shows in JSON.
+pub trait TokenKindJson: Owner {
+    /// Its owner field.
+    fn owner(id: Self::Id) -> OwnerJson;
+    /// Its ability names, if the kind has abilities.
+    fn abilities(abilities: &Self::Abilities) -> Option<Vec<String>>;
+}
+
+impl TokenKindJson for ForProject {
+    fn owner(id: ProjectId) -> OwnerJson {
+        OwnerJson::Project(id.to_string())
+    }
+
+    fn abilities((): &()) -> Option<Vec<String>> {
+        None
+    }
+}
+
+impl TokenKindJson for ForTeam {
+    fn owner(id: TeamId) -> OwnerJson {
+        OwnerJson::Team(id.to_string())
+    }
+
+    fn abilities(abilities: &Abilities) -> Option<Vec<String>> {
+        Some(abilities.to_strings())
+    }
 }
 
 impl TokenJson {
     /// A token's JSON at `now` (for its status).
     #[must_use]
-    pub fn new(t: &ProjectToken, now: OffsetDateTime) -> Self {
+    pub fn new<K: TokenKindJson>(t: &Token<K>, now: OffsetDateTime) -> Self {
         Self {
             id: t.id.to_string(),
-            project_id: t.owner.to_string(),
+            owner: K::owner(t.owner),
             name: t.name.to_string(),
             hint: t.hint.to_string(),
-            status: t.status(now).as_str(),
-            created_at: rfc3339(t.created_at),
-            updated_at: rfc3339(t.updated_at),
-            last_used_at: t.last_use.at.map(rfc3339),
-            last_used_ip: t.last_use.ip.map(|ip| ip.to_string()),
-            last_used_via: t.last_use.via.map(|v| v.as_str()),
-            expires_at: t.expires_at.map(rfc3339),
-            revoked_at: t.revoked_at.map(rfc3339),
-            token: None,
-        }
-    }
-}
-
-/// A team token in JSON.
-#[derive(Debug, Serialize)]
-pub struct TeamTokenJson {
-    /// Id.
-    pub id: String,
-    /// Team.
-    pub team_id: String,
-    /// Name.
-    pub name: String,
-    /// Non-secret fragment.
-    pub hint: String,
-    /// Ability names.
-    pub abilities: Vec<String>,
-    /// active, revoked or expired.
-    pub status: &'static str,
-    /// Created.
-    pub created_at: String,
-    /// Last changed.
-    pub updated_at: String,
-    /// Last used.
-    pub last_used_at: Option<String>,
-    /// Last client address.
-    pub last_used_ip: Option<String>,
-    /// api or smtp.
-    pub last_used_via: Option<&'static str>,
-    /// Expiry.
-    pub expires_at: Option<String>,
-    /// Revocation.
-    pub revoked_at: Option<String>,
-    /// The full value, only right after creation or regeneration.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub token: Option<String>,
-}
-
-impl TeamTokenJson {
-    /// A team token's JSON at `now`.
-    #[must_use]
-    pub fn new(t: &TeamToken, now: OffsetDateTime) -> Self {
-        Self {
-            id: t.id.to_string(),
-            team_id: t.owner.to_string(),
-            name: t.name.to_string(),
-            hint: t.hint.to_string(),
-            abilities: t.abilities.to_strings(),
+            abilities: K::abilities(&t.abilities),
             status: t.status(now).as_str(),
             created_at: rfc3339(t.created_at),
             updated_at: rfc3339(t.updated_at),

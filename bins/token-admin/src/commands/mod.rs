@@ -6,11 +6,12 @@ mod team_token;
 mod token;
 mod token_logs;
 
-use lettermint_core::Abilities;
+use lettermint_core::{Abilities, IssuedToken, Token};
 use time::OffsetDateTime;
 
 use crate::cli::{ExpiryOpt, Noun, ProjectCommand, TeamTokenCommand};
 use crate::error::{CmdResult, Failure};
+use crate::render::{self, Times, TokenJson, TokenKindJson, details};
 use crate::{Console, Ctx};
 
 /// Checks what can be checked without the store, so that a bad command line fails before a
@@ -76,5 +77,76 @@ pub(crate) fn print_secret(con: &mut Console<'_>, json: Option<String>, secret: 
         con.err,
         "warning: this token is shown only once and cannot be shown again; store it now."
     )?;
+    Ok(())
+}
+
+/// Prints a created or regenerated token: the value alone on stdout, or the JSON with it.
+pub(crate) fn issue<K: TokenKindJson>(
+    ctx: &Ctx,
+    con: &mut Console<'_>,
+    issued: &IssuedToken<K>,
+) -> CmdResult {
+    let secret = issued.secret.expose_secret();
+    let json = ctx.json.then(|| {
+        let mut json = TokenJson::new(&issued.token, ctx.now);
+        json.token = Some(secret.to_owned());
+        render::json(&json)
+    });
+    print_secret(con, json, secret)
+}
+
+/// Prints a token of either kind: JSON, or its details with `owner` (label, description).
+pub(crate) fn show_token<K: TokenKindJson>(
+    ctx: &Ctx,
+    con: &mut Console<'_>,
+    token: &Token<K>,
+    owner: (&'static str, String),
+    absolute: bool,
+) -> CmdResult {
+    if ctx.json {
+        con.out
+            .write_all(render::json(&TokenJson::new(token, ctx.now)).as_bytes())?;
+        return Ok(());
+    }
+    let times = Times {
+        now: ctx.now,
+        absolute,
+    };
+    let when = |at: Option<OffsetDateTime>, none: &str| {
+        if absolute {
+            times.show_opt(at, none)
+        } else {
+            times.both(at, none)
+        }
+    };
+    let mut rows = vec![
+        ("name", token.name.to_string()),
+        ("id", token.id.to_string()),
+        owner,
+        ("hint", token.hint.to_string()),
+        ("status", render::status(token.status(ctx.now)).to_owned()),
+    ];
+    if let Some(abilities) = K::abilities(&token.abilities) {
+        rows.push(("abilities", abilities.join(", ")));
+    }
+    rows.extend([
+        ("created", when(Some(token.created_at), "-")),
+        ("last changed", when(Some(token.updated_at), "-")),
+        ("last used", when(token.last_use.at, "never")),
+        (
+            "last IP",
+            token
+                .last_use
+                .ip
+                .map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
+        ),
+        (
+            "via",
+            token.last_use.via.map_or("-", |v| v.as_str()).to_owned(),
+        ),
+        ("expires", when(token.expires_at, "never")),
+        ("revoked", when(token.revoked_at, "-")),
+    ]);
+    con.out.write_all(details(&rows).as_bytes())?;
     Ok(())
 }

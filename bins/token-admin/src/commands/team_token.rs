@@ -1,11 +1,11 @@
 //! `token-admin team-token create|list|show|regenerate|revoke`.
 
-use lettermint_core::{Abilities, IssuedTeamToken, Scope, TeamToken};
+use lettermint_core::{Abilities, Scope, TeamToken};
 
 use crate::cli::TeamTokenCommand;
-use crate::commands::{confirm, expiry, print_secret};
+use crate::commands::{confirm, expiry, issue, show_token};
 use crate::error::CmdResult;
-use crate::render::{self, Table, TeamTokenJson, Times, details};
+use crate::render::{self, Table, Times, TokenJson};
 use crate::{Console, Ctx, resolve};
 
 pub(crate) async fn run(cmd: TeamTokenCommand, ctx: &Ctx, con: &mut Console<'_>) -> CmdResult {
@@ -34,10 +34,8 @@ pub(crate) async fn run(cmd: TeamTokenCommand, ctx: &Ctx, con: &mut Console<'_>)
             let team = resolve::team_or_only(services, team.as_deref()).await?;
             let list = resolve::team_tokens(services, team.id, status.filter()).await?;
             if ctx.json {
-                let json: Vec<TeamTokenJson> = list
-                    .iter()
-                    .map(|t| TeamTokenJson::new(t, ctx.now))
-                    .collect();
+                let json: Vec<TokenJson> =
+                    list.iter().map(|t| TokenJson::new(t, ctx.now)).collect();
                 con.out.write_all(render::json(&json).as_bytes())?;
             } else if list.is_empty() {
                 let what = match status.as_str() {
@@ -115,7 +113,7 @@ pub(crate) async fn run(cmd: TeamTokenCommand, ctx: &Ctx, con: &mut Console<'_>)
             let revoked = tokens.revoke(Scope::Operator, None, token.id).await?;
             if ctx.json {
                 con.out
-                    .write_all(render::json(&TeamTokenJson::new(&revoked, ctx.now)).as_bytes())?;
+                    .write_all(render::json(&TokenJson::new(&revoked, ctx.now)).as_bytes())?;
             } else if already {
                 writeln!(
                     con.out,
@@ -134,58 +132,16 @@ pub(crate) async fn run(cmd: TeamTokenCommand, ctx: &Ctx, con: &mut Console<'_>)
     Ok(())
 }
 
-fn issue(ctx: &Ctx, con: &mut Console<'_>, issued: &IssuedTeamToken) -> CmdResult {
-    let secret = issued.secret.expose_secret();
-    let json = ctx.json.then(|| {
-        let mut json = TeamTokenJson::new(&issued.token, ctx.now);
-        json.token = Some(secret.to_owned());
-        render::json(&json)
-    });
-    print_secret(con, json, secret)
-}
-
 async fn show(ctx: &Ctx, con: &mut Console<'_>, token: &TeamToken, absolute: bool) -> CmdResult {
     if ctx.json {
-        con.out
-            .write_all(render::json(&TeamTokenJson::new(token, ctx.now)).as_bytes())?;
-        return Ok(());
+        return show_token(ctx, con, token, ("", String::new()), absolute);
     }
     let team = ctx.services.teams.get(Scope::Operator, token.owner).await?;
-    let times = Times {
-        now: ctx.now,
-        absolute,
-    };
-    let when = |at: Option<time::OffsetDateTime>, none: &str| {
-        if absolute {
-            times.show_opt(at, none)
-        } else {
-            times.both(at, none)
-        }
-    };
-    let text = details(&[
-        ("name", token.name.to_string()),
-        ("id", token.id.to_string()),
+    show_token(
+        ctx,
+        con,
+        token,
         ("team", format!("{} ({})", team.name, team.id)),
-        ("hint", token.hint.to_string()),
-        ("status", render::status(token.status(ctx.now)).to_owned()),
-        ("abilities", token.abilities.to_strings().join(", ")),
-        ("created", when(Some(token.created_at), "-")),
-        ("last changed", when(Some(token.updated_at), "-")),
-        ("last used", when(token.last_use.at, "never")),
-        (
-            "last IP",
-            token
-                .last_use
-                .ip
-                .map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
-        ),
-        (
-            "via",
-            token.last_use.via.map_or("-", |v| v.as_str()).to_owned(),
-        ),
-        ("expires", when(token.expires_at, "never")),
-        ("revoked", when(token.revoked_at, "-")),
-    ]);
-    con.out.write_all(text.as_bytes())?;
-    Ok(())
+        absolute,
+    )
 }

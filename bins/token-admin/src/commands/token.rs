@@ -1,11 +1,11 @@
 //! `token-admin token create|list|show|rename|regenerate|revoke|logs`.
 
-use lettermint_core::{IssuedProjectToken, ProjectToken, Scope};
+use lettermint_core::{ProjectToken, Scope};
 
 use crate::cli::TokenCommand;
-use crate::commands::{confirm, expiry, print_secret, token_logs};
+use crate::commands::{confirm, expiry, issue, show_token, token_logs};
 use crate::error::CmdResult;
-use crate::render::{self, Table, Times, TokenJson, details};
+use crate::render::{self, Table, Times, TokenJson};
 use crate::{Console, Ctx, resolve};
 
 pub(crate) async fn run(cmd: TokenCommand, ctx: &Ctx, con: &mut Console<'_>) -> CmdResult {
@@ -181,62 +181,20 @@ pub(crate) async fn run(cmd: TokenCommand, ctx: &Ctx, con: &mut Console<'_>) -> 
     Ok(())
 }
 
-/// Prints a created or regenerated token: the value alone on stdout, or the JSON with it.
-fn issue(ctx: &Ctx, con: &mut Console<'_>, issued: &IssuedProjectToken) -> CmdResult {
-    let secret = issued.secret.expose_secret();
-    let json = ctx.json.then(|| {
-        let mut json = TokenJson::new(&issued.token, ctx.now);
-        json.token = Some(secret.to_owned());
-        render::json(&json)
-    });
-    print_secret(con, json, secret)
-}
-
 async fn show(ctx: &Ctx, con: &mut Console<'_>, token: &ProjectToken, absolute: bool) -> CmdResult {
     if ctx.json {
-        con.out
-            .write_all(render::json(&TokenJson::new(token, ctx.now)).as_bytes())?;
-        return Ok(());
+        return show_token(ctx, con, token, ("", String::new()), absolute);
     }
     let project = ctx
         .services
         .projects
         .get(Scope::Operator, token.owner)
         .await?;
-    let times = Times {
-        now: ctx.now,
-        absolute,
-    };
-    let when = |at: Option<time::OffsetDateTime>, none: &str| {
-        if absolute {
-            times.show_opt(at, none)
-        } else {
-            times.both(at, none)
-        }
-    };
-    let text = details(&[
-        ("name", token.name.to_string()),
-        ("id", token.id.to_string()),
+    show_token(
+        ctx,
+        con,
+        token,
         ("project", format!("{} ({})", project.name, project.id)),
-        ("hint", token.hint.to_string()),
-        ("status", render::status(token.status(ctx.now)).to_owned()),
-        ("created", when(Some(token.created_at), "-")),
-        ("last changed", when(Some(token.updated_at), "-")),
-        ("last used", when(token.last_use.at, "never")),
-        (
-            "last IP",
-            token
-                .last_use
-                .ip
-                .map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
-        ),
-        (
-            "via",
-            token.last_use.via.map_or("-", |v| v.as_str()).to_owned(),
-        ),
-        ("expires", when(token.expires_at, "never")),
-        ("revoked", when(token.revoked_at, "-")),
-    ]);
-    con.out.write_all(text.as_bytes())?;
-    Ok(())
+        absolute,
+    )
 }
