@@ -12,6 +12,16 @@ use uuid::Uuid;
 /// What a NULL instant sorts as: before every stored instant.
 pub(crate) const LOWEST_INSTANT: &str = "'-infinity'::timestamptz";
 
+/// How Pg spells what the shared statements leave to the dialect.
+#[derive(Debug)]
+pub(crate) struct PgDialect;
+
+impl lettermint_store_sql::dialect::Dialect for PgDialect {
+    const LOWEST_INSTANT: &'static str = LOWEST_INSTANT;
+    const NAME_CONTAINS_2: &'static str =
+        "($2::text IS NULL OR strpos(lower(name), lower($2)) > 0)";
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct TeamRow {
     id: Uuid,

@@ -9,5 +9,7 @@
 #![warn(missing_docs)]
 
 pub mod decode;
+pub mod dialect;
 pub mod keyset;
+pub mod projects;
 pub mod tokens;

@@ -31,6 +31,15 @@ pub(crate) fn opt_ts(micros: Option<i64>) -> Result<Option<OffsetDateTime>, Erro
     micros.map(ts).transpose()
 }
 
+/// How Sqlite spells what the shared statements leave to the dialect.
+#[derive(Debug)]
+pub(crate) struct SqliteDialect;
+
+impl lettermint_store_sql::dialect::Dialect for SqliteDialect {
+    const LOWEST_INSTANT: &'static str = LOWEST_INSTANT;
+    const NAME_CONTAINS_2: &'static str = "($2 IS NULL OR instr(lower(name), lower($2)) > 0)";
+}
+
 #[derive(sqlx::FromRow)]
 pub(crate) struct TeamRow {
     id: Uuid,
