@@ -136,7 +136,7 @@ impl TeamRepository for PgStore {
             .fetch_optional(&self.pool)
             .await
             .fix()?;
-        Ok(row.map(Team::from))
+        row.map(|r| r.into_team(instant)).transpose()
     }
 
     async fn list_teams(&self) -> Result<Vec<Team>> {
@@ -144,7 +144,7 @@ impl TeamRepository for PgStore {
             .fetch_all(&self.pool)
             .await
             .fix()?;
-        Ok(rows.into_iter().map(Team::from).collect())
+        rows.into_iter().map(|r| r.into_team(instant)).collect()
     }
 
     async fn rename_team(&self, id: TeamId, name: &Name, at: OffsetDateTime) -> Result<bool> {
@@ -216,7 +216,7 @@ impl ProjectRepository for PgStore {
             .fetch_optional(&self.pool)
             .await
             .fix()?;
-        Ok(row.map(Project::from))
+        row.map(|r| r.into_project(instant)).transpose()
     }
 
     async fn list_projects(
@@ -234,7 +234,7 @@ impl ProjectRepository for PgStore {
             .fetch_all(&self.pool)
             .await
             .fix()?;
-        Ok(rows.into_iter().map(Project::from).collect())
+        rows.into_iter().map(|r| r.into_project(instant)).collect()
     }
 
     async fn list_projects_with_first_token(
@@ -301,7 +301,7 @@ impl RouteRepository for PgStore {
                 .fetch_optional(&self.pool)
                 .await
                 .fix()?;
-        row.map(Route::try_from).transpose()
+        row.map(|r| r.into_route(instant)).transpose()
     }
 
     async fn get_default_route(&self, project: ProjectId) -> Result<Option<Route>> {
@@ -311,7 +311,7 @@ impl RouteRepository for PgStore {
                 .fetch_optional(&self.pool)
                 .await
                 .fix()?;
-        row.map(Route::try_from).transpose()
+        row.map(|r| r.into_route(instant)).transpose()
     }
 
     async fn list_routes(&self, project: ProjectId) -> Result<Vec<Route>> {
@@ -321,7 +321,7 @@ impl RouteRepository for PgStore {
                 .fetch_all(&self.pool)
                 .await
                 .fix()?;
-        rows.into_iter().map(Route::try_from).collect()
+        rows.into_iter().map(|r| r.into_route(instant)).collect()
     }
 }
 
@@ -564,7 +564,7 @@ impl UsageRepository for PgStore {
             .fetch_all(&self.pool)
             .await
             .fix()?;
-        rows.into_iter().map(TokenLogEntry::try_from).collect()
+        rows.into_iter().map(|r| r.into_entry(instant)).collect()
     }
 
     async fn prune_token_logs(&self, before: OffsetDateTime) -> Result<u64> {
@@ -675,7 +675,7 @@ impl MessageRepository for PgStore {
                 .fetch_optional(&self.pool)
                 .await
                 .fix()?;
-        row.map(Message::try_from).transpose()
+        row.map(|r| r.into_message(instant)).transpose()
     }
 
     async fn get_idempotency_record(

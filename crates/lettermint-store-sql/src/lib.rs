@@ -12,4 +12,5 @@ pub mod decode;
 pub mod dialect;
 pub mod keyset;
 pub mod projects;
+pub mod rows;
 pub mod tokens;

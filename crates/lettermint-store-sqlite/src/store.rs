@@ -186,7 +186,7 @@ impl TeamRepository for SqliteStore {
             .fetch_optional(&self.readers)
             .await
             .fix()?;
-        row.map(Team::try_from).transpose()
+        row.map(|r| r.into_team(ts)).transpose()
     }
 
     async fn list_teams(&self) -> Result<Vec<Team>> {
@@ -194,7 +194,7 @@ impl TeamRepository for SqliteStore {
             .fetch_all(&self.readers)
             .await
             .fix()?;
-        rows.into_iter().map(Team::try_from).collect()
+        rows.into_iter().map(|r| r.into_team(ts)).collect()
     }
 
     async fn rename_team(&self, id: TeamId, name: &Name, at: OffsetDateTime) -> Result<bool> {
@@ -266,7 +266,7 @@ impl ProjectRepository for SqliteStore {
             .fetch_optional(&self.readers)
             .await
             .fix()?;
-        row.map(Project::try_from).transpose()
+        row.map(|r| r.into_project(ts)).transpose()
     }
 
     async fn list_projects(
@@ -284,7 +284,7 @@ impl ProjectRepository for SqliteStore {
             .fetch_all(&self.readers)
             .await
             .fix()?;
-        rows.into_iter().map(Project::try_from).collect()
+        rows.into_iter().map(|r| r.into_project(ts)).collect()
     }
 
     async fn list_projects_with_first_token(
@@ -351,7 +351,7 @@ impl RouteRepository for SqliteStore {
                 .fetch_optional(&self.readers)
                 .await
                 .fix()?;
-        row.map(Route::try_from).transpose()
+        row.map(|r| r.into_route(ts)).transpose()
     }
 
     async fn get_default_route(&self, project: ProjectId) -> Result<Option<Route>> {
@@ -361,7 +361,7 @@ impl RouteRepository for SqliteStore {
                 .fetch_optional(&self.readers)
                 .await
                 .fix()?;
-        row.map(Route::try_from).transpose()
+        row.map(|r| r.into_route(ts)).transpose()
     }
 
     async fn list_routes(&self, project: ProjectId) -> Result<Vec<Route>> {
@@ -371,7 +371,7 @@ impl RouteRepository for SqliteStore {
                 .fetch_all(&self.readers)
                 .await
                 .fix()?;
-        rows.into_iter().map(Route::try_from).collect()
+        rows.into_iter().map(|r| r.into_route(ts)).collect()
     }
 }
 
@@ -578,7 +578,7 @@ impl UsageRepository for SqliteStore {
             .fetch_all(&self.readers)
             .await
             .fix()?;
-        rows.into_iter().map(TokenLogEntry::try_from).collect()
+        rows.into_iter().map(|r| r.into_entry(ts)).collect()
     }
 
     async fn prune_token_logs(&self, before: OffsetDateTime) -> Result<u64> {
@@ -680,7 +680,7 @@ impl MessageRepository for SqliteStore {
                 .fetch_optional(&self.readers)
                 .await
                 .fix()?;
-        row.map(Message::try_from).transpose()
+        row.map(|r| r.into_message(ts)).transpose()
     }
 
     async fn get_idempotency_record(
