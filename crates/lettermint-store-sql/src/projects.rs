@@ -14,9 +14,15 @@ use crate::tokens::TokenRow;
 /// A team's (`$1`) projects whose name contains `$2` (NULL: all), in keyset order (`$3` anchor,
 /// `$4` limit).
 pub fn select_page<D: Dialect>(keyset: &Keyset<ProjectSortKey>) -> String {
+    paginate_projects::<D>("*", keyset)
+}
+
+/// `SELECT {columns} FROM projects` with the team, search and keyset conditions of
+/// [`select_page`].
+fn paginate_projects<D: Dialect>(columns: &str, keyset: &Keyset<ProjectSortKey>) -> String {
     paginate(
         &format!(
-            "SELECT * FROM projects WHERE team_id = $1 AND {}",
+            "SELECT {columns} FROM projects WHERE team_id = $1 AND {}",
             D::NAME_CONTAINS_2
         ),
         "projects",
@@ -31,19 +37,11 @@ pub fn select_page<D: Dialect>(keyset: &Keyset<ProjectSortKey>) -> String {
 /// by creation, ties broken by id, like the first token of an ascending token list. Rows are
 /// [`ProjectWithTokenRow`]s.
 pub fn select_page_with_first_token<D: Dialect>(keyset: &Keyset<ProjectSortKey>) -> String {
-    let page = paginate(
-        &format!(
-            "SELECT *, (SELECT f.id FROM project_tokens f WHERE f.project_id = projects.id \
-             AND f.revoked_at IS NULL AND (f.expires_at IS NULL OR f.expires_at > $5) \
-             ORDER BY f.created_at ASC, f.id ASC LIMIT 1) AS first_token_id \
-             FROM projects WHERE team_id = $1 AND {}",
-            D::NAME_CONTAINS_2
-        ),
-        "projects",
+    let page = paginate_projects::<D>(
+        "*, (SELECT f.id FROM project_tokens f WHERE f.project_id = projects.id \
+         AND f.revoked_at IS NULL AND (f.expires_at IS NULL OR f.expires_at > $5) \
+         ORDER BY f.created_at ASC, f.id ASC LIMIT 1) AS first_token_id",
         keyset,
-        "$3",
-        "$4",
-        D::LOWEST_INSTANT,
     );
     // Project sort keys are never NULL: the page's order is the plain column's.
     let dir = match keyset.direction {

@@ -114,10 +114,7 @@ impl ProjectService {
         request: &PageRequest<ProjectSortKey>,
     ) -> Result<Page<Project>> {
         scope.check(team, "team")?;
-        let search = search
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned);
+        let search = search_term(search);
         let rows = self
             .projects
             .list_projects(team, search, request.keyset())
@@ -135,10 +132,7 @@ impl ProjectService {
         request: &PageRequest<ProjectSortKey>,
     ) -> Result<Page<ProjectWithFirstToken>> {
         scope.check(team, "team")?;
-        let search = search
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned);
+        let search = search_term(search);
         let rows = self
             .projects
             .list_projects_with_first_token(team, search, self.clock.now(), request.keyset())
@@ -175,4 +169,12 @@ impl ProjectService {
         }
         Ok(())
     }
+}
+
+/// A search term as the store takes it: trimmed, and `None` when nothing is left.
+fn search_term(search: Option<&str>) -> Option<String> {
+    search
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }
