@@ -377,24 +377,17 @@ async fn list_projects(
     let page = state
         .services
         .projects
-        .list(scope(&auth), auth.caller.team_id, search, &request)
+        .list_with_first_token(scope(&auth), auth.caller.team_id, search, &request)
         .await?;
-    let mut rendered = Vec::with_capacity(page.items.len());
-    for project in &page.items {
-        rendered.push(render_project(&state, scope(&auth), project).await?);
-    }
-    let page = Page {
-        items: rendered,
-        next_cursor: page.next_cursor,
-        prev_cursor: page.prev_cursor,
-    };
     Ok(Json(page_json(
         page,
         request.size,
         &uri,
         &headers,
         &query,
-        Value::clone,
+        |p: &lettermint_core::repo::ProjectWithFirstToken| {
+            project_json(&p.project, p.first_token.as_ref())
+        },
     ))
     .into_response())
 }

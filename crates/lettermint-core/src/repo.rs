@@ -65,11 +65,29 @@ pub trait ProjectRepository: Send + Sync {
         search: Option<String>,
         keyset: Keyset<ProjectSortKey>,
     ) -> Result<Vec<Project>>;
+    /// The same page as [`Self::list_projects`], each project with its first active token at
+    /// `now` (the oldest by creation, ties broken by id), read in one query.
+    async fn list_projects_with_first_token(
+        &self,
+        team: TeamId,
+        search: Option<String>,
+        now: OffsetDateTime,
+        keyset: Keyset<ProjectSortKey>,
+    ) -> Result<Vec<ProjectWithFirstToken>>;
     /// Saves a project's name and `smtp_enabled`; false when it does not exist.
     async fn update_project(&self, project: &Project) -> Result<bool>;
     /// Deletes a project with its routes, tokens, their logs and its messages; false when it did
     /// not exist.
     async fn delete_project(&self, id: ProjectId) -> Result<bool>;
+}
+
+/// A project with its first active token: what the Team API shows of a project's tokens.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectWithFirstToken {
+    /// The project.
+    pub project: Project,
+    /// Its oldest active token, if it has an active one.
+    pub first_token: Option<ProjectToken>,
 }
 
 /// Routes.

@@ -9,8 +9,8 @@ use lettermint_core::id::{MessageId, ProjectId, TeamId, TokenId};
 use lettermint_core::message::IDEMPOTENCY_TTL;
 use lettermint_core::page::{Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
 use lettermint_core::repo::{
-    MessageRepository, NewProjectToken, ProjectRepository, RouteRepository, StoreHealth,
-    TeamRepository, TokenRepository, UsageRepository,
+    MessageRepository, NewProjectToken, ProjectRepository, ProjectWithFirstToken, RouteRepository,
+    StoreHealth, TeamRepository, TokenRepository, UsageRepository,
 };
 use lettermint_core::{
     Error, IdempotencyRecord, LogFilter, Message, MessageContent, Name, Project, Result, Route,
@@ -18,6 +18,7 @@ use lettermint_core::{
     TokenStatusFilter, UsageBatch,
 };
 use lettermint_store_sql::keyset::paginate;
+use lettermint_store_sql::projects::{self, ProjectWithTokenRow};
 use lettermint_store_sql::tokens::{self, StoredKind, TokenRow};
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -26,7 +27,9 @@ use time::OffsetDateTime;
 use uuid::Uuid;
 
 use crate::error::{ResultExt, fix_error};
-use crate::rows::{LOWEST_INSTANT, LogRow, MessageRow, ProjectRow, RouteRow, TeamRow, to_json};
+use crate::rows::{
+    LOWEST_INSTANT, LogRow, MessageRow, PgDialect, ProjectRow, RouteRow, TeamRow, to_json,
+};
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
@@ -133,7 +136,7 @@ impl TeamRepository for PgStore {
             .fetch_optional(&self.pool)
             .await
             .fix()?;
-        Ok(row.map(Team::from))
+        row.map(|r| r.into_team(instant)).transpose()
     }
 
     async fn list_teams(&self) -> Result<Vec<Team>> {
@@ -141,7 +144,7 @@ impl TeamRepository for PgStore {
             .fetch_all(&self.pool)
             .await
             .fix()?;
-        Ok(rows.into_iter().map(Team::from).collect())
+        rows.into_iter().map(|r| r.into_team(instant)).collect()
     }
 
     async fn rename_team(&self, id: TeamId, name: &Name, at: OffsetDateTime) -> Result<bool> {
@@ -213,7 +216,7 @@ impl ProjectRepository for PgStore {
             .fetch_optional(&self.pool)
             .await
             .fix()?;
-        Ok(row.map(Project::from))
+        row.map(|r| r.into_project(instant)).transpose()
     }
 
     async fn list_projects(
@@ -222,15 +225,7 @@ impl ProjectRepository for PgStore {
         search: Option<String>,
         keyset: Keyset<ProjectSortKey>,
     ) -> Result<Vec<Project>> {
-        let sql = paginate(
-            "SELECT * FROM projects WHERE team_id = $1 \
-             AND ($2::text IS NULL OR strpos(lower(name), lower($2)) > 0)",
-            "projects",
-            &keyset,
-            "$3",
-            "$4",
-            LOWEST_INSTANT,
-        );
+        let sql = projects::select_page::<PgDialect>(&keyset);
         let rows: Vec<ProjectRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(team.as_uuid())
             .bind(search)
@@ -239,7 +234,27 @@ impl ProjectRepository for PgStore {
             .fetch_all(&self.pool)
             .await
             .fix()?;
-        Ok(rows.into_iter().map(Project::from).collect())
+        rows.into_iter().map(|r| r.into_project(instant)).collect()
+    }
+
+    async fn list_projects_with_first_token(
+        &self,
+        team: TeamId,
+        search: Option<String>,
+        now: OffsetDateTime,
+        keyset: Keyset<ProjectSortKey>,
+    ) -> Result<Vec<ProjectWithFirstToken>> {
+        let sql = projects::select_page_with_first_token::<PgDialect>(&keyset);
+        let rows: Vec<ProjectWithTokenRow<OffsetDateTime>> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(team.as_uuid())
+            .bind(search)
+            .bind(keyset.anchor)
+            .bind(i64::from(keyset.limit))
+            .bind(now)
+            .fetch_all(&self.pool)
+            .await
+            .fix()?;
+        rows.into_iter().map(|r| r.into_project(instant)).collect()
     }
 
     async fn update_project(&self, project: &Project) -> Result<bool> {
@@ -286,7 +301,7 @@ impl RouteRepository for PgStore {
                 .fetch_optional(&self.pool)
                 .await
                 .fix()?;
-        row.map(Route::try_from).transpose()
+        row.map(|r| r.into_route(instant)).transpose()
     }
 
     async fn get_default_route(&self, project: ProjectId) -> Result<Option<Route>> {
@@ -296,7 +311,7 @@ impl RouteRepository for PgStore {
                 .fetch_optional(&self.pool)
                 .await
                 .fix()?;
-        row.map(Route::try_from).transpose()
+        row.map(|r| r.into_route(instant)).transpose()
     }
 
     async fn list_routes(&self, project: ProjectId) -> Result<Vec<Route>> {
@@ -306,7 +321,7 @@ impl RouteRepository for PgStore {
                 .fetch_all(&self.pool)
                 .await
                 .fix()?;
-        rows.into_iter().map(Route::try_from).collect()
+        rows.into_iter().map(|r| r.into_route(instant)).collect()
     }
 }
 
@@ -549,7 +564,7 @@ impl UsageRepository for PgStore {
             .fetch_all(&self.pool)
             .await
             .fix()?;
-        rows.into_iter().map(TokenLogEntry::try_from).collect()
+        rows.into_iter().map(|r| r.into_entry(instant)).collect()
     }
 
     async fn prune_token_logs(&self, before: OffsetDateTime) -> Result<u64> {
@@ -660,7 +675,7 @@ impl MessageRepository for PgStore {
                 .fetch_optional(&self.pool)
                 .await
                 .fix()?;
-        row.map(Message::try_from).transpose()
+        row.map(|r| r.into_message(instant)).transpose()
     }
 
     async fn get_idempotency_record(

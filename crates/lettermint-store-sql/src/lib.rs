@@ -9,5 +9,8 @@
 #![warn(missing_docs)]
 
 pub mod decode;
+pub mod dialect;
 pub mod keyset;
+pub mod projects;
+pub mod rows;
 pub mod tokens;

@@ -172,23 +172,23 @@ pub fn rename<K: StoredKind>() -> String {
 /// A token row as selected by [`columns`], whatever the store's type `T` for instants.
 #[derive(Debug, sqlx::FromRow)]
 pub struct TokenRow<T> {
-    id: Uuid,
-    owner_id: Uuid,
-    name: String,
-    hint: String,
+    pub(crate) id: Uuid,
+    pub(crate) owner_id: Uuid,
+    pub(crate) name: String,
+    pub(crate) hint: String,
     #[sqlx(default)]
-    abilities: Option<String>,
-    created_at: T,
-    updated_at: T,
-    last_used_at: Option<T>,
-    last_used_ip: Option<String>,
-    last_used_via: Option<String>,
-    expires_at: Option<T>,
-    revoked_at: Option<T>,
+    pub(crate) abilities: Option<String>,
+    pub(crate) created_at: T,
+    pub(crate) updated_at: T,
+    pub(crate) last_used_at: Option<T>,
+    pub(crate) last_used_ip: Option<String>,
+    pub(crate) last_used_via: Option<String>,
+    pub(crate) expires_at: Option<T>,
+    pub(crate) revoked_at: Option<T>,
     #[sqlx(default)]
-    grant_team_id: Option<Uuid>,
+    pub(crate) grant_team_id: Option<Uuid>,
     #[sqlx(default)]
-    grant_smtp_enabled: Option<bool>,
+    pub(crate) grant_smtp_enabled: Option<bool>,
 }
 
 impl<T> TokenRow<T> {

@@ -9,8 +9,8 @@ use lettermint_core::id::{MessageId, ProjectId, TeamId, TokenId};
 use lettermint_core::message::IDEMPOTENCY_TTL;
 use lettermint_core::page::{Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
 use lettermint_core::repo::{
-    MessageRepository, NewProjectToken, ProjectRepository, RouteRepository, StoreHealth,
-    TeamRepository, TokenRepository, UsageRepository,
+    MessageRepository, NewProjectToken, ProjectRepository, ProjectWithFirstToken, RouteRepository,
+    StoreHealth, TeamRepository, TokenRepository, UsageRepository,
 };
 use lettermint_core::{
     Error, IdempotencyRecord, LogFilter, Message, MessageContent, Name, Project, Result, Route,
@@ -18,6 +18,7 @@ use lettermint_core::{
     TokenStatusFilter, UsageBatch,
 };
 use lettermint_store_sql::keyset::paginate;
+use lettermint_store_sql::projects::{self, ProjectWithTokenRow};
 use lettermint_store_sql::tokens::{self, StoredKind, TokenRow};
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{
@@ -29,8 +30,8 @@ use uuid::Uuid;
 
 use crate::error::ResultExt;
 use crate::rows::{
-    LOWEST_INSTANT, LogRow, MessageRow, ProjectRow, RouteRow, TeamRow, micros, opt_micros, to_json,
-    ts,
+    LOWEST_INSTANT, LogRow, MessageRow, ProjectRow, RouteRow, SqliteDialect, TeamRow, micros,
+    opt_micros, to_json, ts,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -185,7 +186,7 @@ impl TeamRepository for SqliteStore {
             .fetch_optional(&self.readers)
             .await
             .fix()?;
-        row.map(Team::try_from).transpose()
+        row.map(|r| r.into_team(ts)).transpose()
     }
 
     async fn list_teams(&self) -> Result<Vec<Team>> {
@@ -193,7 +194,7 @@ impl TeamRepository for SqliteStore {
             .fetch_all(&self.readers)
             .await
             .fix()?;
-        rows.into_iter().map(Team::try_from).collect()
+        rows.into_iter().map(|r| r.into_team(ts)).collect()
     }
 
     async fn rename_team(&self, id: TeamId, name: &Name, at: OffsetDateTime) -> Result<bool> {
@@ -265,7 +266,7 @@ impl ProjectRepository for SqliteStore {
             .fetch_optional(&self.readers)
             .await
             .fix()?;
-        row.map(Project::try_from).transpose()
+        row.map(|r| r.into_project(ts)).transpose()
     }
 
     async fn list_projects(
@@ -274,15 +275,7 @@ impl ProjectRepository for SqliteStore {
         search: Option<String>,
         keyset: Keyset<ProjectSortKey>,
     ) -> Result<Vec<Project>> {
-        let sql = paginate(
-            "SELECT * FROM projects WHERE team_id = $1 \
-             AND ($2 IS NULL OR instr(lower(name), lower($2)) > 0)",
-            "projects",
-            &keyset,
-            "$3",
-            "$4",
-            LOWEST_INSTANT,
-        );
+        let sql = projects::select_page::<SqliteDialect>(&keyset);
         let rows: Vec<ProjectRow> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(team.as_uuid())
             .bind(search)
@@ -291,7 +284,27 @@ impl ProjectRepository for SqliteStore {
             .fetch_all(&self.readers)
             .await
             .fix()?;
-        rows.into_iter().map(Project::try_from).collect()
+        rows.into_iter().map(|r| r.into_project(ts)).collect()
+    }
+
+    async fn list_projects_with_first_token(
+        &self,
+        team: TeamId,
+        search: Option<String>,
+        now: OffsetDateTime,
+        keyset: Keyset<ProjectSortKey>,
+    ) -> Result<Vec<ProjectWithFirstToken>> {
+        let sql = projects::select_page_with_first_token::<SqliteDialect>(&keyset);
+        let rows: Vec<ProjectWithTokenRow<i64>> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(team.as_uuid())
+            .bind(search)
+            .bind(keyset.anchor)
+            .bind(i64::from(keyset.limit))
+            .bind(micros(now))
+            .fetch_all(&self.readers)
+            .await
+            .fix()?;
+        rows.into_iter().map(|r| r.into_project(ts)).collect()
     }
 
     async fn update_project(&self, project: &Project) -> Result<bool> {
@@ -338,7 +351,7 @@ impl RouteRepository for SqliteStore {
                 .fetch_optional(&self.readers)
                 .await
                 .fix()?;
-        row.map(Route::try_from).transpose()
+        row.map(|r| r.into_route(ts)).transpose()
     }
 
     async fn get_default_route(&self, project: ProjectId) -> Result<Option<Route>> {
@@ -348,7 +361,7 @@ impl RouteRepository for SqliteStore {
                 .fetch_optional(&self.readers)
                 .await
                 .fix()?;
-        row.map(Route::try_from).transpose()
+        row.map(|r| r.into_route(ts)).transpose()
     }
 
     async fn list_routes(&self, project: ProjectId) -> Result<Vec<Route>> {
@@ -358,7 +371,7 @@ impl RouteRepository for SqliteStore {
                 .fetch_all(&self.readers)
                 .await
                 .fix()?;
-        rows.into_iter().map(Route::try_from).collect()
+        rows.into_iter().map(|r| r.into_route(ts)).collect()
     }
 }
 
@@ -565,7 +578,7 @@ impl UsageRepository for SqliteStore {
             .fetch_all(&self.readers)
             .await
             .fix()?;
-        rows.into_iter().map(TokenLogEntry::try_from).collect()
+        rows.into_iter().map(|r| r.into_entry(ts)).collect()
     }
 
     async fn prune_token_logs(&self, before: OffsetDateTime) -> Result<u64> {
@@ -667,7 +680,7 @@ impl MessageRepository for SqliteStore {
                 .fetch_optional(&self.readers)
                 .await
                 .fix()?;
-        row.map(Message::try_from).transpose()
+        row.map(|r| r.into_message(ts)).transpose()
     }
 
     async fn get_idempotency_record(

@@ -42,6 +42,7 @@ macro_rules! conformance_suite {
             project_is_created_with_its_default_route_and_first_token,
             project_creation_is_all_or_nothing,
             projects_page_sort_and_search,
+            projects_page_with_first_active_token,
             project_update_and_delete_cascade,
             project_tokens_round_trip_and_lookup_by_digest,
             token_names_are_unique_among_non_revoked_tokens,
@@ -413,6 +414,156 @@ pub async fn projects_page_sort_and_search(f: &dyn Fixture) {
         .await
         .unwrap();
     assert!(none.items.is_empty());
+}
+
+/// A page of projects, each with its first active token (oldest by creation, ties by id),
+/// read in one query: revoked and expired tokens are skipped, pagination and search intact.
+pub async fn projects_page_with_first_active_token(f: &dyn Fixture) {
+    let store = f.store();
+    let services = Services::new(store.clone(), Arc::new(SystemClock));
+    let t = team(&*store, "Acme").await;
+    let other = team(&*store, "Other").await;
+    let elsewhere = project(&*store, other.id, "alpha elsewhere").await;
+    token(&*store, elsewhere.id, "Theirs").await;
+    let at = now();
+    let insert = |token: ProjectToken, secret: PlainToken| {
+        let store = store.clone();
+        async move {
+            project_tokens(&*store)
+                .insert_token(&token, &secret.digest())
+                .await
+                .unwrap();
+            token
+        }
+    };
+
+    // No token at all.
+    let none = project(&*store, t.id, "alpha none").await;
+    // One token.
+    let one = project(&*store, t.id, "bravo one").await;
+    let (only, secret) = new_token(one.id, "Only", at - Duration::hours(1));
+    let only = insert(only, secret).await;
+    // Several: the oldest is revoked, the next expired; two active ones share a creation
+    // instant (the lower id wins), and a newer active one follows.
+    let several = project(&*store, t.id, "charlie several").await;
+    let (mut revoked, secret) = new_token(several.id, "Revoked", at - Duration::hours(5));
+    revoked.revoked_at = Some(at - Duration::hours(4));
+    insert(revoked, secret).await;
+    let (mut expired, secret) = new_token(several.id, "Expired", at - Duration::hours(4));
+    expired.expires_at = Some(at - Duration::minutes(1));
+    insert(expired, secret).await;
+    let (tied_a, secret_a) = new_token(several.id, "Tied A", at - Duration::hours(3));
+    let (tied_b, secret_b) = new_token(several.id, "Tied B", at - Duration::hours(3));
+    let (first, second) = if tied_a.id.as_uuid() < tied_b.id.as_uuid() {
+        ((tied_a, secret_a), (tied_b, secret_b))
+    } else {
+        ((tied_b, secret_b), (tied_a, secret_a))
+    };
+    // Inserted in reverse id order, so that insertion order cannot pass for the tie-break.
+    insert(second.0, second.1).await;
+    let expected_first = insert(first.0, first.1).await;
+    let (mut later, secret) = new_token(several.id, "Later", at - Duration::hours(2));
+    later.expires_at = Some(at + Duration::days(1));
+    insert(later, secret).await;
+    // Only inactive tokens: a revoked and an expired one.
+    let inactive = project(&*store, t.id, "delta inactive").await;
+    let (mut gone, secret) = new_token(inactive.id, "Gone", at - Duration::hours(2));
+    gone.revoked_at = Some(at - Duration::hours(1));
+    insert(gone, secret).await;
+    let (mut stale, secret) = new_token(inactive.id, "Stale", at - Duration::hours(1));
+    stale.expires_at = Some(at - Duration::seconds(1));
+    insert(stale, secret).await;
+    let (mut tail, secret) = new_token(inactive.id, "Tail", at);
+    tail.revoked_at = Some(at);
+    insert(tail, secret).await;
+
+    let expected: Vec<(Project, Option<ProjectToken>)> = vec![
+        (none.clone(), None),
+        (one.clone(), Some(only)),
+        (several.clone(), Some(expected_first)),
+        (inactive.clone(), None),
+    ];
+
+    // By name ascending, three per page, forward to the end and back: the same pages as the
+    // plain project list, each project with the token `first_active` names.
+    let mut request = PageRequest::first(3, sort(ProjectSortKey::Name, Direction::Ascending));
+    let mut seen = Vec::new();
+    let mut pages = Vec::new();
+    loop {
+        let page = services
+            .projects
+            .list_with_first_token(Scope::Team(t.id), t.id, None, &request)
+            .await
+            .unwrap();
+        let plain = services
+            .projects
+            .list(Scope::Team(t.id), t.id, None, &request)
+            .await
+            .unwrap();
+        let projects: Vec<Project> = page.items.iter().map(|p| p.project.clone()).collect();
+        assert_eq!(projects, plain.items);
+        assert_eq!(page.next_cursor, plain.next_cursor);
+        assert_eq!(page.prev_cursor, plain.prev_cursor);
+        for item in &page.items {
+            let first = services
+                .project_tokens
+                .first_active(Scope::Team(t.id), item.project.id)
+                .await
+                .unwrap();
+            assert_eq!(item.first_token, first, "{}", item.project.name.as_str());
+        }
+        seen.extend(
+            page.items
+                .iter()
+                .map(|p| (p.project.clone(), p.first_token.clone())),
+        );
+        pages.push(page.clone());
+        match page.next_cursor {
+            Some(c) => request.cursor = Some(c),
+            None => break,
+        }
+    }
+    assert_eq!(seen, expected);
+    assert_eq!(pages.len(), 2);
+    request.cursor = pages[1].prev_cursor;
+    let back = services
+        .projects
+        .list_with_first_token(Scope::Team(t.id), t.id, None, &request)
+        .await
+        .unwrap();
+    assert_eq!(back.items, pages[0].items);
+
+    // Newest first, and searched: the team's own projects only.
+    let newest = PageRequest::first(100, sort(ProjectSortKey::CreatedAt, Direction::Descending));
+    let page = services
+        .projects
+        .list_with_first_token(Scope::Team(t.id), t.id, None, &newest)
+        .await
+        .unwrap();
+    let order: Vec<_> = page
+        .items
+        .iter()
+        .map(|p| (p.project.clone(), p.first_token.clone()))
+        .collect();
+    let mut reversed = expected.clone();
+    reversed.reverse();
+    assert_eq!(order, reversed);
+    let found = services
+        .projects
+        .list_with_first_token(Scope::Team(t.id), t.id, Some("ALPHA"), &newest)
+        .await
+        .unwrap();
+    assert_eq!(found.items.len(), 1);
+    assert_eq!(found.items[0].project, none);
+    assert_eq!(found.items[0].first_token, None);
+
+    // Another team's page is out of scope.
+    let err = services
+        .projects
+        .list_with_first_token(Scope::Team(other.id), t.id, None, &newest)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 }
 
 /// Updates change name and SMTP; deletes take routes, tokens, logs and messages along.

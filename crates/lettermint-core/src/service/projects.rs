@@ -6,7 +6,7 @@ use crate::id::{ProjectId, TeamId};
 use crate::model::{Project, Route};
 use crate::name::Name;
 use crate::page::{Page, PageRequest, ProjectSortKey};
-use crate::repo::{NewProjectToken, ProjectRepository, TeamRepository};
+use crate::repo::{NewProjectToken, ProjectRepository, ProjectWithFirstToken, TeamRepository};
 use crate::scope::Scope;
 
 use super::IssuedProjectToken;
@@ -114,15 +114,30 @@ impl ProjectService {
         request: &PageRequest<ProjectSortKey>,
     ) -> Result<Page<Project>> {
         scope.check(team, "team")?;
-        let search = search
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned);
+        let search = search_term(search);
         let rows = self
             .projects
             .list_projects(team, search, request.keyset())
             .await?;
         Ok(request.page(rows, |p| p.id.as_uuid()))
+    }
+
+    /// The same page as [`Self::list`], each project with its first active token (the one the
+    /// legacy `rotate-token` endpoint regenerates), read in one query.
+    pub async fn list_with_first_token(
+        &self,
+        scope: Scope,
+        team: TeamId,
+        search: Option<&str>,
+        request: &PageRequest<ProjectSortKey>,
+    ) -> Result<Page<ProjectWithFirstToken>> {
+        scope.check(team, "team")?;
+        let search = search_term(search);
+        let rows = self
+            .projects
+            .list_projects_with_first_token(team, search, self.clock.now(), request.keyset())
+            .await?;
+        Ok(request.page(rows, |p| p.project.id.as_uuid()))
     }
 
     /// Changes name and/or SMTP setting.
@@ -154,4 +169,12 @@ impl ProjectService {
         }
         Ok(())
     }
+}
+
+/// A search term as the store takes it: trimmed, and `None` when nothing is left.
+fn search_term(search: Option<&str>) -> Option<String> {
+    search
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
 }

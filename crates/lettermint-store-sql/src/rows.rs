@@ -1,0 +1,189 @@
+//! Row types: what a query returns, kept apart from the domain types, and their conversion.
+//! Each is generic over `T`, the store's type for an instant, and converts with the store's
+//! function from `T` to an instant.
+
+use std::collections::BTreeMap;
+
+use lettermint_core::id::{LogEntryId, MessageId, ProjectId, RouteId, TeamId, TokenId};
+use lettermint_core::{Error, Message, MessageContent, Name, Project, Route, Team, TokenLogEntry};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::decode::{corrupt, json, parse, parse_ip};
+
+/// A team (`SELECT * FROM teams`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct TeamRow<T> {
+    id: Uuid,
+    name: String,
+    created_at: T,
+    updated_at: T,
+}
+
+impl<T> TeamRow<T> {
+    /// The team, reading instants with `instant`.
+    pub fn into_team(
+        self,
+        instant: impl Fn(T) -> Result<OffsetDateTime, Error>,
+    ) -> Result<Team, Error> {
+        Ok(Team {
+            id: TeamId::from_uuid(self.id),
+            name: Name::from_stored(self.name),
+            created_at: instant(self.created_at)?,
+            updated_at: instant(self.updated_at)?,
+        })
+    }
+}
+
+/// A project (`SELECT * FROM projects`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct ProjectRow<T> {
+    id: Uuid,
+    team_id: Uuid,
+    name: String,
+    smtp_enabled: bool,
+    created_at: T,
+    updated_at: T,
+}
+
+impl<T> ProjectRow<T> {
+    /// The project, reading instants with `instant`.
+    pub fn into_project(
+        self,
+        instant: impl Fn(T) -> Result<OffsetDateTime, Error>,
+    ) -> Result<Project, Error> {
+        Ok(Project {
+            id: ProjectId::from_uuid(self.id),
+            team_id: TeamId::from_uuid(self.team_id),
+            name: Name::from_stored(self.name),
+            smtp_enabled: self.smtp_enabled,
+            created_at: instant(self.created_at)?,
+            updated_at: instant(self.updated_at)?,
+        })
+    }
+}
+
+/// A route (`SELECT * FROM routes`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct RouteRow<T> {
+    id: Uuid,
+    project_id: Uuid,
+    slug: String,
+    name: String,
+    kind: String,
+    is_default: bool,
+    created_at: T,
+}
+
+impl<T> RouteRow<T> {
+    /// The route, reading instants with `instant`.
+    pub fn into_route(
+        self,
+        instant: impl Fn(T) -> Result<OffsetDateTime, Error>,
+    ) -> Result<Route, Error> {
+        Ok(Route {
+            id: RouteId::from_uuid(self.id),
+            project_id: ProjectId::from_uuid(self.project_id),
+            slug: self.slug,
+            name: Name::from_stored(self.name),
+            kind: parse("route kind", &self.kind)?,
+            is_default: self.is_default,
+            created_at: instant(self.created_at)?,
+        })
+    }
+}
+
+/// A token log entry (`SELECT * FROM token_logs`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct LogRow<T> {
+    id: Uuid,
+    token_id: Uuid,
+    at: T,
+    ip: Option<String>,
+    via: String,
+    action: String,
+    outcome: String,
+    status: i32,
+    message_ids: String,
+    user_agent: Option<String>,
+}
+
+impl<T> LogRow<T> {
+    /// The entry, reading instants with `instant`.
+    pub fn into_entry(
+        self,
+        instant: impl Fn(T) -> Result<OffsetDateTime, Error>,
+    ) -> Result<TokenLogEntry, Error> {
+        Ok(TokenLogEntry {
+            id: LogEntryId::from_uuid(self.id),
+            token_id: TokenId::from_uuid(self.token_id),
+            at: instant(self.at)?,
+            ip: parse_ip(self.ip)?,
+            via: parse("via", &self.via)?,
+            action: parse("action", &self.action)?,
+            outcome: parse("outcome", &self.outcome)?,
+            status: u16::try_from(self.status).map_err(|e| corrupt("status", e))?,
+            message_ids: json::<Vec<MessageId>>("message ids", &self.message_ids)?,
+            user_agent: self.user_agent,
+        })
+    }
+}
+
+/// A message (`SELECT * FROM messages`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct MessageRow<T> {
+    id: Uuid,
+    project_id: Uuid,
+    route_id: Uuid,
+    token_id: Uuid,
+    via: String,
+    status: String,
+    envelope_from: String,
+    envelope_to: String,
+    subject: Option<String>,
+    tag: Option<String>,
+    metadata: String,
+    idempotency_key: Option<String>,
+    scheduled_at: Option<T>,
+    created_at: T,
+    content_json: Option<String>,
+    raw_mime: Option<Vec<u8>>,
+}
+
+impl<T> MessageRow<T> {
+    /// The message, reading instants with `instant`.
+    pub fn into_message(
+        self,
+        instant: impl Fn(T) -> Result<OffsetDateTime, Error>,
+    ) -> Result<Message, Error> {
+        let content = match (self.content_json, self.raw_mime) {
+            (Some(json_text), None) => {
+                MessageContent::Structured(Box::new(json("content", &json_text)?))
+            }
+            (None, Some(mime)) => MessageContent::Mime(mime),
+            _ => {
+                return Err(corrupt(
+                    "message content",
+                    "expected exactly one of json or mime",
+                ));
+            }
+        };
+        Ok(Message {
+            id: MessageId::from_uuid(self.id),
+            project_id: ProjectId::from_uuid(self.project_id),
+            route_id: RouteId::from_uuid(self.route_id),
+            token_id: TokenId::from_uuid(self.token_id),
+            via: parse("via", &self.via)?,
+            status: parse("status", &self.status)?,
+            envelope_from: self.envelope_from,
+            envelope_to: json("envelope", &self.envelope_to)?,
+            subject: self.subject,
+            tag: self.tag,
+            metadata: json::<BTreeMap<String, String>>("metadata", &self.metadata)?,
+            idempotency_key: self.idempotency_key,
+            scheduled_at: self.scheduled_at.map(&instant).transpose()?,
+            created_at: instant(self.created_at)?,
+            content,
+        })
+    }
+}
