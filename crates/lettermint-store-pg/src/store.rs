@@ -330,7 +330,7 @@ async fn insert_token<K: StoredKind>(
     token: &Token<K>,
     digest: &TokenDigest,
 ) -> Result<()> {
-    let mut query = sqlx::query(AssertSqlSafe(tokens::insert::<K>()))
+    let mut query = sqlx::query(tokens::insert::<K>())
         .bind(token.id.as_uuid())
         .bind(token.owner.into())
         .bind(token.name.as_str())
@@ -370,22 +370,20 @@ impl<K: StoredKind> TokenRepository<K> for PgStore {
     }
 
     async fn get_token(&self, id: TokenId) -> Result<Option<Token<K>>> {
-        let row: Option<TokenRow<OffsetDateTime>> =
-            sqlx::query_as(AssertSqlSafe(tokens::select_by_id::<K>()))
-                .bind(id.as_uuid())
-                .fetch_optional(&self.pool)
-                .await
-                .fix()?;
+        let row: Option<TokenRow<OffsetDateTime>> = sqlx::query_as(tokens::select_by_id::<K>())
+            .bind(id.as_uuid())
+            .fetch_optional(&self.pool)
+            .await
+            .fix()?;
         row.map(|r| r.into_token(instant)).transpose()
     }
 
     async fn find_token_by_digest(&self, digest: &TokenDigest) -> Result<Option<K::Grant>> {
-        let row: Option<TokenRow<OffsetDateTime>> =
-            sqlx::query_as(AssertSqlSafe(tokens::select_by_digest::<K>()))
-                .bind(digest.as_bytes().as_slice())
-                .fetch_optional(&self.pool)
-                .await
-                .fix()?;
+        let row: Option<TokenRow<OffsetDateTime>> = sqlx::query_as(tokens::select_by_digest::<K>())
+            .bind(digest.as_bytes().as_slice())
+            .fetch_optional(&self.pool)
+            .await
+            .fix()?;
         row.map(|r| r.into_grant::<K>(instant)).transpose()
     }
 
@@ -416,7 +414,7 @@ impl<K: StoredKind> TokenRepository<K> for PgStore {
     }
 
     async fn rename_token(&self, id: TokenId, name: &Name, at: OffsetDateTime) -> Result<bool> {
-        let done = sqlx::query(AssertSqlSafe(tokens::rename::<K>()))
+        let done = sqlx::query(tokens::rename::<K>())
             .bind(id.as_uuid())
             .bind(name.as_str())
             .bind(at)

@@ -8,6 +8,8 @@ use lettermint_core::repo::ProjectTokenGrant;
 use lettermint_core::{
     Abilities, Error, Name, TeamId, Token, TokenHint, TokenId, TokenStatusFilter,
 };
+use std::sync::LazyLock;
+
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -30,6 +32,8 @@ pub trait StoredKind: Owner {
     fn store_abilities(abilities: &Self::Abilities) -> Result<Option<String>, Error>;
     /// What the token carries, from its stored form.
     fn load_abilities(stored: Option<String>) -> Result<Self::Abilities, Error>;
+    /// This kind's statements, built once.
+    fn statements() -> &'static Statements;
     /// The grant of a token read by digest, with the extra columns of the lookup.
     fn grant(token: Token<Self>, extra: GrantColumns) -> Result<Self::Grant, Error>;
 }
@@ -51,6 +55,11 @@ impl StoredKind for ForProject {
     const GRANT_COLUMNS_AND_JOIN: &'static str = ", p.team_id AS grant_team_id, \
          p.smtp_enabled AS grant_smtp_enabled FROM project_tokens t \
          JOIN projects p ON p.id = t.project_id";
+
+    fn statements() -> &'static Statements {
+        static STATEMENTS: LazyLock<Statements> = LazyLock::new(Statements::build::<ForProject>);
+        &STATEMENTS
+    }
 
     fn store_abilities(_: &()) -> Result<Option<String>, Error> {
         Ok(None)
@@ -80,6 +89,11 @@ impl StoredKind for ForTeam {
     const HAS_ABILITIES: bool = true;
     const GRANT_COLUMNS_AND_JOIN: &'static str = " FROM team_tokens t";
 
+    fn statements() -> &'static Statements {
+        static STATEMENTS: LazyLock<Statements> = LazyLock::new(Statements::build::<ForTeam>);
+        &STATEMENTS
+    }
+
     fn store_abilities(abilities: &Abilities) -> Result<Option<String>, Error> {
         to_json(&abilities.to_strings()).map(Some)
     }
@@ -93,6 +107,48 @@ impl StoredKind for ForTeam {
     fn grant(token: Token<Self>, _: GrantColumns) -> Result<Token<Self>, Error> {
         Ok(token)
     }
+}
+
+/// The statements of one kind that take no other parameter than their binds: built once per
+/// kind, so that the hot lookup by digest formats nothing.
+#[derive(Debug)]
+pub struct Statements {
+    by_id: String,
+    by_digest: String,
+    insert: String,
+    rename: String,
+}
+
+impl Statements {
+    fn build<K: StoredKind>() -> Self {
+        Self {
+            by_id: build_select_by_id::<K>(),
+            by_digest: build_select_by_digest::<K>(),
+            insert: build_insert::<K>(),
+            rename: build_rename::<K>(),
+        }
+    }
+}
+
+/// A token by id (`$1`).
+pub fn select_by_id<K: StoredKind>() -> &'static str {
+    &K::statements().by_id
+}
+
+/// A token by digest (`$1`), with its grant columns.
+pub fn select_by_digest<K: StoredKind>() -> &'static str {
+    &K::statements().by_digest
+}
+
+/// Inserts a token: `$1` id, `$2` owner, `$3` name, `$4` digest, `$5` hint, `$6` created,
+/// `$7` updated, `$8` expires, `$9` revoked, and `$10` abilities when the kind has them.
+pub fn insert<K: StoredKind>() -> &'static str {
+    &K::statements().insert
+}
+
+/// Renames a non-revoked token: `$1` id, `$2` name, `$3` at.
+pub fn rename<K: StoredKind>() -> &'static str {
+    &K::statements().rename
 }
 
 /// The token columns every query selects (never the digest), from the table aliased `t`.
@@ -110,7 +166,7 @@ pub fn columns<K: StoredKind>() -> String {
 }
 
 /// A token by id (`$1`).
-pub fn select_by_id<K: StoredKind>() -> String {
+fn build_select_by_id<K: StoredKind>() -> String {
     format!(
         "SELECT {} FROM {} t WHERE t.id = $1",
         columns::<K>(),
@@ -119,7 +175,7 @@ pub fn select_by_id<K: StoredKind>() -> String {
 }
 
 /// A token by digest (`$1`), with its grant columns.
-pub fn select_by_digest<K: StoredKind>() -> String {
+fn build_select_by_digest<K: StoredKind>() -> String {
     format!(
         "SELECT {}{} WHERE t.digest = $1",
         columns::<K>(),
@@ -147,7 +203,7 @@ pub fn select_owned<K: StoredKind>(status: TokenStatusFilter) -> String {
 
 /// Inserts a token: `$1` id, `$2` owner, `$3` name, `$4` digest, `$5` hint, `$6` created,
 /// `$7` updated, `$8` expires, `$9` revoked, and `$10` abilities when the kind has them.
-pub fn insert<K: StoredKind>() -> String {
+fn build_insert<K: StoredKind>() -> String {
     let (column, value) = if K::HAS_ABILITIES {
         (", abilities", ", $10")
     } else {
@@ -162,7 +218,7 @@ pub fn insert<K: StoredKind>() -> String {
 }
 
 /// Renames a non-revoked token: `$1` id, `$2` name, `$3` at.
-pub fn rename<K: StoredKind>() -> String {
+fn build_rename<K: StoredKind>() -> String {
     format!(
         "UPDATE {} SET name = $2, updated_at = $3 WHERE id = $1 AND revoked_at IS NULL",
         K::TABLE
