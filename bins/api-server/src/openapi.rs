@@ -190,18 +190,10 @@ fn add_rate_limit_headers(operation: &mut Operation) {
             ),
             ("X-RateLimit-Reset", "Seconds until the window resets."),
         ] {
-            response.headers.entry(name.to_owned()).or_insert_with(|| {
-                RefOr::T(
-                    HeaderBuilder::new()
-                        .schema(Some(
-                            ObjectBuilder::new()
-                                .schema_type(Type::Integer)
-                                .minimum(Some(0)),
-                        ))
-                        .description(Some(description))
-                        .build(),
-                )
-            });
+            response
+                .headers
+                .entry(name.to_owned())
+                .or_insert_with(|| seconds_header(description));
         }
     }
 }
@@ -221,6 +213,7 @@ fn json_response(description: &str, schema: &str, example: serde_json::Value) ->
         .build()
 }
 
+/// A response header holding a non-negative integer (seconds, or a request count).
 fn seconds_header(description: &str) -> RefOr<utoipa::openapi::header::Header> {
     RefOr::T(
         HeaderBuilder::new()

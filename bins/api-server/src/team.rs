@@ -187,7 +187,8 @@ fn page_json<T>(
     })
 }
 
-fn encode(text: &str) -> String {
+/// Percent-encodes `text` for a URL query component (RFC 3986 unreserved characters kept).
+pub fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

@@ -465,17 +465,6 @@ impl Checker {
     }
 }
 
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                char::from(b).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 #[derive(Clone, Copy)]
 enum Auth<'a> {
     None,
@@ -564,7 +553,13 @@ impl Exercise<'_> {
         let query: Vec<String> = call
             .query
             .iter()
-            .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
+            .map(|(k, v)| {
+                format!(
+                    "{}={}",
+                    api_server::team::encode(k),
+                    api_server::team::encode(v)
+                )
+            })
             .collect();
         let url = if query.is_empty() {
             format!("{}{path}", self.server.base)

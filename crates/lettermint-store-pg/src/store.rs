@@ -348,7 +348,6 @@ async fn insert_token<K: StoredKind>(
 }
 
 /// Instants come back as they were stored.
-#[allow(clippy::unnecessary_wraps)]
 fn instant(at: OffsetDateTime) -> Result<OffsetDateTime> {
     Ok(at)
 }

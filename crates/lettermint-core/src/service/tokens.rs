@@ -1,4 +1,3 @@
-use std::fmt;
 use std::sync::Arc;
 
 use time::OffsetDateTime;
@@ -17,8 +16,9 @@ use crate::usage::{LogFilter, TokenLogEntry};
 
 use super::check_expiry;
 
-/// A token just created or regenerated, with its secret: show `secret` once.
-#[derive(Clone)]
+/// A token just created or regenerated, with its secret: show `secret` once. `Debug` shows the
+/// secret redacted (`PlainToken`'s own `Debug`).
+#[derive(Debug, Clone)]
 pub struct IssuedToken<K: Owner> {
     /// The token.
     pub token: Token<K>,
@@ -32,19 +32,9 @@ pub type IssuedProjectToken = IssuedToken<ForProject>;
 /// A team token just created or regenerated, with its secret.
 pub type IssuedTeamToken = IssuedToken<ForTeam>;
 
-impl<K: Owner> fmt::Debug for IssuedToken<K> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // `PlainToken`'s Debug is redacted.
-        f.debug_struct("IssuedToken")
-            .field("token", &self.token)
-            .field("secret", &self.secret)
-            .finish()
-    }
-}
-
 /// Tokens of one kind: create, list, show, rename, regenerate, revoke, logs. The same rules
 /// for project tokens ([`ProjectTokenService`]) and team tokens ([`TeamTokenService`]).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TokenService<K: Owner> {
     tokens: Arc<dyn TokenRepository<K>>,
     usage: Arc<dyn UsageRepository>,
@@ -56,17 +46,6 @@ pub type ProjectTokenService = TokenService<ForProject>;
 
 /// Team tokens.
 pub type TeamTokenService = TokenService<ForTeam>;
-
-// Not derived: a derive would require `K: Clone`.
-impl<K: Owner> Clone for TokenService<K> {
-    fn clone(&self) -> Self {
-        Self {
-            tokens: self.tokens.clone(),
-            usage: self.usage.clone(),
-            clock: self.clock.clone(),
-        }
-    }
-}
 
 impl<K: Owner> TokenService<K> {
     /// Wires the service.
