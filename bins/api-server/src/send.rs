@@ -372,6 +372,7 @@ async fn accept(
             scheduled_at,
             created_at: now,
             content: MessageContent::Structured(Box::new(send.email)),
+            delivery: Default::default(),
         });
     }
     let response_body = if batch {

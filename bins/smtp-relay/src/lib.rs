@@ -994,6 +994,7 @@ impl Session {
             scheduled_at: None,
             created_at: now,
             content: MessageContent::Mime(parsed.raw),
+            delivery: Default::default(),
         };
         let outcome = self
             .relay

@@ -93,6 +93,12 @@ id_type!(
     /// Identifies an accepted message.
     MessageId
 );
+id_type!(
+    /// Identifies one delivery worker's claim on a message: only the holder of the current
+    /// lease can settle it, so a worker that stalled past its lease cannot overwrite the
+    /// outcome of the worker that took the message over.
+    LeaseId
+);
 
 #[cfg(test)]
 mod tests {

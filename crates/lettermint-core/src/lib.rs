@@ -50,6 +50,7 @@
 pub mod ability;
 pub mod auth;
 pub mod clock;
+pub mod delivery;
 pub mod error;
 pub mod id;
 pub mod kind;
@@ -66,12 +67,13 @@ pub mod usage;
 pub use ability::{Abilities, Ability, Access, Resource};
 pub use auth::{AuthFailure, AuthService, ProjectCaller, TeamCaller};
 pub use clock::{Clock, FixedClock, SystemClock};
+pub use delivery::{Claim, FailureKind, Reply, RetryPolicy, Settlement};
 pub use error::{Error, Result, ValidationErrors};
-pub use id::{LogEntryId, MessageId, ProjectId, RouteId, TeamId, TokenId};
+pub use id::{LeaseId, LogEntryId, MessageId, ProjectId, RouteId, TeamId, TokenId};
 pub use kind::{ForProject, ForTeam, Owner};
 pub use message::{
-    Attachment, IdempotencyRecord, Message, MessageContent, MessageStatus, StructuredEmail,
-    Submission, SubmissionOutcome, Tag, TokenCredential,
+    Attachment, DeliveryState, IdempotencyRecord, Message, MessageContent, MessageStatus,
+    StructuredEmail, Submission, SubmissionOutcome, Tag, TokenCredential,
 };
 pub use model::{
     Channel, DEFAULT_ROUTE_SLUG, LastUse, Project, ProjectToken, Route, RouteKind, Team, TeamToken,

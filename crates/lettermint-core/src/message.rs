@@ -32,6 +32,8 @@ pub enum MessageStatus {
     Failed,
     /// Canceled before delivery.
     Canceled,
+    /// Temporarily refused by the smarthost or unreachable; retried later.
+    Deferred,
 }
 
 impl MessageStatus {
@@ -48,6 +50,7 @@ impl MessageStatus {
             MessageStatus::HardBounced => "hard_bounced",
             MessageStatus::Failed => "failed",
             MessageStatus::Canceled => "canceled",
+            MessageStatus::Deferred => "deferred",
         }
     }
 }
@@ -66,6 +69,7 @@ impl FromStr for MessageStatus {
             MessageStatus::HardBounced,
             MessageStatus::Failed,
             MessageStatus::Canceled,
+            MessageStatus::Deferred,
         ]
         .into_iter()
         .find(|v| v.as_str() == s)
@@ -170,6 +174,21 @@ pub struct Message {
     pub created_at: OffsetDateTime,
     /// Content.
     pub content: MessageContent,
+    /// How delivery went so far.
+    pub delivery: DeliveryState,
+}
+
+/// How delivery of a message went so far: what the delivery worker records on each attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeliveryState {
+    /// Attempts started (a claim counts as an attempt, even if the worker crashed during it).
+    pub attempts: u32,
+    /// The last reply of the smarthost (or why it could not be reached).
+    pub last_reply: Option<String>,
+    /// When the status last changed after acceptance.
+    pub status_changed_at: Option<OffsetDateTime>,
+    /// When the next attempt is due (`None` once delivered or failed).
+    pub next_attempt_at: Option<OffsetDateTime>,
 }
 
 /// Proof that a caller authenticated with a token: the token and the digest it presented.

@@ -276,6 +276,24 @@ impl FromStr for LogSortKey {
     }
 }
 
+/// Messages sort by acceptance time only; the key exists to share the keyset machinery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageSortKey {
+    /// By acceptance time.
+    CreatedAt,
+}
+
+impl FromStr for MessageSortKey {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s {
+            "created_at" => Ok(Self::CreatedAt),
+            _ => Err(()),
+        }
+    }
+}
+
 impl<K> PageRequest<K> {
     /// The first page of `size` rows in `sort` order.
     #[must_use]

@@ -10,13 +10,14 @@ use time::OffsetDateTime;
 #[cfg(any(test, feature = "mocks"))]
 use mockall::automock;
 
+use crate::delivery::{Claim, Settlement};
 use crate::error::Result;
-use crate::id::{MessageId, ProjectId, TeamId, TokenId};
+use crate::id::{LeaseId, MessageId, ProjectId, TeamId, TokenId};
 use crate::kind::{ForProject, ForTeam, Owner};
-use crate::message::{IdempotencyRecord, Message, Submission, SubmissionOutcome};
+use crate::message::{IdempotencyRecord, Message, MessageStatus, Submission, SubmissionOutcome};
 use crate::model::{Project, ProjectToken, Route, Team, Token, TokenStatusFilter};
 use crate::name::Name;
-use crate::page::{Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
+use crate::page::{Keyset, LogSortKey, MessageSortKey, ProjectSortKey, TokenSortKey};
 use crate::token::{TokenDigest, TokenHint};
 use crate::usage::{LogFilter, TokenLogEntry, UsageBatch};
 
@@ -194,6 +195,13 @@ pub trait MessageRepository: Send + Sync {
     ) -> Result<Vec<SubmissionOutcome>>;
     /// A project's message by id.
     async fn get_message(&self, project: ProjectId, id: MessageId) -> Result<Option<Message>>;
+    /// A project's messages (all, or those with `status`), in keyset order.
+    async fn list_messages(
+        &self,
+        project: ProjectId,
+        status: Option<MessageStatus>,
+        keyset: Keyset<MessageSortKey>,
+    ) -> Result<Vec<Message>>;
     /// The record of an idempotency key created at or after `not_before`.
     async fn get_idempotency_record(
         &self,
@@ -203,6 +211,33 @@ pub trait MessageRepository: Send + Sync {
     ) -> Result<Option<IdempotencyRecord>>;
     /// Deletes idempotency records created before `before`; how many.
     async fn prune_idempotency_records(&self, before: OffsetDateTime) -> Result<u64>;
+}
+
+/// What delivery workers need: claiming due messages and settling attempts (see
+/// [`crate::delivery`]).
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait DeliveryRepository: Send + Sync {
+    /// Claims up to `limit` messages due at `now` (pending, scheduled or deferred messages whose
+    /// due instant has come, and processed ones whose lease ran out), oldest due first: each
+    /// becomes `processed` under a new lease that runs until `lease_until`, with one more
+    /// attempt counted. Concurrent claims never return the same message while its lease runs.
+    async fn claim_due(
+        &self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Claim>>;
+    /// Records how an attempt ended, if `lease` is still the message's lease (false when it ran
+    /// out and another claim took the message over). A delivered or failed message gets an
+    /// entry in its token's log in the same transaction.
+    async fn settle(
+        &self,
+        message: MessageId,
+        lease: LeaseId,
+        settlement: &Settlement,
+        now: OffsetDateTime,
+    ) -> Result<bool>;
 }
 
 /// Liveness of the store.
@@ -222,6 +257,7 @@ pub trait Store:
     + TokenRepository<ForTeam>
     + UsageRepository
     + MessageRepository
+    + DeliveryRepository
     + StoreHealth
     + std::fmt::Debug
 {
@@ -235,6 +271,7 @@ impl<T> Store for T where
         + TokenRepository<ForTeam>
         + UsageRepository
         + MessageRepository
+        + DeliveryRepository
         + StoreHealth
         + std::fmt::Debug
 {
@@ -256,5 +293,6 @@ debug_dyn!(
     RouteRepository,
     UsageRepository,
     MessageRepository,
+    DeliveryRepository,
     StoreHealth
 );

@@ -61,6 +61,8 @@ string_enum!(
         SmtpMessage => "smtp_message",
         /// A Team API request (team tokens).
         TeamApi => "team_api",
+        /// The delivery of a message the token sent (logged when it is delivered or failed).
+        Delivery => "delivery",
     }
 );
 
@@ -83,6 +85,10 @@ string_enum!(
         InvalidRequest => "invalid_request",
         /// The request was over a rate limit.
         RateLimited => "rate_limited",
+        /// A message the token sent was delivered to the smarthost.
+        Delivered => "delivered",
+        /// A message the token sent could not be delivered.
+        Failed => "failed",
     }
 );
 

@@ -156,6 +156,7 @@ mod tests {
                 scheduled_at: None,
                 created_at: time::OffsetDateTime::now_utc(),
                 content: MessageContent::Mime(b"x".to_vec()),
+                delivery: Default::default(),
             }],
             idempotency: None,
         }

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use lettermint_core::id::{LogEntryId, MessageId, ProjectId, RouteId, TeamId, TokenId};
-use lettermint_core::{Error, Message, MessageContent, Name, Project, Route, Team, TokenLogEntry};
+use lettermint_core::{
+    DeliveryState, Error, Message, MessageContent, Name, Project, Route, Team, TokenLogEntry,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -148,6 +150,10 @@ pub struct MessageRow<T> {
     created_at: T,
     content_json: Option<String>,
     raw_mime: Option<Vec<u8>>,
+    attempts: i32,
+    last_reply: Option<String>,
+    status_changed_at: Option<T>,
+    due_at: Option<T>,
 }
 
 impl<T> MessageRow<T> {
@@ -184,6 +190,12 @@ impl<T> MessageRow<T> {
             scheduled_at: self.scheduled_at.map(&instant).transpose()?,
             created_at: instant(self.created_at)?,
             content,
+            delivery: DeliveryState {
+                attempts: u32::try_from(self.attempts).map_err(|e| corrupt("attempts", e))?,
+                last_reply: self.last_reply,
+                status_changed_at: self.status_changed_at.map(&instant).transpose()?,
+                next_attempt_at: self.due_at.map(&instant).transpose()?,
+            },
         })
     }
 }

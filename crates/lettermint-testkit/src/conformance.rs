@@ -172,6 +172,7 @@ fn message(project: &Project, route: &Route, token: TokenId, content: MessageCon
         scheduled_at: None,
         created_at: now(),
         content,
+        delivery: Default::default(),
     }
 }
 

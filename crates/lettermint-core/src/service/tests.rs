@@ -700,6 +700,7 @@ async fn submissions_must_name_their_own_token() {
         scheduled_at: None,
         created_at: NOW,
         content: MessageContent::Mime(b"x".to_vec()),
+        delivery: Default::default(),
     };
     let err = service
         .enqueue(&[Submission {

@@ -1,0 +1,229 @@
+use std::sync::Arc;
+
+use lettermint_core::repo::MockDeliveryRepository;
+use lettermint_core::{
+    Channel, Claim, DeliveryState, FailureKind, FixedClock, LeaseId, Message, MessageContent,
+    MessageId, MessageStatus, ProjectId, Reply, RouteId, Settlement, TokenId,
+};
+use mockall::predicate::{always, eq};
+use time::macros::datetime;
+
+use super::*;
+use crate::relay::MockRelay;
+
+const NOW: time::OffsetDateTime = datetime!(2026-12-03 08:00 UTC);
+
+fn claim(attempts: u32, raw: &[u8]) -> Claim {
+    Claim {
+        message: Message {
+            id: MessageId::new(),
+            project_id: ProjectId::new(),
+            route_id: RouteId::new(),
+            token_id: TokenId::new(),
+            via: Channel::Smtp,
+            status: MessageStatus::Processed,
+            envelope_from: "a@example.com".into(),
+            envelope_to: vec!["b@example.com".into()],
+            subject: None,
+            tag: None,
+            metadata: Default::default(),
+            idempotency_key: None,
+            scheduled_at: None,
+            created_at: NOW - time::Duration::minutes(1),
+            content: MessageContent::Mime(raw.to_vec()),
+            delivery: DeliveryState {
+                attempts,
+                ..DeliveryState::default()
+            },
+        },
+        lease: LeaseId::new(),
+    }
+}
+
+fn reply(code: u16, text: &str) -> Reply {
+    Reply {
+        code: Some(code),
+        text: text.into(),
+    }
+}
+
+fn worker(store: MockDeliveryRepository, relay: MockRelay) -> Worker {
+    Worker::new(
+        Arc::new(store),
+        Arc::new(relay),
+        Arc::new(FixedClock(NOW)),
+        WorkerConfig::default(),
+    )
+}
+
+fn claiming(store: &mut MockDeliveryRepository, claims: Vec<Claim>) {
+    let lease_until = NOW + time::Duration::minutes(5);
+    store
+        .expect_claim_due()
+        .with(eq(NOW), eq(lease_until), eq(32))
+        .times(1)
+        .return_once(move |_, _, _| Ok(claims));
+}
+
+#[tokio::test]
+async fn a_relayed_message_is_settled_delivered_with_the_servers_reply() {
+    let c = claim(1, b"Subject: x\r\n\r\nbody\r\n");
+    let (id, lease) = (c.message.id, c.lease);
+    let mut store = MockDeliveryRepository::new();
+    claiming(&mut store, vec![c]);
+    store
+        .expect_settle()
+        .with(
+            eq(id),
+            eq(lease),
+            eq(Settlement::Delivered(reply(250, "2.0.0 queued as 1"))),
+            eq(NOW),
+        )
+        .times(1)
+        .returning(|_, _, _, _| Ok(true));
+    let mut relay = MockRelay::new();
+    relay
+        .expect_relay()
+        .withf(|envelope, data| {
+            envelope.to().len() == 1
+                && envelope.from().map(ToString::to_string).as_deref() == Some("a@example.com")
+                && data == b"Subject: x\r\n\r\nbody\r\n"
+        })
+        .times(1)
+        .returning(|_, _| Ok(reply(250, "2.0.0 queued as 1")));
+    let pass = worker(store, relay).pass().await.unwrap();
+    assert_eq!(
+        pass,
+        Pass {
+            claimed: 1,
+            delivered: 1,
+            ..Pass::default()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_4xx_defers_with_backoff_and_a_5xx_fails_at_once() {
+    let soft = claim(2, b"Subject: soft\r\n\r\n");
+    let hard = claim(1, b"Subject: hard\r\n\r\n");
+    let (soft_id, hard_id) = (soft.message.id, hard.message.id);
+    let mut store = MockDeliveryRepository::new();
+    claiming(&mut store, vec![soft, hard]);
+    store
+        .expect_settle()
+        .withf(move |id, _, settlement, _| {
+            *id == soft_id
+                && matches!(settlement, Settlement::Deferred { reply, retry_at }
+                    if reply.code == Some(451)
+                    // Second attempt: 60 s, jittered down to no less than half.
+                    && *retry_at >= NOW + time::Duration::seconds(30)
+                    && *retry_at <= NOW + time::Duration::seconds(60))
+        })
+        .times(1)
+        .returning(|_, _, _, _| Ok(true));
+    store
+        .expect_settle()
+        .withf(move |id, _, settlement, _| {
+            *id == hard_id && *settlement == Settlement::Failed(reply(550, "5.1.1 no such user"))
+        })
+        .times(1)
+        .returning(|_, _, _, _| Ok(true));
+    let mut relay = MockRelay::new();
+    relay.expect_relay().times(2).returning(|_, data| {
+        if data.starts_with(b"Subject: soft") {
+            Err(RelayError {
+                kind: FailureKind::Transient,
+                reply: reply(451, "4.3.0 try later"),
+            })
+        } else {
+            Err(RelayError {
+                kind: FailureKind::Permanent,
+                reply: reply(550, "5.1.1 no such user"),
+            })
+        }
+    });
+    let pass = worker(store, relay).pass().await.unwrap();
+    assert_eq!((pass.claimed, pass.deferred, pass.failed), (2, 1, 1));
+}
+
+#[tokio::test]
+async fn a_message_that_cannot_be_built_fails_without_reaching_the_relay() {
+    let mut c = claim(1, b"");
+    c.message.envelope_to = vec!["not an address".into()];
+    let mut store = MockDeliveryRepository::new();
+    claiming(&mut store, vec![c]);
+    store
+        .expect_settle()
+        .with(
+            always(),
+            always(),
+            mockall::predicate::function(|s: &Settlement| {
+                matches!(s, Settlement::Failed(reply) if reply.code.is_none()
+                    && reply.text.contains("envelope_to"))
+            }),
+            always(),
+        )
+        .times(1)
+        .returning(|_, _, _, _| Ok(true));
+    let mut relay = MockRelay::new();
+    relay.expect_relay().never();
+    let pass = worker(store, relay).pass().await.unwrap();
+    assert_eq!(pass.failed, 1);
+}
+
+#[tokio::test]
+async fn a_lost_lease_or_a_store_error_leaves_the_message_to_its_lease() {
+    let (a, b) = (claim(1, b"A\r\n\r\n"), claim(1, b"B\r\n\r\n"));
+    let a_id = a.message.id;
+    let mut store = MockDeliveryRepository::new();
+    claiming(&mut store, vec![a, b]);
+    store
+        .expect_settle()
+        .times(2)
+        .returning(move |id, _, _, _| {
+            if id == a_id {
+                Ok(false)
+            } else {
+                Err(lettermint_core::Error::Storage("connection reset".into()))
+            }
+        });
+    let mut relay = MockRelay::new();
+    relay
+        .expect_relay()
+        .times(2)
+        .returning(|_, _| Ok(reply(250, "ok")));
+    let pass = worker(store, relay).pass().await.unwrap();
+    assert_eq!((pass.claimed, pass.delivered, pass.unsettled), (2, 0, 2));
+}
+
+#[tokio::test]
+async fn run_stops_when_told_and_keeps_polling_through_store_errors() {
+    let mut store = MockDeliveryRepository::new();
+    let mut calls = 0;
+    store.expect_claim_due().returning(move |_, _, _| {
+        calls += 1;
+        if calls == 1 {
+            Err(lettermint_core::Error::Storage("down".into()))
+        } else {
+            Ok(vec![])
+        }
+    });
+    let relay = MockRelay::new();
+    let worker = Worker::new(
+        Arc::new(store),
+        Arc::new(relay),
+        Arc::new(FixedClock(NOW)),
+        WorkerConfig {
+            idle_poll: std::time::Duration::from_millis(5),
+            ..WorkerConfig::default()
+        },
+    );
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(async move { worker.run(shutdown).await });
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    stop.send(true).unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(5), running)
+        .await
+        .expect("stops promptly")
+        .unwrap();
+}
