@@ -238,6 +238,9 @@ impl Relay for SmtpRelay {
         envelope: &lettre::address::Envelope,
         data: &[u8],
     ) -> Result<Reply, RelayError> {
+        // The transport ends the data with CRLF "." CRLF after the message; a message that
+        // already ends with CRLF would gain an empty line, so hand it over without its own.
+        let data = data.strip_suffix(b"\r\n").unwrap_or(data);
         match self.transport.send_raw(envelope, data).await {
             Ok(response) => Ok(reply_of(&response)),
             Err(error) => {
