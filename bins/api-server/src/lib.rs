@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod messages;
 pub mod openapi;
 pub mod ops;
 pub mod rate_limit;
@@ -191,6 +192,8 @@ pub fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(send::send))
         .routes(routes!(send::send_batch))
         .routes(routes!(auth::ping))
+        .routes(routes!(messages::list_messages))
+        .routes(routes!(messages::show_message))
         .merge(team_api)
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::healthz))

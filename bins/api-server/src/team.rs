@@ -111,7 +111,7 @@ fn log_json(entry: &TokenLogEntry) -> Value {
 /// The query of a list request, in order.
 type QueryPairs = Query<Vec<(String, String)>>;
 
-fn query_value<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
+pub(crate) fn query_value<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> {
     query
         .iter()
         .rev()
@@ -119,7 +119,7 @@ fn query_value<'a>(query: &'a [(String, String)], key: &str) -> Option<&'a str> 
         .map(|(_, v)| v.as_str())
 }
 
-fn page_request<K: std::str::FromStr + Copy>(
+pub(crate) fn page_request<K: std::str::FromStr + Copy>(
     query: &[(String, String)],
     default_sort: Sort<K>,
 ) -> ApiResult<PageRequest<K>> {
@@ -142,7 +142,7 @@ fn page_request<K: std::str::FromStr + Copy>(
     Ok(PageRequest { size, cursor, sort })
 }
 
-fn page_json<T>(
+pub(crate) fn page_json<T>(
     page: Page<T>,
     size: PageSize,
     uri: &axum::http::Uri,

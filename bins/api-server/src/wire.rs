@@ -868,3 +868,142 @@ fn readiness_status_schema() -> Schema {
         "`ready`, or `unavailable` when the store does not answer.",
     )
 }
+
+// --- messages ----------------------------------------------------------------------------------
+
+/// A recipient (or the sender) of a message.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct Recipient {
+    /// Address.
+    pub email: String,
+    /// Display name.
+    #[schema(required = true)]
+    pub name: Option<String>,
+    /// Always null (no sandbox projects here).
+    #[schema(required = true, value_type = Option<String>)]
+    pub sandbox_result: Option<()>,
+}
+
+/// An attachment of a message, without its content.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageAttachment {
+    /// Size in bytes.
+    pub size: u64,
+    /// File name.
+    pub filename: String,
+    /// Content-ID for inline use.
+    #[schema(required = true)]
+    pub content_id: Option<String>,
+    /// MIME type.
+    pub content_type: String,
+}
+
+/// A tag with a value.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageTag {
+    /// Name.
+    pub name: String,
+    /// Value.
+    pub value: String,
+}
+
+/// Statuses a message can have.
+#[derive(Debug)]
+pub struct MessageStatusFilter;
+
+impl utoipa::PartialSchema for MessageStatusFilter {
+    fn schema() -> RefOr<Schema> {
+        string_enum(
+            lettermint_core::MessageStatus::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .chain([""]),
+            false,
+            "Only messages with this status (empty: any).",
+        )
+        .into()
+    }
+}
+
+impl ToSchema for MessageStatusFilter {}
+
+/// A message: the upstream fields, then the delivery fields this server adds (`via`,
+/// `attempts`, `last_reply`, `next_attempt_at`). For messages submitted over SMTP the sender
+/// and recipients are the envelope's (all recipients under `to`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct MessageData {
+    /// Id (the `message_id` of the send).
+    #[schema(value_type = uuid::Uuid)]
+    pub id: MessageId,
+    /// Always `outbound`.
+    #[schema(value_type = String, example = "outbound")]
+    pub r#type: &'static str,
+    /// `pending`, `scheduled`, `processed` (an attempt is under way), `deferred` (retried
+    /// later), `delivered` or `failed`.
+    #[schema(value_type = String, example = "delivered")]
+    pub status: &'static str,
+    /// Always `live`.
+    #[schema(value_type = String, example = "live")]
+    pub delivery_mode: &'static str,
+    /// Always null.
+    #[schema(required = true, value_type = Option<String>)]
+    pub sandbox_result: Option<()>,
+    /// When the status last changed after acceptance (RFC 3339, UTC).
+    #[schema(required = true, format = DateTime)]
+    pub status_changed_at: Option<String>,
+    /// When a scheduled message is due (RFC 3339, UTC).
+    #[schema(required = true, format = DateTime)]
+    pub scheduled_at: Option<String>,
+    /// Tag.
+    #[schema(required = true)]
+    pub tag: Option<String>,
+    /// Tags with values.
+    pub tags: Vec<MessageTag>,
+    /// Sender address.
+    pub from_email: String,
+    /// Sender name.
+    #[schema(required = true)]
+    pub from_name: Option<String>,
+    /// Reply-to addresses.
+    #[schema(required = true)]
+    pub reply_to: Option<Vec<String>>,
+    /// Subject.
+    #[schema(required = true)]
+    pub subject: Option<String>,
+    /// Recipients.
+    #[schema(required = true)]
+    pub to: Option<Vec<Recipient>>,
+    /// Carbon copies.
+    #[schema(required = true)]
+    pub cc: Option<Vec<Recipient>>,
+    /// Blind carbon copies.
+    #[schema(required = true)]
+    pub bcc: Option<Vec<Recipient>>,
+    /// Attachments (null for SMTP messages).
+    #[schema(required = true)]
+    pub attachments: Option<Vec<MessageAttachment>>,
+    /// Metadata.
+    #[schema(required = true)]
+    pub metadata: Option<BTreeMap<String, String>>,
+    /// Route.
+    pub route_id: uuid::Uuid,
+    /// Accepted (RFC 3339, UTC).
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    /// Front door it came through: `api` or `smtp`.
+    #[schema(value_type = String, example = "api")]
+    pub via: &'static str,
+    /// Delivery attempts started.
+    pub attempts: u32,
+    /// The smarthost's last reply, or why it could not be reached.
+    #[schema(required = true)]
+    pub last_reply: Option<String>,
+    /// When the next attempt is due (null once delivered or failed).
+    #[schema(required = true, format = DateTime)]
+    pub next_attempt_at: Option<String>,
+}
+
+cursor_page!(
+    /// A page of messages.
+    MessagePage of MessageData
+);

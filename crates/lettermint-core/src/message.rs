@@ -55,25 +55,30 @@ impl MessageStatus {
     }
 }
 
+impl MessageStatus {
+    /// Every status, in declaration order.
+    pub const ALL: [MessageStatus; 10] = [
+        MessageStatus::Scheduled,
+        MessageStatus::Pending,
+        MessageStatus::Queued,
+        MessageStatus::Processed,
+        MessageStatus::Delivered,
+        MessageStatus::SoftBounced,
+        MessageStatus::HardBounced,
+        MessageStatus::Failed,
+        MessageStatus::Canceled,
+        MessageStatus::Deferred,
+    ];
+}
+
 impl FromStr for MessageStatus {
     type Err = UnknownVariant;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        [
-            MessageStatus::Scheduled,
-            MessageStatus::Pending,
-            MessageStatus::Queued,
-            MessageStatus::Processed,
-            MessageStatus::Delivered,
-            MessageStatus::SoftBounced,
-            MessageStatus::HardBounced,
-            MessageStatus::Failed,
-            MessageStatus::Canceled,
-            MessageStatus::Deferred,
-        ]
-        .into_iter()
-        .find(|v| v.as_str() == s)
-        .ok_or_else(|| UnknownVariant(s.to_owned()))
+        MessageStatus::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownVariant(s.to_owned()))
     }
 }
 

@@ -63,6 +63,8 @@ string_enum!(
         TeamApi => "team_api",
         /// The delivery of a message the token sent (logged when it is delivered or failed).
         Delivery => "delivery",
+        /// `GET /v1/messages` or `GET /v1/messages/{id}`.
+        Messages => "messages",
     }
 );
 

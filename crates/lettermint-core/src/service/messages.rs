@@ -3,8 +3,11 @@ use std::sync::Arc;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::id::{MessageId, ProjectId};
-use crate::message::{IDEMPOTENCY_TTL, IdempotencyRecord, Message, Submission, SubmissionOutcome};
+use crate::message::{
+    IDEMPOTENCY_TTL, IdempotencyRecord, Message, MessageStatus, Submission, SubmissionOutcome,
+};
 use crate::model::Route;
+use crate::page::{MessageSortKey, Page, PageRequest};
 use crate::repo::{MessageRepository, RouteRepository};
 
 /// Messages: route resolution and durable, revocation-ordered acceptance.
@@ -93,6 +96,20 @@ impl MessageService {
         self.messages
             .prune_idempotency_records(self.clock.now() - IDEMPOTENCY_TTL)
             .await
+    }
+
+    /// A page of a project's messages (all, or those with `status`).
+    pub async fn list(
+        &self,
+        project: ProjectId,
+        status: Option<MessageStatus>,
+        page: PageRequest<MessageSortKey>,
+    ) -> Result<Page<Message>> {
+        let rows = self
+            .messages
+            .list_messages(project, status, page.keyset())
+            .await?;
+        Ok(page.page(rows, |m| m.id.as_uuid()))
     }
 
     /// A project's message.
