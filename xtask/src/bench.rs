@@ -41,6 +41,23 @@ pub enum Bench {
         #[arg(long, value_delimiter = ',')]
         stores: Vec<String>,
     },
+    /// Delivery: messages per second from the store to an in-process SMTP sink with 1, 2 and 4
+    /// workers on SQLite and a throwaway PostgreSQL, beside the sink fed directly; then
+    /// `POST /v1/send` acceptance with and without two workers delivering (needs wrk).
+    Delivery {
+        /// Messages per run.
+        #[arg(long, default_value_t = 5000)]
+        messages: usize,
+        /// Seconds per acceptance run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Keep-alive connections of the acceptance runs.
+        #[arg(long, default_value_t = 64)]
+        connections: u32,
+        /// Only these stores (sqlite, postgres); default both.
+        #[arg(long, value_delimiter = ',')]
+        stores: Vec<String>,
+    },
     /// `POST /v1/send` through the real api-server (release build) on SQLite and on a
     /// throwaway PostgreSQL, driven by wrk, beside a bare axum handler parsing the same JSON.
     Api {
@@ -66,6 +83,17 @@ pub fn run(runtime: &Runtime, bench: Bench) -> Result<()> {
             concurrency,
             stores,
         } => runtime.block_on(auth(Duration::from_secs(seconds), concurrency, stores)),
+        Bench::Delivery {
+            messages,
+            seconds,
+            connections,
+            stores,
+        } => runtime.block_on(crate::bench_delivery::run(
+            messages,
+            Duration::from_secs(seconds),
+            connections,
+            stores,
+        )),
         Bench::Smtp { seconds, stores } => {
             runtime.block_on(crate::bench_smtp::run(Duration::from_secs(seconds), stores))
         }

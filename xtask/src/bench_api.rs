@@ -12,11 +12,11 @@ use lettermint_testkit::pg::{Durability, TempPostgres};
 
 /// What one `wrk` run measured.
 #[derive(Debug, Default)]
-struct Run {
-    per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
+pub(crate) struct Run {
+    pub per_second: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub errors: u64,
     peak_rss_mb: Option<f64>,
 }
 
@@ -64,13 +64,13 @@ pub async fn run(window: Duration, connections: u32, stores: Vec<String>) -> Res
     report("floor", &floor, None);
     if wanted("sqlite") {
         let url = format!("sqlite://{}/bench.sqlite", dir.path().display());
-        let run = server_run(&server, &url, &script, &body, window, connections)?;
+        let run = server_run(&server, &url, &script, window, connections)?;
         report("sqlite", &run, Some(8_000.0));
     }
     if wanted("postgres") {
         let pg = TempPostgres::start(Durability::Production).map_err(|e| anyhow::anyhow!("{e}"))?;
         let url = pg.create_database().await;
-        let run = server_run(&server, &url, &script, &body, window, connections)?;
+        let run = server_run(&server, &url, &script, window, connections)?;
         report("postgres", &run, Some(12_000.0));
     }
     println!();
@@ -195,14 +195,84 @@ async fn floor(script: &Path, body: &str, window: Duration, connections: u32) ->
     Ok(run)
 }
 
-struct Server(Child);
+/// A running api-server (stopped with SIGTERM when dropped).
+pub(crate) struct Server {
+    child: Child,
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    /// The bootstrap project token.
+    pub token: String,
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
+            .args(["-TERM", &self.child.id().to_string()])
             .status();
-        let _ = self.0.wait();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// Starts the api-server `binary` on an empty database at `url` and reads its address and
+    /// the bootstrap project token.
+    pub(crate) fn start(binary: &Path, url: &str) -> Result<Self> {
+        let mut child = Command::new(binary)
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--database-url",
+                url,
+                "--database-max-connections",
+                "16",
+            ])
+            .env("LETTERMINT_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        let stdout = child.stdout.take().context("stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        // Keep reading for the server's whole life, so that it never writes into a closed pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut server = Self {
+            child,
+            base: String::new(),
+            token: String::new(),
+        };
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
+            let line = line.trim();
+            if let Some(addr) = line.strip_prefix("listening on ") {
+                server.base = addr.to_owned();
+            } else if let Some(t) = line.strip_prefix("project token: ") {
+                server.token = t.to_owned();
+                break;
+            }
+        }
+        if server.base.is_empty() || server.token.is_empty() {
+            bail!("the server printed no address or bootstrap token");
+        }
+        Ok(server)
+    }
+
+    /// `wrk` against `POST /v1/send` for `window`, after a 2 s warm-up.
+    pub(crate) fn send_load(
+        &self,
+        script: &Path,
+        window: Duration,
+        connections: u32,
+    ) -> Result<Run> {
+        write_script(script, &body(), &self.token)?;
+        let url = format!("{}/v1/send", self.base);
+        // Warm up: connections, caches, the database's buffers.
+        wrk(script, &url, Duration::from_secs(2), connections)?;
+        let mut run = wrk(script, &url, window, connections)?;
+        run.peak_rss_mb = crate::bench::memory_mb(self.child.id(), "VmHWM:");
+        Ok(run)
     }
 }
 
@@ -210,52 +280,8 @@ fn server_run(
     binary: &Path,
     url: &str,
     script: &Path,
-    body: &str,
     window: Duration,
     connections: u32,
 ) -> Result<Run> {
-    let mut child = Command::new(binary)
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--database-url",
-            url,
-            "--database-max-connections",
-            "16",
-        ])
-        .env("LETTERMINT_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .with_context(|| format!("starting {}", binary.display()))?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let server = Server(child);
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Keep reading for the server's whole life, so that it never writes into a closed pipe.
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let (mut base, mut token) = (None, None);
-    while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
-        let line = line.trim();
-        if let Some(addr) = line.strip_prefix("listening on ") {
-            base = Some(addr.to_owned());
-        } else if let Some(t) = line.strip_prefix("project token: ") {
-            token = Some(t.to_owned());
-            break;
-        }
-    }
-    let (base, token) = (
-        base.context("server address")?,
-        token.context("bootstrap token")?,
-    );
-    write_script(script, body, &token)?;
-    let url = format!("{base}/v1/send");
-    // Warm up: connections, caches, the database's buffers.
-    wrk(script, &url, Duration::from_secs(2), connections)?;
-    let mut run = wrk(script, &url, window, connections)?;
-    run.peak_rss_mb = crate::bench::memory_mb(server.0.id(), "VmHWM:");
-    Ok(run)
+    Server::start(binary, url)?.send_load(script, window, connections)
 }

@@ -2,6 +2,7 @@
 
 mod bench;
 mod bench_api;
+mod bench_delivery;
 mod bench_smtp;
 mod seed;
 

@@ -2,7 +2,7 @@
 
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use lettermint_core::{Outcome, TokenStatusFilter};
+use lettermint_core::{MessageStatus, Outcome, TokenStatusFilter};
 use lettermint_store::DEFAULT_DATABASE_URL;
 use time::OffsetDateTime;
 
@@ -60,6 +60,9 @@ pub enum Noun {
     /// Project tokens (`lm_…`): send mail for one project through the API and SMTP.
     #[command(subcommand, arg_required_else_help = true)]
     Token(TokenCommand),
+    /// Messages: what a project sent, and how delivery went.
+    #[command(subcommand, arg_required_else_help = true)]
+    Message(MessageCommand),
     /// Team tokens (`lm_team_…`): manage a team through the Team API, with abilities.
     #[command(name = "team-token", subcommand, arg_required_else_help = true)]
     TeamToken(TeamTokenCommand),
@@ -188,6 +191,49 @@ pub enum ProjectCommand {
         /// Confirmation.
         #[command(flatten)]
         yes: YesOpt,
+    },
+}
+
+/// `token-admin message …`
+#[derive(Debug, Subcommand)]
+pub enum MessageCommand {
+    /// List a project's messages, newest first, with their delivery status.
+    List {
+        /// The project: its id or its name.
+        #[arg(long, short = 'p', value_name = "PROJECT")]
+        project: String,
+        /// Where to look project names up.
+        #[command(flatten)]
+        team: TeamOpt,
+        /// Only messages with this status.
+        #[arg(
+            long,
+            value_name = "STATUS",
+            value_parser = PossibleValuesParser::new(MessageStatus::ALL.iter().map(|s| s.as_str()))
+                .try_map(|s| s.parse::<MessageStatus>())
+        )]
+        status: Option<MessageStatus>,
+        /// How many messages to show at most.
+        #[arg(long, short = 'n', value_name = "N", default_value_t = 50,
+              value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        limit: u32,
+        /// How times are shown.
+        #[command(flatten)]
+        time: TimeOpt,
+    },
+    /// Show one message: envelope, status, attempts and the smarthost's last reply.
+    Show {
+        /// The message's id (the `message_id` of the send).
+        id: String,
+        /// The project: its id or its name.
+        #[arg(long, short = 'p', value_name = "PROJECT")]
+        project: String,
+        /// Where to look project names up.
+        #[command(flatten)]
+        team: TeamOpt,
+        /// How times are shown.
+        #[command(flatten)]
+        time: TimeOpt,
     },
 }
 

@@ -1,5 +1,6 @@
 //! The commands, one module per noun.
 
+mod message;
 mod project;
 mod team;
 mod team_token;
@@ -40,6 +41,7 @@ pub(crate) async fn dispatch(noun: Noun, ctx: &Ctx, con: &mut Console<'_>) -> Cm
         Noun::Project(cmd) => project::run(cmd, ctx, con).await,
         Noun::Token(cmd) => token::run(cmd, ctx, con).await,
         Noun::TeamToken(cmd) => team_token::run(cmd, ctx, con).await,
+        Noun::Message(cmd) => message::run(cmd, ctx, con).await,
     }
 }
 

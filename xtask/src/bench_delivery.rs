@@ -1,0 +1,350 @@
+//! `cargo xtask bench delivery`: messages per second from the store to an SMTP sink through
+//! 1, 2 and 4 delivery workers, on SQLite and on a throwaway PostgreSQL, beside a floor measured
+//! in the same run (the same sink fed directly by one client with the workers' concurrency);
+//! then `POST /v1/send` acceptance through the release api-server with and without two workers
+//! delivering from the same PostgreSQL.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use lettermint_core::repo::DeliveryRepository;
+use lettermint_core::{
+    Channel, Message, MessageContent, MessageId, MessageStatus, NewProject, PlainToken, Scope,
+    Services, StructuredEmail, Submission, SubmissionOutcome, SystemClock, TokenCredential,
+    TokenKind,
+};
+use lettermint_delivery::{Relay, SmarthostConfig, SmtpRelay, Worker, WorkerConfig};
+use lettermint_store::OpenOptions;
+use lettermint_testkit::pg::{Durability, TempPostgres};
+use lettermint_testkit::smtp_sink::SmtpSink;
+
+/// Messages claimed per pass by each worker, and the floor's concurrency.
+const BATCH: u32 = 32;
+/// Connections each worker (and the floor) keeps to the sink.
+const CONNECTIONS: u32 = 8;
+
+pub async fn run(
+    messages: usize,
+    window: Duration,
+    connections: u32,
+    stores: Vec<String>,
+) -> Result<()> {
+    let wanted = |name: &str| stores.is_empty() || stores.iter().any(|s| s == name);
+    println!(
+        "machine: {} cores; {messages} API messages (~1.2 KB of MIME each) per run; workers claim \
+         {BATCH} at a time over {CONNECTIONS} connections to an in-process SMTP sink",
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
+    );
+    let floor = floor(messages).await?;
+    println!();
+    println!("{:<28} {:>12} {:>10}", "run", "messages/s", "of floor");
+    println!("{:<28} {floor:>12.0} {:>10}", "floor (sink, one client)", "1.00");
+    let dir = tempfile::tempdir()?;
+    let pg = if wanted("postgres") {
+        Some(TempPostgres::start(Durability::Production).map_err(|e| anyhow::anyhow!("{e}"))?)
+    } else {
+        None
+    };
+    for workers in [1, 2, 4] {
+        if wanted("sqlite") {
+            let url = format!(
+                "sqlite://{}/delivery-{workers}.sqlite",
+                dir.path().display()
+            );
+            let rate = drain(&url, messages, workers).await?;
+            report(&format!("sqlite, {workers} worker(s)"), rate, floor);
+        }
+        if let Some(pg) = &pg {
+            let url = pg.create_database().await;
+            let rate = drain(&url, messages, workers).await?;
+            report(&format!("postgres, {workers} worker(s)"), rate, floor);
+        }
+    }
+    println!();
+    println!("target: every run >= 0.70 of the floor");
+    if let Some(pg) = &pg {
+        acceptance(pg, window, connections).await?;
+    }
+    Ok(())
+}
+
+fn report(name: &str, rate: f64, floor: f64) {
+    let ratio = rate / floor;
+    let verdict = if ratio >= 0.7 { "" } else { "  (below 0.70)" };
+    println!("{name:<28} {rate:>12.0} {ratio:>10.2}{verdict}");
+}
+
+fn email(n: usize) -> StructuredEmail {
+    StructuredEmail {
+        from: "Shop <shop@example.com>".into(),
+        to: vec![format!("customer{n}@example.net")],
+        subject: format!("Your receipt for order {n}"),
+        html: Some(format!(
+            "<html><body><h1>Your receipt</h1><p>{}</p></body></html>",
+            "Thank you for your order. ".repeat(26)
+        )),
+        text: Some("Thank you for your order.".into()),
+        ..StructuredEmail::default()
+    }
+}
+
+fn relay_to(sink: &SmtpSink) -> Result<Arc<dyn Relay>> {
+    let mut config = SmarthostConfig::from_url(&sink.url())?;
+    config.max_connections = CONNECTIONS;
+    Ok(Arc::new(SmtpRelay::new(config)?))
+}
+
+/// The sink fed directly: the same relay client, `BATCH` messages in flight, no store.
+async fn floor(messages: usize) -> Result<f64> {
+    let sink = SmtpSink::start().await?;
+    let relay = relay_to(&sink)?;
+    let template = Message {
+        id: MessageId::new(),
+        project_id: lettermint_core::ProjectId::new(),
+        route_id: lettermint_core::RouteId::new(),
+        token_id: lettermint_core::TokenId::new(),
+        via: Channel::Api,
+        status: MessageStatus::Pending,
+        envelope_from: "shop@example.com".into(),
+        envelope_to: vec!["customer@example.net".into()],
+        subject: None,
+        tag: None,
+        metadata: BTreeMap::new(),
+        idempotency_key: None,
+        scheduled_at: None,
+        created_at: time::OffsetDateTime::now_utc(),
+        content: MessageContent::Structured(Box::new(email(0))),
+        delivery: Default::default(),
+    };
+    // Warm the pool, then measure.
+    send_direct(&relay, &template, usize::try_from(BATCH).unwrap_or(32)).await?;
+    let started = Instant::now();
+    send_direct(&relay, &template, messages).await?;
+    let rate = messages as f64 / started.elapsed().as_secs_f64();
+    Ok(rate)
+}
+
+async fn send_direct(relay: &Arc<dyn Relay>, template: &Message, count: usize) -> Result<()> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(BATCH as usize));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..count {
+        let permit = semaphore.clone().acquire_owned().await?;
+        let relay = relay.clone();
+        let mut message = template.clone();
+        message.id = MessageId::new();
+        tasks.spawn(async move {
+            // The worker renders each message; so does the floor.
+            let data = lettermint_delivery::mime::render(&message)?;
+            let envelope = lettermint_delivery::mime::envelope(&message)?;
+            let reply = relay.relay(&envelope, &data).await;
+            drop(permit);
+            reply.map_err(|e| anyhow::anyhow!("{:?}", e.reply))?;
+            anyhow::Ok(())
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done??;
+    }
+    Ok(())
+}
+
+/// Opens a fresh store at `url` with a project and a token; its services and the token's
+/// credential.
+async fn project(
+    url: &str,
+) -> Result<(Arc<dyn lettermint_core::Store>, Services, Message, TokenCredential)> {
+    let store = lettermint_store::open(url, OpenOptions::default())
+        .await?
+        .into_dyn();
+    let services = Services::new(store.clone(), Arc::new(SystemClock));
+    let team = services.teams.create(Scope::Operator, "Bench").await?;
+    let (project, first) = services
+        .projects
+        .create(
+            Scope::Operator,
+            NewProject {
+                team_id: team.id,
+                name: "Bench".into(),
+                smtp_enabled: true,
+                first_token_name: Some("bench".into()),
+            },
+        )
+        .await?;
+    let first = first.context("first token")?;
+    let route = services.messages.resolve_route(project.id, None).await?;
+    let template = Message {
+        id: MessageId::new(),
+        project_id: project.id,
+        route_id: route.id,
+        token_id: first.token.id,
+        via: Channel::Api,
+        status: MessageStatus::Pending,
+        envelope_from: "shop@example.com".into(),
+        envelope_to: vec!["customer@example.net".into()],
+        subject: Some("Your receipt".into()),
+        tag: None,
+        metadata: BTreeMap::new(),
+        idempotency_key: None,
+        scheduled_at: None,
+        created_at: time::OffsetDateTime::now_utc(),
+        content: MessageContent::Structured(Box::new(email(0))),
+        delivery: Default::default(),
+    };
+    let digest = PlainToken::parse_kind(first.secret.expose_secret(), TokenKind::Project)?.digest();
+    let credential = TokenCredential {
+        token_id: first.token.id,
+        digest,
+    };
+    Ok((store, services, template, credential))
+}
+
+/// Enqueues `count` messages like `template` in submissions of one message, 200 per commit.
+async fn fill(
+    services: &Services,
+    template: &Message,
+    credential: TokenCredential,
+    count: usize,
+) -> Result<()> {
+    let mut left = count;
+    while left > 0 {
+        let chunk = left.min(200);
+        let now = time::OffsetDateTime::now_utc();
+        let submissions: Vec<Submission> = (0..chunk)
+            .map(|i| {
+                let mut message = template.clone();
+                message.id = MessageId::new();
+                message.created_at = now;
+                message.content = MessageContent::Structured(Box::new(email(i)));
+                message.envelope_to = vec![format!("customer{i}@example.net")];
+                Submission {
+                    credential,
+                    messages: vec![message],
+                    idempotency: None,
+                }
+            })
+            .collect();
+        let outcomes = services.messages.enqueue(&submissions).await?;
+        if outcomes.iter().any(|o| *o != SubmissionOutcome::Accepted) {
+            bail!("the store refused a submission: {outcomes:?}");
+        }
+        left -= chunk;
+    }
+    Ok(())
+}
+
+/// Fills a fresh store with `messages` and times `workers` workers delivering all of them.
+async fn drain(url: &str, messages: usize, workers: usize) -> Result<f64> {
+    let (store, services, template, credential) = project(url).await?;
+    fill(&services, &template, credential, messages).await?;
+    let sink = SmtpSink::start().await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let mut running = Vec::new();
+    for _ in 0..workers {
+        let worker = Worker::new(
+            store.clone() as Arc<dyn DeliveryRepository>,
+            relay_to(&sink)?,
+            Arc::new(SystemClock),
+            WorkerConfig {
+                batch: BATCH,
+                idle_poll: Duration::from_millis(20),
+                ..WorkerConfig::default()
+            },
+        );
+        let stopped = stopped.clone();
+        running.push(tokio::spawn(async move { worker.run(stopped).await }));
+    }
+    let accepted = sink
+        .wait_for_accepted(messages, Duration::from_secs(600))
+        .await
+        .len();
+    let elapsed = started.elapsed();
+    let _ = stop.send(true);
+    for task in running {
+        let _ = task.await;
+    }
+    if accepted < messages {
+        bail!("only {accepted} of {messages} messages arrived within 600 s");
+    }
+    if accepted > messages {
+        bail!("{accepted} deliveries for {messages} messages: a message went out twice");
+    }
+    let delivered = services
+        .messages
+        .list(
+            template.project_id,
+            Some(MessageStatus::Delivered),
+            lettermint_core::PageRequest::first(
+                1,
+                lettermint_core::Sort {
+                    key: lettermint_core::page::MessageSortKey::CreatedAt,
+                    direction: lettermint_core::Direction::Descending,
+                },
+            ),
+        )
+        .await?;
+    if delivered.items.is_empty() {
+        bail!("no message is marked delivered");
+    }
+    Ok(messages as f64 / elapsed.as_secs_f64())
+}
+
+/// `POST /v1/send` through the release api-server on PostgreSQL, alone and then with two
+/// workers delivering what it accepts.
+async fn acceptance(pg: &TempPostgres, window: Duration, connections: u32) -> Result<()> {
+    let binary = crate::bench::build_release("api-server")?;
+    let url = pg.create_database().await;
+    let server = Arc::new(crate::bench_api::Server::start(&binary, &url)?);
+    let dir = tempfile::tempdir()?;
+    let script = dir.path().join("send.lua");
+    // wrk blocks: run it off the runtime, so that the workers keep their threads.
+    let load = |server: Arc<crate::bench_api::Server>, script: std::path::PathBuf| {
+        tokio::task::spawn_blocking(move || server.send_load(&script, window, connections))
+    };
+    let alone = load(server.clone(), script.clone()).await??;
+    let store = lettermint_store::open(&url, OpenOptions::default())
+        .await?
+        .into_dyn();
+    let sink = SmtpSink::start().await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let mut running = Vec::new();
+    for _ in 0..2 {
+        let worker = Worker::new(
+            store.clone() as Arc<dyn DeliveryRepository>,
+            relay_to(&sink)?,
+            Arc::new(SystemClock),
+            WorkerConfig {
+                batch: BATCH,
+                idle_poll: Duration::from_millis(20),
+                ..WorkerConfig::default()
+            },
+        );
+        let stopped = stopped.clone();
+        running.push(tokio::spawn(async move { worker.run(stopped).await }));
+    }
+    let with_workers = load(server.clone(), script.clone()).await??;
+    let delivered = sink.accepted().len();
+    let _ = stop.send(true);
+    for task in running {
+        let _ = task.await;
+    }
+    println!();
+    println!(
+        "{:<28} {:>12} {:>9} {:>9} {:>8}",
+        "POST /v1/send (postgres)", "requests/s", "p50 ms", "p99 ms", "errors"
+    );
+    for (name, run) in [("alone", &alone), ("with 2 workers", &with_workers)] {
+        println!(
+            "{name:<28} {:>12.0} {:>9.2} {:>9.2} {:>8}",
+            run.per_second, run.p50_ms, run.p99_ms, run.errors
+        );
+    }
+    let ratio = with_workers.per_second / alone.per_second;
+    println!(
+        "acceptance with workers: {ratio:.2} of alone ({delivered} messages delivered meanwhile); \
+         target >= 0.85"
+    );
+    Ok(())
+}
