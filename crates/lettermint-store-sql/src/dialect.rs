@@ -1,10 +1,21 @@
 //! What the two SQL dialects do differently, named once per store: how an instant is stored,
 //! the few phrases the shared statements cannot write in common SQL, how a write transaction
-//! begins, and the row locks that order revocation against the send path.
+//! begins, the row locks that order revocation against the send path, and the bulk writes
+//! (messages, usage) that each does fastest in its own way.
 
-use lettermint_core::Error;
+use std::collections::HashMap;
+use std::future::Future;
+
+use lettermint_core::{Error, Message, UsageBatch};
 use sqlx::Database;
+use sqlx::migrate::Migrator;
 use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::rows::LockedToken;
+
+/// A dialect's connection.
+pub type Connection<D> = <<D as Dialect>::Db as Database>::Connection;
 
 /// One store's spelling of what the shared statements and queries leave open. Placeholders are
 /// `$n` in both dialects (SQLite accepts them too).
@@ -27,6 +38,9 @@ pub trait Dialect: Send + Sync + 'static {
     /// The statement that begins a write transaction (`None`: the driver's `BEGIN`).
     const BEGIN_WRITE: Option<&'static str>;
 
+    /// The migrations, written in this dialect.
+    fn migrator() -> &'static Migrator;
+
     /// An instant as the store binds it.
     fn instant(at: OffsetDateTime) -> Self::Instant;
 
@@ -48,4 +62,24 @@ pub trait Dialect: Send + Sync + 'static {
     /// Revokes a non-revoked token in `table`: `$1` id, `$2` at. It must be ordered against
     /// every enqueue that holds the token.
     fn revoke(table: &str) -> String;
+
+    /// Reads the project tokens `ids` (sorted, distinct) in the send path's write transaction
+    /// on `conn`, so that no revoke or regenerate of them can commit between this read and
+    /// the transaction's commit, or else is ordered before the read.
+    fn lock_tokens(
+        conn: &mut Connection<Self>,
+        ids: &[Uuid],
+    ) -> impl Future<Output = Result<HashMap<Uuid, LockedToken<Self::Instant>>, Error>> + Send;
+
+    /// Inserts the accepted messages of a batch in the send path's transaction on `conn`.
+    fn insert_messages(
+        conn: &mut Connection<Self>,
+        messages: &[&Message],
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Writes a usage batch (log entries, then "last used") in a write transaction on `conn`.
+    fn record_usage(
+        conn: &mut Connection<Self>,
+        batch: &UsageBatch,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 }

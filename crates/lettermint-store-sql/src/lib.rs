@@ -6,8 +6,8 @@
 //! ([`tokens`]) and of project pages ([`projects`]), the row types ([`rows`]) and the mapping of
 //! stored values into domain types ([`decode`]), keyset pagination ([`keyset`]) and the mapping
 //! of driver errors ([`error`]). What differs is named by [`Dialect`](dialect::Dialect) (how an
-//! instant is stored, a few phrases of SQL, row locks) and [`Backend`](backend::Backend) (which
-//! pool serves what; the enqueue and the usage flush, which each store does its own way).
+//! instant is stored, a few phrases of SQL, row locks, the bulk writes of messages and usage)
+//! and [`Backend`](backend::Backend) (which pool serves reads and which writes).
 
 #![warn(missing_docs)]
 
@@ -35,12 +35,13 @@ pub mod __private {
         SubmissionOutcome, Team, Token, TokenDigest, TokenHint, TokenLogEntry, TokenStatusFilter,
         UsageBatch,
     };
+    pub use sqlx::Pool;
     pub use time::OffsetDateTime;
 }
 
 /// Implements every repository trait of `lettermint-core` for a store type that implements
-/// [`Backend`](backend::Backend), with the shared operations of [`repos::Sql`] and the
-/// store's own `enqueue` and `record_usage`.
+/// [`Backend`](backend::Backend), with the shared operations of [`repos::Sql`]; and gives the type the inherent methods both
+/// stores offer (`migrate`, `pool`, `close`).
 ///
 /// A macro only because of the orphan rule: the traits belong to `lettermint-core`, so this
 /// crate cannot implement them for every `Backend`, and each store crate must write the
@@ -55,9 +56,29 @@ macro_rules! repositories {
     ($store:ty) => {
         const _: () = {
             use $crate::__private::*;
-            use $crate::backend::Backend;
+            use $crate::backend::Backend as _;
             use $crate::repos::Sql;
             use $crate::tokens::StoredKind;
+
+            impl $store {
+                /// Applies pending migrations (idempotent; PostgreSQL takes an advisory lock,
+                /// so several processes may migrate at once).
+                pub async fn migrate(&self) -> Result<()> {
+                    Sql(self).migrate().await
+                }
+
+                /// The pool for reads (on PostgreSQL, the only pool), for benchmarks and tools
+                /// that measure the store itself.
+                #[must_use]
+                pub fn pool(&self) -> &Pool<$crate::backend::Db<$store>> {
+                    self.pools().reader()
+                }
+
+                /// Closes every connection.
+                pub async fn close(&self) {
+                    self.pools().close().await
+                }
+            }
 
             #[async_trait]
             impl StoreHealth for $store {
@@ -220,7 +241,7 @@ macro_rules! repositories {
             #[async_trait]
             impl UsageRepository for $store {
                 async fn record_usage(&self, batch: &UsageBatch) -> Result<()> {
-                    Backend::record_usage(self, batch).await
+                    Sql(self).record_usage(batch).await
                 }
 
                 async fn list_token_logs(
@@ -244,7 +265,7 @@ macro_rules! repositories {
                     submissions: &[Submission],
                     now: OffsetDateTime,
                 ) -> Result<Vec<SubmissionOutcome>> {
-                    Backend::enqueue(self, submissions, now).await
+                    Sql(self).enqueue(submissions, now).await
                 }
 
                 async fn get_message(

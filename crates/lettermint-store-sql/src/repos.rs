@@ -8,14 +8,18 @@ use lettermint_core::message::IDEMPOTENCY_TTL;
 use lettermint_core::page::{Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
 use lettermint_core::repo::{NewProjectToken, ProjectWithFirstToken};
 use lettermint_core::{
-    IdempotencyRecord, LogFilter, Message, Name, Project, Result, Route, Submission,
+    Error, IdempotencyRecord, LogFilter, Message, Name, Project, Result, Route, Submission,
     SubmissionOutcome, Team, Token, TokenDigest, TokenHint, TokenLogEntry, TokenStatusFilter,
+    UsageBatch,
 };
-use sqlx::{AssertSqlSafe, Database, Encode, Executor, FromRow, IntoArguments, Transaction, Type};
+use sqlx::migrate::Migrate;
+use sqlx::{
+    AssertSqlSafe, Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type,
+};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::backend::Backend;
+use crate::backend::{Backend, Db};
 use crate::dialect::Dialect;
 use crate::error::ResultExt;
 use crate::keyset::paginate;
@@ -26,6 +30,29 @@ use crate::tokens::{self, StoredKind, TokenRow};
 /// The shared repository operations on the store `S`.
 #[derive(Debug)]
 pub struct Sql<'s, S>(pub &'s S);
+
+impl<'s, S: Backend> Sql<'s, S> {
+    /// The pool for reads.
+    fn reader(self) -> &'s Pool<Db<S>> {
+        self.0.pools().reader()
+    }
+
+    /// The pool for writes, and for reads that must see the latest write.
+    fn writer(self) -> &'s Pool<Db<S>> {
+        self.0.pools().writer()
+    }
+
+    /// Applies the store's pending migrations on the writer.
+    pub async fn migrate(self) -> Result<()>
+    where
+        <Db<S> as Database>::Connection: Migrate,
+    {
+        S::Dialect::migrator()
+            .run(self.writer())
+            .await
+            .map_err(|e| Error::Storage(Box::new(e)))
+    }
+}
 
 impl<S> Clone for Sql<'_, S> {
     fn clone(&self) -> Self {
@@ -72,7 +99,7 @@ where
 {
     /// Begins a write transaction on the writer.
     pub async fn begin_write(self) -> Result<Transaction<'static, DB>> {
-        let writer = self.0.writer();
+        let writer = self.writer();
         match D::BEGIN_WRITE {
             Some(begin) => writer.begin_with(begin).await,
             None => writer.begin().await,
@@ -82,10 +109,7 @@ where
 
     /// See `StoreHealth::ping`.
     pub async fn ping(self) -> Result<()> {
-        sqlx::query("SELECT 1")
-            .execute(self.0.reader())
-            .await
-            .fix()?;
+        sqlx::query("SELECT 1").execute(self.reader()).await.fix()?;
         Ok(())
     }
 
@@ -98,7 +122,7 @@ where
             .bind(team.name.as_str())
             .bind(D::instant(team.created_at))
             .bind(D::instant(team.updated_at))
-            .execute(self.0.writer())
+            .execute(self.writer())
             .await
             .fix()?;
         Ok(())
@@ -108,7 +132,7 @@ where
     pub async fn get_team(self, id: TeamId) -> Result<Option<Team>> {
         let row: Option<TeamRow<I>> = sqlx::query_as("SELECT * FROM teams WHERE id = $1")
             .bind(id.as_uuid())
-            .fetch_optional(self.0.reader())
+            .fetch_optional(self.reader())
             .await
             .fix()?;
         row.map(|r| r.into_team(D::read_instant)).transpose()
@@ -117,7 +141,7 @@ where
     /// See `TeamRepository::list_teams`.
     pub async fn list_teams(self) -> Result<Vec<Team>> {
         let rows: Vec<TeamRow<I>> = sqlx::query_as("SELECT * FROM teams ORDER BY name, id")
-            .fetch_all(self.0.reader())
+            .fetch_all(self.reader())
             .await
             .fix()?;
         rows.into_iter()
@@ -131,7 +155,7 @@ where
             .bind(id.as_uuid())
             .bind(name.as_str())
             .bind(D::instant(at))
-            .execute(self.0.writer())
+            .execute(self.writer())
             .await
             .fix()?;
         Ok(D::rows_affected(&done) == 1)
@@ -141,7 +165,7 @@ where
     pub async fn count_projects(self, id: TeamId) -> Result<u64> {
         let count: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE team_id = $1")
             .bind(id.as_uuid())
-            .fetch_one(self.0.reader())
+            .fetch_one(self.reader())
             .await
             .fix()?;
         Ok(u64::try_from(count).unwrap_or(0))
@@ -195,7 +219,7 @@ where
     pub async fn get_project(self, id: ProjectId) -> Result<Option<Project>> {
         let row: Option<ProjectRow<I>> = sqlx::query_as("SELECT * FROM projects WHERE id = $1")
             .bind(id.as_uuid())
-            .fetch_optional(self.0.reader())
+            .fetch_optional(self.reader())
             .await
             .fix()?;
         row.map(|r| r.into_project(D::read_instant)).transpose()
@@ -214,7 +238,7 @@ where
             .bind(search)
             .bind(keyset.anchor)
             .bind(i64::from(keyset.limit))
-            .fetch_all(self.0.reader())
+            .fetch_all(self.reader())
             .await
             .fix()?;
         rows.into_iter()
@@ -237,7 +261,7 @@ where
             .bind(keyset.anchor)
             .bind(i64::from(keyset.limit))
             .bind(D::instant(now))
-            .fetch_all(self.0.reader())
+            .fetch_all(self.reader())
             .await
             .fix()?;
         rows.into_iter()
@@ -254,7 +278,7 @@ where
         .bind(project.name.as_str())
         .bind(project.smtp_enabled)
         .bind(D::instant(project.updated_at))
-        .execute(self.0.writer())
+        .execute(self.writer())
         .await
         .fix()?;
         Ok(D::rows_affected(&done) == 1)
@@ -288,7 +312,7 @@ where
             sqlx::query_as("SELECT * FROM routes WHERE project_id = $1 AND slug = $2")
                 .bind(project.as_uuid())
                 .bind(slug)
-                .fetch_optional(self.0.reader())
+                .fetch_optional(self.reader())
                 .await
                 .fix()?;
         row.map(|r| r.into_route(D::read_instant)).transpose()
@@ -299,7 +323,7 @@ where
         let row: Option<RouteRow<I>> =
             sqlx::query_as("SELECT * FROM routes WHERE project_id = $1 AND is_default")
                 .bind(project.as_uuid())
-                .fetch_optional(self.0.reader())
+                .fetch_optional(self.reader())
                 .await
                 .fix()?;
         row.map(|r| r.into_route(D::read_instant)).transpose()
@@ -310,7 +334,7 @@ where
         let rows: Vec<RouteRow<I>> =
             sqlx::query_as("SELECT * FROM routes WHERE project_id = $1 ORDER BY slug")
                 .bind(project.as_uuid())
-                .fetch_all(self.0.reader())
+                .fetch_all(self.reader())
                 .await
                 .fix()?;
         rows.into_iter()
@@ -350,7 +374,7 @@ where
         let owner: Uuid = owner.into();
         let team: Option<Uuid> = sqlx::query_scalar(K::OWNER_TEAM)
             .bind(owner)
-            .fetch_optional(self.0.reader())
+            .fetch_optional(self.reader())
             .await
             .fix()?;
         Ok(team.map(TeamId::from_uuid))
@@ -362,7 +386,7 @@ where
         token: &Token<K>,
         digest: &TokenDigest,
     ) -> Result<()> {
-        let mut conn = self.0.writer().acquire().await.fix()?;
+        let mut conn = self.writer().acquire().await.fix()?;
         self.insert_token_on(&mut conn, token, digest).await
     }
 
@@ -370,7 +394,7 @@ where
     pub async fn get_token<K: StoredKind>(self, id: TokenId) -> Result<Option<Token<K>>> {
         let row: Option<TokenRow<I>> = sqlx::query_as(tokens::select_by_id::<K>())
             .bind(id.as_uuid())
-            .fetch_optional(self.0.reader())
+            .fetch_optional(self.reader())
             .await
             .fix()?;
         row.map(|r| r.into_token(D::read_instant)).transpose()
@@ -384,7 +408,7 @@ where
     ) -> Result<Option<K::Grant>> {
         let row: Option<TokenRow<I>> = sqlx::query_as(tokens::select_by_digest::<K>())
             .bind(digest.as_bytes().as_slice())
-            .fetch_optional(self.0.reader())
+            .fetch_optional(self.reader())
             .await
             .fix()?;
         row.map(|r| r.into_grant::<K>(D::read_instant)).transpose()
@@ -412,7 +436,7 @@ where
             .bind(D::instant(now))
             .bind(keyset.anchor)
             .bind(i64::from(keyset.limit))
-            .fetch_all(self.0.reader())
+            .fetch_all(self.reader())
             .await
             .fix()?;
         rows.into_iter()
@@ -431,7 +455,7 @@ where
             .bind(id.as_uuid())
             .bind(name.as_str())
             .bind(D::instant(at))
-            .execute(self.0.writer())
+            .execute(self.writer())
             .await
             .fix()?;
         Ok(D::rows_affected(&done) == 1)
@@ -450,7 +474,7 @@ where
             .bind(digest.as_bytes().as_slice())
             .bind(hint.as_str())
             .bind(D::instant(at))
-            .execute(self.0.writer())
+            .execute(self.writer())
             .await
             .fix()?;
         Ok(D::rows_affected(&done) == 1)
@@ -465,7 +489,7 @@ where
         let done = sqlx::query(AssertSqlSafe(D::revoke(K::TABLE)))
             .bind(id.as_uuid())
             .bind(D::instant(at))
-            .execute(self.0.writer())
+            .execute(self.writer())
             .await
             .fix()?;
         Ok(D::rows_affected(&done) == 1)
@@ -502,7 +526,7 @@ where
             .bind(i64::from(keyset.limit))
             .bind(D::opt_instant(filter.from))
             .bind(D::opt_instant(filter.to))
-            .fetch_all(self.0.reader())
+            .fetch_all(self.reader())
             .await
             .fix()?;
         rows.into_iter()
@@ -510,11 +534,18 @@ where
             .collect()
     }
 
+    /// See `UsageRepository::record_usage`: one write transaction.
+    pub async fn record_usage(self, batch: &UsageBatch) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        D::record_usage(&mut tx, batch).await?;
+        tx.commit().await.fix()
+    }
+
     /// See `UsageRepository::prune_token_logs`.
     pub async fn prune_token_logs(self, before: OffsetDateTime) -> Result<u64> {
         let done = sqlx::query("DELETE FROM token_logs WHERE at < $1")
             .bind(D::instant(before))
-            .execute(self.0.writer())
+            .execute(self.writer())
             .await
             .fix()?;
         Ok(D::rows_affected(&done))
@@ -522,11 +553,48 @@ where
 
     // Messages.
 
+    /// See `MessageRepository::enqueue`: one write transaction reads the submissions' tokens
+    /// under the dialect's lock, claims idempotency keys, inserts what is accepted and
+    /// commits. No submissions need no transaction.
+    pub async fn enqueue(
+        self,
+        submissions: &[Submission],
+        now: OffsetDateTime,
+    ) -> Result<Vec<SubmissionOutcome>> {
+        if submissions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids: Vec<Uuid> = submissions
+            .iter()
+            .map(|s| s.credential.token_id.as_uuid())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+
+        let mut tx = self.begin_write().await?;
+        let locked = D::lock_tokens(&mut tx, &ids).await?;
+        let mut outcomes = Vec::with_capacity(submissions.len());
+        let mut accepted: Vec<&Message> = Vec::new();
+        for submission in submissions {
+            let token = locked.get(&submission.credential.token_id.as_uuid());
+            let outcome = self.admit(&mut tx, submission, token, now).await?;
+            if matches!(outcome, SubmissionOutcome::Accepted) {
+                accepted.extend(submission.messages.iter());
+            }
+            outcomes.push(outcome);
+        }
+        if !accepted.is_empty() {
+            D::insert_messages(&mut tx, &accepted).await?;
+        }
+        tx.commit().await.fix()?;
+        Ok(outcomes)
+    }
+
     /// What becomes of `submission` at `now`, given its token as read under the send path's
     /// lock (`None`: no such project token). When the token accepts it and it carries an
-    /// idempotency key, the key is claimed on `conn`, in the caller's transaction, so that the
-    /// key and the messages commit together. On `Accepted` the caller inserts the messages.
-    pub async fn admit(
+    /// idempotency key, the key is claimed on `conn`, in the send path's transaction, so that
+    /// the key and the messages commit together.
+    async fn admit(
         self,
         conn: &mut DB::Connection,
         submission: &Submission,
@@ -582,7 +650,7 @@ where
             sqlx::query_as("SELECT * FROM messages WHERE id = $1 AND project_id = $2")
                 .bind(id.as_uuid())
                 .bind(project.as_uuid())
-                .fetch_optional(self.0.reader())
+                .fetch_optional(self.reader())
                 .await
                 .fix()?;
         row.map(|r| r.into_message(D::read_instant)).transpose()
@@ -603,7 +671,7 @@ where
         .bind(project.as_uuid())
         .bind(key)
         .bind(D::instant(not_before))
-        .fetch_optional(self.0.writer())
+        .fetch_optional(self.writer())
         .await
         .fix()?;
         row.map(|r| r.into_record(project, key, D::read_instant))
@@ -614,7 +682,7 @@ where
     pub async fn prune_idempotency_records(self, before: OffsetDateTime) -> Result<u64> {
         let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
             .bind(D::instant(before))
-            .execute(self.0.writer())
+            .execute(self.writer())
             .await
             .fix()?;
         Ok(D::rows_affected(&done))
