@@ -48,7 +48,7 @@ pub mod __private {
 /// implementations for its own type. Every method here is one call; the logic, and the bounds
 /// that say what it needs of a database, are typed code in [`repos`].
 ///
-/// ```ignore
+/// ```text
 /// lettermint_store_sql::repositories!(PgStore);
 /// ```
 #[macro_export]
