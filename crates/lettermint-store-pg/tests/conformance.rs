@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use lettermint_core::Store;
 use lettermint_store_pg::{PgConfig, PgStore};
-use lettermint_testkit::conformance::Fixture;
+use lettermint_testkit::conformance::{Fixture, collect_values};
 use sqlx::Row;
 
 struct PgFixture {
@@ -29,8 +29,7 @@ impl Fixture for PgFixture {
         .await
         .unwrap();
         assert!(columns.len() > 20, "expected the schema's text columns");
-        let mut values = Vec::new();
-        for column in columns {
+        let selects = columns.into_iter().map(|column| {
             let (table, name, kind): (String, String, String) =
                 (column.get("t"), column.get("c"), column.get("d"));
             let expr = if kind == "bytea" {
@@ -38,14 +37,9 @@ impl Fixture for PgFixture {
             } else {
                 format!("convert_to(\"{name}\"::text, 'UTF8')")
             };
-            let sql = format!("SELECT {expr} AS v FROM \"{table}\" WHERE \"{name}\" IS NOT NULL");
-            let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .fetch_all(self.store.pool())
-                .await
-                .unwrap();
-            values.extend(rows.into_iter().map(|r| r.get::<Vec<u8>, _>("v")));
-        }
-        values
+            format!("SELECT {expr} AS v FROM \"{table}\" WHERE \"{name}\" IS NOT NULL")
+        });
+        collect_values(self.store.pool(), selects).await
     }
 }
 

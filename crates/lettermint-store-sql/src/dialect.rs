@@ -1,10 +1,85 @@
-//! What the two SQL dialects spell differently, named once per store.
+//! What the two SQL dialects do differently, named once per store: how an instant is stored,
+//! the few phrases the shared statements cannot write in common SQL, how a write transaction
+//! begins, the row locks that order revocation against the send path, and the bulk writes
+//! (messages, usage) that each does fastest in its own way.
 
-/// One store's spelling of what the shared statements cannot write in common SQL.
-pub trait Dialect {
+use std::collections::HashMap;
+use std::future::Future;
+
+use lettermint_core::{Error, Message, UsageBatch};
+use sqlx::Database;
+use sqlx::migrate::Migrator;
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::rows::LockedToken;
+
+/// A dialect's connection.
+pub type Connection<D> = <<D as Dialect>::Db as Database>::Connection;
+
+/// One store's spelling of what the shared statements and queries leave open. Placeholders are
+/// `$n` in both dialects (SQLite accepts them too).
+pub trait Dialect: Send + Sync + 'static {
+    /// The sqlx database.
+    type Db: Database;
+    /// An instant as the store binds and reads it.
+    type Instant: PartialOrd + Send + Sync + Unpin + 'static;
+
     /// A literal instant before every other (what a NULL instant sorts as).
     const LOWEST_INSTANT: &'static str;
     /// The condition "`$2` is NULL, or `name` contains `$2` ignoring case", with `LIKE`
     /// wildcards taken literally.
     const NAME_CONTAINS_2: &'static str;
+    /// What follows a text parameter that is only compared with NULL, so that its type is
+    /// known (`::text`, or nothing).
+    const TEXT_CAST: &'static str;
+    /// The same for an instant parameter.
+    const INSTANT_CAST: &'static str;
+    /// The statement that begins a write transaction (`None`: the driver's `BEGIN`).
+    const BEGIN_WRITE: Option<&'static str>;
+
+    /// The migrations, written in this dialect.
+    fn migrator() -> &'static Migrator;
+
+    /// An instant as the store binds it.
+    fn instant(at: OffsetDateTime) -> Self::Instant;
+
+    /// An instant from its stored form.
+    fn read_instant(stored: Self::Instant) -> Result<OffsetDateTime, Error>;
+
+    /// An optional instant as the store binds it.
+    fn opt_instant(at: Option<OffsetDateTime>) -> Option<Self::Instant> {
+        at.map(Self::instant)
+    }
+
+    /// How many rows a statement changed.
+    fn rows_affected(done: &<Self::Db as Database>::QueryResult) -> u64;
+
+    /// Replaces the secret of a non-revoked token in `table`: `$1` id, `$2` digest, `$3` hint,
+    /// `$4` at. It must be ordered against every enqueue that holds the token.
+    fn replace_secret(table: &str) -> String;
+
+    /// Revokes a non-revoked token in `table`: `$1` id, `$2` at. It must be ordered against
+    /// every enqueue that holds the token.
+    fn revoke(table: &str) -> String;
+
+    /// Reads the project tokens `ids` (sorted, distinct) in the send path's write transaction
+    /// on `conn`, so that no revoke or regenerate of them can commit between this read and
+    /// the transaction's commit, or else is ordered before the read.
+    fn lock_tokens(
+        conn: &mut Connection<Self>,
+        ids: &[Uuid],
+    ) -> impl Future<Output = Result<HashMap<Uuid, LockedToken<Self::Instant>>, Error>> + Send;
+
+    /// Inserts the accepted messages of a batch in the send path's transaction on `conn`.
+    fn insert_messages(
+        conn: &mut Connection<Self>,
+        messages: &[&Message],
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Writes a usage batch (log entries, then "last used") in a write transaction on `conn`.
+    fn record_usage(
+        conn: &mut Connection<Self>,
+        batch: &UsageBatch,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 }

@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 
 use lettermint_core::id::{LogEntryId, MessageId, ProjectId, RouteId, TeamId, TokenId};
 use lettermint_core::{
-    DeliveryState, Error, Message, MessageContent, Name, Project, Route, Team, TokenLogEntry,
+    DeliveryState, Error, IdempotencyRecord, Message, MessageContent, Name, Project, Route,
+    Submission, Team, TokenLogEntry,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -197,5 +198,63 @@ impl<T> MessageRow<T> {
                 next_attempt_at: self.due_at.map(&instant).transpose()?,
             },
         })
+    }
+}
+
+/// An idempotency record (`SELECT request_hash, status, response, created_at`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct IdempotencyRow<T> {
+    request_hash: Vec<u8>,
+    status: i32,
+    response: String,
+    created_at: T,
+}
+
+impl<T> IdempotencyRow<T> {
+    /// The record of `key` in `project`, reading instants with `instant`.
+    pub fn into_record(
+        self,
+        project: ProjectId,
+        key: &str,
+        instant: impl Fn(T) -> Result<OffsetDateTime, Error>,
+    ) -> Result<IdempotencyRecord, Error> {
+        Ok(IdempotencyRecord {
+            project_id: project,
+            key: key.to_owned(),
+            request_hash: self
+                .request_hash
+                .try_into()
+                .map_err(|_| Error::Storage("stored request hash is not 32 bytes".into()))?,
+            status: u16::try_from(self.status)
+                .map_err(|_| Error::Storage("stored status is out of range".into()))?,
+            response: self.response,
+            created_at: instant(self.created_at)?,
+        })
+    }
+}
+
+/// The state of a project token as the send path reads it, under a lock that orders it against
+/// revoke and regenerate (`SELECT id, project_id, digest, revoked_at, expires_at`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct LockedToken<T> {
+    /// The token's id.
+    pub id: Uuid,
+    project_id: Uuid,
+    digest: Vec<u8>,
+    revoked_at: Option<T>,
+    expires_at: Option<T>,
+}
+
+impl<T: PartialOrd> LockedToken<T> {
+    /// Whether the token may send `submission` at `now`: the digest is the one presented, the
+    /// token is neither revoked nor expired, and every message is for its project.
+    pub fn accepts(&self, submission: &Submission, now: &T) -> bool {
+        self.digest.as_slice() == submission.credential.digest.as_bytes().as_slice()
+            && self.revoked_at.is_none()
+            && self.expires_at.as_ref().is_none_or(|e| e > now)
+            && submission
+                .messages
+                .iter()
+                .all(|m| m.project_id.as_uuid() == self.project_id)
     }
 }

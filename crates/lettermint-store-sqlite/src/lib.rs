@@ -6,8 +6,7 @@
 
 #![warn(missing_docs)]
 
-mod error;
-mod rows;
+mod dialect;
 mod store;
 
 pub use store::{SqliteConfig, SqliteStore};

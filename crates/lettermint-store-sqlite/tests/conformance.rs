@@ -5,8 +5,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use lettermint_core::Store;
 use lettermint_store_sqlite::{SqliteConfig, SqliteStore};
-use lettermint_testkit::conformance::Fixture;
-use sqlx::Row;
+use lettermint_testkit::conformance::{Fixture, collect_values};
 
 struct SqliteFixture {
     store: SqliteStore,
@@ -25,7 +24,7 @@ impl Fixture for SqliteFixture {
                 .fetch_all(self.store.pool())
                 .await
                 .unwrap();
-        let mut values = Vec::new();
+        let mut selects = Vec::new();
         for table in tables {
             let columns: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "SELECT name FROM pragma_table_info('{table}')"
@@ -33,19 +32,14 @@ impl Fixture for SqliteFixture {
             .fetch_all(self.store.pool())
             .await
             .unwrap();
-            for column in columns {
-                let sql = format!(
+            selects.extend(columns.into_iter().map(|column| {
+                format!(
                     "SELECT CAST(\"{column}\" AS BLOB) AS v FROM \"{table}\" \
                      WHERE typeof(\"{column}\") IN ('text', 'blob')"
-                );
-                let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-                    .fetch_all(self.store.pool())
-                    .await
-                    .unwrap();
-                values.extend(rows.into_iter().map(|r| r.get::<Vec<u8>, _>("v")));
-            }
+                )
+            }));
         }
-        values
+        collect_values(self.store.pool(), selects).await
     }
 }
 

@@ -21,6 +21,7 @@ use lettermint_core::{
     StructuredEmail, Submission, SubmissionOutcome, SystemClock, Team, TokenCredential, TokenKind,
     TokenStatusFilter, UsageRecord,
 };
+use sqlx::{AssertSqlSafe, Database, Executor, FromRow, IntoArguments, Pool};
 use time::{Duration, OffsetDateTime};
 
 /// A store under test, plus what only its own crate can do.
@@ -30,6 +31,28 @@ pub trait Fixture: Send + Sync {
     fn store(&self) -> Arc<dyn Store>;
     /// Every text and binary value held in every column of every table.
     async fn dump_all_values(&self) -> Vec<Vec<u8>>;
+}
+
+/// Every value the statements `selects` return, for [`Fixture::dump_all_values`]: each
+/// statement selects one column of bytes.
+pub async fn collect_values<DB: Database>(
+    pool: &Pool<DB>,
+    selects: impl IntoIterator<Item = String>,
+) -> Vec<Vec<u8>>
+where
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'r> (Vec<u8>,): FromRow<'r, DB::Row>,
+{
+    let mut values = Vec::new();
+    for sql in selects {
+        let column: Vec<Vec<u8>> = sqlx::query_scalar(AssertSqlSafe(sql))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        values.extend(column);
+    }
+    values
 }
 
 /// Generates one `#[tokio::test]` per conformance behaviour, each with a fresh fixture from

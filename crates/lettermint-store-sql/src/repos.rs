@@ -1,0 +1,690 @@
+//! The repository operations both stores run alike, written once over any [`Backend`]: the
+//! statement, what is bound (instants in the dialect's stored form), which pool serves it, and
+//! the rows read back. [`repositories!`](crate::repositories) implements the core's repository
+//! traits with these for a store type.
+
+use lettermint_core::id::{MessageId, ProjectId, TeamId, TokenId};
+use lettermint_core::message::IDEMPOTENCY_TTL;
+use lettermint_core::page::{Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
+use lettermint_core::repo::{NewProjectToken, ProjectWithFirstToken};
+use lettermint_core::{
+    Error, IdempotencyRecord, LogFilter, Message, Name, Project, Result, Route, Submission,
+    SubmissionOutcome, Team, Token, TokenDigest, TokenHint, TokenLogEntry, TokenStatusFilter,
+    UsageBatch,
+};
+use sqlx::migrate::Migrate;
+use sqlx::{
+    AssertSqlSafe, Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use crate::backend::{Backend, Db};
+use crate::dialect::Dialect;
+use crate::error::ResultExt;
+use crate::keyset::paginate;
+use crate::projects::{self, ProjectWithTokenRow};
+use crate::rows::{IdempotencyRow, LockedToken, LogRow, MessageRow, ProjectRow, RouteRow, TeamRow};
+use crate::tokens::{self, StoredKind, TokenRow};
+
+/// The shared repository operations on the store `S`.
+#[derive(Debug)]
+pub struct Sql<'s, S>(pub &'s S);
+
+impl<'s, S: Backend> Sql<'s, S> {
+    /// The pool for reads.
+    fn reader(self) -> &'s Pool<Db<S>> {
+        self.0.pools().reader()
+    }
+
+    /// The pool for writes, and for reads that must see the latest write.
+    fn writer(self) -> &'s Pool<Db<S>> {
+        self.0.pools().writer()
+    }
+
+    /// Applies the store's pending migrations on the writer.
+    pub async fn migrate(self) -> Result<()>
+    where
+        <Db<S> as Database>::Connection: Migrate,
+    {
+        S::Dialect::migrator()
+            .run(self.writer())
+            .await
+            .map_err(|e| Error::Storage(Box::new(e)))
+    }
+}
+
+impl<S> Clone for Sql<'_, S> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<S> Copy for Sql<'_, S> {}
+
+// The bounds say what the shared statements need of a database: to bind the values they bind,
+// to read the rows they read, and to run on a pool or a transaction. Both sqlx drivers meet
+// them; they are written once, here, for every operation below.
+impl<S, D, DB, I> Sql<'_, S>
+where
+    S: Backend<Dialect = D>,
+    D: Dialect<Db = DB, Instant = I>,
+    DB: Database,
+    I: PartialOrd + Send + Sync + Unpin + 'static,
+    DB::Arguments: IntoArguments<DB>,
+    for<'c> &'c mut DB::Connection: Executor<'c, Database = DB>,
+    for<'q> I: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<I>: Encode<'q, DB> + Type<DB>,
+    for<'q> Uuid: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<Uuid>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q str: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<&'q str>: Encode<'q, DB> + Type<DB>,
+    for<'q> &'q [u8]: Encode<'q, DB> + Type<DB>,
+    for<'q> String: Encode<'q, DB> + Type<DB>,
+    for<'q> Option<String>: Encode<'q, DB> + Type<DB>,
+    for<'q> bool: Encode<'q, DB> + Type<DB>,
+    for<'q> i32: Encode<'q, DB> + Type<DB>,
+    for<'q> i64: Encode<'q, DB> + Type<DB>,
+    for<'r> (i64,): FromRow<'r, DB::Row>,
+    for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'r> TeamRow<I>: FromRow<'r, DB::Row>,
+    for<'r> ProjectRow<I>: FromRow<'r, DB::Row>,
+    for<'r> ProjectWithTokenRow<I>: FromRow<'r, DB::Row>,
+    for<'r> RouteRow<I>: FromRow<'r, DB::Row>,
+    for<'r> TokenRow<I>: FromRow<'r, DB::Row>,
+    for<'r> LogRow<I>: FromRow<'r, DB::Row>,
+    for<'r> MessageRow<I>: FromRow<'r, DB::Row>,
+    for<'r> IdempotencyRow<I>: FromRow<'r, DB::Row>,
+    for<'r> LockedToken<I>: FromRow<'r, DB::Row>,
+{
+    /// Begins a write transaction on the writer.
+    pub async fn begin_write(self) -> Result<Transaction<'static, DB>> {
+        let writer = self.writer();
+        match D::BEGIN_WRITE {
+            Some(begin) => writer.begin_with(begin).await,
+            None => writer.begin().await,
+        }
+        .fix()
+    }
+
+    /// See `StoreHealth::ping`.
+    pub async fn ping(self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(self.reader()).await.fix()?;
+        Ok(())
+    }
+
+    // Teams.
+
+    /// See `TeamRepository::insert_team`.
+    pub async fn insert_team(self, team: &Team) -> Result<()> {
+        sqlx::query("INSERT INTO teams (id, name, created_at, updated_at) VALUES ($1, $2, $3, $4)")
+            .bind(team.id.as_uuid())
+            .bind(team.name.as_str())
+            .bind(D::instant(team.created_at))
+            .bind(D::instant(team.updated_at))
+            .execute(self.writer())
+            .await
+            .fix()?;
+        Ok(())
+    }
+
+    /// See `TeamRepository::get_team`.
+    pub async fn get_team(self, id: TeamId) -> Result<Option<Team>> {
+        let row: Option<TeamRow<I>> = sqlx::query_as("SELECT * FROM teams WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(self.reader())
+            .await
+            .fix()?;
+        row.map(|r| r.into_team(D::read_instant)).transpose()
+    }
+
+    /// See `TeamRepository::list_teams`.
+    pub async fn list_teams(self) -> Result<Vec<Team>> {
+        let rows: Vec<TeamRow<I>> = sqlx::query_as("SELECT * FROM teams ORDER BY name, id")
+            .fetch_all(self.reader())
+            .await
+            .fix()?;
+        rows.into_iter()
+            .map(|r| r.into_team(D::read_instant))
+            .collect()
+    }
+
+    /// See `TeamRepository::rename_team`.
+    pub async fn rename_team(self, id: TeamId, name: &Name, at: OffsetDateTime) -> Result<bool> {
+        let done = sqlx::query("UPDATE teams SET name = $2, updated_at = $3 WHERE id = $1")
+            .bind(id.as_uuid())
+            .bind(name.as_str())
+            .bind(D::instant(at))
+            .execute(self.writer())
+            .await
+            .fix()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    /// See `TeamRepository::count_projects`.
+    pub async fn count_projects(self, id: TeamId) -> Result<u64> {
+        let count: i64 = sqlx::query_scalar("SELECT count(*) FROM projects WHERE team_id = $1")
+            .bind(id.as_uuid())
+            .fetch_one(self.reader())
+            .await
+            .fix()?;
+        Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    // Projects.
+
+    /// See `ProjectRepository::insert_project`.
+    pub async fn insert_project(
+        self,
+        project: &Project,
+        default_route: &Route,
+        first_token: Option<NewProjectToken>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO projects (id, team_id, name, smtp_enabled, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(project.id.as_uuid())
+        .bind(project.team_id.as_uuid())
+        .bind(project.name.as_str())
+        .bind(project.smtp_enabled)
+        .bind(D::instant(project.created_at))
+        .bind(D::instant(project.updated_at))
+        .execute(&mut *tx)
+        .await
+        .fix()?;
+        sqlx::query(
+            "INSERT INTO routes (id, project_id, slug, name, kind, is_default, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(default_route.id.as_uuid())
+        .bind(default_route.project_id.as_uuid())
+        .bind(default_route.slug.as_str())
+        .bind(default_route.name.as_str())
+        .bind(default_route.kind.as_str())
+        .bind(default_route.is_default)
+        .bind(D::instant(default_route.created_at))
+        .execute(&mut *tx)
+        .await
+        .fix()?;
+        if let Some(first) = first_token {
+            self.insert_token_on(&mut tx, &first.token, &first.digest)
+                .await?;
+        }
+        tx.commit().await.fix()
+    }
+
+    /// See `ProjectRepository::get_project`.
+    pub async fn get_project(self, id: ProjectId) -> Result<Option<Project>> {
+        let row: Option<ProjectRow<I>> = sqlx::query_as("SELECT * FROM projects WHERE id = $1")
+            .bind(id.as_uuid())
+            .fetch_optional(self.reader())
+            .await
+            .fix()?;
+        row.map(|r| r.into_project(D::read_instant)).transpose()
+    }
+
+    /// See `ProjectRepository::list_projects`.
+    pub async fn list_projects(
+        self,
+        team: TeamId,
+        search: Option<String>,
+        keyset: Keyset<ProjectSortKey>,
+    ) -> Result<Vec<Project>> {
+        let sql = projects::select_page::<D>(&keyset);
+        let rows: Vec<ProjectRow<I>> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(team.as_uuid())
+            .bind(search)
+            .bind(keyset.anchor)
+            .bind(i64::from(keyset.limit))
+            .fetch_all(self.reader())
+            .await
+            .fix()?;
+        rows.into_iter()
+            .map(|r| r.into_project(D::read_instant))
+            .collect()
+    }
+
+    /// See `ProjectRepository::list_projects_with_first_token`.
+    pub async fn list_projects_with_first_token(
+        self,
+        team: TeamId,
+        search: Option<String>,
+        now: OffsetDateTime,
+        keyset: Keyset<ProjectSortKey>,
+    ) -> Result<Vec<ProjectWithFirstToken>> {
+        let sql = projects::select_page_with_first_token::<D>(&keyset);
+        let rows: Vec<ProjectWithTokenRow<I>> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(team.as_uuid())
+            .bind(search)
+            .bind(keyset.anchor)
+            .bind(i64::from(keyset.limit))
+            .bind(D::instant(now))
+            .fetch_all(self.reader())
+            .await
+            .fix()?;
+        rows.into_iter()
+            .map(|r| r.into_project(D::read_instant))
+            .collect()
+    }
+
+    /// See `ProjectRepository::update_project`.
+    pub async fn update_project(self, project: &Project) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE projects SET name = $2, smtp_enabled = $3, updated_at = $4 WHERE id = $1",
+        )
+        .bind(project.id.as_uuid())
+        .bind(project.name.as_str())
+        .bind(project.smtp_enabled)
+        .bind(D::instant(project.updated_at))
+        .execute(self.writer())
+        .await
+        .fix()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    /// See `ProjectRepository::delete_project`.
+    pub async fn delete_project(self, id: ProjectId) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "DELETE FROM token_logs WHERE token_id IN \
+             (SELECT id FROM project_tokens WHERE project_id = $1)",
+        )
+        .bind(id.as_uuid())
+        .execute(&mut *tx)
+        .await
+        .fix()?;
+        let done = sqlx::query("DELETE FROM projects WHERE id = $1")
+            .bind(id.as_uuid())
+            .execute(&mut *tx)
+            .await
+            .fix()?;
+        tx.commit().await.fix()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    // Routes.
+
+    /// See `RouteRepository::get_route_by_slug`.
+    pub async fn get_route_by_slug(self, project: ProjectId, slug: &str) -> Result<Option<Route>> {
+        let row: Option<RouteRow<I>> =
+            sqlx::query_as("SELECT * FROM routes WHERE project_id = $1 AND slug = $2")
+                .bind(project.as_uuid())
+                .bind(slug)
+                .fetch_optional(self.reader())
+                .await
+                .fix()?;
+        row.map(|r| r.into_route(D::read_instant)).transpose()
+    }
+
+    /// See `RouteRepository::get_default_route`.
+    pub async fn get_default_route(self, project: ProjectId) -> Result<Option<Route>> {
+        let row: Option<RouteRow<I>> =
+            sqlx::query_as("SELECT * FROM routes WHERE project_id = $1 AND is_default")
+                .bind(project.as_uuid())
+                .fetch_optional(self.reader())
+                .await
+                .fix()?;
+        row.map(|r| r.into_route(D::read_instant)).transpose()
+    }
+
+    /// See `RouteRepository::list_routes`.
+    pub async fn list_routes(self, project: ProjectId) -> Result<Vec<Route>> {
+        let rows: Vec<RouteRow<I>> =
+            sqlx::query_as("SELECT * FROM routes WHERE project_id = $1 ORDER BY slug")
+                .bind(project.as_uuid())
+                .fetch_all(self.reader())
+                .await
+                .fix()?;
+        rows.into_iter()
+            .map(|r| r.into_route(D::read_instant))
+            .collect()
+    }
+
+    // Tokens of either kind.
+
+    /// Inserts a token on `conn` (a transaction's, or the writer's).
+    async fn insert_token_on<K: StoredKind>(
+        self,
+        conn: &mut DB::Connection,
+        token: &Token<K>,
+        digest: &TokenDigest,
+    ) -> Result<()> {
+        let owner: Uuid = token.owner.into();
+        let mut query = sqlx::query(tokens::insert::<K>())
+            .bind(token.id.as_uuid())
+            .bind(owner)
+            .bind(token.name.as_str())
+            .bind(digest.as_bytes().as_slice())
+            .bind(token.hint.as_str())
+            .bind(D::instant(token.created_at))
+            .bind(D::instant(token.updated_at))
+            .bind(D::opt_instant(token.expires_at))
+            .bind(D::opt_instant(token.revoked_at));
+        if let Some(abilities) = K::store_abilities(&token.abilities)? {
+            query = query.bind(abilities);
+        }
+        query.execute(conn).await.fix()?;
+        Ok(())
+    }
+
+    /// See `TokenRepository::owner_team`.
+    pub async fn owner_team<K: StoredKind>(self, owner: K::Id) -> Result<Option<TeamId>> {
+        let owner: Uuid = owner.into();
+        let team: Option<Uuid> = sqlx::query_scalar(K::OWNER_TEAM)
+            .bind(owner)
+            .fetch_optional(self.reader())
+            .await
+            .fix()?;
+        Ok(team.map(TeamId::from_uuid))
+    }
+
+    /// See `TokenRepository::insert_token`.
+    pub async fn insert_token<K: StoredKind>(
+        self,
+        token: &Token<K>,
+        digest: &TokenDigest,
+    ) -> Result<()> {
+        let mut conn = self.writer().acquire().await.fix()?;
+        self.insert_token_on(&mut conn, token, digest).await
+    }
+
+    /// See `TokenRepository::get_token`.
+    pub async fn get_token<K: StoredKind>(self, id: TokenId) -> Result<Option<Token<K>>> {
+        let row: Option<TokenRow<I>> = sqlx::query_as(tokens::select_by_id::<K>())
+            .bind(id.as_uuid())
+            .fetch_optional(self.reader())
+            .await
+            .fix()?;
+        row.map(|r| r.into_token(D::read_instant)).transpose()
+    }
+
+    /// See `TokenRepository::find_token_by_digest`: the hot path of authentication, one
+    /// prebuilt statement on the reader.
+    pub async fn find_token_by_digest<K: StoredKind>(
+        self,
+        digest: &TokenDigest,
+    ) -> Result<Option<K::Grant>> {
+        let row: Option<TokenRow<I>> = sqlx::query_as(tokens::select_by_digest::<K>())
+            .bind(digest.as_bytes().as_slice())
+            .fetch_optional(self.reader())
+            .await
+            .fix()?;
+        row.map(|r| r.into_grant::<K>(D::read_instant)).transpose()
+    }
+
+    /// See `TokenRepository::list_tokens`.
+    pub async fn list_tokens<K: StoredKind>(
+        self,
+        owner: K::Id,
+        status: TokenStatusFilter,
+        now: OffsetDateTime,
+        keyset: Keyset<TokenSortKey>,
+    ) -> Result<Vec<Token<K>>> {
+        let sql = paginate(
+            &tokens::select_owned::<K>(status),
+            K::TABLE,
+            &keyset,
+            "$3",
+            "$4",
+            D::LOWEST_INSTANT,
+        );
+        let owner: Uuid = owner.into();
+        let rows: Vec<TokenRow<I>> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(owner)
+            .bind(D::instant(now))
+            .bind(keyset.anchor)
+            .bind(i64::from(keyset.limit))
+            .fetch_all(self.reader())
+            .await
+            .fix()?;
+        rows.into_iter()
+            .map(|r| r.into_token(D::read_instant))
+            .collect()
+    }
+
+    /// See `TokenRepository::rename_token`.
+    pub async fn rename_token<K: StoredKind>(
+        self,
+        id: TokenId,
+        name: &Name,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
+        let done = sqlx::query(tokens::rename::<K>())
+            .bind(id.as_uuid())
+            .bind(name.as_str())
+            .bind(D::instant(at))
+            .execute(self.writer())
+            .await
+            .fix()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    /// See `TokenRepository::replace_token_secret`.
+    pub async fn replace_token_secret<K: StoredKind>(
+        self,
+        id: TokenId,
+        digest: &TokenDigest,
+        hint: &TokenHint,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
+        let done = sqlx::query(AssertSqlSafe(D::replace_secret(K::TABLE)))
+            .bind(id.as_uuid())
+            .bind(digest.as_bytes().as_slice())
+            .bind(hint.as_str())
+            .bind(D::instant(at))
+            .execute(self.writer())
+            .await
+            .fix()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    /// See `TokenRepository::revoke_token`.
+    pub async fn revoke_token<K: StoredKind>(
+        self,
+        id: TokenId,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
+        let done = sqlx::query(AssertSqlSafe(D::revoke(K::TABLE)))
+            .bind(id.as_uuid())
+            .bind(D::instant(at))
+            .execute(self.writer())
+            .await
+            .fix()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    // Usage.
+
+    /// See `UsageRepository::list_token_logs`.
+    pub async fn list_token_logs(
+        self,
+        token: TokenId,
+        filter: &LogFilter,
+        keyset: Keyset<LogSortKey>,
+    ) -> Result<Vec<TokenLogEntry>> {
+        let sql = paginate(
+            &format!(
+                "SELECT * FROM token_logs WHERE token_id = $1 \
+                 AND ($2{text} IS NULL OR outcome = $2) \
+                 AND ($5{instant} IS NULL OR at >= $5) \
+                 AND ($6{instant} IS NULL OR at <= $6)",
+                text = D::TEXT_CAST,
+                instant = D::INSTANT_CAST,
+            ),
+            "token_logs",
+            &keyset,
+            "$3",
+            "$4",
+            D::LOWEST_INSTANT,
+        );
+        let rows: Vec<LogRow<I>> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(token.as_uuid())
+            .bind(filter.outcome.map(|o| o.as_str()))
+            .bind(keyset.anchor)
+            .bind(i64::from(keyset.limit))
+            .bind(D::opt_instant(filter.from))
+            .bind(D::opt_instant(filter.to))
+            .fetch_all(self.reader())
+            .await
+            .fix()?;
+        rows.into_iter()
+            .map(|r| r.into_entry(D::read_instant))
+            .collect()
+    }
+
+    /// See `UsageRepository::record_usage`: one write transaction.
+    pub async fn record_usage(self, batch: &UsageBatch) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        D::record_usage(&mut tx, batch).await?;
+        tx.commit().await.fix()
+    }
+
+    /// See `UsageRepository::prune_token_logs`.
+    pub async fn prune_token_logs(self, before: OffsetDateTime) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM token_logs WHERE at < $1")
+            .bind(D::instant(before))
+            .execute(self.writer())
+            .await
+            .fix()?;
+        Ok(D::rows_affected(&done))
+    }
+
+    // Messages.
+
+    /// See `MessageRepository::enqueue`: one write transaction reads the submissions' tokens
+    /// under the dialect's lock, claims idempotency keys, inserts what is accepted and
+    /// commits. No submissions need no transaction.
+    pub async fn enqueue(
+        self,
+        submissions: &[Submission],
+        now: OffsetDateTime,
+    ) -> Result<Vec<SubmissionOutcome>> {
+        if submissions.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut ids: Vec<Uuid> = submissions
+            .iter()
+            .map(|s| s.credential.token_id.as_uuid())
+            .collect();
+        ids.sort_unstable();
+        ids.dedup();
+
+        let mut tx = self.begin_write().await?;
+        let locked = D::lock_tokens(&mut tx, &ids).await?;
+        let mut outcomes = Vec::with_capacity(submissions.len());
+        let mut accepted: Vec<&Message> = Vec::new();
+        for submission in submissions {
+            let token = locked.get(&submission.credential.token_id.as_uuid());
+            let outcome = self.admit(&mut tx, submission, token, now).await?;
+            if matches!(outcome, SubmissionOutcome::Accepted) {
+                accepted.extend(submission.messages.iter());
+            }
+            outcomes.push(outcome);
+        }
+        if !accepted.is_empty() {
+            D::insert_messages(&mut tx, &accepted).await?;
+        }
+        tx.commit().await.fix()?;
+        Ok(outcomes)
+    }
+
+    /// What becomes of `submission` at `now`, given its token as read under the send path's
+    /// lock (`None`: no such project token). When the token accepts it and it carries an
+    /// idempotency key, the key is claimed on `conn`, in the send path's transaction, so that
+    /// the key and the messages commit together.
+    async fn admit(
+        self,
+        conn: &mut DB::Connection,
+        submission: &Submission,
+        token: Option<&LockedToken<I>>,
+        now: OffsetDateTime,
+    ) -> Result<SubmissionOutcome> {
+        if !token.is_some_and(|t| t.accepts(submission, &D::instant(now))) {
+            return Ok(SubmissionOutcome::TokenInactive);
+        }
+        if let Some(record) = &submission.idempotency
+            && !self
+                .claim_idempotency_key(conn, record, now - IDEMPOTENCY_TTL)
+                .await?
+        {
+            return Ok(SubmissionOutcome::DuplicateIdempotencyKey);
+        }
+        Ok(SubmissionOutcome::Accepted)
+    }
+
+    /// Inserts an idempotency record unless a live one (created at or after `cutoff`) holds
+    /// the key; false when one does.
+    async fn claim_idempotency_key(
+        self,
+        conn: &mut DB::Connection,
+        record: &IdempotencyRecord,
+        cutoff: OffsetDateTime,
+    ) -> Result<bool> {
+        let claimed = sqlx::query(
+            "INSERT INTO idempotency_keys (project_id, key, request_hash, status, response, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (project_id, key) DO UPDATE SET request_hash = excluded.request_hash, \
+             status = excluded.status, response = excluded.response, \
+             created_at = excluded.created_at \
+             WHERE idempotency_keys.created_at < $7 \
+             RETURNING 1",
+        )
+        .bind(record.project_id.as_uuid())
+        .bind(record.key.as_str())
+        .bind(record.request_hash.as_slice())
+        .bind(i32::from(record.status))
+        .bind(record.response.as_str())
+        .bind(D::instant(record.created_at))
+        .bind(D::instant(cutoff))
+        .fetch_optional(conn)
+        .await
+        .fix()?;
+        Ok(claimed.is_some())
+    }
+
+    /// See `MessageRepository::get_message`.
+    pub async fn get_message(self, project: ProjectId, id: MessageId) -> Result<Option<Message>> {
+        let row: Option<MessageRow<I>> =
+            sqlx::query_as("SELECT * FROM messages WHERE id = $1 AND project_id = $2")
+                .bind(id.as_uuid())
+                .bind(project.as_uuid())
+                .fetch_optional(self.reader())
+                .await
+                .fix()?;
+        row.map(|r| r.into_message(D::read_instant)).transpose()
+    }
+
+    /// See `MessageRepository::get_idempotency_record`. Read on the writer, where enqueue
+    /// claims the keys.
+    pub async fn get_idempotency_record(
+        self,
+        project: ProjectId,
+        key: &str,
+        not_before: OffsetDateTime,
+    ) -> Result<Option<IdempotencyRecord>> {
+        let row: Option<IdempotencyRow<I>> = sqlx::query_as(
+            "SELECT request_hash, status, response, created_at FROM idempotency_keys \
+             WHERE project_id = $1 AND key = $2 AND created_at >= $3",
+        )
+        .bind(project.as_uuid())
+        .bind(key)
+        .bind(D::instant(not_before))
+        .fetch_optional(self.writer())
+        .await
+        .fix()?;
+        row.map(|r| r.into_record(project, key, D::read_instant))
+            .transpose()
+    }
+
+    /// See `MessageRepository::prune_idempotency_records`.
+    pub async fn prune_idempotency_records(self, before: OffsetDateTime) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+            .bind(D::instant(before))
+            .execute(self.writer())
+            .await
+            .fix()?;
+        Ok(D::rows_affected(&done))
+    }
+}

@@ -1,0 +1,163 @@
+//! How SQLite does what the dialects do differently.
+
+use std::collections::HashMap;
+
+use lettermint_core::{Message, MessageContent, Result, UsageBatch};
+use lettermint_store_sql::decode::{corrupt, to_json};
+use lettermint_store_sql::dialect::Dialect;
+use lettermint_store_sql::error::ResultExt;
+use lettermint_store_sql::rows::LockedToken;
+use sqlx::Sqlite;
+use sqlx::migrate::Migrator;
+use sqlx::sqlite::{SqliteConnection, SqliteQueryResult};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+/// Stored form of an instant: microseconds since the Unix epoch.
+fn micros(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
+}
+
+/// SQLite's dialect: instants are integer microseconds since the Unix epoch.
+#[derive(Debug)]
+pub struct SqliteDialect;
+
+impl Dialect for SqliteDialect {
+    type Db = Sqlite;
+    type Instant = i64;
+
+    const LOWEST_INSTANT: &'static str = "-9223372036854775808";
+    const NAME_CONTAINS_2: &'static str = "($2 IS NULL OR instr(lower(name), lower($2)) > 0)";
+    const TEXT_CAST: &'static str = "";
+    const INSTANT_CAST: &'static str = "";
+    // Takes the write lock at once: a transaction that reads and then writes never meets
+    // another writer in between.
+    const BEGIN_WRITE: Option<&'static str> = Some("BEGIN IMMEDIATE");
+
+    fn migrator() -> &'static Migrator {
+        &MIGRATOR
+    }
+
+    fn instant(at: OffsetDateTime) -> i64 {
+        micros(at)
+    }
+
+    fn read_instant(micros: i64) -> Result<OffsetDateTime> {
+        OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros) * 1_000)
+            .map_err(|e| corrupt("timestamp", e))
+    }
+
+    fn rows_affected(done: &SqliteQueryResult) -> u64 {
+        done.rows_affected()
+    }
+
+    // One writer: this is ordered against every enqueue (`BEGIN IMMEDIATE`).
+    fn replace_secret(table: &str) -> String {
+        format!(
+            "UPDATE {table} SET digest = $2, hint = $3, updated_at = $4 \
+             WHERE id = $1 AND revoked_at IS NULL"
+        )
+    }
+
+    // Under BEGIN IMMEDIATE (see BEGIN_WRITE) the transaction holds SQLite's write lock
+    // already: no revoke or regenerate, in this process or another, can commit until it does.
+    async fn lock_tokens(
+        conn: &mut SqliteConnection,
+        ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, LockedToken<i64>>> {
+        let mut tokens = HashMap::with_capacity(ids.len());
+        for &id in ids {
+            let token: Option<LockedToken<i64>> = sqlx::query_as(
+                "SELECT id, project_id, digest, revoked_at, expires_at FROM project_tokens \
+                 WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await
+            .fix()?;
+            tokens.extend(token.map(|t| (id, t)));
+        }
+        Ok(tokens)
+    }
+
+    async fn insert_messages(conn: &mut SqliteConnection, messages: &[&Message]) -> Result<()> {
+        for m in messages {
+            let (content_json, raw_mime) = match &m.content {
+                MessageContent::Structured(email) => (Some(to_json(email)?), None),
+                MessageContent::Mime(bytes) => (None, Some(bytes.as_slice())),
+            };
+            sqlx::query(
+                "INSERT INTO messages (id, project_id, route_id, token_id, via, status, envelope_from, \
+                 envelope_to, subject, tag, metadata, idempotency_key, scheduled_at, created_at, \
+                 content_json, raw_mime) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+            )
+            .bind(m.id.as_uuid())
+            .bind(m.project_id.as_uuid())
+            .bind(m.route_id.as_uuid())
+            .bind(m.token_id.as_uuid())
+            .bind(m.via.as_str())
+            .bind(m.status.as_str())
+            .bind(m.envelope_from.as_str())
+            .bind(to_json(&m.envelope_to)?)
+            .bind(m.subject.as_deref())
+            .bind(m.tag.as_deref())
+            .bind(to_json(&m.metadata)?)
+            .bind(m.idempotency_key.as_deref())
+            .bind(Self::opt_instant(m.scheduled_at))
+            .bind(micros(m.created_at))
+            .bind(content_json)
+            .bind(raw_mime)
+            .execute(&mut *conn)
+            .await
+            .fix()?;
+        }
+        Ok(())
+    }
+
+    async fn record_usage(conn: &mut SqliteConnection, batch: &UsageBatch) -> Result<()> {
+        for e in &batch.entries {
+            sqlx::query(
+                "INSERT INTO token_logs (id, token_id, at, ip, via, action, outcome, status, \
+                 message_ids, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            )
+            .bind(e.id.as_uuid())
+            .bind(e.token_id.as_uuid())
+            .bind(micros(e.at))
+            .bind(e.ip.map(|ip| ip.to_string()))
+            .bind(e.via.as_str())
+            .bind(e.action.as_str())
+            .bind(e.outcome.as_str())
+            .bind(i32::from(e.status))
+            .bind(to_json(&e.message_ids)?)
+            .bind(e.user_agent.as_deref())
+            .execute(&mut *conn)
+            .await
+            .fix()?;
+        }
+        for u in &batch.last_use {
+            for sql in [
+                "UPDATE project_tokens SET last_used_at = $2, last_used_ip = $3, last_used_via = $4 \
+                 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $2)",
+                "UPDATE team_tokens SET last_used_at = $2, last_used_ip = $3, last_used_via = $4 \
+                 WHERE id = $1 AND (last_used_at IS NULL OR last_used_at <= $2)",
+            ] {
+                sqlx::query(sql)
+                    .bind(u.token_id.as_uuid())
+                    .bind(micros(u.at))
+                    .bind(u.ip.map(|ip| ip.to_string()))
+                    .bind(u.via.as_str())
+                    .execute(&mut *conn)
+                    .await
+                    .fix()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn revoke(table: &str) -> String {
+        format!("UPDATE {table} SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+    }
+}
