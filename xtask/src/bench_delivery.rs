@@ -40,7 +40,10 @@ pub async fn run(
     let floor = floor(messages).await?;
     println!();
     println!("{:<28} {:>12} {:>10}", "run", "messages/s", "of floor");
-    println!("{:<28} {floor:>12.0} {:>10}", "floor (sink, one client)", "1.00");
+    println!(
+        "{:<28} {floor:>12.0} {:>10}",
+        "floor (sink, one client)", "1.00"
+    );
     let dir = tempfile::tempdir()?;
     let pg = if wanted("postgres") {
         Some(TempPostgres::start(Durability::Production).map_err(|e| anyhow::anyhow!("{e}"))?)
@@ -154,7 +157,12 @@ async fn send_direct(relay: &Arc<dyn Relay>, template: &Message, count: usize) -
 /// credential.
 async fn project(
     url: &str,
-) -> Result<(Arc<dyn lettermint_core::Store>, Services, Message, TokenCredential)> {
+) -> Result<(
+    Arc<dyn lettermint_core::Store>,
+    Services,
+    Message,
+    TokenCredential,
+)> {
     let store = lettermint_store::open(url, OpenOptions::default())
         .await?
         .into_dyn();

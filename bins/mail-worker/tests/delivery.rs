@@ -103,7 +103,10 @@ impl Api {
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        panic!("message {id} never reached the expected state: {}", self.message(id).await);
+        panic!(
+            "message {id} never reached the expected state: {}",
+            self.message(id).await
+        );
     }
 
     /// Stores `count` messages directly, as the SMTP relay stores what it accepts.
@@ -249,30 +252,47 @@ async fn api_and_smtp_messages_arrive_with_their_envelope_and_headers() {
         .parse(&built.data)
         .unwrap();
     assert_eq!(parsed.subject(), Some("Your receipt"));
-    assert_eq!(parsed.header_raw("X-Campaign").map(str::trim), Some("spring"));
-    assert_eq!(parsed.header_raw("X-LM-Tag").map(str::trim), Some("receipt"));
+    assert_eq!(
+        parsed.header_raw("X-Campaign").map(str::trim),
+        Some("spring")
+    );
+    assert_eq!(
+        parsed.header_raw("X-LM-Tag").map(str::trim),
+        Some("receipt")
+    );
     assert_eq!(message_id_of(built), Some(id));
     assert!(parsed.bcc().is_none());
     assert!(!String::from_utf8_lossy(&built.data).contains("hidden@example.org"));
     assert!(parsed.header_raw("X-LM-Metadata-order").is_none());
-    assert_eq!(parsed.body_text(0).as_deref(), Some("Thanks for your order."));
+    assert_eq!(
+        parsed.body_text(0).as_deref(),
+        Some("Thanks for your order.")
+    );
 
     let relayed = got.iter().find(|r| r.from == "relay@example.com").unwrap();
     assert_eq!(relayed.to, ["r0@example.net"]);
     assert_eq!(relayed.data, raw, "SMTP messages go out byte for byte");
 
-    let shown = api
-        .wait_for(id, |m| m["status"] == "delivered")
-        .await;
+    let shown = api.wait_for(id, |m| m["status"] == "delivered").await;
     assert_eq!(shown["attempts"], 1);
-    assert!(shown["last_reply"].as_str().unwrap().starts_with("250 "), "{shown}");
+    assert!(
+        shown["last_reply"].as_str().unwrap().starts_with("250 "),
+        "{shown}"
+    );
     assert!(shown["status_changed_at"].is_string());
     assert!(shown["next_attempt_at"].is_null());
-    api.wait_for(smtp_ids[0], |m| m["status"] == "delivered").await;
+    api.wait_for(smtp_ids[0], |m| m["status"] == "delivered")
+        .await;
 
     let log = api.delivery_log().await;
-    assert!(log.contains(&(Outcome::Delivered, 250, vec![id])), "{log:?}");
-    assert!(log.contains(&(Outcome::Delivered, 250, vec![smtp_ids[0]])), "{log:?}");
+    assert!(
+        log.contains(&(Outcome::Delivered, 250, vec![id])),
+        "{log:?}"
+    );
+    assert!(
+        log.contains(&(Outcome::Delivered, 250, vec![smtp_ids[0]])),
+        "{log:?}"
+    );
     assert_eq!(running.terminate().code(), Some(0), "{}", running.stderr());
 }
 
@@ -315,7 +335,10 @@ async fn a_4xx_defers_and_later_delivers_and_a_5xx_fails_at_once() {
 
     let log = api.delivery_log().await;
     assert!(log.contains(&(Outcome::Failed, 550, vec![hard])), "{log:?}");
-    assert!(log.contains(&(Outcome::Delivered, 250, vec![soft])), "{log:?}");
+    assert!(
+        log.contains(&(Outcome::Delivered, 250, vec![soft])),
+        "{log:?}"
+    );
     assert_eq!(log.len(), 2, "a deferral is not a log event: {log:?}");
     assert_eq!(running.terminate().code(), Some(0));
 }
@@ -365,7 +388,9 @@ async fn sigkill_of_a_worker_mid_batch_loses_no_message() {
         .await
         .unwrap()
     };
-    let ids = api.enqueue_smtp(b"Subject: batch\r\n\r\nbody\r\n", 20).await;
+    let ids = api
+        .enqueue_smtp(b"Subject: batch\r\n\r\nbody\r\n", 20)
+        .await;
     // A short lease, so that the messages of the killed worker come back soon.
     let mut first = worker(
         &api.url,
@@ -391,9 +416,13 @@ async fn sigkill_of_a_worker_mid_batch_loses_no_message() {
 
     stall.store(false, Ordering::SeqCst);
     let mut second = worker(&api.url, &sink.url(), &[]);
-    let got = sink.wait_for_accepted(ids.len(), Duration::from_secs(60)).await;
+    let got = sink
+        .wait_for_accepted(ids.len(), Duration::from_secs(60))
+        .await;
     let delivered: BTreeSet<String> = got.iter().flat_map(|r| r.to.clone()).collect();
-    let expected: BTreeSet<String> = (0..ids.len()).map(|i| format!("r{i}@example.net")).collect();
+    let expected: BTreeSet<String> = (0..ids.len())
+        .map(|i| format!("r{i}@example.net"))
+        .collect();
     assert_eq!(delivered, expected, "{}", second.stderr());
     for id in &ids {
         api.wait_for(*id, |m| m["status"] == "delivered").await;
@@ -405,10 +434,14 @@ async fn sigkill_of_a_worker_mid_batch_loses_no_message() {
 async fn two_workers_on_postgres_deliver_each_message_exactly_once() {
     let api = api(true).await;
     let sink = SmtpSink::start().await.unwrap();
-    let ids = api.enqueue_smtp(b"Subject: once\r\n\r\nbody\r\n", 300).await;
+    let ids = api
+        .enqueue_smtp(b"Subject: once\r\n\r\nbody\r\n", 300)
+        .await;
     let mut a = worker(&api.url, &sink.url(), &["--batch", "8"]);
     let mut b = worker(&api.url, &sink.url(), &["--batch", "8"]);
-    let got = sink.wait_for_accepted(ids.len(), Duration::from_secs(120)).await;
+    let got = sink
+        .wait_for_accepted(ids.len(), Duration::from_secs(120))
+        .await;
     assert_eq!(got.len(), ids.len(), "{}\n{}", a.stderr(), b.stderr());
     for id in &ids {
         api.wait_for(*id, |m| m["status"] == "delivered").await;
@@ -476,4 +509,3 @@ fn a_bad_smarthost_url_is_a_configuration_error_naming_it() {
     assert!(stderr.contains("smarthost"), "{stderr}");
     assert!(!stderr.contains("secret"), "{stderr}");
 }
-

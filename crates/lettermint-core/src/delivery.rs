@@ -153,7 +153,7 @@ impl RetryPolicy {
         if kind == FailureKind::Permanent {
             return Settlement::Failed(reply);
         }
-        let first_due = message.scheduled_at.unwrap_or(message.created_at);
+        let first_due = message.first_due();
         let exponent = message.delivery.attempts.saturating_sub(1).min(30);
         let delay = self
             .first_delay

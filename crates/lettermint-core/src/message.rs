@@ -183,6 +183,15 @@ pub struct Message {
     pub delivery: DeliveryState,
 }
 
+impl Message {
+    /// When the message is due for its first delivery attempt: its scheduled time, or its
+    /// acceptance.
+    #[must_use]
+    pub fn first_due(&self) -> OffsetDateTime {
+        self.scheduled_at.unwrap_or(self.created_at)
+    }
+}
+
 /// How delivery of a message went so far: what the delivery worker records on each attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct DeliveryState {
@@ -192,7 +201,7 @@ pub struct DeliveryState {
     pub last_reply: Option<String>,
     /// When the status last changed after acceptance.
     pub status_changed_at: Option<OffsetDateTime>,
-    /// When the next attempt is due (`None` once delivered or failed).
+    /// When a deferred message is due again (`None` in every other status).
     pub next_attempt_at: Option<OffsetDateTime>,
 }
 

@@ -29,6 +29,7 @@ impl Dialect for PgDialect {
     const TEXT_CAST: &'static str = "::text";
     const INSTANT_CAST: &'static str = "::timestamptz";
     const BEGIN_WRITE: Option<&'static str> = None;
+    const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
@@ -90,10 +91,11 @@ impl Dialect for PgDialect {
         sqlx::query(
             "INSERT INTO messages (id, project_id, route_id, token_id, via, status, envelope_from, \
              envelope_to, subject, tag, metadata, idempotency_key, scheduled_at, created_at, \
-             content_json, raw_mime) \
+             content_json, raw_mime, due_at) \
              SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], \
              $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
-             $13::timestamptz[], $14::timestamptz[], $15::text[], $16::bytea[])",
+             $13::timestamptz[], $14::timestamptz[], $15::text[], $16::bytea[], \
+             $17::timestamptz[])",
         )
         .bind(ids(&messages.iter().map(|m| m.id).collect::<Vec<_>>()))
         .bind(ids(&messages
@@ -145,6 +147,7 @@ impl Dialect for PgDialect {
         .bind(messages.iter().map(|m| m.created_at).collect::<Vec<_>>())
         .bind(content_json)
         .bind(raw_mime)
+        .bind(messages.iter().map(|m| m.first_due()).collect::<Vec<_>>())
         .execute(conn)
         .await
         .map_err(fix_error)?;

@@ -37,6 +37,10 @@ pub trait Dialect: Send + Sync + 'static {
     const INSTANT_CAST: &'static str;
     /// The statement that begins a write transaction (`None`: the driver's `BEGIN`).
     const BEGIN_WRITE: Option<&'static str>;
+    /// What ends the sub-select of due messages in a delivery claim, so that concurrent claims
+    /// take disjoint messages without waiting on each other (`FOR UPDATE SKIP LOCKED`; nothing
+    /// where one writer serialises every claim).
+    const CLAIM_LOCK: &'static str;
 
     /// The migrations, written in this dialect.
     fn migrator() -> &'static Migrator;

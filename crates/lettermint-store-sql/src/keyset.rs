@@ -1,7 +1,9 @@
 //! SQL for keyset pagination. Column expressions come only from the fixed tables below, never
 //! from input; values are always bound.
 
-use lettermint_core::page::{Direction, Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
+use lettermint_core::page::{
+    Direction, Keyset, LogSortKey, MessageSortKey, ProjectSortKey, TokenSortKey,
+};
 
 /// A sort key's column.
 pub trait SortColumn: Copy {
@@ -41,6 +43,14 @@ impl SortColumn for LogSortKey {
     fn column(self) -> &'static str {
         match self {
             LogSortKey::At => "at",
+        }
+    }
+}
+
+impl SortColumn for MessageSortKey {
+    fn column(self) -> &'static str {
+        match self {
+            MessageSortKey::CreatedAt => "created_at",
         }
     }
 }

@@ -24,16 +24,19 @@ pub mod tokens;
 #[doc(hidden)]
 pub mod __private {
     pub use async_trait::async_trait;
-    pub use lettermint_core::id::{MessageId, ProjectId, TeamId, TokenId};
-    pub use lettermint_core::page::{Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
+    pub use lettermint_core::id::{LeaseId, MessageId, ProjectId, TeamId, TokenId};
+    pub use lettermint_core::page::{
+        Keyset, LogSortKey, MessageSortKey, ProjectSortKey, TokenSortKey,
+    };
     pub use lettermint_core::repo::{
-        MessageRepository, NewProjectToken, ProjectRepository, ProjectWithFirstToken,
-        RouteRepository, StoreHealth, TeamRepository, TokenRepository, UsageRepository,
+        DeliveryRepository, MessageRepository, NewProjectToken, ProjectRepository,
+        ProjectWithFirstToken, RouteRepository, StoreHealth, TeamRepository, TokenRepository,
+        UsageRepository,
     };
     pub use lettermint_core::{
-        IdempotencyRecord, LogFilter, Message, Name, Project, Result, Route, Submission,
-        SubmissionOutcome, Team, Token, TokenDigest, TokenHint, TokenLogEntry, TokenStatusFilter,
-        UsageBatch,
+        Claim, IdempotencyRecord, LogFilter, Message, MessageStatus, Name, Project, Result, Route,
+        Settlement, Submission, SubmissionOutcome, Team, Token, TokenDigest, TokenHint,
+        TokenLogEntry, TokenStatusFilter, UsageBatch,
     };
     pub use sqlx::Pool;
     pub use time::OffsetDateTime;
@@ -77,6 +80,28 @@ macro_rules! repositories {
                 /// Closes every connection.
                 pub async fn close(&self) {
                     self.pools().close().await
+                }
+            }
+
+            #[async_trait]
+            impl DeliveryRepository for $store {
+                async fn claim_due(
+                    &self,
+                    now: OffsetDateTime,
+                    lease_until: OffsetDateTime,
+                    limit: u32,
+                ) -> Result<Vec<Claim>> {
+                    Sql(self).claim_due(now, lease_until, limit).await
+                }
+
+                async fn settle(
+                    &self,
+                    message: MessageId,
+                    lease: LeaseId,
+                    settlement: &Settlement,
+                    now: OffsetDateTime,
+                ) -> Result<bool> {
+                    Sql(self).settle(message, lease, settlement, now).await
                 }
             }
 
@@ -274,6 +299,15 @@ macro_rules! repositories {
                     id: MessageId,
                 ) -> Result<Option<Message>> {
                     Sql(self).get_message(project, id).await
+                }
+
+                async fn list_messages(
+                    &self,
+                    project: ProjectId,
+                    status: Option<MessageStatus>,
+                    keyset: Keyset<MessageSortKey>,
+                ) -> Result<Vec<Message>> {
+                    Sql(self).list_messages(project, status, keyset).await
                 }
 
                 async fn get_idempotency_record(

@@ -3,14 +3,14 @@
 //! the rows read back. [`repositories!`](crate::repositories) implements the core's repository
 //! traits with these for a store type.
 
-use lettermint_core::id::{MessageId, ProjectId, TeamId, TokenId};
+use lettermint_core::id::{LeaseId, LogEntryId, MessageId, ProjectId, TeamId, TokenId};
 use lettermint_core::message::IDEMPOTENCY_TTL;
-use lettermint_core::page::{Keyset, LogSortKey, ProjectSortKey, TokenSortKey};
+use lettermint_core::page::{Keyset, LogSortKey, MessageSortKey, ProjectSortKey, TokenSortKey};
 use lettermint_core::repo::{NewProjectToken, ProjectWithFirstToken};
 use lettermint_core::{
-    Error, IdempotencyRecord, LogFilter, Message, Name, Project, Result, Route, Submission,
-    SubmissionOutcome, Team, Token, TokenDigest, TokenHint, TokenLogEntry, TokenStatusFilter,
-    UsageBatch,
+    Action, Claim, Error, IdempotencyRecord, LogFilter, Message, MessageStatus, Name, Outcome,
+    Project, Result, Route, Settlement, Submission, SubmissionOutcome, Team, Token, TokenDigest,
+    TokenHint, TokenLogEntry, TokenStatusFilter, UsageBatch,
 };
 use sqlx::migrate::Migrate;
 use sqlx::{
@@ -87,6 +87,7 @@ where
     for<'q> i64: Encode<'q, DB> + Type<DB>,
     for<'r> (i64,): FromRow<'r, DB::Row>,
     for<'r> (Uuid,): FromRow<'r, DB::Row>,
+    for<'r> (Uuid, String): FromRow<'r, DB::Row>,
     for<'r> TeamRow<I>: FromRow<'r, DB::Row>,
     for<'r> ProjectRow<I>: FromRow<'r, DB::Row>,
     for<'r> ProjectWithTokenRow<I>: FromRow<'r, DB::Row>,
@@ -686,5 +687,130 @@ where
             .await
             .fix()?;
         Ok(D::rows_affected(&done))
+    }
+
+    /// See `MessageRepository::list_messages`.
+    pub async fn list_messages(
+        self,
+        project: ProjectId,
+        status: Option<MessageStatus>,
+        keyset: Keyset<MessageSortKey>,
+    ) -> Result<Vec<Message>> {
+        let sql = paginate(
+            &format!(
+                "SELECT * FROM messages WHERE project_id = $1 AND ($2{text} IS NULL OR status = $2)",
+                text = D::TEXT_CAST,
+            ),
+            "messages",
+            &keyset,
+            "$3",
+            "$4",
+            D::LOWEST_INSTANT,
+        );
+        let rows: Vec<MessageRow<I>> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(project.as_uuid())
+            .bind(status.map(MessageStatus::as_str))
+            .bind(keyset.anchor)
+            .bind(i64::from(keyset.limit))
+            .fetch_all(self.reader())
+            .await
+            .fix()?;
+        rows.into_iter()
+            .map(|r| r.into_message(D::read_instant))
+            .collect()
+    }
+
+    // Delivery.
+
+    /// See `DeliveryRepository::claim_due`: one statement on the writer; the due messages are
+    /// picked oldest due first under the dialect's claim lock.
+    pub async fn claim_due(
+        self,
+        now: OffsetDateTime,
+        lease_until: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<Claim>> {
+        let lease = LeaseId::new();
+        let sql = format!(
+            "UPDATE messages SET status = 'processed', attempts = attempts + 1, lease_id = $1, \
+             due_at = $2, status_changed_at = $3 \
+             WHERE id IN (SELECT id FROM messages WHERE due_at <= $3 \
+             ORDER BY due_at, id LIMIT $4{lock}) \
+             RETURNING *",
+            lock = D::CLAIM_LOCK,
+        );
+        let rows: Vec<MessageRow<I>> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(lease.as_uuid())
+            .bind(D::instant(lease_until))
+            .bind(D::instant(now))
+            .bind(i64::from(limit))
+            .fetch_all(self.writer())
+            .await
+            .fix()?;
+        let mut claims = rows
+            .into_iter()
+            .map(|r| {
+                r.into_message(D::read_instant)
+                    .map(|message| Claim { message, lease })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        claims.sort_by_key(|c| (c.message.first_due(), c.message.id));
+        Ok(claims)
+    }
+
+    /// See `DeliveryRepository::settle`: the status change, conditional on the lease, and for
+    /// a delivered or failed message its token's log entry, in one write transaction.
+    pub async fn settle(
+        self,
+        message: MessageId,
+        lease: LeaseId,
+        settlement: &Settlement,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let reply = settlement.reply();
+        let mut tx = self.begin_write().await?;
+        let settled: Option<(Uuid, String)> = sqlx::query_as(
+            "UPDATE messages SET status = $1, last_reply = $2, status_changed_at = $3, \
+             due_at = $4, lease_id = NULL WHERE id = $5 AND lease_id = $6 \
+             RETURNING token_id, via",
+        )
+        .bind(settlement.status().as_str())
+        .bind(reply.to_line())
+        .bind(D::instant(now))
+        .bind(D::opt_instant(settlement.retry_at()))
+        .bind(message.as_uuid())
+        .bind(lease.as_uuid())
+        .fetch_optional(&mut *tx)
+        .await
+        .fix()?;
+        let Some((token, via)) = settled else {
+            return Ok(false);
+        };
+        let outcome = match settlement {
+            Settlement::Delivered(_) => Some(Outcome::Delivered),
+            Settlement::Failed(_) => Some(Outcome::Failed),
+            Settlement::Deferred { .. } => None,
+        };
+        if let Some(outcome) = outcome {
+            let entry = TokenLogEntry {
+                id: LogEntryId::new(),
+                token_id: TokenId::from_uuid(token),
+                at: now,
+                ip: None,
+                via: crate::decode::parse("via", &via)?,
+                action: Action::Delivery,
+                outcome,
+                status: reply.code.unwrap_or(0),
+                message_ids: vec![message],
+                user_agent: None,
+            };
+            let batch = UsageBatch {
+                entries: vec![entry],
+                last_use: Vec::new(),
+            };
+            D::record_usage(&mut tx, &batch).await?;
+        }
+        tx.commit().await.fix()?;
+        Ok(true)
     }
 }

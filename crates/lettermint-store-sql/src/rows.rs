@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use lettermint_core::id::{LogEntryId, MessageId, ProjectId, RouteId, TeamId, TokenId};
 use lettermint_core::{
-    DeliveryState, Error, IdempotencyRecord, Message, MessageContent, Name, Project, Route,
-    Submission, Team, TokenLogEntry,
+    DeliveryState, Error, IdempotencyRecord, Message, MessageContent, MessageStatus, Name, Project,
+    Route, Submission, Team, TokenLogEntry,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -175,13 +175,14 @@ impl<T> MessageRow<T> {
                 ));
             }
         };
+        let status: MessageStatus = parse("status", &self.status)?;
         Ok(Message {
             id: MessageId::from_uuid(self.id),
             project_id: ProjectId::from_uuid(self.project_id),
             route_id: RouteId::from_uuid(self.route_id),
             token_id: TokenId::from_uuid(self.token_id),
             via: parse("via", &self.via)?,
-            status: parse("status", &self.status)?,
+            status,
             envelope_from: self.envelope_from,
             envelope_to: json("envelope", &self.envelope_to)?,
             subject: self.subject,
@@ -195,7 +196,13 @@ impl<T> MessageRow<T> {
                 attempts: u32::try_from(self.attempts).map_err(|e| corrupt("attempts", e))?,
                 last_reply: self.last_reply,
                 status_changed_at: self.status_changed_at.map(&instant).transpose()?,
-                next_attempt_at: self.due_at.map(&instant).transpose()?,
+                // Due again after a deferral; a pending message is due at once, and a processed
+                // one is in the hands of a worker (its due instant is the end of the lease).
+                next_attempt_at: if status == MessageStatus::Deferred {
+                    self.due_at.map(&instant).transpose()?
+                } else {
+                    None
+                },
             },
         })
     }

@@ -35,6 +35,7 @@ impl Dialect for SqliteDialect {
     // Takes the write lock at once: a transaction that reads and then writes never meets
     // another writer in between.
     const BEGIN_WRITE: Option<&'static str> = Some("BEGIN IMMEDIATE");
+    const CLAIM_LOCK: &'static str = "";
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
@@ -91,8 +92,9 @@ impl Dialect for SqliteDialect {
             sqlx::query(
                 "INSERT INTO messages (id, project_id, route_id, token_id, via, status, envelope_from, \
                  envelope_to, subject, tag, metadata, idempotency_key, scheduled_at, created_at, \
-                 content_json, raw_mime) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
+                 content_json, raw_mime, due_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
+                 $17)",
             )
             .bind(m.id.as_uuid())
             .bind(m.project_id.as_uuid())
@@ -110,6 +112,7 @@ impl Dialect for SqliteDialect {
             .bind(micros(m.created_at))
             .bind(content_json)
             .bind(raw_mime)
+            .bind(micros(m.first_due()))
             .execute(&mut *conn)
             .await
             .fix()?;

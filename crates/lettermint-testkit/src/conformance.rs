@@ -8,18 +8,18 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use lettermint_core::Abilities;
-use lettermint_core::id::{MessageId, ProjectId, TeamId, TokenId};
+use lettermint_core::id::{LeaseId, MessageId, ProjectId, TeamId, TokenId};
 use lettermint_core::kind::{ForProject, ForTeam};
 use lettermint_core::page::{
-    Cursor, Direction, LogSortKey, PageRequest, ProjectSortKey, Sort, TokenSortKey,
+    Cursor, Direction, LogSortKey, MessageSortKey, PageRequest, ProjectSortKey, Sort, TokenSortKey,
 };
 use lettermint_core::repo::{NewProjectToken, TokenRepository};
 use lettermint_core::usage::UsageBatch;
 use lettermint_core::{
-    Action, Channel, Error, LogFilter, Message, MessageContent, MessageStatus, Name, NewProject,
-    Outcome, PlainToken, Project, ProjectToken, ProjectUpdate, Route, Scope, Services, Store,
-    StructuredEmail, Submission, SubmissionOutcome, SystemClock, Team, TokenCredential, TokenKind,
-    TokenStatusFilter, UsageRecord,
+    Action, Channel, Claim, Error, LogFilter, Message, MessageContent, MessageStatus, Name,
+    NewProject, Outcome, PlainToken, Project, ProjectToken, ProjectUpdate, Reply, Route, Scope,
+    Services, Settlement, Store, StructuredEmail, Submission, SubmissionOutcome, SystemClock, Team,
+    TokenCredential, TokenKind, TokenStatusFilter, UsageRecord,
 };
 use sqlx::{AssertSqlSafe, Database, Executor, FromRow, IntoArguments, Pool};
 use time::{Duration, OffsetDateTime};
@@ -83,6 +83,10 @@ macro_rules! conformance_suite {
             tenant_scopes_hide_other_teams,
             hostile_input_is_stored_verbatim_or_refused_cleanly,
             the_database_never_contains_a_token_secret,
+            due_messages_are_claimed_under_a_lease_oldest_first,
+            concurrent_claims_take_disjoint_messages,
+            settlements_need_the_current_lease_and_log_the_outcome,
+            messages_page_newest_first_and_filter_by_status,
         );
     };
     (@tests $fixture:path; $($name:ident),+ $(,)?) => {
@@ -2257,5 +2261,387 @@ pub async fn idempotency_keys_are_claimed_with_the_messages(f: &dyn Fixture) {
             .await
             .unwrap(),
         1
+    );
+}
+
+/// Enqueues `count` messages of one new project with `content`; the project, its token and the
+/// messages in acceptance order.
+async fn accepted(
+    store: &dyn Store,
+    count: usize,
+    at: OffsetDateTime,
+) -> (Project, ProjectToken, Vec<Message>) {
+    let t = team(store, "Acme").await;
+    let p = project(store, t.id, "Shop").await;
+    let route = store.get_default_route(p.id).await.unwrap().unwrap();
+    let (tok, secret) = token(store, p.id, "main").await;
+    let mut messages = Vec::new();
+    for i in 0..count {
+        let mut m = message(&p, &route, tok.id, structured());
+        m.idempotency_key = None;
+        // Accepted just before `at`, one millisecond apart, in order.
+        m.created_at = at - Duration::milliseconds((count - i) as i64);
+        messages.push(m);
+    }
+    let outcomes = store
+        .enqueue(
+            &[Submission {
+                credential: credential(&tok, &secret),
+                messages: messages.clone(),
+                idempotency: None,
+            }],
+            at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![SubmissionOutcome::Accepted]);
+    (p, tok, messages)
+}
+
+fn ids_of(claims: &[Claim]) -> Vec<MessageId> {
+    claims.iter().map(|c| c.message.id).collect()
+}
+
+/// Delivery claims: due messages oldest first, up to the limit, each `processed` with one more
+/// attempt under one lease; not claimable again while the lease runs; claimable again once it
+/// has run out; a scheduled message only from its time on.
+pub async fn due_messages_are_claimed_under_a_lease_oldest_first(f: &dyn Fixture) {
+    let store = f.store();
+    let t0 = now();
+    let (p, _, mut messages) = accepted(&*store, 3, t0).await;
+    // A fourth, scheduled an hour later.
+    let route = store.get_default_route(p.id).await.unwrap().unwrap();
+    let (tok2, secret2) = token(&*store, p.id, "second").await;
+    let mut later = message(&p, &route, tok2.id, structured());
+    later.idempotency_key = None;
+    later.status = MessageStatus::Scheduled;
+    later.scheduled_at = Some(t0 + Duration::hours(1));
+    store
+        .enqueue(
+            &[Submission {
+                credential: credential(&tok2, &secret2),
+                messages: vec![later.clone()],
+                idempotency: None,
+            }],
+            t0,
+        )
+        .await
+        .unwrap();
+
+    let lease_end = t0 + Duration::minutes(5);
+    let first = store.claim_due(t0, lease_end, 2).await.unwrap();
+    assert_eq!(ids_of(&first), vec![messages[0].id, messages[1].id]);
+    assert!(first.iter().all(|c| c.lease == first[0].lease));
+    for claim in &first {
+        assert_eq!(claim.message.status, MessageStatus::Processed);
+        assert_eq!(claim.message.delivery.attempts, 1);
+        assert_eq!(claim.message.delivery.status_changed_at, Some(t0));
+        assert_eq!(claim.message.content, messages[0].content);
+    }
+    let stored = store
+        .get_message(p.id, messages[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.status, MessageStatus::Processed);
+    assert_eq!(stored.delivery.attempts, 1);
+
+    let rest = store.claim_due(t0, lease_end, 10).await.unwrap();
+    assert_eq!(
+        ids_of(&rest),
+        vec![messages[2].id],
+        "claimed ones are leased; the scheduled one is not due"
+    );
+    assert!(store.claim_due(t0, lease_end, 10).await.unwrap().is_empty());
+
+    // The leases run out: all three come back, with a second attempt counted; the scheduled
+    // message is not due yet.
+    let after = lease_end + Duration::seconds(1);
+    let again = store
+        .claim_due(after, after + Duration::hours(2), 10)
+        .await
+        .unwrap();
+    messages.sort_by_key(|m| m.id);
+    let mut again_ids = ids_of(&again);
+    again_ids.sort();
+    assert_eq!(again_ids, messages.iter().map(|m| m.id).collect::<Vec<_>>());
+    assert!(again.iter().all(|c| c.message.delivery.attempts == 2));
+    assert_ne!(again[0].lease, first[0].lease);
+
+    let at_schedule = t0 + Duration::hours(1);
+    let scheduled = store
+        .claim_due(at_schedule, at_schedule + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&scheduled), vec![later.id]);
+    assert_eq!(scheduled[0].message.scheduled_at, later.scheduled_at);
+    assert_eq!(store.claim_due(t0, lease_end, 0).await.unwrap(), vec![]);
+}
+
+/// Two claims at the same time never return the same message.
+pub async fn concurrent_claims_take_disjoint_messages(f: &dyn Fixture) {
+    let store = f.store();
+    let t0 = now();
+    let (_, _, messages) = accepted(&*store, 40, t0).await;
+    let lease_end = t0 + Duration::minutes(5);
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let claims = store.claim_due(t0, lease_end, 3).await.unwrap();
+                if claims.is_empty() {
+                    return mine;
+                }
+                mine.extend(ids_of(&claims));
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    for task in tasks {
+        all.extend(task.await.unwrap());
+    }
+    all.sort();
+    let mut expected: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
+    expected.sort();
+    assert_eq!(all, expected, "every message claimed exactly once");
+}
+
+/// A settlement counts only under the message's current lease; delivered and failed messages
+/// get an entry in their token's log in the same transaction, deferred ones are due again at
+/// their retry instant.
+pub async fn settlements_need_the_current_lease_and_log_the_outcome(f: &dyn Fixture) {
+    let store = f.store();
+    let t0 = now();
+    let (p, tok, messages) = accepted(&*store, 3, t0).await;
+    let lease_end = t0 + Duration::minutes(5);
+    let claims = store.claim_due(t0, lease_end, 10).await.unwrap();
+    assert_eq!(claims.len(), 3);
+    let reply = |code: u16, text: &str| Reply {
+        code: Some(code),
+        text: text.into(),
+    };
+    let t1 = t0 + Duration::seconds(2);
+
+    // A lease that is not the message's current one settles nothing.
+    let stale = LeaseId::new();
+    let delivered = Settlement::Delivered(reply(250, "2.0.0 Ok: queued as ABC"));
+    assert!(
+        !store
+            .settle(messages[0].id, stale, &delivered, t1)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store
+            .get_message(p.id, messages[0].id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
+        MessageStatus::Processed
+    );
+
+    assert!(
+        store
+            .settle(messages[0].id, claims[0].lease, &delivered, t1)
+            .await
+            .unwrap()
+    );
+    let done = store
+        .get_message(p.id, messages[0].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(done.status, MessageStatus::Delivered);
+    assert_eq!(
+        done.delivery.last_reply.as_deref(),
+        Some("250 2.0.0 Ok: queued as ABC")
+    );
+    assert_eq!(done.delivery.status_changed_at, Some(t1));
+    assert_eq!(done.delivery.next_attempt_at, None);
+    assert_eq!(done.delivery.attempts, 1);
+    // Settled once: the same lease cannot settle it again.
+    assert!(
+        !store
+            .settle(messages[0].id, claims[0].lease, &delivered, t1)
+            .await
+            .unwrap()
+    );
+
+    let retry_at = t0 + Duration::minutes(1);
+    let deferred = Settlement::Deferred {
+        reply: reply(451, "4.3.0 try later"),
+        retry_at,
+    };
+    assert!(
+        store
+            .settle(messages[1].id, claims[1].lease, &deferred, t1)
+            .await
+            .unwrap()
+    );
+    let waiting = store
+        .get_message(p.id, messages[1].id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(waiting.status, MessageStatus::Deferred);
+    assert_eq!(waiting.delivery.next_attempt_at, Some(retry_at));
+    assert_eq!(
+        waiting.delivery.last_reply.as_deref(),
+        Some("451 4.3.0 try later")
+    );
+
+    let failed = Settlement::Failed(Reply {
+        code: None,
+        text: "connection refused".into(),
+    });
+    assert!(
+        store
+            .settle(messages[2].id, claims[2].lease, &failed, t1)
+            .await
+            .unwrap()
+    );
+
+    // Only the deferred message is due again, at its retry instant (before its lease end).
+    assert!(
+        store
+            .claim_due(retry_at - Duration::seconds(1), lease_end, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let retried = store
+        .claim_due(retry_at, retry_at + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&retried), vec![messages[1].id]);
+    assert_eq!(retried[0].message.delivery.attempts, 2);
+    assert!(
+        store
+            .claim_due(t0 + Duration::days(30), t0 + Duration::days(31), 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|c| c.message.id == messages[1].id),
+        "delivered and failed messages are never due again"
+    );
+
+    let log = store
+        .list_token_logs(
+            tok.id,
+            &LogFilter::default(),
+            PageRequest::first(50, sort(LogSortKey::At, Direction::Ascending)).keyset(),
+        )
+        .await
+        .unwrap();
+    let delivery: Vec<_> = log
+        .iter()
+        .filter(|e| e.action == Action::Delivery)
+        .map(|e| {
+            (
+                e.outcome,
+                e.status,
+                e.message_ids.clone(),
+                e.via,
+                e.at,
+                e.ip,
+            )
+        })
+        .collect();
+    assert_eq!(
+        delivery,
+        vec![
+            (
+                Outcome::Delivered,
+                250,
+                vec![messages[0].id],
+                Channel::Api,
+                t1,
+                None
+            ),
+            (
+                Outcome::Failed,
+                0,
+                vec![messages[2].id],
+                Channel::Api,
+                t1,
+                None
+            ),
+        ]
+    );
+}
+
+/// A project's messages page newest first (or oldest first), filtered by status, and never
+/// show another project's messages.
+pub async fn messages_page_newest_first_and_filter_by_status(f: &dyn Fixture) {
+    let store = f.store();
+    let t0 = now();
+    let (p, _, messages) = accepted(&*store, 5, t0).await;
+    let request = PageRequest::first(2, sort(MessageSortKey::CreatedAt, Direction::Descending));
+    let mut seen = Vec::new();
+    let mut page_request = request;
+    loop {
+        let rows = store
+            .list_messages(p.id, None, page_request.keyset())
+            .await
+            .unwrap();
+        let page = page_request.page(rows, |m| m.id.as_uuid());
+        seen.extend(page.items.iter().map(|m| m.id));
+        match page.next_cursor {
+            Some(c) => page_request.cursor = Some(c),
+            None => break,
+        }
+    }
+    let newest_first: Vec<MessageId> = messages.iter().rev().map(|m| m.id).collect();
+    assert_eq!(seen, newest_first);
+    let oldest = store
+        .list_messages(
+            p.id,
+            None,
+            PageRequest::first(10, sort(MessageSortKey::CreatedAt, Direction::Ascending)).keyset(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        oldest.iter().map(|m| m.id).collect::<Vec<_>>(),
+        newest_first.iter().rev().copied().collect::<Vec<_>>()
+    );
+
+    let claims = store
+        .claim_due(t0, t0 + Duration::minutes(5), 2)
+        .await
+        .unwrap();
+    let processed = store
+        .list_messages(p.id, Some(MessageStatus::Processed), request.keyset())
+        .await
+        .unwrap();
+    let mut processed_ids: Vec<_> = processed.iter().map(|m| m.id).collect();
+    processed_ids.sort();
+    let mut claimed_ids = ids_of(&claims);
+    claimed_ids.sort();
+    assert_eq!(processed_ids, claimed_ids);
+    assert_eq!(
+        store
+            .list_messages(
+                p.id,
+                Some(MessageStatus::Pending),
+                PageRequest::first(10, sort(MessageSortKey::CreatedAt, Direction::Descending))
+                    .keyset()
+            )
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let t = store.get_team(p.team_id).await.unwrap().unwrap();
+    let other = project(&*store, t.id, "Other").await;
+    assert!(
+        store
+            .list_messages(other.id, None, request.keyset())
+            .await
+            .unwrap()
+            .is_empty()
     );
 }

@@ -96,7 +96,9 @@ pub(crate) async fn run(cmd: MessageCommand, ctx: &Ctx, con: &mut Console<'_>) -
                 writeln!(
                     con.out,
                     "No messages{} in project {}.",
-                    status.map(|s| format!(" with status {}", s.as_str())).unwrap_or_default(),
+                    status
+                        .map(|s| format!(" with status {}", s.as_str()))
+                        .unwrap_or_default(),
                     project.name
                 )?;
                 return Ok(());
@@ -106,7 +108,14 @@ pub(crate) async fn run(cmd: MessageCommand, ctx: &Ctx, con: &mut Console<'_>) -
                 absolute: time.absolute,
             };
             let mut table = Table::new(vec![
-                "ID", "CREATED", "STATUS", "ATTEMPTS", "VIA", "FROM", "TO", "LAST REPLY",
+                "ID",
+                "CREATED",
+                "STATUS",
+                "ATTEMPTS",
+                "VIA",
+                "FROM",
+                "TO",
+                "LAST REPLY",
             ]);
             for m in &all {
                 table.row(vec![
@@ -117,7 +126,10 @@ pub(crate) async fn run(cmd: MessageCommand, ctx: &Ctx, con: &mut Console<'_>) -
                     m.via.as_str().to_owned(),
                     m.envelope_from.clone(),
                     recipients(m),
-                    m.delivery.last_reply.clone().unwrap_or_else(|| "-".to_owned()),
+                    m.delivery
+                        .last_reply
+                        .clone()
+                        .unwrap_or_else(|| "-".to_owned()),
                 ]);
             }
             con.out.write_all(table.render().as_bytes())?;
@@ -152,14 +164,23 @@ pub(crate) async fn run(cmd: MessageCommand, ctx: &Ctx, con: &mut Console<'_>) -
                     ("status", m.status.as_str().to_owned()),
                     ("from", m.envelope_from.clone()),
                     ("to", m.envelope_to.join(", ")),
-                    ("subject", m.subject.clone().unwrap_or_else(|| "-".to_owned())),
+                    (
+                        "subject",
+                        m.subject.clone().unwrap_or_else(|| "-".to_owned()),
+                    ),
                     ("created", times.both(Some(m.created_at), "-")),
                     ("attempts", m.delivery.attempts.to_string()),
                     (
                         "last reply",
-                        m.delivery.last_reply.clone().unwrap_or_else(|| "-".to_owned()),
+                        m.delivery
+                            .last_reply
+                            .clone()
+                            .unwrap_or_else(|| "-".to_owned()),
                     ),
-                    ("status changed", times.both(m.delivery.status_changed_at, "-")),
+                    (
+                        "status changed",
+                        times.both(m.delivery.status_changed_at, "-"),
+                    ),
                     ("next attempt", times.both(m.delivery.next_attempt_at, "-")),
                 ])
                 .as_bytes(),
