@@ -264,8 +264,15 @@ impl Relay for SmtpRelay {
     }
 }
 
+/// What a failed attempt records: for a reply, the server's own text (the code is kept apart);
+/// otherwise the error and its causes, for the operator to read.
 fn error_text(error: &lettre::transport::smtp::Error) -> String {
     use std::error::Error as _;
+    if error.status().is_some()
+        && let Some(server_text) = error.source()
+    {
+        return server_text.to_string();
+    }
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {
