@@ -37,6 +37,7 @@ on_both_stores!(
     token_management_and_logs,
     shutdown_flushes_usage,
     a_known_token_revoked_since_gets_401_on_every_path,
+    messages_are_shown_only_to_their_project,
 );
 
 async fn sends_are_stored_complete_before_202(backend: Backend) {
@@ -753,7 +754,7 @@ async fn another_teams_ids_are_not_found_on_every_route(backend: Backend) {
     // Every Team API route with a path id is covered.
     let covered = api_server::openapi::operations()
         .iter()
-        .filter(|(_, path)| path.contains("{id}"))
+        .filter(|(_, path)| path.starts_with("/v1/projects/") && path.contains("{id}"))
         .count();
     assert_eq!(covered, routes.len());
     // Also: our own project with their token id.
@@ -1098,4 +1099,134 @@ async fn a_known_token_revoked_since_gets_401_on_every_path(backend: Backend) {
         3,
         "{outcomes:?}"
     );
+}
+
+async fn messages_are_shown_only_to_their_project(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let http = client();
+    let mut ids = Vec::new();
+    for subject in ["first", "second", "third"] {
+        let response = http
+            .post(format!("{}/v1/send", server.base))
+            .header("x-lettermint-token", &server.project_token)
+            .json(&json!({
+                "from": "Shop <shop@example.com>",
+                "to": ["Ann <ann@example.net>"],
+                "bcc": ["hidden@example.org"],
+                "subject": subject,
+                "text": "Thanks for your order.",
+                "metadata": {"order": "42"},
+                "tags": [{"name": "kind", "value": "receipt"}],
+                "tag": "receipt",
+                "attachments": [{"filename": "a.txt", "content": "aGVsbG8=", "content_type": "text/plain"}]
+            }))
+            .send()
+            .await
+            .unwrap();
+        let (status, body) = json(response).await;
+        assert_eq!(status, 202, "{body}");
+        ids.push(body["message_id"].as_str().unwrap().to_owned());
+    }
+    let get = |path: String, token: String| {
+        let http = http.clone();
+        let base = server.base.clone();
+        async move {
+            json(
+                http.get(format!("{base}{path}"))
+                    .header("x-lettermint-token", token)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    let token = server.project_token.clone();
+    let (status, one) = get(format!("/v1/messages/{}", ids[0]), token.clone()).await;
+    assert_eq!(status, 200, "{one}");
+    assert_eq!(one["id"], ids[0].as_str());
+    assert_eq!(one["status"], "pending");
+    assert_eq!(one["type"], "outbound");
+    assert_eq!(one["from_email"], "shop@example.com");
+    assert_eq!(one["from_name"], "Shop");
+    assert_eq!(one["to"][0]["email"], "ann@example.net");
+    assert_eq!(one["to"][0]["name"], "Ann");
+    assert_eq!(one["bcc"][0]["email"], "hidden@example.org");
+    assert_eq!(one["subject"], "first");
+    assert_eq!(one["tag"], "receipt");
+    assert_eq!(one["tags"], json!([{"name": "kind", "value": "receipt"}]));
+    assert_eq!(one["metadata"], json!({"order": "42"}));
+    assert_eq!(
+        one["attachments"],
+        json!([{"size": 5, "filename": "a.txt", "content_id": null, "content_type": "text/plain"}])
+    );
+    assert_eq!(one["attempts"], 0);
+    assert_eq!(one["via"], "api");
+    assert!(one["last_reply"].is_null() && one["next_attempt_at"].is_null());
+
+    // Newest first, in pages, with the upstream page shape.
+    let (status, page) = get("/v1/messages?page[size]=2".to_owned(), token.clone()).await;
+    assert_eq!(status, 200, "{page}");
+    let listed: Vec<&str> = page["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [ids[2].as_str(), ids[1].as_str()]);
+    let next = page["next_cursor"].as_str().unwrap();
+    let (_, rest) = get(
+        format!("/v1/messages?page[size]=2&page[cursor]={next}"),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(rest["data"][0]["id"], ids[0].as_str());
+    assert!(rest["next_cursor"].is_null());
+    let (_, none) = get(
+        "/v1/messages?filter[status]=delivered".to_owned(),
+        token.clone(),
+    )
+    .await;
+    assert_eq!(none["data"], json!([]));
+    let (status, bad) = get("/v1/messages?filter[status]=lost".to_owned(), token.clone()).await;
+    assert_eq!(status, 422, "{bad}");
+    assert!(bad["errors"]["filter.status"].is_array(), "{bad}");
+
+    // Another project's token: the message does not exist for it.
+    let caller = server
+        .services
+        .auth
+        .authenticate_project(Some(&server.project_token), lettermint_core::Channel::Api)
+        .await
+        .unwrap();
+    let team = server
+        .services
+        .projects
+        .get(Scope::Operator, caller.project_id)
+        .await
+        .unwrap()
+        .team_id;
+    let (_, other) = server
+        .services
+        .projects
+        .create(
+            Scope::Operator,
+            lettermint_core::NewProject {
+                team_id: team,
+                name: "Other".into(),
+                smtp_enabled: true,
+                first_token_name: Some("t".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let other_token = other.unwrap().secret.expose_secret().to_owned();
+    let (status, _) = get(format!("/v1/messages/{}", ids[0]), other_token.clone()).await;
+    assert_eq!(status, 404);
+    let (_, theirs) = get("/v1/messages".to_owned(), other_token).await;
+    assert_eq!(theirs["data"], json!([]));
+    let (status, _) = get("/v1/messages/not-an-id".to_owned(), token.clone()).await;
+    assert_eq!(status, 404);
+    let (status, _) = get(format!("/v1/messages/{}", ids[0]), "lm_nope".to_owned()).await;
+    assert_eq!(status, 401);
 }

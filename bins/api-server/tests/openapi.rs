@@ -58,7 +58,7 @@ async fn every_documented_operation_is_served_and_documented() {
         "the served document is the one the code builds"
     );
     let operations = operations(&document);
-    assert_eq!(operations.len(), 22, "{operations:?}");
+    assert_eq!(operations.len(), 24, "{operations:?}");
     let listed: BTreeSet<(String, String)> = api_server::openapi::operations()
         .into_iter()
         .map(|(m, p)| (m.to_owned(), p))
@@ -731,6 +731,40 @@ async fn real_requests_and_responses_match_the_document() {
             .0,
         422
     );
+
+    // Messages, newest first, and one of them.
+    let (status, listed) = x
+        .send(
+            Call::new("get", "/v1/messages")
+                .auth(p)
+                .query(&[("page[size]", "2"), ("sort", "-created_at")]),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let first = listed["data"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        x.send(Call::new("get", "/v1/messages/{id}").auth(p).on(&[&first]))
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        x.send(
+            Call::new("get", "/v1/messages")
+                .auth(p)
+                .query(&[("filter[status]", "scheduled")])
+        )
+        .await
+        .0,
+        200
+    );
+    assert_eq!(
+        x.send(Call::new("get", "/v1/messages/{id}").auth(p).on(&[&nil]))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(x.send(Call::new("get", "/v1/messages")).await.0, 401);
 
     // The team.
     let (_, team_body) = x.send(Call::new("get", "/v1/team").auth(t)).await;
