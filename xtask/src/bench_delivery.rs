@@ -242,18 +242,20 @@ async fn fill(
     Ok(())
 }
 
-/// Fills a fresh store with `messages` and times `workers` workers delivering all of them.
-async fn drain(url: &str, messages: usize, workers: usize) -> Result<f64> {
-    let (store, services, template, credential) = project(url).await?;
-    fill(&services, &template, credential, messages).await?;
-    let sink = SmtpSink::start().await?;
+type Running = Vec<tokio::task::JoinHandle<()>>;
+
+/// Starts `count` workers delivering from `store` to `sink`; the switch that stops them.
+fn start_workers(
+    store: &Arc<dyn lettermint_core::Store>,
+    sink: &SmtpSink,
+    count: usize,
+) -> Result<(tokio::sync::watch::Sender<bool>, Running)> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let started = Instant::now();
     let mut running = Vec::new();
-    for _ in 0..workers {
+    for _ in 0..count {
         let worker = Worker::new(
             store.clone() as Arc<dyn DeliveryRepository>,
-            relay_to(&sink)?,
+            relay_to(sink)?,
             Arc::new(SystemClock),
             WorkerConfig {
                 batch: BATCH,
@@ -264,6 +266,16 @@ async fn drain(url: &str, messages: usize, workers: usize) -> Result<f64> {
         let stopped = stopped.clone();
         running.push(tokio::spawn(async move { worker.run(stopped).await }));
     }
+    Ok((stop, running))
+}
+
+/// Fills a fresh store with `messages` and times `workers` workers delivering all of them.
+async fn drain(url: &str, messages: usize, workers: usize) -> Result<f64> {
+    let (store, services, template, credential) = project(url).await?;
+    fill(&services, &template, credential, messages).await?;
+    let sink = SmtpSink::start().await?;
+    let started = Instant::now();
+    let (stop, running) = start_workers(&store, &sink, workers)?;
     let accepted = sink
         .wait_for_accepted(messages, Duration::from_secs(600))
         .await
@@ -316,22 +328,7 @@ async fn acceptance(pg: &TempPostgres, window: Duration, connections: u32) -> Re
         .await?
         .into_dyn();
     let sink = SmtpSink::start().await?;
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let mut running = Vec::new();
-    for _ in 0..2 {
-        let worker = Worker::new(
-            store.clone() as Arc<dyn DeliveryRepository>,
-            relay_to(&sink)?,
-            Arc::new(SystemClock),
-            WorkerConfig {
-                batch: BATCH,
-                idle_poll: Duration::from_millis(20),
-                ..WorkerConfig::default()
-            },
-        );
-        let stopped = stopped.clone();
-        running.push(tokio::spawn(async move { worker.run(stopped).await }));
-    }
+    let (stop, running) = start_workers(&store, &sink, 2)?;
     let with_workers = load(server.clone(), script.clone()).await??;
     let delivered = sink.accepted().len();
     let _ = stop.send(true);

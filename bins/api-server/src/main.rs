@@ -4,8 +4,8 @@ use std::process::ExitCode;
 
 use api_server::config::{self, Cli, LogFormat};
 use clap::Parser;
+use lettermint_runtime::process::{self, LogStyle, say};
 use lettermint_store::OpenOptions;
-use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -16,32 +16,13 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter =
-        EnvFilter::try_from_env("LETTERMINT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let subscriber = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    match config.log_format {
-        LogFormat::Json => subscriber.json().init(),
-        LogFormat::Human => subscriber.init(),
-    }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    process::serve(
+        match config.log_format {
+            LogFormat::Json => LogStyle::Json,
+            LogFormat::Human => LogStyle::Human,
+        },
+        run(config),
+    )
 }
 
 async fn run(config: config::Config) -> anyhow::Result<()> {
@@ -70,14 +51,6 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     api_server::serve(listener, state, background, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Prints a line to stdout; a closed stdout (the reader went away) is not an error.
-fn say(line: &str) {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 fn print_bootstrap(first: &api_server::Bootstrap, address: std::net::SocketAddr) {

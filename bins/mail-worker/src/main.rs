@@ -13,9 +13,9 @@ use axum::routing::get;
 use clap::Parser;
 use lettermint_core::{Store, SystemClock};
 use lettermint_delivery::{MaildirRelay, Relay, SmtpRelay, Worker};
+use lettermint_runtime::process::{self, LogStyle, say};
 use lettermint_store::OpenOptions;
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 use crate::config::{Cli, Config};
 
@@ -28,29 +28,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter =
-        EnvFilter::try_from_env("LETTERMINT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    process::serve(LogStyle::Human, run(config))
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
@@ -122,12 +100,4 @@ async fn readyz(State(store): State<Arc<dyn Store>>) -> (StatusCode, &'static st
         Ok(()) => (StatusCode::OK, "ready"),
         Err(_) => (StatusCode::SERVICE_UNAVAILABLE, "store unreachable"),
     }
-}
-
-/// Prints a line to stdout; a closed stdout (the reader went away) is not an error.
-fn say(line: &str) {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }

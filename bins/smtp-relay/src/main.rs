@@ -9,11 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::Parser;
+use lettermint_runtime::process::{self, LogStyle, say};
 use lettermint_store::OpenOptions;
 use smtp_relay::Relay;
 use smtp_relay::tls::Identity;
 use tokio::net::TcpListener;
-use tracing_subscriber::EnvFilter;
 
 use crate::config::{Cli, Config};
 
@@ -26,29 +26,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let filter =
-        EnvFilter::try_from_env("LETTERMINT_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    process::serve(LogStyle::Human, run(config))
 }
 
 async fn run(config: Config) -> anyhow::Result<()> {
@@ -145,14 +123,6 @@ async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("stopped");
     Ok(())
-}
-
-/// Prints a line to stdout; a closed stdout (the reader went away) is not an error.
-fn say(line: &str) {
-    use std::io::Write as _;
-    let mut out = std::io::stdout().lock();
-    let _ = writeln!(out, "{line}");
-    let _ = out.flush();
 }
 
 async fn accept(

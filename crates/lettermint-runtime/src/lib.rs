@@ -5,10 +5,12 @@
 //! - [`usage`]: the bounded write-behind queue of token usage, flushed at least every second and
 //!   on shutdown; overflow is dropped and counted, never blocking a request.
 //! - [`signal`]: waiting for SIGTERM or SIGINT.
+//! - [`process`]: a server binary's frame: logging, the runtime, exit codes, stdout lines.
 
 #![warn(missing_docs)]
 
 pub mod committer;
+pub mod process;
 pub mod signal;
 pub mod usage;
 
