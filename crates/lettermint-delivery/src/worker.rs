@@ -78,21 +78,24 @@ impl Worker {
         }
     }
 
-    /// Claims one batch and delivers it, all messages of the batch concurrently; returns when
-    /// every claimed message is settled (or its settlement failed, leaving it to its lease).
-    pub async fn pass(&self) -> lettermint_core::Result<Pass> {
+    /// Claims up to `limit` due messages under a new lease.
+    async fn claim(&self, limit: u32) -> lettermint_core::Result<Vec<Claim>> {
         let now = self.clock.now();
         let lease_until =
             now + time::Duration::try_from(self.config.lease).unwrap_or(time::Duration::minutes(5));
-        let claims = self
-            .store
-            .claim_due(now, lease_until, self.config.batch)
-            .await?;
+        let claims = self.store.claim_due(now, lease_until, limit).await?;
+        metrics::counter!("lettermint_delivery_claimed_total").increment(claims.len() as u64);
+        Ok(claims)
+    }
+
+    /// Claims one batch and delivers it, all messages of the batch concurrently; returns when
+    /// every claimed message is settled (or its settlement failed, leaving it to its lease).
+    pub async fn pass(&self) -> lettermint_core::Result<Pass> {
+        let claims = self.claim(self.config.batch).await?;
         let mut pass = Pass {
             claimed: claims.len(),
             ..Pass::default()
         };
-        metrics::counter!("lettermint_delivery_claimed_total").increment(claims.len() as u64);
         let mut tasks = JoinSet::new();
         for claim in claims {
             let worker = self.clone();
@@ -169,31 +172,56 @@ impl Worker {
         }
     }
 
-    /// Delivers until `shutdown` turns true, then finishes the batch in hand and returns.
-    /// Store errors are logged and retried after the idle interval.
+    /// Delivers until `shutdown` turns true, then finishes the attempts in hand and returns.
+    ///
+    /// Up to `batch` attempts are in flight; once half of them have ended, the next claim tops
+    /// the set up, so the relay never waits for the slowest message of a batch. Store errors
+    /// are logged and retried after the idle interval.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
+        let batch = usize::try_from(self.config.batch.max(1)).unwrap_or(usize::MAX);
+        let mut in_flight = JoinSet::new();
         loop {
             if *shutdown.borrow() {
-                return;
+                break;
             }
-            let idle = match self.pass().await {
-                Ok(pass) => pass.claimed == 0,
-                Err(error) => {
-                    tracing::error!(%error, "cannot claim messages");
-                    true
+            let mut idle = false;
+            let room = batch.saturating_sub(in_flight.len());
+            if room * 2 >= batch {
+                match self.claim(u32::try_from(room).unwrap_or(u32::MAX)).await {
+                    Ok(claims) => {
+                        idle = claims.is_empty();
+                        for claim in claims {
+                            let worker = self.clone();
+                            in_flight.spawn(async move { worker.deliver(claim).await });
+                        }
+                    }
+                    Err(error) => {
+                        tracing::error!(%error, "cannot claim messages");
+                        idle = true;
+                    }
                 }
-            };
-            if idle {
+            }
+            if in_flight.is_empty() && idle {
                 tokio::select! {
                     () = tokio::time::sleep(self.config.idle_poll) => {}
                     changed = shutdown.changed() => {
                         if changed.is_err() {
-                            return;
+                            break;
                         }
+                    }
+                }
+                continue;
+            }
+            tokio::select! {
+                _ = in_flight.join_next(), if !in_flight.is_empty() => {}
+                changed = shutdown.changed() => {
+                    if changed.is_err() {
+                        break;
                     }
                 }
             }
         }
+        while in_flight.join_next().await.is_some() {}
     }
 }
 
