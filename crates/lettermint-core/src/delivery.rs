@@ -11,7 +11,7 @@
 
 use time::{Duration, OffsetDateTime};
 
-use crate::id::LeaseId;
+use crate::id::{LeaseId, MessageId};
 use crate::message::{Message, MessageStatus};
 
 /// A message claimed for one delivery attempt.
@@ -21,6 +21,17 @@ pub struct Claim {
     pub message: Message,
     /// The lease: the key to settle this attempt.
     pub lease: LeaseId,
+}
+
+/// How one claimed attempt ended, to be recorded under its lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settle {
+    /// The message.
+    pub message: MessageId,
+    /// The lease it was claimed under.
+    pub lease: LeaseId,
+    /// How the attempt ended.
+    pub settlement: Settlement,
 }
 
 /// What an upstream server answered, or why none could be reached: kept on the message as its
@@ -172,7 +183,7 @@ impl RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::{MessageId, ProjectId, RouteId, TokenId};
+    use crate::id::{ProjectId, RouteId, TokenId};
     use crate::message::{DeliveryState, MessageContent};
     use crate::model::Channel;
     use time::macros::datetime;

@@ -67,7 +67,7 @@ pub mod usage;
 pub use ability::{Abilities, Ability, Access, Resource};
 pub use auth::{AuthFailure, AuthService, ProjectCaller, TeamCaller};
 pub use clock::{Clock, FixedClock, SystemClock};
-pub use delivery::{Claim, FailureKind, Reply, RetryPolicy, Settlement};
+pub use delivery::{Claim, FailureKind, Reply, RetryPolicy, Settle, Settlement};
 pub use error::{Error, Result, ValidationErrors};
 pub use id::{LeaseId, LogEntryId, MessageId, ProjectId, RouteId, TeamId, TokenId};
 pub use kind::{ForProject, ForTeam, Owner};

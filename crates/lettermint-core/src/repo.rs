@@ -10,9 +10,9 @@ use time::OffsetDateTime;
 #[cfg(any(test, feature = "mocks"))]
 use mockall::automock;
 
-use crate::delivery::{Claim, Settlement};
+use crate::delivery::{Claim, Settle};
 use crate::error::Result;
-use crate::id::{LeaseId, MessageId, ProjectId, TeamId, TokenId};
+use crate::id::{MessageId, ProjectId, TeamId, TokenId};
 use crate::kind::{ForProject, ForTeam, Owner};
 use crate::message::{IdempotencyRecord, Message, MessageStatus, Submission, SubmissionOutcome};
 use crate::model::{Project, ProjectToken, Route, Team, Token, TokenStatusFilter};
@@ -228,16 +228,11 @@ pub trait DeliveryRepository: Send + Sync {
         lease_until: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<Claim>>;
-    /// Records how an attempt ended, if `lease` is still the message's lease (false when it ran
-    /// out and another claim took the message over). A delivered or failed message gets an
-    /// entry in its token's log in the same transaction.
-    async fn settle(
-        &self,
-        message: MessageId,
-        lease: LeaseId,
-        settlement: &Settlement,
-        now: OffsetDateTime,
-    ) -> Result<bool>;
+    /// Records how attempts ended, in one transaction: each only if its lease is still its
+    /// message's lease (false for it otherwise: the lease ran out and another claim took the
+    /// message over). A delivered or failed message gets an entry in its token's log in the
+    /// same transaction. Answers are in the order of `settles`.
+    async fn settle(&self, settles: &[Settle], now: OffsetDateTime) -> Result<Vec<bool>>;
 }
 
 /// Liveness of the store.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lettermint_core::repo::DeliveryRepository;
-use lettermint_core::{Claim, Clock, FailureKind, Reply, RetryPolicy, Settlement};
+use lettermint_core::{Claim, Clock, FailureKind, Reply, RetryPolicy, Settle, Settlement};
 use rand::RngExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -88,8 +88,8 @@ impl Worker {
         Ok(claims)
     }
 
-    /// Claims one batch and delivers it, all messages of the batch concurrently; returns when
-    /// every claimed message is settled (or its settlement failed, leaving it to its lease).
+    /// Claims one batch, relays all its messages concurrently, and records their outcomes in
+    /// one store transaction.
     pub async fn pass(&self) -> lettermint_core::Result<Pass> {
         let claims = self.claim(self.config.batch).await?;
         let mut pass = Pass {
@@ -99,21 +99,21 @@ impl Worker {
         let mut tasks = JoinSet::new();
         for claim in claims {
             let worker = self.clone();
-            tasks.spawn(async move { worker.deliver(claim).await });
+            tasks.spawn(async move { worker.attempt(claim).await });
         }
+        let mut ended = Vec::new();
         while let Some(done) = tasks.join_next().await {
             match done {
-                Ok(Some(Settlement::Delivered(_))) => pass.delivered += 1,
-                Ok(Some(Settlement::Deferred { .. })) => pass.deferred += 1,
-                Ok(Some(Settlement::Failed(_))) => pass.failed += 1,
-                Ok(None) | Err(_) => pass.unsettled += 1,
+                Ok(attempt) => ended.push(attempt),
+                Err(_) => pass.unsettled += 1,
             }
         }
+        pass.add(&self.record(ended).await);
         Ok(pass)
     }
 
-    /// One attempt: relay, then settle. `None` when the settlement was not recorded.
-    async fn deliver(&self, claim: Claim) -> Option<Settlement> {
+    /// One attempt: render, relay, and decide what it comes to (not yet recorded).
+    async fn attempt(&self, claim: Claim) -> Attempt {
         let message = &claim.message;
         let outcome = match mime::render(message)
             .and_then(|data| mime::envelope(message).map(|envelope| (envelope, data)))
@@ -127,62 +127,92 @@ impl Worker {
                 },
             }),
         };
-        let now = self.clock.now();
         let settlement = match outcome {
             Ok(reply) => Settlement::Delivered(reply),
             Err(RelayError { kind, reply }) => {
                 let jitter = rand::rng().random_range(0.5..=1.0);
                 self.config
                     .retry
-                    .settle_failure(message, kind, reply, now, jitter)
+                    .settle_failure(message, kind, reply, self.clock.now(), jitter)
             }
         };
-        let status = settlement.status().as_str();
-        metrics::counter!("lettermint_delivery_attempts_total", "status" => status).increment(1);
-        match self
-            .store
-            .settle(message.id, claim.lease, &settlement, now)
-            .await
-        {
-            Ok(true) => {
-                tracing::info!(
-                    message_id = %message.id,
-                    attempt = message.delivery.attempts,
-                    status,
-                    reply = %settlement.reply().to_line(),
-                    "delivery attempt settled"
-                );
-                Some(settlement)
-            }
-            Ok(false) => {
-                tracing::warn!(
-                    message_id = %message.id,
-                    "lease ran out before the attempt settled; the message was claimed again"
-                );
-                None
-            }
-            Err(error) => {
-                tracing::error!(
-                    message_id = %message.id,
-                    %error,
-                    "cannot record the attempt; the message is attempted again when its lease ends"
-                );
-                None
-            }
+        metrics::counter!("lettermint_delivery_attempts_total", "status" => settlement.status().as_str())
+            .increment(1);
+        Attempt {
+            attempts: message.delivery.attempts,
+            settle: Settle {
+                message: message.id,
+                lease: claim.lease,
+                settlement,
+            },
         }
     }
 
-    /// Delivers until `shutdown` turns true, then finishes the attempts in hand and returns.
+    /// Records ended attempts in one store transaction; what was recorded.
+    async fn record(&self, ended: Vec<Attempt>) -> Pass {
+        let mut pass = Pass::default();
+        if ended.is_empty() {
+            return pass;
+        }
+        let settles: Vec<Settle> = ended.iter().map(|a| a.settle.clone()).collect();
+        match self.store.settle(&settles, self.clock.now()).await {
+            Ok(recorded) => {
+                for (attempt, recorded) in ended.iter().zip(recorded) {
+                    let settle = &attempt.settle;
+                    if !recorded {
+                        tracing::warn!(
+                            message_id = %settle.message,
+                            "lease ran out before the attempt settled; the message was claimed again"
+                        );
+                        pass.unsettled += 1;
+                        continue;
+                    }
+                    tracing::info!(
+                        message_id = %settle.message,
+                        attempt = attempt.attempts,
+                        status = settle.settlement.status().as_str(),
+                        reply = %settle.settlement.reply().to_line(),
+                        "delivery attempt settled"
+                    );
+                    match settle.settlement {
+                        Settlement::Delivered(_) => pass.delivered += 1,
+                        Settlement::Deferred { .. } => pass.deferred += 1,
+                        Settlement::Failed(_) => pass.failed += 1,
+                    }
+                }
+            }
+            Err(error) => {
+                tracing::error!(
+                    %error,
+                    attempts = ended.len(),
+                    "cannot record attempts; their messages are attempted again when their leases end"
+                );
+                pass.unsettled += ended.len();
+            }
+        }
+        pass
+    }
+
+    /// Delivers until `shutdown` turns true, then finishes the attempts in hand, records them
+    /// and returns.
     ///
     /// Up to `batch` attempts are in flight; once half of them have ended, the next claim tops
-    /// the set up, so the relay never waits for the slowest message of a batch. Store errors
-    /// are logged and retried after the idle interval.
+    /// the set up, so the relay never waits for the slowest message of a batch. Ended attempts
+    /// are recorded together, in one transaction, when half a batch has ended, when nothing
+    /// else is in flight, or [`RECORD_WITHIN`] after the oldest ended. Store errors are logged
+    /// and retried after the idle interval.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let batch = usize::try_from(self.config.batch.max(1)).unwrap_or(usize::MAX);
         let mut in_flight = JoinSet::new();
+        let mut ended: Vec<Attempt> = Vec::new();
+        let mut oldest_ended = tokio::time::Instant::now();
         loop {
             if *shutdown.borrow() {
                 break;
+            }
+            let overdue = !ended.is_empty() && oldest_ended.elapsed() >= RECORD_WITHIN;
+            if ended.len() * 2 >= batch || (!ended.is_empty() && in_flight.is_empty()) || overdue {
+                self.record(std::mem::take(&mut ended)).await;
             }
             let mut idle = false;
             let room = batch.saturating_sub(in_flight.len());
@@ -192,7 +222,7 @@ impl Worker {
                         idle = claims.is_empty();
                         for claim in claims {
                             let worker = self.clone();
-                            in_flight.spawn(async move { worker.deliver(claim).await });
+                            in_flight.spawn(async move { worker.attempt(claim).await });
                         }
                     }
                     Err(error) => {
@@ -212,8 +242,17 @@ impl Worker {
                 }
                 continue;
             }
+            let record_by = oldest_ended + RECORD_WITHIN;
             tokio::select! {
-                _ = in_flight.join_next(), if !in_flight.is_empty() => {}
+                done = in_flight.join_next(), if !in_flight.is_empty() => {
+                    if let Some(Ok(attempt)) = done {
+                        if ended.is_empty() {
+                            oldest_ended = tokio::time::Instant::now();
+                        }
+                        ended.push(attempt);
+                    }
+                }
+                () = tokio::time::sleep_until(record_by), if !ended.is_empty() => {}
                 changed = shutdown.changed() => {
                     if changed.is_err() {
                         break;
@@ -221,7 +260,33 @@ impl Worker {
                 }
             }
         }
-        while in_flight.join_next().await.is_some() {}
+        while let Some(done) = in_flight.join_next().await {
+            if let Ok(attempt) = done {
+                ended.push(attempt);
+            }
+        }
+        self.record(ended).await;
+    }
+}
+
+/// Longest time an ended attempt waits to be recorded with others.
+pub const RECORD_WITHIN: Duration = Duration::from_millis(50);
+
+/// An attempt that has ended, before it is recorded.
+#[derive(Debug)]
+struct Attempt {
+    /// Attempts of the message, this one included.
+    attempts: u32,
+    /// What to record.
+    settle: Settle,
+}
+
+impl Pass {
+    fn add(&mut self, other: &Pass) {
+        self.delivered += other.delivered;
+        self.deferred += other.deferred;
+        self.failed += other.failed;
+        self.unsettled += other.unsettled;
     }
 }
 

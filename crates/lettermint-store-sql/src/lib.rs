@@ -35,8 +35,8 @@ pub mod __private {
     };
     pub use lettermint_core::{
         Claim, IdempotencyRecord, LogFilter, Message, MessageStatus, Name, Project, Result, Route,
-        Settlement, Submission, SubmissionOutcome, Team, Token, TokenDigest, TokenHint,
-        TokenLogEntry, TokenStatusFilter, UsageBatch,
+        Settle, Submission, SubmissionOutcome, Team, Token, TokenDigest, TokenHint, TokenLogEntry,
+        TokenStatusFilter, UsageBatch,
     };
     pub use sqlx::Pool;
     pub use time::OffsetDateTime;
@@ -96,12 +96,10 @@ macro_rules! repositories {
 
                 async fn settle(
                     &self,
-                    message: MessageId,
-                    lease: LeaseId,
-                    settlement: &Settlement,
+                    settles: &[Settle],
                     now: OffsetDateTime,
-                ) -> Result<bool> {
-                    Sql(self).settle(message, lease, settlement, now).await
+                ) -> Result<Vec<bool>> {
+                    Sql(self).settle(settles, now).await
                 }
             }
 

@@ -9,8 +9,8 @@ use lettermint_core::page::{Keyset, LogSortKey, MessageSortKey, ProjectSortKey, 
 use lettermint_core::repo::{NewProjectToken, ProjectWithFirstToken};
 use lettermint_core::{
     Action, Claim, Error, IdempotencyRecord, LogFilter, Message, MessageStatus, Name, Outcome,
-    Project, Result, Route, Settlement, Submission, SubmissionOutcome, Team, Token, TokenDigest,
-    TokenHint, TokenLogEntry, TokenStatusFilter, UsageBatch,
+    Project, Result, Route, Settle, Settlement, Submission, SubmissionOutcome, Team, Token,
+    TokenDigest, TokenHint, TokenLogEntry, TokenStatusFilter, UsageBatch,
 };
 use sqlx::migrate::Migrate;
 use sqlx::{
@@ -758,41 +758,41 @@ where
         Ok(claims)
     }
 
-    /// See `DeliveryRepository::settle`: the status change, conditional on the lease, and for
-    /// a delivered or failed message its token's log entry, in one write transaction.
-    pub async fn settle(
-        self,
-        message: MessageId,
-        lease: LeaseId,
-        settlement: &Settlement,
-        now: OffsetDateTime,
-    ) -> Result<bool> {
-        let reply = settlement.reply();
+    /// See `DeliveryRepository::settle`: each status change conditional on its lease, and
+    /// the token log entries of delivered and failed messages, in one write transaction.
+    pub async fn settle(self, settles: &[Settle], now: OffsetDateTime) -> Result<Vec<bool>> {
+        if settles.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut tx = self.begin_write().await?;
-        let settled: Option<(Uuid, String)> = sqlx::query_as(
-            "UPDATE messages SET status = $1, last_reply = $2, status_changed_at = $3, \
-             due_at = $4, lease_id = NULL WHERE id = $5 AND lease_id = $6 \
-             RETURNING token_id, via",
-        )
-        .bind(settlement.status().as_str())
-        .bind(reply.to_line())
-        .bind(D::instant(now))
-        .bind(D::opt_instant(settlement.retry_at()))
-        .bind(message.as_uuid())
-        .bind(lease.as_uuid())
-        .fetch_optional(&mut *tx)
-        .await
-        .fix()?;
-        let Some((token, via)) = settled else {
-            return Ok(false);
-        };
-        let outcome = match settlement {
-            Settlement::Delivered(_) => Some(Outcome::Delivered),
-            Settlement::Failed(_) => Some(Outcome::Failed),
-            Settlement::Deferred { .. } => None,
-        };
-        if let Some(outcome) = outcome {
-            let entry = TokenLogEntry {
+        let mut done = Vec::with_capacity(settles.len());
+        let mut log = UsageBatch::default();
+        for settle in settles {
+            let reply = settle.settlement.reply();
+            let settled: Option<(Uuid, String)> = sqlx::query_as(
+                "UPDATE messages SET status = $1, last_reply = $2, status_changed_at = $3, \
+                 due_at = $4, lease_id = NULL WHERE id = $5 AND lease_id = $6 \
+                 RETURNING token_id, via",
+            )
+            .bind(settle.settlement.status().as_str())
+            .bind(reply.to_line())
+            .bind(D::instant(now))
+            .bind(D::opt_instant(settle.settlement.retry_at()))
+            .bind(settle.message.as_uuid())
+            .bind(settle.lease.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .fix()?;
+            done.push(settled.is_some());
+            let Some((token, via)) = settled else {
+                continue;
+            };
+            let outcome = match settle.settlement {
+                Settlement::Delivered(_) => Outcome::Delivered,
+                Settlement::Failed(_) => Outcome::Failed,
+                Settlement::Deferred { .. } => continue,
+            };
+            log.entries.push(TokenLogEntry {
                 id: LogEntryId::new(),
                 token_id: TokenId::from_uuid(token),
                 at: now,
@@ -801,16 +801,14 @@ where
                 action: Action::Delivery,
                 outcome,
                 status: reply.code.unwrap_or(0),
-                message_ids: vec![message],
+                message_ids: vec![settle.message],
                 user_agent: None,
-            };
-            let batch = UsageBatch {
-                entries: vec![entry],
-                last_use: Vec::new(),
-            };
-            D::record_usage(&mut tx, &batch).await?;
+            });
+        }
+        if !log.entries.is_empty() {
+            D::record_usage(&mut tx, &log).await?;
         }
         tx.commit().await.fix()?;
-        Ok(true)
+        Ok(done)
     }
 }

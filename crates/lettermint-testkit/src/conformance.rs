@@ -18,8 +18,8 @@ use lettermint_core::usage::UsageBatch;
 use lettermint_core::{
     Action, Channel, Claim, Error, LogFilter, Message, MessageContent, MessageStatus, Name,
     NewProject, Outcome, PlainToken, Project, ProjectToken, ProjectUpdate, Reply, Route, Scope,
-    Services, Settlement, Store, StructuredEmail, Submission, SubmissionOutcome, SystemClock, Team,
-    TokenCredential, TokenKind, TokenStatusFilter, UsageRecord,
+    Services, Settle, Settlement, Store, StructuredEmail, Submission, SubmissionOutcome,
+    SystemClock, Team, TokenCredential, TokenKind, TokenStatusFilter, UsageRecord,
 };
 use sqlx::{AssertSqlSafe, Database, Executor, FromRow, IntoArguments, Pool};
 use time::{Duration, OffsetDateTime};
@@ -2298,6 +2298,24 @@ async fn accepted(
     (p, tok, messages)
 }
 
+/// Settles one attempt; whether it was recorded.
+async fn settle_one(
+    store: &dyn Store,
+    message: MessageId,
+    lease: LeaseId,
+    settlement: &Settlement,
+    at: OffsetDateTime,
+) -> bool {
+    let settles = [Settle {
+        message,
+        lease,
+        settlement: settlement.clone(),
+    }];
+    let done = store.settle(&settles, at).await.unwrap();
+    assert_eq!(done.len(), 1);
+    done[0]
+}
+
 fn ids_of(claims: &[Claim]) -> Vec<MessageId> {
     claims.iter().map(|c| c.message.id).collect()
 }
@@ -2427,12 +2445,7 @@ pub async fn settlements_need_the_current_lease_and_log_the_outcome(f: &dyn Fixt
     // A lease that is not the message's current one settles nothing.
     let stale = LeaseId::new();
     let delivered = Settlement::Delivered(reply(250, "2.0.0 Ok: queued as ABC"));
-    assert!(
-        !store
-            .settle(messages[0].id, stale, &delivered, t1)
-            .await
-            .unwrap()
-    );
+    assert!(!settle_one(&*store, messages[0].id, stale, &delivered, t1).await);
     assert_eq!(
         store
             .get_message(p.id, messages[0].id)
@@ -2443,12 +2456,7 @@ pub async fn settlements_need_the_current_lease_and_log_the_outcome(f: &dyn Fixt
         MessageStatus::Processed
     );
 
-    assert!(
-        store
-            .settle(messages[0].id, claims[0].lease, &delivered, t1)
-            .await
-            .unwrap()
-    );
+    assert!(settle_one(&*store, messages[0].id, claims[0].lease, &delivered, t1).await);
     let done = store
         .get_message(p.id, messages[0].id)
         .await
@@ -2463,24 +2471,14 @@ pub async fn settlements_need_the_current_lease_and_log_the_outcome(f: &dyn Fixt
     assert_eq!(done.delivery.next_attempt_at, None);
     assert_eq!(done.delivery.attempts, 1);
     // Settled once: the same lease cannot settle it again.
-    assert!(
-        !store
-            .settle(messages[0].id, claims[0].lease, &delivered, t1)
-            .await
-            .unwrap()
-    );
+    assert!(!settle_one(&*store, messages[0].id, claims[0].lease, &delivered, t1).await);
 
     let retry_at = t0 + Duration::minutes(1);
     let deferred = Settlement::Deferred {
         reply: reply(451, "4.3.0 try later"),
         retry_at,
     };
-    assert!(
-        store
-            .settle(messages[1].id, claims[1].lease, &deferred, t1)
-            .await
-            .unwrap()
-    );
+    assert!(settle_one(&*store, messages[1].id, claims[1].lease, &deferred, t1).await);
     let waiting = store
         .get_message(p.id, messages[1].id)
         .await
@@ -2497,12 +2495,7 @@ pub async fn settlements_need_the_current_lease_and_log_the_outcome(f: &dyn Fixt
         code: None,
         text: "connection refused".into(),
     });
-    assert!(
-        store
-            .settle(messages[2].id, claims[2].lease, &failed, t1)
-            .await
-            .unwrap()
-    );
+    assert!(settle_one(&*store, messages[2].id, claims[2].lease, &failed, t1).await);
 
     // Only the deferred message is due again, at its retry instant (before its lease end).
     assert!(
@@ -2518,6 +2511,28 @@ pub async fn settlements_need_the_current_lease_and_log_the_outcome(f: &dyn Fixt
         .unwrap();
     assert_eq!(ids_of(&retried), vec![messages[1].id]);
     assert_eq!(retried[0].message.delivery.attempts, 2);
+    // Several attempts in one call, each under its own lease: a stale one is refused alone.
+    let both = store
+        .settle(
+            &[
+                Settle {
+                    message: messages[1].id,
+                    lease: LeaseId::new(),
+                    settlement: delivered.clone(),
+                },
+                Settle {
+                    message: messages[1].id,
+                    lease: retried[0].lease,
+                    settlement: delivered.clone(),
+                },
+            ],
+            retry_at,
+        )
+        .await
+        .unwrap();
+    assert_eq!(both, vec![false, true]);
+    assert!(store.settle(&[], retry_at).await.unwrap().is_empty());
+
     assert!(
         store
             .claim_due(t0 + Duration::days(30), t0 + Duration::days(31), 10)
@@ -2567,6 +2582,14 @@ pub async fn settlements_need_the_current_lease_and_log_the_outcome(f: &dyn Fixt
                 vec![messages[2].id],
                 Channel::Api,
                 t1,
+                None
+            ),
+            (
+                Outcome::Delivered,
+                250,
+                vec![messages[1].id],
+                Channel::Api,
+                retry_at,
                 None
             ),
         ]

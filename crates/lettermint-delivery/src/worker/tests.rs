@@ -3,7 +3,7 @@ use std::sync::Arc;
 use lettermint_core::repo::MockDeliveryRepository;
 use lettermint_core::{
     Channel, Claim, DeliveryState, FailureKind, FixedClock, LeaseId, Message, MessageContent,
-    MessageId, MessageStatus, ProjectId, Reply, RouteId, Settlement, TokenId,
+    MessageId, MessageStatus, ProjectId, Reply, RouteId, Settle, Settlement, TokenId,
 };
 use mockall::predicate::{always, eq};
 use time::macros::datetime;
@@ -74,13 +74,15 @@ async fn a_relayed_message_is_settled_delivered_with_the_servers_reply() {
     store
         .expect_settle()
         .with(
-            eq(id),
-            eq(lease),
-            eq(Settlement::Delivered(reply(250, "2.0.0 queued as 1"))),
+            eq(vec![Settle {
+                message: id,
+                lease,
+                settlement: Settlement::Delivered(reply(250, "2.0.0 queued as 1")),
+            }]),
             eq(NOW),
         )
         .times(1)
-        .returning(|_, _, _, _| Ok(true));
+        .returning(|settles, _| Ok(vec![true; settles.len()]));
     let mut relay = MockRelay::new();
     relay
         .expect_relay()
@@ -111,23 +113,20 @@ async fn a_4xx_defers_with_backoff_and_a_5xx_fails_at_once() {
     claiming(&mut store, vec![soft, hard]);
     store
         .expect_settle()
-        .withf(move |id, _, settlement, _| {
-            *id == soft_id
-                && matches!(settlement, Settlement::Deferred { reply, retry_at }
+        .withf(move |settles, _| {
+            let soft = settles.iter().find(|s| s.message == soft_id);
+            let hard = settles.iter().find(|s| s.message == hard_id);
+            settles.len() == 2
+                && matches!(soft.map(|s| &s.settlement), Some(Settlement::Deferred { reply, retry_at })
                     if reply.code == Some(451)
                     // Second attempt: 60 s, jittered down to no less than half.
                     && *retry_at >= NOW + time::Duration::seconds(30)
                     && *retry_at <= NOW + time::Duration::seconds(60))
+                && hard.map(|s| &s.settlement)
+                    == Some(&Settlement::Failed(reply(550, "5.1.1 no such user")))
         })
         .times(1)
-        .returning(|_, _, _, _| Ok(true));
-    store
-        .expect_settle()
-        .withf(move |id, _, settlement, _| {
-            *id == hard_id && *settlement == Settlement::Failed(reply(550, "5.1.1 no such user"))
-        })
-        .times(1)
-        .returning(|_, _, _, _| Ok(true));
+        .returning(|settles, _| Ok(vec![true; settles.len()]));
     let mut relay = MockRelay::new();
     relay.expect_relay().times(2).returning(|_, data| {
         if data.starts_with(b"Subject: soft") {
@@ -155,16 +154,14 @@ async fn a_message_that_cannot_be_built_fails_without_reaching_the_relay() {
     store
         .expect_settle()
         .with(
-            always(),
-            always(),
-            mockall::predicate::function(|s: &Settlement| {
-                matches!(s, Settlement::Failed(reply) if reply.code.is_none()
-                    && reply.text.contains("envelope_to"))
+            mockall::predicate::function(|s: &[Settle]| {
+                matches!(s, [Settle { settlement: Settlement::Failed(reply), .. }]
+                    if reply.code.is_none() && reply.text.contains("envelope_to"))
             }),
             always(),
         )
         .times(1)
-        .returning(|_, _, _, _| Ok(true));
+        .returning(|settles, _| Ok(vec![true; settles.len()]));
     let mut relay = MockRelay::new();
     relay.expect_relay().never();
     let pass = worker(store, relay).pass().await.unwrap();
@@ -177,16 +174,28 @@ async fn a_lost_lease_or_a_store_error_leaves_the_message_to_its_lease() {
     let a_id = a.message.id;
     let mut store = MockDeliveryRepository::new();
     claiming(&mut store, vec![a, b]);
+    // The store refuses a's settlement (its lease ran out) and records b's.
     store
         .expect_settle()
+        .times(1)
+        .returning(move |settles, _| Ok(settles.iter().map(|s| s.message != a_id).collect()));
+    let mut relay = MockRelay::new();
+    relay
+        .expect_relay()
         .times(2)
-        .returning(move |id, _, _, _| {
-            if id == a_id {
-                Ok(false)
-            } else {
-                Err(lettermint_core::Error::Storage("connection reset".into()))
-            }
-        });
+        .returning(|_, _| Ok(reply(250, "ok")));
+    let pass = worker(store, relay).pass().await.unwrap();
+    assert_eq!((pass.claimed, pass.delivered, pass.unsettled), (2, 1, 1));
+
+    let mut store = MockDeliveryRepository::new();
+    claiming(
+        &mut store,
+        vec![claim(1, b"C\r\n\r\n"), claim(1, b"D\r\n\r\n")],
+    );
+    store
+        .expect_settle()
+        .times(1)
+        .returning(|_, _| Err(lettermint_core::Error::Storage("connection reset".into())));
     let mut relay = MockRelay::new();
     relay
         .expect_relay()
@@ -194,6 +203,68 @@ async fn a_lost_lease_or_a_store_error_leaves_the_message_to_its_lease() {
         .returning(|_, _| Ok(reply(250, "ok")));
     let pass = worker(store, relay).pass().await.unwrap();
     assert_eq!((pass.claimed, pass.delivered, pass.unsettled), (2, 0, 2));
+}
+
+#[tokio::test]
+async fn run_records_ended_attempts_together_and_tops_up_claims() {
+    let claims: Vec<Claim> = (0..6)
+        .map(|i| claim(1, format!("M{i}\r\n\r\n").as_bytes()))
+        .collect();
+    let ids: Vec<_> = claims.iter().map(|c| c.message.id).collect();
+    let mut store = MockDeliveryRepository::new();
+    let mut queue = claims.into_iter();
+    let limits = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen_limits = limits.clone();
+    store.expect_claim_due().returning(move |_, _, limit| {
+        seen_limits.lock().unwrap().push(limit);
+        Ok(queue.by_ref().take(limit as usize).collect())
+    });
+    let recorded = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = recorded.clone();
+    store.expect_settle().returning(move |settles, _| {
+        seen.lock()
+            .unwrap()
+            .push(settles.iter().map(|s| s.message).collect::<Vec<_>>());
+        Ok(vec![true; settles.len()])
+    });
+    let mut relay = MockRelay::new();
+    relay.expect_relay().returning(|_, _| Ok(reply(250, "ok")));
+    let worker = Worker::new(
+        Arc::new(store),
+        Arc::new(relay),
+        Arc::new(FixedClock(NOW)),
+        WorkerConfig {
+            batch: 4,
+            idle_poll: std::time::Duration::from_millis(5),
+            ..WorkerConfig::default()
+        },
+    );
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(async move { worker.run(shutdown).await });
+    for _ in 0..200 {
+        if recorded.lock().unwrap().iter().map(Vec::len).sum::<usize>() == 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    let batches = recorded.lock().unwrap().clone();
+    let mut all: Vec<_> = batches.concat();
+    all.sort();
+    let mut expected = ids.clone();
+    expected.sort();
+    assert_eq!(all, expected, "every attempt recorded once");
+    assert!(
+        batches.len() < 6,
+        "attempts are recorded together: {batches:?}"
+    );
+    let limits = limits.lock().unwrap().clone();
+    assert_eq!(limits[0], 4, "the first claim fills the batch");
+    assert!(
+        limits.iter().all(|l| (2..=4).contains(l)),
+        "claims top up half a batch or more: {limits:?}"
+    );
 }
 
 #[tokio::test]
