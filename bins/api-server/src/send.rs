@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use lettermint_core::message::MAX_IDEMPOTENCY_KEY_CHARS;
+use lettermint_core::message::valid_idempotency_key;
 use lettermint_core::{
     Action, IdempotencyRecord, Message, MessageContent, MessageId, MessageStatus, Outcome,
     ProjectId, Submission, SubmissionOutcome, ValidationErrors,
@@ -216,9 +216,7 @@ async fn accept(
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(value) => match value.to_str().map(str::trim) {
-            Ok(k) if !k.is_empty() && k.chars().count() <= MAX_IDEMPOTENCY_KEY_CHARS => {
-                Some(k.to_owned())
-            }
+            Ok(k) if valid_idempotency_key(k) => Some(k.to_owned()),
             _ => {
                 return Err(invalid(
                     state,

@@ -926,6 +926,13 @@ impl Session {
         let Some(parsed) = message::parse(body) else {
             return Reply::new(554, "5.6.0", "Message has no valid From header");
         };
+        if let Err(invalid) = parsed.check() {
+            return Reply::new(
+                554,
+                "5.6.0",
+                format!("Invalid {} header: {}", invalid.header, invalid.problem),
+            );
+        }
         let route = match self
             .relay
             .services
@@ -946,20 +953,7 @@ impl Session {
                 );
             }
         };
-        if parsed
-            .tag
-            .as_deref()
-            .is_some_and(|t| !message::valid_tag(t))
-        {
-            return Reply::new(554, "5.6.0", "Invalid X-LM-Tag header");
-        }
         let key = parsed.idempotency_key.clone();
-        if key
-            .as_deref()
-            .is_some_and(|k| !message::valid_idempotency_key(k))
-        {
-            return Reply::new(554, "5.6.0", "Invalid Idempotency-Key header");
-        }
         let fingerprint = key.as_ref().map(|_| {
             IdempotencyRecord::fingerprint(&[
                 b"smtp",

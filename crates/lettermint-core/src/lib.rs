@@ -51,6 +51,7 @@ pub mod ability;
 pub mod auth;
 pub mod clock;
 pub mod error;
+pub mod header;
 pub mod id;
 pub mod kind;
 pub mod message;
