@@ -91,8 +91,10 @@ for _ in $(seq 1 50); do
 done
 log "api-server is listening on $base"
 
-# One worker: the generator's own code is not thread-safe on every Python version.
+# One worker: the generator's own code is not thread-safe on every Python version. Run from the
+# temporary directory, where Schemathesis keeps its cache.
 status=0
+cd "$tmp"
 "$tmp/venv/bin/schemathesis" run "$base/v1/openapi.json" \
   --checks not_a_server_error,status_code_conformance,response_schema_conformance \
   -H "x-lettermint-token: $project_token" \
