@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use lettermint_core::message::MAX_IDEMPOTENCY_KEY_CHARS;
+use lettermint_core::message::valid_idempotency_key;
 use lettermint_core::{
     Action, IdempotencyRecord, Message, MessageContent, MessageId, MessageStatus, Outcome,
     ProjectId, Submission, SubmissionOutcome, ValidationErrors,
@@ -72,8 +72,14 @@ struct InFlightGuard<'a> {
 impl InFlight {
     fn claim(&self, project: ProjectId, key: &str) -> Option<InFlightGuard<'_>> {
         let entry = (project, key.to_owned());
-        let mut set = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        set.insert(entry.clone()).then_some(InFlightGuard {
+        let claimed = self
+            .0
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(entry.clone());
+        // The lock is released before a guard exists: a guard's drop takes it again (and a guard
+        // built for a key that is not ours would release the other request's claim).
+        claimed.then(|| InFlightGuard {
             set: self,
             key: entry,
         })
@@ -216,9 +222,7 @@ async fn accept(
     let key = match headers.get("idempotency-key") {
         None => None,
         Some(value) => match value.to_str().map(str::trim) {
-            Ok(k) if !k.is_empty() && k.chars().count() <= MAX_IDEMPOTENCY_KEY_CHARS => {
-                Some(k.to_owned())
-            }
+            Ok(k) if valid_idempotency_key(k) => Some(k.to_owned()),
             _ => {
                 return Err(invalid(
                     state,
@@ -455,5 +459,39 @@ async fn accept(
             tracing::error!(error = %err, "could not commit messages");
             Err(ApiError::Unavailable)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs `f` on another thread; fails if it does not finish within two seconds (a deadlock).
+    fn within_two_seconds(f: impl FnOnce() + Send + 'static) {
+        let (done, finished) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            f();
+            let _ = done.send(());
+        });
+        finished
+            .recv_timeout(std::time::Duration::from_secs(2))
+            .expect("claiming a key twice finishes");
+    }
+
+    #[test]
+    fn a_key_in_flight_is_refused_and_stays_claimed_until_released() {
+        within_two_seconds(|| {
+            let in_flight = InFlight::default();
+            let project = ProjectId::new();
+            let first = in_flight.claim(project, "k").expect("a new key is claimed");
+            assert!(in_flight.claim(project, "k").is_none(), "a second claim");
+            assert!(
+                in_flight.claim(project, "k").is_none(),
+                "the refused claim did not release the first one"
+            );
+            assert!(in_flight.claim(ProjectId::new(), "k").is_some());
+            drop(first);
+            assert!(in_flight.claim(project, "k").is_some(), "released");
+        });
     }
 }

@@ -2,10 +2,16 @@
 //!
 //! The body is read as a JSON value and walked by hand rather than deserialised into a struct:
 //! a type error in one field must not hide the problems of the others.
+//!
+//! Every value that ends up in a header of the delivered message goes through the one header rule
+//! of [`lettermint_core::header`] (no CR, LF, NUL or other control characters; header names
+//! printable ASCII without `:`), so that no value can ever add a header line or a recipient.
 
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
+use lettermint_core::header::{self, UnsafeHeader};
+use lettermint_core::message::valid_tag;
 use lettermint_core::{Attachment, StructuredEmail, Tag, ValidationErrors};
 use serde_json::{Map, Value};
 use time::format_description::well_known::{Iso8601, Rfc3339};
@@ -58,7 +64,9 @@ pub fn send_request(
     let cc = v.address_list("cc", false);
     let bcc = v.address_list("bcc", false);
     let reply_to = v.address_list("reply_to", false);
-    let subject = v.string("subject", true, 1, MAX_SUBJECT);
+    let subject = v
+        .string("subject", true, 1, MAX_SUBJECT)
+        .and_then(|s| v.header_text("subject", s));
     let html = v.string("html", false, 3, usize::MAX);
     let text = v.string("text", false, 3, usize::MAX);
     if html.is_none()
@@ -75,7 +83,9 @@ pub fn send_request(
             "The text field is required when html is not present.",
         );
     }
-    let route = v.string("route", false, 1, 255);
+    let route = v
+        .string("route", false, 1, 255)
+        .and_then(|s| v.header_text("route", s));
     let headers = v.string_map("headers", true);
     let metadata = v.string_map("metadata", false);
     let tag = v.tag();
@@ -140,9 +150,6 @@ pub fn bare_address(value: &str) -> &str {
 
 fn valid_address(value: &str) -> bool {
     let value = value.trim();
-    if value.chars().any(|c| c.is_control()) {
-        return false;
-    }
     let addr = bare_address(value);
     if let (Some(open), true) = (value.rfind('<'), value.ends_with('>')) {
         let name = value[..open].trim();
@@ -153,11 +160,6 @@ fn valid_address(value: &str) -> bool {
         return false;
     }
     email_address::EmailAddress::is_valid(addr)
-}
-
-/// `^[a-zA-Z0-9_-]+( [a-zA-Z0-9_-]+)*$`
-fn valid_tag(s: &str) -> bool {
-    s.split(' ').all(|w| word(w, usize::MAX))
 }
 
 fn word(s: &str, max: usize) -> bool {
@@ -184,6 +186,23 @@ impl Walker<'_> {
 
     fn label(field: &str) -> String {
         field.replace('_', " ")
+    }
+
+    /// Records why `field` cannot go into a header.
+    fn unsafe_header(&mut self, field: &str, problem: UnsafeHeader) {
+        let label = Self::label(field);
+        self.add(field, format!("The {label} field {}.", problem.problem()));
+    }
+
+    /// `value`, if it is safe as header text (see [`header::check_text`]); else the field's error.
+    fn header_text(&mut self, field: &str, value: String) -> Option<String> {
+        match header::check_text(&value) {
+            Ok(()) => Some(value),
+            Err(problem) => {
+                self.unsafe_header(field, problem);
+                None
+            }
+        }
     }
 
     fn string(&mut self, field: &str, required: bool, min: usize, max: usize) -> Option<String> {
@@ -239,6 +258,7 @@ impl Walker<'_> {
 
     fn address(&mut self, field: &str, required: bool) -> Option<String> {
         let value = self.string(field, required, 1, 998)?;
+        let value = self.header_text(field, value)?;
         if valid_address(&value) {
             Some(value.trim().to_owned())
         } else {
@@ -302,6 +322,12 @@ impl Walker<'_> {
         let mut ok = true;
         for (i, item) in items.iter().enumerate() {
             match item.as_str() {
+                Some(s) if header::check_text(s).is_err() => {
+                    ok = false;
+                    if let Err(problem) = header::check_text(s) {
+                        self.unsafe_header(&format!("{field}.{i}"), problem);
+                    }
+                }
                 Some(s) if valid_address(s) => out.push(s.trim().to_owned()),
                 _ => {
                     ok = false;
@@ -331,22 +357,30 @@ impl Walker<'_> {
         let mut ok = true;
         for (key, value) in map {
             let path = format!("{field}.{key}");
-            if header_names
-                && (key.is_empty() || !key.bytes().all(|b| (33..=126).contains(&b) && b != b':'))
-            {
+            if header_names && let Err(problem) = header::check_name(key) {
                 ok = false;
-                self.add(&path, "Header names must be printable ASCII without `:`.");
+                self.add(&path, format!("Header names {}.", problem.problem()));
                 continue;
             }
-            if !header_names && (key.is_empty() || key.chars().count() > 255) {
-                ok = false;
-                self.add(&path, "Metadata keys must be 1 to 255 characters.");
-                continue;
-            }
-            match value {
-                Value::String(s) if header_names && (s.contains('\r') || s.contains('\n')) => {
+            if !header_names {
+                if key.is_empty() || key.chars().count() > 255 {
                     ok = false;
-                    self.add(&path, "Header values must not contain line breaks.");
+                    self.add(&path, "Metadata keys must be 1 to 255 characters.");
+                    continue;
+                }
+                if let Err(problem) = header::check_text(key) {
+                    ok = false;
+                    self.add(&path, format!("Metadata keys {}.", problem.problem()));
+                    continue;
+                }
+            }
+            let kind = if header_names { "Header" } else { "Metadata" };
+            match value {
+                Value::String(s) if header::check_text(s).is_err() => {
+                    ok = false;
+                    if let Err(problem) = header::check_text(s) {
+                        self.add(&path, format!("{kind} values {}.", problem.problem()));
+                    }
                 }
                 Value::String(s) => {
                     out.insert(key.clone(), s.clone());
@@ -362,6 +396,7 @@ impl Walker<'_> {
 
     fn tag(&mut self) -> Option<String> {
         let tag = self.string("tag", false, 1, 255)?;
+        let tag = self.header_text("tag", tag)?;
         if valid_tag(&tag) {
             Some(tag)
         } else {
@@ -444,13 +479,25 @@ impl Walker<'_> {
                 .get("filename")
                 .and_then(Value::as_str)
                 .filter(|f| !f.trim().is_empty() && f.chars().count() <= 255);
-            if filename.is_none() {
-                ok = false;
-                self.add(
-                    &path("filename"),
-                    "The filename field is required (at most 255 characters).",
-                );
-            }
+            let filename = match filename.map(|f| (f, header::check_text(f))) {
+                Some((f, Ok(()))) => Some(f),
+                Some((_, Err(problem))) => {
+                    ok = false;
+                    self.add(
+                        &path("filename"),
+                        format!("The filename field {}.", problem.problem()),
+                    );
+                    None
+                }
+                None => {
+                    ok = false;
+                    self.add(
+                        &path("filename"),
+                        "The filename field is required (at most 255 characters).",
+                    );
+                    None
+                }
+            };
             let content = item.get("content").and_then(Value::as_str);
             let decodes = content.is_some_and(|c| {
                 let compact: String = c.chars().filter(|ch| !ch.is_ascii_whitespace()).collect();
@@ -467,9 +514,17 @@ impl Walker<'_> {
             }
             let content_type = match item.get("content_type") {
                 None | Some(Value::Null) => None,
-                Some(Value::String(s)) if s.chars().count() <= 255 && !s.contains(['\r', '\n']) => {
-                    Some(s.clone())
-                }
+                Some(Value::String(s)) if s.chars().count() <= 255 => match header::check_text(s) {
+                    Ok(()) => Some(s.clone()),
+                    Err(problem) => {
+                        ok = false;
+                        self.add(
+                            &path("content_type"),
+                            format!("The content type {}.", problem.problem()),
+                        );
+                        None
+                    }
+                },
                 Some(_) => {
                     ok = false;
                     self.add(

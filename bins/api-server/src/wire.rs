@@ -151,14 +151,14 @@ pub struct MessageBody {
 /// characters (the server also accepts rarer forms that email address validation allows, such
 /// as more dots or quoted local parts). No lookahead: generators must be able to follow it.
 const ADDRESS_PATTERN: &str = concat!(
-    r"^[ \t\n\r\x0B\x0C]*(",
-    r"[^<>\x00-\x1F\x7F-\x9F]*<",
+    r"^[ \t]*(",
+    r"[^<>\x00-\x08\x0A-\x1F\x7F-\x9F]*<",
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,32}(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,31})?",
     r"@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*",
     r">|",
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,32}(\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]{1,31})?",
     r"@[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*",
-    r")[ \t\n\r\x0B\x0C]*$"
+    r")[ \t]*$"
 );
 
 fn address_schema(description: &str) -> ObjectBuilder {
@@ -225,7 +225,7 @@ fn headers_schema() -> Schema {
         "Extra headers: names are printable ASCII without `:`, values have no line breaks. A \
          `Message-ID` is kept only with `X-LM-Preserve-Message-ID: true` (or `1`).",
         ObjectBuilder::new().pattern(Some("^[!-9;-~]+$")),
-        ObjectBuilder::new().pattern(Some(r"^[^\r\n]*$")),
+        ObjectBuilder::new().pattern(Some(r"^[^\x00-\x08\x0A-\x1F\x7F-\x9F]*$")),
     )
 }
 
@@ -295,7 +295,11 @@ pub struct SendAttachment {
     )]
     pub content: String,
     /// MIME type, on one line.
-    #[schema(max_length = 255, pattern = r"^[^\r\n]*$", example = "application/pdf")]
+    #[schema(
+        max_length = 255,
+        pattern = r"^[^\x00-\x08\x0A-\x1F\x7F-\x9F]*$",
+        example = "application/pdf"
+    )]
     pub content_type: Option<String>,
     /// Content-ID for inline images; `@lm` is appended when it has no `@`.
     #[schema(pattern = "^[a-zA-Z0-9._@-]{1,255}$", example = "logo")]

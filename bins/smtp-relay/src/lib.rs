@@ -212,9 +212,19 @@ impl Reply {
     }
 
     /// Renders the reply; a text with several lines (separated by `\n`) becomes a multiline
-    /// reply.
+    /// reply. Replies can echo what the client sent (the `EHLO` host, a route): any other
+    /// control character, CR included, is written as `?`, so that no reply line can be split
+    /// or carry terminal controls.
     fn render(&self) -> Vec<u8> {
-        let lines: Vec<&str> = self.2.split('\n').collect();
+        let lines: Vec<String> = self
+            .2
+            .split('\n')
+            .map(|line| {
+                line.chars()
+                    .map(|c| if c.is_control() { '?' } else { c })
+                    .collect()
+            })
+            .collect();
         let last = lines.len() - 1;
         let mut out = String::new();
         for (i, line) in lines.iter().enumerate() {
@@ -926,6 +936,13 @@ impl Session {
         let Some(parsed) = message::parse(body) else {
             return Reply::new(554, "5.6.0", "Message has no valid From header");
         };
+        if let Err(invalid) = parsed.check() {
+            return Reply::new(
+                554,
+                "5.6.0",
+                format!("Invalid {} header: {}", invalid.header, invalid.problem),
+            );
+        }
         let route = match self
             .relay
             .services
@@ -946,20 +963,7 @@ impl Session {
                 );
             }
         };
-        if parsed
-            .tag
-            .as_deref()
-            .is_some_and(|t| !message::valid_tag(t))
-        {
-            return Reply::new(554, "5.6.0", "Invalid X-LM-Tag header");
-        }
         let key = parsed.idempotency_key.clone();
-        if key
-            .as_deref()
-            .is_some_and(|k| !message::valid_idempotency_key(k))
-        {
-            return Reply::new(554, "5.6.0", "Invalid Idempotency-Key header");
-        }
         let fingerprint = key.as_ref().map(|_| {
             IdempotencyRecord::fingerprint(&[
                 b"smtp",
@@ -1294,4 +1298,22 @@ fn parse_plain(raw: &[u8]) -> Option<(String, String)> {
         return None;
     }
     Some((authcid.to_owned(), passwd.to_owned()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_never_carry_control_characters() {
+        let reply = Reply::new(250, "", "host greets c\u{e}lient\r\u{7f}\nPIPELINING");
+        assert_eq!(
+            reply.render(),
+            b"250-host greets c?lient??\r\n250 PIPELINING\r\n"
+        );
+        assert_eq!(
+            Reply::new(550, "5.7.1", "Unknown route a\u{0}b").render(),
+            b"550 5.7.1 Unknown route a?b\r\n"
+        );
+    }
 }

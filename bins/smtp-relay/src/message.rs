@@ -3,6 +3,9 @@
 
 use std::collections::BTreeMap;
 
+use lettermint_core::header;
+use lettermint_core::message::{valid_idempotency_key, valid_tag};
+
 /// Header selecting the route.
 pub const ROUTE_HEADER: &str = "X-Lettermint-Route";
 /// Header carrying the tag.
@@ -11,10 +14,10 @@ pub const TAG_HEADER: &str = "X-LM-Tag";
 pub const METADATA_PREFIX: &str = "X-LM-Metadata-";
 /// Header carrying the idempotency key.
 pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
-/// Longest tag.
-pub const MAX_TAG_LEN: usize = 255;
-/// Longest idempotency key, in characters.
-pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+/// Longest route slug, in characters.
+pub const MAX_ROUTE_CHARS: usize = 255;
+/// Longest header name echoed in a reply; a longer one is cut.
+const MAX_ECHOED_NAME: usize = 64;
 
 /// A submitted message, ready to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,25 +90,70 @@ pub fn parse(body: Vec<u8>) -> Option<Parsed> {
     })
 }
 
-/// Whether `tag` is a valid tag: words of ASCII letters, digits, `_` and `-`, separated by single
-/// spaces, at most [`MAX_TAG_LEN`] bytes.
-#[must_use]
-pub fn valid_tag(tag: &str) -> bool {
-    tag.len() <= MAX_TAG_LEN
-        && tag.split(' ').all(|word| {
-            !word.is_empty()
-                && word
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
-        })
+/// A header the relay refuses, and why: the reply names the header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidHeader {
+    /// The header's name (cut to 64 characters; never anything but printable ASCII).
+    pub header: String,
+    /// What is wrong with it: "must not contain …".
+    pub problem: &'static str,
 }
 
-/// Whether `key` is a valid idempotency key: 1 to 255 printable characters.
-#[must_use]
-pub fn valid_idempotency_key(key: &str) -> bool {
-    !key.is_empty()
-        && key.chars().count() <= MAX_IDEMPOTENCY_KEY_CHARS
-        && key.chars().all(|c| !c.is_control())
+impl Parsed {
+    /// Applies the Sending API's rules to what the message's headers ask for: the route, tag,
+    /// metadata and idempotency key, and the (decoded) subject, may not hold anything that could
+    /// break a header line ([`lettermint_core::header`]); the tag and key have their formats.
+    pub fn check(&self) -> Result<(), InvalidHeader> {
+        let refuse = |header: &str, problem: &'static str| InvalidHeader {
+            header: header.to_owned(),
+            problem,
+        };
+        let text = |name: &str, value: &str| {
+            header::check_text(value).map_err(|problem| refuse(name, problem.problem()))
+        };
+        if let Some(route) = &self.route {
+            text(ROUTE_HEADER, route)?;
+            if route.chars().count() > MAX_ROUTE_CHARS {
+                return Err(refuse(
+                    ROUTE_HEADER,
+                    "must not be longer than 255 characters",
+                ));
+            }
+        }
+        if let Some(tag) = &self.tag {
+            text(TAG_HEADER, tag)?;
+            if !valid_tag(tag) {
+                return Err(refuse(
+                    TAG_HEADER,
+                    "must be words of letters, digits, `_` and `-` separated by single spaces \
+                     (at most 255 characters)",
+                ));
+            }
+        }
+        for (key, value) in &self.metadata {
+            let name = format!("{METADATA_PREFIX}{key}");
+            if let Err(problem) = header::check_name(&name) {
+                // The name itself is unprintable: name the prefix only.
+                return Err(refuse(METADATA_PREFIX, problem.problem()));
+            }
+            let name: String = name.chars().take(MAX_ECHOED_NAME).collect();
+            text(&name, value)?;
+        }
+        if let Some(key) = &self.idempotency_key {
+            text(IDEMPOTENCY_HEADER, key)?;
+            if !valid_idempotency_key(key) {
+                return Err(refuse(
+                    IDEMPOTENCY_HEADER,
+                    "must be 1 to 255 characters without control characters",
+                ));
+            }
+        }
+        if let Some(subject) = &self.subject {
+            // The subject as decoded: an encoded word (RFC 2047) can hide a line break.
+            text("Subject", subject)?;
+        }
+        Ok(())
+    }
 }
 
 /// Where the header section ends (the start of the blank line, or the end of the message).
@@ -187,6 +235,37 @@ mod tests {
         assert!(!valid_tag(" leading"));
         assert!(!valid_tag("semi;colon"));
         assert!(!valid_tag(&"a".repeat(256)));
+    }
+
+    fn refusal(headers: &str) -> Option<(String, &'static str)> {
+        let body = format!("From: a@example.com\r\n{headers}\r\nbody\r\n");
+        let parsed = parse(body.into_bytes()).expect("a message");
+        parsed.check().err().map(|e| (e.header, e.problem))
+    }
+
+    #[test]
+    fn instruction_headers_and_the_subject_follow_the_header_rule() {
+        assert_eq!(
+            refusal("X-LM-Tag: ok\r\nX-LM-Metadata-k: v\r\nSubject: Hi\tthere\r\n"),
+            None
+        );
+        for (headers, header) in [
+            ("X-LM-Tag: a\0b\r\n", "X-LM-Tag"),
+            ("X-LM-Tag: a;b\r\n", "X-LM-Tag"),
+            ("X-Lettermint-Route: a\x07b\r\n", "X-Lettermint-Route"),
+            ("X-LM-Metadata-user: 4\x002\r\n", "X-LM-Metadata-user"),
+            ("X-LM-Metadata-us\x01er: 42\r\n", "X-LM-Metadata-"),
+            ("X-LM-Metadata-a b: 42\r\n", "X-LM-Metadata-"),
+            ("Idempotency-Key: k\0\r\n", "Idempotency-Key"),
+            // "hi\r\nBcc: evil@example.com", as an encoded word.
+            (
+                "Subject: =?utf-8?b?aGkNCkJjYzogZXZpbEBleGFtcGxlLmNvbQ==?=\r\n",
+                "Subject",
+            ),
+        ] {
+            let (name, _) = refusal(headers).unwrap_or_else(|| panic!("{headers:?} accepted"));
+            assert_eq!(name, header, "{headers:?}");
+        }
     }
 
     #[test]

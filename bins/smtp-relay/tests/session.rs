@@ -618,8 +618,64 @@ async fn an_idempotency_key_replays_the_first_answer() {
     assert_eq!(
         c.submit("From: me@example.com\r\nX-LM-Tag: not;valid\r\n\r\nHi.\r\n")
             .await,
-        "554 5.6.0 Invalid X-LM-Tag header\r\n"
+        "554 5.6.0 Invalid X-LM-Tag header: must be words of letters, digits, `_` and `-` separated by single spaces (at most 255 characters)\r\n"
     );
+}
+
+#[tokio::test]
+async fn instruction_headers_that_could_break_a_header_line_are_refused_by_name() {
+    let w = world(insecure()).await;
+    let mut c = Client::connect(&w.relay).await;
+    c.login(&w.token).await;
+    // One case per header the relay reads; each value could end a header line, or hides
+    // something a header must not hold.
+    for (header, reply) in [
+        (
+            "X-LM-Tag: wel\0come",
+            "Invalid X-LM-Tag header: must not contain NUL characters",
+        ),
+        (
+            "X-Lettermint-Route: default\x07",
+            "Invalid X-Lettermint-Route header: must not contain control characters",
+        ),
+        (
+            "X-LM-Metadata-user: 4\x002",
+            "Invalid X-LM-Metadata-user header: must not contain NUL characters",
+        ),
+        (
+            "X-LM-Metadata-us\x1ber: 42",
+            "Invalid X-LM-Metadata- header: must not contain control characters",
+        ),
+        (
+            "Idempotency-Key: key\x7f",
+            "Invalid Idempotency-Key header: must not contain control characters",
+        ),
+        // "hi\r\nBcc: evil@x.com" as an encoded word: the decoded subject is checked.
+        (
+            "Subject: =?utf-8?b?aGkNCkJjYzogZXZpbEB4LmNvbQ==?=",
+            "Invalid Subject header: must not contain line breaks (CR or LF)",
+        ),
+    ] {
+        let got = c
+            .submit(&format!(
+                "From: me@example.com\r\n{header}\r\nTo: you@example.com\r\n\r\nHi.\r\n"
+            ))
+            .await;
+        assert!(
+            got.starts_with(&format!("554 5.6.0 {reply}")),
+            "{header:?}: {got:?}"
+        );
+    }
+    // The session goes on, and accepts the same headers with clean values.
+    let id = queued_id(
+        &c.submit(
+            "From: me@example.com\r\nX-LM-Tag: welcome\r\nX-LM-Metadata-user: 42\r\nSubject: =?utf-8?q?hi_there?=\r\n\r\nHi.\r\n",
+        )
+        .await,
+    );
+    let stored = w.services.messages.get(w.project, id).await.unwrap();
+    assert_eq!(stored.subject.as_deref(), Some("hi there"));
+    assert_eq!(lettermint_core::header::line_breaking_field(&stored), None);
 }
 
 fn ip(text: &str) -> Option<std::net::IpAddr> {

@@ -52,6 +52,7 @@ pub mod auth;
 pub mod clock;
 pub mod delivery;
 pub mod error;
+pub mod header;
 pub mod id;
 pub mod kind;
 pub mod message;

@@ -222,6 +222,32 @@ pub const IDEMPOTENCY_TTL: time::Duration = time::Duration::hours(24);
 /// Longest `Idempotency-Key`, in characters.
 pub const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 
+/// Longest tag, in characters (tags are ASCII, so also in bytes).
+pub const MAX_TAG_CHARS: usize = 255;
+
+/// Whether `tag` is a valid tag (`^[a-zA-Z0-9_-]+( [a-zA-Z0-9_-]+)*$`, at most
+/// [`MAX_TAG_CHARS`]): words of ASCII letters, digits, `_` and `-` separated by single spaces.
+/// The same rule for the Sending API's `tag` and the relay's `X-LM-Tag`.
+#[must_use]
+pub fn valid_tag(tag: &str) -> bool {
+    tag.len() <= MAX_TAG_CHARS
+        && tag.split(' ').all(|word| {
+            !word.is_empty()
+                && word
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        })
+}
+
+/// Whether `key` is a valid `Idempotency-Key`: 1 to [`MAX_IDEMPOTENCY_KEY_CHARS`] characters,
+/// none of them a control character (so none can break a header line).
+#[must_use]
+pub fn valid_idempotency_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.chars().count() <= MAX_IDEMPOTENCY_KEY_CHARS
+        && !key.chars().any(char::is_control)
+}
+
 /// The response a request with an `Idempotency-Key` got, stored in the same transaction as its
 /// messages so that a retry is answered with it and sends nothing again.
 #[derive(Debug, Clone, PartialEq, Eq)]
