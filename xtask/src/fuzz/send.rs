@@ -4,7 +4,8 @@
 //! a send request (field names the validator knows, values built from hostile fragments), so
 //! that most inputs reach the field checks. Invariants: no panic; a request is refused exactly
 //! when errors were recorded; an accepted request has no header-bound value that fails the
-//! header rule, so its stored message can never gain a header line.
+//! header rule, so its stored message can never gain a header line; and the message delivery
+//! builds from it, parsed back, has no header or recipient the request did not name.
 
 use api_server::validate::{ValidSend, send_request};
 use lettermint_core::header::{self, line_breaking_field};
@@ -147,11 +148,75 @@ fn check_accepted(valid: &ValidSend) -> Result<(), String> {
         scheduled_at: valid.scheduled_at,
         created_at: time::OffsetDateTime::UNIX_EPOCH,
         content: MessageContent::Structured(Box::new(email.clone())),
+        delivery: Default::default(),
     };
-    match line_breaking_field(&message) {
-        None => Ok(()),
-        Some(field) => Err(format!("the stored message would break a line in {field}")),
+    if let Some(field) = line_breaking_field(&message) {
+        return Err(format!("the stored message would break a line in {field}"));
     }
+    check_built(&message, email)
+}
+
+/// The message as delivery builds it, read back with mail-parser: it parses, every header is
+/// one the builder adds or the request named, its To and Cc addresses are the request's, and
+/// its envelope is the stored recipients. A message the builder refuses fails at delivery
+/// instead of going out, which is safe; a panic is not.
+fn check_built(message: &Message, email: &lettermint_core::StructuredEmail) -> Result<(), String> {
+    let Ok(bytes) = lettermint_delivery::mime::render(message) else {
+        return Ok(());
+    };
+    let parsed = mail_parser::MessageParser::default()
+        .parse(&bytes)
+        .ok_or("a built message does not parse")?;
+    let mut allowed: Vec<String> = [
+        "from",
+        "to",
+        "cc",
+        "reply-to",
+        "subject",
+        "date",
+        "message-id",
+        "mime-version",
+        "content-type",
+        "content-transfer-encoding",
+        "x-lm-tag",
+        "x-lm-message-id",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    allowed.extend(email.headers.keys().map(|k| k.to_ascii_lowercase()));
+    for h in parsed.headers() {
+        let name = h.name().to_ascii_lowercase();
+        if !allowed.contains(&name) {
+            return Err(format!("the built message gained a header: {name}"));
+        }
+    }
+    let named: Vec<String> = email
+        .to
+        .iter()
+        .chain(&email.cc)
+        .map(|a| api_server::validate::bare_address(a).to_ascii_lowercase())
+        .collect();
+    for addr in parsed
+        .to()
+        .into_iter()
+        .chain(parsed.cc())
+        .flat_map(|a| a.iter())
+        .filter_map(|a| a.address())
+    {
+        if !named.contains(&addr.to_ascii_lowercase()) {
+            return Err(format!("the built message gained a recipient: {addr}"));
+        }
+    }
+    if parsed.bcc().is_some() {
+        return Err("the built message has a Bcc header".into());
+    }
+    let envelope = lettermint_delivery::mime::envelope(message)
+        .map_err(|e| format!("no envelope for an accepted message: {e}"))?;
+    if envelope.to().len() != message.envelope_to.len() {
+        return Err("the envelope lost or gained a recipient".into());
+    }
+    Ok(())
 }
 
 const FIELDS: [&str; 17] = [
