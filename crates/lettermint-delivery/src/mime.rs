@@ -176,13 +176,26 @@ fn attachment_part(attachment: &lettermint_core::Attachment) -> Result<SinglePar
     Ok(part.body(bytes, content_type))
 }
 
+/// `Name <addr>` or `addr` as a mailbox. The display name is taken whole, as the request gave
+/// it, and quoted on output where it needs to be, so that a comma or an `@` in a name
+/// (`Doe, John <j@example.com>`) can never read as a second address.
 fn mailbox(field: &'static str, value: &str) -> Result<Mailbox, BuildError> {
-    header_text(field, value)?
-        .parse()
-        .map_err(|_| BuildError::Address {
-            field,
-            value: value.to_owned(),
-        })
+    let bad = || BuildError::Address {
+        field,
+        value: value.to_owned(),
+    };
+    let value = header_text(field, value)?;
+    let value = value.trim();
+    let (name, address) = match (value.rfind('<'), value.ends_with('>')) {
+        (Some(open), true) => (
+            Some(value[..open].trim().trim_matches('"').trim()),
+            value[open + 1..value.len() - 1].trim(),
+        ),
+        _ => (None, value),
+    };
+    let address = address.parse().map_err(|_| bad())?;
+    let name = name.filter(|n| !n.is_empty()).map(str::to_owned);
+    Ok(Mailbox::new(name, address))
 }
 
 /// A header value that cannot become a second header line: no CR, LF or NUL.

@@ -142,6 +142,36 @@ fn an_api_message_is_built_with_its_headers_bodies_and_attachments() {
 }
 
 #[test]
+fn display_names_with_commas_or_at_signs_stay_one_recipient() {
+    let mut e = email();
+    e.to = vec![
+        "Doe, John <john@example.net>".into(),
+        "a, evil@x.com <b@example.net>".into(),
+    ];
+    e.from = "\"Shop, Inc.\" <shop@example.com>".into();
+    let bytes = built(&message(e));
+    let parsed = MessageParser::default().parse(&bytes).unwrap();
+    let to: Vec<(Option<&str>, Option<&str>)> = parsed
+        .to()
+        .unwrap()
+        .iter()
+        .map(|a| (a.name(), a.address()))
+        .collect();
+    assert_eq!(
+        to,
+        [
+            (Some("Doe, John"), Some("john@example.net")),
+            (Some("a, evil@x.com"), Some("b@example.net"))
+        ]
+    );
+    let from = parsed.from().and_then(|a| a.first()).unwrap();
+    assert_eq!(
+        (from.name(), from.address()),
+        (Some("Shop, Inc."), Some("shop@example.com"))
+    );
+}
+
+#[test]
 fn the_envelope_names_every_recipient_including_bcc() {
     let m = message(email());
     let envelope = envelope(&m).unwrap();
