@@ -139,8 +139,10 @@ pub struct Cli {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
-    /// Upstream smarthost: smtp://[user:password@]host[:port][?tls=required|opportunistic|none]
-    /// or smtps://…; unset, messages go to --maildir [env: LETTERMINT_WORKER_SMARTHOST]
+    /// Upstream smarthost: smtp://user:password@host:port (STARTTLS required; add
+    /// ?tls=opportunistic or ?tls=none to relax; user, password and port are optional) or
+    /// smtps://… (implicit TLS); unset, messages go to --maildir
+    /// [env: LETTERMINT_WORKER_SMARTHOST]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub smarthost: Option<String>,
