@@ -60,7 +60,11 @@ async fn sends_are_stored_complete_before_202(backend: Backend) {
     let caller = server
         .services
         .auth
-        .authenticate_project(Some(&server.project_token), lettermint_core::Channel::Api)
+        .authenticate_project(
+            Some(&server.project_token),
+            lettermint_core::Channel::Api,
+            None,
+        )
         .await
         .unwrap();
     let stored = server
@@ -444,7 +448,11 @@ async fn project_of(server: &TestServer) -> lettermint_core::ProjectId {
     server
         .services
         .auth
-        .authenticate_project(Some(&server.project_token), lettermint_core::Channel::Api)
+        .authenticate_project(
+            Some(&server.project_token),
+            lettermint_core::Channel::Api,
+            None,
+        )
         .await
         .unwrap()
         .project_id
@@ -942,7 +950,11 @@ async fn token_management_and_logs(backend: Backend) {
     let default_id = server
         .services
         .auth
-        .authenticate_project(Some(&server.project_token), lettermint_core::Channel::Api)
+        .authenticate_project(
+            Some(&server.project_token),
+            lettermint_core::Channel::Api,
+            None,
+        )
         .await
         .unwrap()
         .credential
@@ -1027,7 +1039,11 @@ async fn shutdown_flushes_usage(backend: Backend) {
     let caller = server
         .services
         .auth
-        .authenticate_project(Some(&server.project_token), lettermint_core::Channel::Api)
+        .authenticate_project(
+            Some(&server.project_token),
+            lettermint_core::Channel::Api,
+            None,
+        )
         .await
         .unwrap();
     let token = server
@@ -1196,7 +1212,11 @@ async fn messages_are_shown_only_to_their_project(backend: Backend) {
     let caller = server
         .services
         .auth
-        .authenticate_project(Some(&server.project_token), lettermint_core::Channel::Api)
+        .authenticate_project(
+            Some(&server.project_token),
+            lettermint_core::Channel::Api,
+            None,
+        )
         .await
         .unwrap();
     let team = server

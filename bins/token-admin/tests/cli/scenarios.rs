@@ -89,7 +89,7 @@ async fn authenticates(db: &Db, secret: &str) -> bool {
     db.services()
         .await
         .auth
-        .authenticate_project(Some(secret), Channel::Api)
+        .authenticate_project(Some(secret), Channel::Api, None)
         .await
         .is_ok()
 }
@@ -98,7 +98,7 @@ async fn authenticates_team(db: &Db, secret: &str) -> bool {
     db.services()
         .await
         .auth
-        .authenticate_team(Some(secret))
+        .authenticate_team(Some(secret), None)
         .await
         .is_ok()
 }
@@ -213,7 +213,7 @@ pub async fn projects_are_created_with_a_default_route_and_an_optional_first_tok
         .services()
         .await
         .auth
-        .authenticate_project(Some(&secret), Channel::Smtp)
+        .authenticate_project(Some(&secret), Channel::Smtp, None)
         .await
         .expect("the first token sends mail, over SMTP too");
     let mail_project = db.json(&["project", "show", "Mail"]);
@@ -1033,7 +1033,7 @@ pub async fn team_tokens_carry_abilities(db: &Db) {
         .services()
         .await
         .auth
-        .authenticate_team(Some(&first))
+        .authenticate_team(Some(&first), None)
         .await
         .unwrap();
     assert_eq!(caller.team_id.to_string(), acme);
