@@ -182,7 +182,10 @@ pub struct TeamAuth {
 fn classes(method: &Method, path: &str) -> &'static [Class] {
     if method == Method::GET || method == Method::HEAD {
         &[Class::Read]
-    } else if path.ends_with("/regenerate") || path.ends_with("/rotate-token") {
+    } else if path.ends_with("/regenerate")
+        || path.ends_with("/rotate")
+        || path.ends_with("/rotate-token")
+    {
         &[Class::Write, Class::Regenerate]
     } else {
         &[Class::Write]
