@@ -7,9 +7,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lettermint_core::page::{LogSortKey, ProjectSortKey, TokenSortKey};
 use lettermint_core::{
-    Ability, Cursor, Direction, IpAllowlist, LogFilter, Overlap, NewProject, Page, PageRequest, PageSize, Project,
-    ProjectId, ProjectToken, ProjectUpdate, Resource, Scope, Sort, TeamSummary, TokenId,
-    TokenLogEntry, TokenStatusFilter,
+    Ability, Cursor, Direction, IpAllowlist, LogFilter, NewProject, Overlap, Page, PageRequest,
+    PageSize, Project, ProjectId, ProjectToken, ProjectUpdate, Resource, Scope, Sort, TeamSummary,
+    TokenId, TokenLogEntry, TokenStatusFilter,
 };
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;

@@ -1265,7 +1265,11 @@ async fn messages_are_shown_only_to_their_project(backend: Backend) {
 }
 
 /// Creates a project token through the Team API with `body`; its id and value.
-async fn create_token(server: &TestServer, project: lettermint_core::ProjectId, body: Value) -> (String, String) {
+async fn create_token(
+    server: &TestServer,
+    project: lettermint_core::ProjectId,
+    body: Value,
+) -> (String, String) {
     let (status, created) = json(
         client()
             .post(format!("{}/v1/projects/{project}/tokens", server.base))
@@ -1310,7 +1314,13 @@ async fn rotation_keeps_the_old_value_for_the_overlap_only(backend: Backend) {
         .send()
     };
     // Bounds: at most 7 days, a duration with a unit.
-    for bad in [json!("8d"), json!("0s"), json!("24"), json!(3600), Value::Null] {
+    for bad in [
+        json!("8d"),
+        json!("0s"),
+        json!("24"),
+        json!(3600),
+        Value::Null,
+    ] {
         let (status, body) = json(rotate(bad.clone()).await.unwrap()).await;
         assert_eq!(status, 422, "{bad}: {body}");
         assert!(body["errors"]["overlap"].is_array(), "{body}");
@@ -1321,7 +1331,10 @@ async fn rotation_keeps_the_old_value_for_the_overlap_only(backend: Backend) {
     assert_eq!(status, 200, "{rotated}");
     let new = rotated["token"].as_str().unwrap().to_owned();
     assert_ne!(new, old);
-    assert!(rotated["data"]["previous_expires_at"].is_string(), "{rotated}");
+    assert!(
+        rotated["data"]["previous_expires_at"].is_string(),
+        "{rotated}"
+    );
     assert_eq!(send_status(&server, &old).await, 202);
     assert_eq!(send_status(&server, &new).await, 202);
     tokio::time::sleep(Duration::from_millis(2_100)).await;
