@@ -244,7 +244,7 @@ fn check<K: Owner>(
     client_ip: Option<IpAddr>,
 ) -> Result<()> {
     let token_id = token.id;
-    if slot == CredentialSlot::Previous && !token.previous_expires_at.is_some_and(|e| now < e) {
+    if slot == CredentialSlot::Previous && token.previous_expires_at.is_none_or(|e| now >= e) {
         return Err(Error::Unauthenticated(AuthFailure::Unknown));
     }
     match token.status(now) {

@@ -246,7 +246,7 @@ impl<T> IdempotencyRow<T> {
 }
 
 /// The state of a project token as the send path reads it, under a lock that orders it against
-/// revoke, regenerate, rotate and allowlist changes (`SELECT` [`locked_token_columns!`]).
+/// revoke, regenerate, rotate and allowlist changes (`SELECT` [`locked_token_columns!`](crate::locked_token_columns)).
 #[derive(Debug, sqlx::FromRow)]
 pub struct LockedToken<T> {
     /// The token's id.
