@@ -281,7 +281,7 @@ async fn store_auth(store: AnyStore, window: Duration, concurrency: usize) -> Re
                 async move {
                     services
                         .auth
-                        .authenticate_project(Some(&secrets[i % secrets.len()]), Channel::Api)
+                        .authenticate_project(Some(&secrets[i % secrets.len()]), Channel::Api, None)
                         .await
                         .map(drop)
                         .map_err(anyhow::Error::from)

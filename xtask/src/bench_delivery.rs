@@ -227,6 +227,7 @@ async fn fill(
                 message.content = MessageContent::Structured(Box::new(email(i)));
                 message.envelope_to = vec![format!("customer{i}@example.net")];
                 Submission {
+                    client_ip: None,
                     credential,
                     messages: vec![message],
                     idempotency: None,
@@ -234,7 +235,10 @@ async fn fill(
             })
             .collect();
         let outcomes = services.messages.enqueue(&submissions).await?;
-        if outcomes.iter().any(|o| *o != SubmissionOutcome::Accepted) {
+        if outcomes
+            .iter()
+            .any(|o| *o != SubmissionOutcome::Accepted(lettermint_core::CredentialSlot::Current))
+        {
             bail!("the store refused a submission: {outcomes:?}");
         }
         left -= chunk;

@@ -5,7 +5,9 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use lettermint_core::{Action, Channel, Error, Outcome, ProjectCaller, TeamCaller, UsageRecord};
+use lettermint_core::{
+    Action, Channel, CredentialSlot, Error, Outcome, ProjectCaller, TeamCaller, UsageRecord,
+};
 
 use crate::AppState;
 use crate::client::Client;
@@ -40,7 +42,7 @@ impl ProjectAuth {
         match state
             .services
             .auth
-            .authenticate_project_digest(&presented, Channel::Api)
+            .authenticate_project_digest(&presented, Channel::Api, self.client.ip)
             .await
         {
             Ok(caller) => {
@@ -87,11 +89,12 @@ impl AppState {
             .increment(1);
         tracing::info!(reason = failure.reason(), "authentication refused");
         if let Some((token_id, outcome)) = failure.loggable() {
-            self.record_usage(token_id, client, action, outcome, 401, Vec::new());
+            self.record_usage(token_id, client, action, outcome, 401, Vec::new(), None);
         }
     }
 
-    /// Queues a usage record.
+    /// Queues a usage record; `credential` is the token value used, when one was accepted.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn record_usage(
         &self,
         token_id: lettermint_core::TokenId,
@@ -100,6 +103,7 @@ impl AppState {
         outcome: Outcome,
         status: u16,
         message_ids: Vec<lettermint_core::MessageId>,
+        credential: Option<CredentialSlot>,
     ) {
         self.usage.record(UsageRecord {
             token_id,
@@ -111,6 +115,7 @@ impl AppState {
             status,
             message_ids,
             user_agent: client.user_agent.clone(),
+            credential,
         });
     }
 }
@@ -143,7 +148,7 @@ impl FromRequestParts<AppState> for ProjectAuth {
         match state
             .services
             .auth
-            .authenticate_project(presented, Channel::Api)
+            .authenticate_project(presented, Channel::Api, client.ip)
             .await
         {
             Ok(caller) => {
@@ -177,7 +182,10 @@ pub struct TeamAuth {
 fn classes(method: &Method, path: &str) -> &'static [Class] {
     if method == Method::GET || method == Method::HEAD {
         &[Class::Read]
-    } else if path.ends_with("/regenerate") || path.ends_with("/rotate-token") {
+    } else if path.ends_with("/regenerate")
+        || path.ends_with("/rotate")
+        || path.ends_with("/rotate-token")
+    {
         &[Class::Write, Class::Regenerate]
     } else {
         &[Class::Write]
@@ -192,7 +200,7 @@ pub async fn team_api(State(state): State<AppState>, request: Request, next: Nex
     let caller = match state
         .services
         .auth
-        .authenticate_team(bearer(&parts.headers))
+        .authenticate_team(bearer(&parts.headers), client.ip)
         .await
     {
         Ok(caller) => caller,
@@ -206,6 +214,7 @@ pub async fn team_api(State(state): State<AppState>, request: Request, next: Nex
         classes(&parts.method, parts.uri.path()),
         std::time::Instant::now(),
     );
+    let slot = Some(caller.slot);
     let mut response = if verdict.allowed {
         let token_id = caller.token_id;
         parts.extensions.insert(TeamAuth {
@@ -226,6 +235,7 @@ pub async fn team_api(State(state): State<AppState>, request: Request, next: Nex
             outcome,
             status,
             Vec::new(),
+            slot,
         );
         response
     } else {
@@ -236,6 +246,7 @@ pub async fn team_api(State(state): State<AppState>, request: Request, next: Nex
             Outcome::RateLimited,
             429,
             Vec::new(),
+            slot,
         );
         ApiError::RateLimited {
             retry_after: verdict.reset_secs,
@@ -275,19 +286,19 @@ pub async fn ping(State(state): State<AppState>, parts: Parts) -> Result<&'stati
         state
             .services
             .auth
-            .authenticate_team(presented)
+            .authenticate_team(presented, client.ip)
             .await
-            .map(|c| c.token_id)
+            .map(|c| (c.token_id, c.slot))
     } else {
         state
             .services
             .auth
-            .authenticate_project(presented, Channel::Api)
+            .authenticate_project(presented, Channel::Api, client.ip)
             .await
-            .map(|c| c.credential.token_id)
+            .map(|c| (c.credential.token_id, c.slot))
     };
     match token_id {
-        Ok(token_id) => {
+        Ok((token_id, slot)) => {
             state.record_usage(
                 token_id,
                 &client,
@@ -295,6 +306,7 @@ pub async fn ping(State(state): State<AppState>, parts: Parts) -> Result<&'stati
                 Outcome::Accepted,
                 200,
                 Vec::new(),
+                Some(slot),
             );
             Ok("pong")
         }

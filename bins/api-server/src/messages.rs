@@ -113,6 +113,7 @@ fn record(state: &AppState, auth: &ProjectAuth) {
         Outcome::Accepted,
         200,
         Vec::new(),
+        Some(auth.caller.slot),
     );
 }
 

@@ -174,6 +174,7 @@ async fn invalid(
         Outcome::InvalidRequest,
         err.status(),
         Vec::new(),
+        Some(auth.caller.slot),
     );
     err
 }
@@ -388,6 +389,7 @@ async fn accept(
     let ids: Vec<MessageId> = messages.iter().map(|m| m.id).collect();
     let count = ids.len();
     let submission = Submission {
+        client_ip: auth.client.ip,
         credential: caller.credential,
         messages,
         idempotency: key.as_ref().map(|key| IdempotencyRecord {
@@ -400,7 +402,7 @@ async fn accept(
         }),
     };
     match state.committer.commit(submission).await {
-        Ok(SubmissionOutcome::Accepted) => {
+        Ok(SubmissionOutcome::Accepted(slot)) => {
             metrics::counter!("lettermint_sends_accepted_total").increment(count as u64);
             metrics::histogram!("lettermint_send_batch_size").record(count as f64);
             state.record_usage(
@@ -410,6 +412,7 @@ async fn accept(
                 Outcome::Accepted,
                 202,
                 ids,
+                Some(slot),
             );
             Ok((
                 StatusCode::ACCEPTED,
@@ -422,8 +425,9 @@ async fn accept(
                 .into_response())
         }
         Ok(SubmissionOutcome::TokenInactive) => {
-            // Revoked, regenerated or expired before the commit. Ask the store why, so the
-            // token's log says so, and forget the identity.
+            // Revoked, regenerated, expired, past its overlap or refused by the allowlist
+            // before the commit. Ask the store why, so the token's log says so, and forget the
+            // identity.
             state.identities.forget(&caller.credential.digest);
             auth.fresh = false;
             match auth.confirm(state, action).await {
@@ -436,6 +440,7 @@ async fn accept(
                         Outcome::RejectedRevoked,
                         401,
                         Vec::new(),
+                        Some(auth.caller.slot),
                     );
                     Err(ApiError::Unauthenticated)
                 }

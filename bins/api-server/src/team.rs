@@ -7,9 +7,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use lettermint_core::page::{LogSortKey, ProjectSortKey, TokenSortKey};
 use lettermint_core::{
-    Ability, Cursor, Direction, LogFilter, NewProject, Page, PageRequest, PageSize, Project,
-    ProjectId, ProjectToken, ProjectUpdate, Resource, Scope, Sort, TeamSummary, TokenId,
-    TokenLogEntry, TokenStatusFilter,
+    Ability, Cursor, Direction, IpAllowlist, LogFilter, NewProject, Overlap, Page, PageRequest,
+    PageSize, Project, ProjectId, ProjectToken, ProjectUpdate, Resource, Scope, Sort, TeamSummary,
+    TokenId, TokenLogEntry, TokenStatusFilter,
 };
 use serde_json::{Map, Value, json};
 use time::OffsetDateTime;
@@ -35,6 +35,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(list_tokens, create_token))
         .routes(routes!(show_token, rename_token, revoke_token))
         .routes(routes!(regenerate_token))
+        .routes(routes!(rotate_token_with_overlap))
         .routes(routes!(token_logs))
 }
 
@@ -88,6 +89,8 @@ pub fn token_json(token: &ProjectToken, now: OffsetDateTime) -> Value {
         last_used_via: token.last_use.via.map(|v| v.as_str()),
         expires_at: opt_rfc3339(token.expires_at),
         revoked_at: opt_rfc3339(token.revoked_at),
+        previous_expires_at: opt_rfc3339(token.overlap_until(now)),
+        allowed_ips: token.allowed_ips.to_strings(),
     })
 }
 
@@ -103,6 +106,7 @@ fn log_json(entry: &TokenLogEntry) -> Value {
         status: entry.status,
         message_ids: entry.message_ids.clone(),
         user_agent: entry.user_agent.clone(),
+        credential: entry.credential.map(|c| c.as_str()),
     })
 }
 
@@ -243,6 +247,34 @@ fn opt_instant(body: &Map<String, Value>, field: &str) -> ApiResult<Option<Offse
             )
         }),
     }
+}
+
+/// An optional list of CIDRs (`allowed_ips`); entries that are not strings, or not networks,
+/// are named by index (`allowed_ips.2`).
+fn opt_allowlist(body: &Map<String, Value>, field: &str) -> ApiResult<Option<IpAllowlist>> {
+    let entries = match body.get(field) {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Array(entries)) => entries,
+        Some(_) => {
+            return Err(ApiError::invalid(
+                field,
+                format!("The {field} field must be an array of CIDR strings."),
+            ));
+        }
+    };
+    let mut texts = Vec::with_capacity(entries.len());
+    for (i, entry) in entries.iter().enumerate() {
+        match entry {
+            Value::String(text) => texts.push(text.as_str()),
+            _ => {
+                return Err(ApiError::invalid(
+                    format!("{field}.{i}"),
+                    format!("The {field}.{i} field must be a string."),
+                ));
+            }
+        }
+    }
+    Ok(Some(IpAllowlist::parse(field, &texts)?))
 }
 
 fn project_id(raw: &str) -> ApiResult<ProjectId> {
@@ -699,10 +731,11 @@ async fn create_token(
     let body = object(&body)?;
     let name = required_string(body, "name")?;
     let expires_at = opt_instant(body, "expires_at")?;
+    let allowed_ips = opt_allowlist(body, "allowed_ips")?.unwrap_or_default();
     let issued = state
         .services
         .project_tokens
-        .create(scope(&auth), id, &name, (), expires_at)
+        .create_with_allowlist(scope(&auth), id, &name, (), expires_at, allowed_ips)
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -747,7 +780,10 @@ async fn show_token(
     Ok(Json(token_json(&token, state.clock.now())).into_response())
 }
 
-/// Rename a project token
+/// Update a project token
+///
+/// Renames it, replaces its IP allowlist, or both. A new allowlist applies to every front door
+/// before this answers.
 #[utoipa::path(
     patch,
     path = "/v1/projects/{id}/tokens/{token}",
@@ -758,9 +794,9 @@ async fn show_token(
         ("id" = uuid::Uuid, Path, description = "The project's id."),
         ("token" = uuid::Uuid, Path, description = "The token's id."),
     ),
-    request_body = wire::NameBody,
+    request_body = wire::TokenUpdateBody,
     responses(
-        (status = 200, description = "The renamed token.", body = wire::TokenMutation),
+        (status = 200, description = "The updated token.", body = wire::TokenMutation),
         NotFound,
         TokenConflict,
         TeamErrors,
@@ -775,15 +811,31 @@ async fn rename_token(
 ) -> ApiResult<Response> {
     auth.caller.require(Ability::write(Resource::Tokens))?;
     let (id, token) = (project_id(&id)?, token_id(&token)?);
-    let name = required_string(object(&body)?, "name")?;
-    let token = state
-        .services
-        .project_tokens
-        .rename(scope(&auth), Some(id), token, &name)
-        .await?;
+    let body = object(&body)?;
+    let name = opt_string(body, "name")?;
+    let allowed_ips = opt_allowlist(body, "allowed_ips")?;
+    if name.is_none() && allowed_ips.is_none() {
+        return Err(ApiError::invalid(
+            "name",
+            "The name field is required when allowed_ips is not present.",
+        ));
+    }
+    let tokens = &state.services.project_tokens;
+    let mut updated = None;
+    if let Some(name) = name {
+        updated = Some(tokens.rename(scope(&auth), Some(id), token, &name).await?);
+    }
+    if let Some(list) = allowed_ips {
+        updated = Some(
+            tokens
+                .set_allowlist(scope(&auth), Some(id), token, &list)
+                .await?,
+        );
+    }
+    let token = updated.ok_or(ApiError::NotFound("token"))?;
     Ok(done(
         token_json(&token, state.clock.now()),
-        "Token renamed successfully.",
+        "Token updated successfully.",
     ))
 }
 
@@ -823,6 +875,54 @@ async fn regenerate_token(
     Ok(Json(json!({
         "data": token_json(&issued.token, state.clock.now()),
         "message": "Token regenerated successfully. The previous value no longer works.",
+        "token": issued.secret.expose_secret(),
+    }))
+    .into_response())
+}
+
+/// Rotate a project token with an overlap
+///
+/// The new value is in `token`, shown only in this answer. The current value keeps working until
+/// `data.previous_expires_at` (now plus `overlap`, at most 7 days), then fails like a
+/// regenerated value. Regenerating or revoking ends the overlap at once; rotating again ends the
+/// overlap of the value that was previous.
+#[utoipa::path(
+    post,
+    path = "/v1/projects/{id}/tokens/{token}/rotate",
+    tag = "Team API",
+    operation_id = "rotate_project_token",
+    security(("teamToken" = [])),
+    params(
+        ("id" = uuid::Uuid, Path, description = "The project's id."),
+        ("token" = uuid::Uuid, Path, description = "The token's id."),
+    ),
+    request_body = wire::RotateBody,
+    responses(
+        (status = 200, description = "The token and its new value.", body = wire::TokenIssued),
+        NotFound,
+        TokenConflict,
+        TeamErrors,
+    ),
+    extensions(("x-required-ability" = json!("write:tokens"))),
+)]
+async fn rotate_token_with_overlap(
+    State(state): State<AppState>,
+    Extension(auth): Extension<TeamAuth>,
+    Path((id, token)): Path<(String, String)>,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    auth.caller.require(Ability::write(Resource::Tokens))?;
+    let (id, token) = (project_id(&id)?, token_id(&token)?);
+    let overlap = required_string(object(&body)?, "overlap")?;
+    let overlap = Overlap::parse("overlap", &overlap)?;
+    let issued = state
+        .services
+        .project_tokens
+        .rotate(scope(&auth), Some(id), token, overlap)
+        .await?;
+    Ok(Json(json!({
+        "data": token_json(&issued.token, state.clock.now()),
+        "message": "Token rotated successfully. The previous value works until data.previous_expires_at.",
         "token": issued.secret.expose_secret(),
     }))
     .into_response())

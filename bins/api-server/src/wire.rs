@@ -56,6 +56,14 @@ fn nullable_channel_schema() -> Schema {
     )
 }
 
+fn nullable_credential_schema() -> Schema {
+    string_enum(
+        ["current", "previous"],
+        true,
+        "Which of the token's values was presented: `current`, or `previous` during a rotation's overlap (null: not a use of a value, such as a delivery, or refused before the value was matched).",
+    )
+}
+
 fn token_status_schema() -> Schema {
     string_enum(
         ["active", "revoked", "expired"],
@@ -558,6 +566,36 @@ pub struct NewTokenBody {
     /// When the token stops working (absent or null: never).
     #[schema(schema_with = nullable_instant_input_schema, required = false)]
     pub expires_at: Option<String>,
+    /// The client networks it may be used from: IPv4 or IPv6 CIDRs, or single addresses (at
+    /// most 100; absent, null or empty: any address).
+    #[schema(max_items = 100, required = false, nullable = true)]
+    pub allowed_ips: Option<Vec<String>>,
+}
+
+/// Changes to a project token: its name, its IP allowlist, or both.
+#[derive(Debug, Clone, ToSchema)]
+#[schema(example = json!({"name": "CI", "allowed_ips": ["203.0.113.0/24"]}))]
+pub struct TokenUpdateBody {
+    /// A new name: 1 to 100 characters, not blank, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 100,
+        pattern = r"^[^\x00-\x1F\x7F-\x9F]*[^\s\x00-\x1F\x7F-\x9F][^\x00-\x1F\x7F-\x9F]*$"
+    )]
+    pub name: Option<String>,
+    /// A new IP allowlist, replacing the old one (empty: any address; at most 100 entries).
+    #[schema(max_items = 100)]
+    pub allowed_ips: Option<Vec<String>>,
+}
+
+/// A rotation.
+#[derive(Debug, Clone, ToSchema)]
+#[schema(example = json!({"overlap": "24h"}))]
+pub struct RotateBody {
+    /// How long the current value keeps working beside the new one: a number and a unit
+    /// (`s`, `m`, `h`, `d`), more than zero and at most 7 days.
+    #[schema(pattern = r"^[0-9]+[smhd]$")]
+    pub overlap: String,
 }
 
 /// Which tokens a list shows (empty: the default, `active`).
@@ -679,6 +717,13 @@ pub struct Token {
     /// When it was revoked.
     #[schema(format = DateTime, required = true)]
     pub revoked_at: Option<String>,
+    /// While a rotation's overlap runs: when the previous value stops working (null: only the
+    /// current value works).
+    #[schema(format = DateTime, required = true)]
+    pub previous_expires_at: Option<String>,
+    /// The client networks (CIDR) it may be used from; empty: any address.
+    #[schema(example = json!(["203.0.113.0/24", "2001:db8::/32"]))]
+    pub allowed_ips: Vec<String>,
 }
 
 /// One use of a token.
@@ -713,6 +758,9 @@ pub struct LogEntry {
     /// HTTP `User-Agent`.
     #[schema(required = true)]
     pub user_agent: Option<String>,
+    /// Which of the token's values was presented.
+    #[schema(schema_with = nullable_credential_schema, required = true)]
+    pub credential: Option<&'static str>,
 }
 
 // --- team API: envelopes -----------------------------------------------------------------------

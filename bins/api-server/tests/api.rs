@@ -38,6 +38,8 @@ on_both_stores!(
     shutdown_flushes_usage,
     a_known_token_revoked_since_gets_401_on_every_path,
     messages_are_shown_only_to_their_project,
+    rotation_keeps_the_old_value_for_the_overlap_only,
+    allowlists_refuse_other_addresses_like_a_bad_token,
 );
 
 async fn sends_are_stored_complete_before_202(backend: Backend) {
@@ -60,7 +62,11 @@ async fn sends_are_stored_complete_before_202(backend: Backend) {
     let caller = server
         .services
         .auth
-        .authenticate_project(Some(&server.project_token), lettermint_core::Channel::Api)
+        .authenticate_project(
+            Some(&server.project_token),
+            lettermint_core::Channel::Api,
+            None,
+        )
         .await
         .unwrap();
     let stored = server
@@ -444,7 +450,11 @@ async fn project_of(server: &TestServer) -> lettermint_core::ProjectId {
     server
         .services
         .auth
-        .authenticate_project(Some(&server.project_token), lettermint_core::Channel::Api)
+        .authenticate_project(
+            Some(&server.project_token),
+            lettermint_core::Channel::Api,
+            None,
+        )
         .await
         .unwrap()
         .project_id
@@ -741,6 +751,16 @@ async fn another_teams_ids_are_not_found_on_every_route(backend: Backend) {
             None,
         ),
         (
+            reqwest::Method::POST,
+            format!("/v1/projects/{p}/tokens/{t}/rotate"),
+            Some(json!({"overlap": "1h"})),
+        ),
+        (
+            reqwest::Method::PATCH,
+            format!("/v1/projects/{p}/tokens/{t}"),
+            Some(json!({"allowed_ips": ["10.0.0.0/8"]})),
+        ),
+        (
             reqwest::Method::DELETE,
             format!("/v1/projects/{p}/tokens/{t}"),
             None,
@@ -756,7 +776,8 @@ async fn another_teams_ids_are_not_found_on_every_route(backend: Backend) {
         .iter()
         .filter(|(_, path)| path.starts_with("/v1/projects/") && path.contains("{id}"))
         .count();
-    assert_eq!(covered, routes.len());
+    // (PATCH is listed twice: a rename and an allowlist change.)
+    assert_eq!(covered, routes.len() - 1);
     // Also: our own project with their token id.
     let mine = project_of(&server).await;
     let mixed = format!("/v1/projects/{mine}/tokens/{t}");
@@ -942,7 +963,11 @@ async fn token_management_and_logs(backend: Backend) {
     let default_id = server
         .services
         .auth
-        .authenticate_project(Some(&server.project_token), lettermint_core::Channel::Api)
+        .authenticate_project(
+            Some(&server.project_token),
+            lettermint_core::Channel::Api,
+            None,
+        )
         .await
         .unwrap()
         .credential
@@ -1027,7 +1052,11 @@ async fn shutdown_flushes_usage(backend: Backend) {
     let caller = server
         .services
         .auth
-        .authenticate_project(Some(&server.project_token), lettermint_core::Channel::Api)
+        .authenticate_project(
+            Some(&server.project_token),
+            lettermint_core::Channel::Api,
+            None,
+        )
         .await
         .unwrap();
     let token = server
@@ -1196,7 +1225,11 @@ async fn messages_are_shown_only_to_their_project(backend: Backend) {
     let caller = server
         .services
         .auth
-        .authenticate_project(Some(&server.project_token), lettermint_core::Channel::Api)
+        .authenticate_project(
+            Some(&server.project_token),
+            lettermint_core::Channel::Api,
+            None,
+        )
         .await
         .unwrap();
     let team = server
@@ -1229,4 +1262,208 @@ async fn messages_are_shown_only_to_their_project(backend: Backend) {
     assert_eq!(status, 404);
     let (status, _) = get(format!("/v1/messages/{}", ids[0]), "lm_nope".to_owned()).await;
     assert_eq!(status, 401);
+}
+
+/// Creates a project token through the Team API with `body`; its id and value.
+async fn create_token(
+    server: &TestServer,
+    project: lettermint_core::ProjectId,
+    body: Value,
+) -> (String, String) {
+    let (status, created) = json(
+        client()
+            .post(format!("{}/v1/projects/{project}/tokens", server.base))
+            .bearer_auth(&server.team_token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    (
+        created["data"]["id"].as_str().unwrap().to_owned(),
+        created["token"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn send_status(server: &TestServer, token: &str) -> u16 {
+    client()
+        .post(format!("{}/v1/send", server.base))
+        .header("x-lettermint-token", token)
+        .json(&mail("x"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+async fn rotation_keeps_the_old_value_for_the_overlap_only(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let http = client();
+    let project = project_of(&server).await;
+    let (id, old) = create_token(&server, project, json!({"name": "rotating"})).await;
+    let rotate = |overlap: Value| {
+        http.post(format!(
+            "{}/v1/projects/{project}/tokens/{id}/rotate",
+            server.base
+        ))
+        .bearer_auth(&server.team_token)
+        .json(&json!({ "overlap": overlap }))
+        .send()
+    };
+    // Bounds: at most 7 days, a duration with a unit.
+    for bad in [
+        json!("8d"),
+        json!("0s"),
+        json!("24"),
+        json!(3600),
+        Value::Null,
+    ] {
+        let (status, body) = json(rotate(bad.clone()).await.unwrap()).await;
+        assert_eq!(status, 422, "{bad}: {body}");
+        assert!(body["errors"]["overlap"].is_array(), "{body}");
+    }
+    // Warm the identity cache with the old value, then rotate with a short overlap.
+    assert_eq!(send_status(&server, &old).await, 202);
+    let (status, rotated) = json(rotate(json!("2s")).await.unwrap()).await;
+    assert_eq!(status, 200, "{rotated}");
+    let new = rotated["token"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    assert!(
+        rotated["data"]["previous_expires_at"].is_string(),
+        "{rotated}"
+    );
+    assert_eq!(send_status(&server, &old).await, 202);
+    assert_eq!(send_status(&server, &new).await, 202);
+    tokio::time::sleep(Duration::from_millis(2_100)).await;
+    assert_eq!(send_status(&server, &old).await, 401);
+    assert_eq!(send_status(&server, &new).await, 202);
+    let (_, shown) = json(
+        http.get(format!("{}/v1/projects/{project}/tokens/{id}", server.base))
+            .bearer_auth(&server.team_token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(shown["previous_expires_at"], Value::Null, "{shown}");
+    // The log tells the two values apart.
+    let token_id: lettermint_core::TokenId = id.parse().unwrap();
+    let logs = wait_for_logs(&server, token_id, 4).await;
+    let credentials: Vec<&str> = logs
+        .iter()
+        .filter(|e| e["outcome"] == "accepted")
+        .map(|e| e["credential"].as_str().unwrap())
+        .collect();
+    assert!(credentials.contains(&"previous"), "{logs:?}");
+    assert!(credentials.contains(&"current"), "{logs:?}");
+
+    // Regenerate ends a running overlap at once.
+    let (status, rotated) = json(rotate(json!("7d")).await.unwrap()).await;
+    assert_eq!(status, 200, "{rotated}");
+    let newest = rotated["token"].as_str().unwrap().to_owned();
+    assert_eq!(send_status(&server, &new).await, 202);
+    let (status, regenerated) = json(
+        http.post(format!(
+            "{}/v1/projects/{project}/tokens/{id}/regenerate",
+            server.base
+        ))
+        .bearer_auth(&server.team_token)
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{regenerated}");
+    assert_eq!(send_status(&server, &new).await, 401);
+    assert_eq!(send_status(&server, &newest).await, 401);
+}
+
+async fn allowlists_refuse_other_addresses_like_a_bad_token(backend: Backend) {
+    let server = TestServer::start(backend).await;
+    let http = client();
+    let project = project_of(&server).await;
+    // Bad entries are named by index.
+    let (status, body) = json(
+        http.post(format!("{}/v1/projects/{project}/tokens", server.base))
+            .bearer_auth(&server.team_token)
+            .json(&json!({"name": "bad", "allowed_ips": ["10.0.0.0/8", "nope"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["errors"]["allowed_ips.1"].is_array(), "{body}");
+
+    let (excluded, excluded_secret) = create_token(
+        &server,
+        project,
+        json!({"name": "office", "allowed_ips": ["203.0.113.0/24", "2001:db8::/32"]}),
+    )
+    .await;
+    let (status, refused) = json(
+        http.post(format!("{}/v1/send", server.base))
+            .header("x-lettermint-token", &excluded_secret)
+            .json(&mail("x"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let (_, unknown) = json(
+        http.post(format!("{}/v1/send", server.base))
+            .header("x-lettermint-token", "lm_notarealtoken")
+            .json(&mail("x"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 401);
+    assert_eq!(refused, unknown, "same body as a bad token");
+    let logs = wait_for_logs(&server, excluded.parse().unwrap(), 1).await;
+    assert_eq!(logs[0]["outcome"], "rejected_ip", "{logs:?}");
+    assert_eq!(logs[0]["ip"], "127.0.0.1", "{logs:?}");
+    assert_eq!(logs[0]["status"], 401);
+
+    let (included, included_secret) = create_token(
+        &server,
+        project,
+        json!({"name": "local", "allowed_ips": ["127.0.0.0/8"]}),
+    )
+    .await;
+    assert_eq!(send_status(&server, &included_secret).await, 202);
+    // Narrowing the list applies to the next request, even with the identity cached.
+    let (status, updated) = json(
+        http.patch(format!(
+            "{}/v1/projects/{project}/tokens/{included}",
+            server.base
+        ))
+        .bearer_auth(&server.team_token)
+        .json(&json!({"allowed_ips": ["192.0.2.0/24"]}))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["data"]["allowed_ips"], json!(["192.0.2.0/24"]));
+    assert_eq!(send_status(&server, &included_secret).await, 401);
+    let (status, updated) = json(
+        http.patch(format!(
+            "{}/v1/projects/{project}/tokens/{included}",
+            server.base
+        ))
+        .bearer_auth(&server.team_token)
+        .json(&json!({"allowed_ips": []}))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(send_status(&server, &included_secret).await, 202);
 }

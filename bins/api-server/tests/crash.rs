@@ -72,7 +72,7 @@ async fn crash(backend: Backend) {
     let services = services(&url).await;
     let project = services
         .auth
-        .authenticate_project(Some(&token), lettermint_core::Channel::Api)
+        .authenticate_project(Some(&token), lettermint_core::Channel::Api, None)
         .await
         .unwrap()
         .project_id;
@@ -159,7 +159,7 @@ async fn sigterm_drains_and_exits_cleanly() {
     let services = services(&url).await;
     let caller = services
         .auth
-        .authenticate_project(Some(&token), lettermint_core::Channel::Api)
+        .authenticate_project(Some(&token), lettermint_core::Channel::Api, None)
         .await
         .unwrap();
     let stored = services

@@ -58,7 +58,7 @@ async fn every_documented_operation_is_served_and_documented() {
         "the served document is the one the code builds"
     );
     let operations = operations(&document);
-    assert_eq!(operations.len(), 24, "{operations:?}");
+    assert_eq!(operations.len(), 25, "{operations:?}");
     let listed: BTreeSet<(String, String)> = api_server::openapi::operations()
         .into_iter()
         .map(|(m, p)| (m.to_owned(), p))
@@ -898,6 +898,42 @@ async fn real_requests_and_responses_match_the_document() {
             .body(json!({"name": "CI runner"})),
     )
     .await;
+    x.send(
+        Call::new("patch", "/v1/projects/{id}/tokens/{token}")
+            .auth(t)
+            .on(&both)
+            .body(json!({"allowed_ips": ["203.0.113.0/24", "2001:db8::/32"]})),
+    )
+    .await;
+    assert_eq!(
+        x.send(
+            Call::new("patch", "/v1/projects/{id}/tokens/{token}")
+                .auth(t)
+                .on(&both)
+                .body(json!({"allowed_ips": ["not a network"]})),
+        )
+        .await
+        .0,
+        422
+    );
+    x.send(
+        Call::new("post", "/v1/projects/{id}/tokens/{token}/rotate")
+            .auth(t)
+            .on(&both)
+            .body(json!({"overlap": "24h"})),
+    )
+    .await;
+    assert_eq!(
+        x.send(
+            Call::new("post", "/v1/projects/{id}/tokens/{token}/rotate")
+                .auth(t)
+                .on(&both)
+                .body(json!({"overlap": "8d"})),
+        )
+        .await
+        .0,
+        422
+    );
     x.send(
         Call::new("post", "/v1/projects/{id}/tokens/{token}/regenerate")
             .auth(t)

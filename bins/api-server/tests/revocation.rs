@@ -137,7 +137,7 @@ async fn race(
 async fn project_of(services: &Services, token: &str) -> ProjectId {
     services
         .auth
-        .authenticate_project(Some(token), lettermint_core::Channel::Api)
+        .authenticate_project(Some(token), lettermint_core::Channel::Api, None)
         .await
         .unwrap()
         .project_id

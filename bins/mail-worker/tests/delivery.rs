@@ -115,7 +115,7 @@ impl Api {
         let caller = self
             .services
             .auth
-            .authenticate_project(Some(&self.token), Channel::Smtp)
+            .authenticate_project(Some(&self.token), Channel::Smtp, None)
             .await
             .unwrap();
         let route = self
@@ -131,6 +131,7 @@ impl Api {
         let now = time::OffsetDateTime::now_utc();
         let submissions: Vec<Submission> = (0..count)
             .map(|i| Submission {
+                client_ip: None,
                 credential,
                 messages: vec![Message {
                     id: MessageId::new(),
@@ -156,7 +157,9 @@ impl Api {
         let mut ids = Vec::new();
         for chunk in submissions.chunks(100) {
             let outcomes = self.services.messages.enqueue(chunk).await.unwrap();
-            assert!(outcomes.iter().all(|o| *o == SubmissionOutcome::Accepted));
+            assert!(outcomes.iter().all(
+                |o| *o == SubmissionOutcome::Accepted(lettermint_core::CredentialSlot::Current)
+            ));
             ids.extend(chunk.iter().map(|s| s.messages[0].id));
         }
         ids
@@ -166,7 +169,7 @@ impl Api {
         let caller = self
             .services
             .auth
-            .authenticate_project(Some(&self.token), Channel::Api)
+            .authenticate_project(Some(&self.token), Channel::Api, None)
             .await
             .unwrap();
         let page = self
@@ -406,7 +409,7 @@ async fn sigkill_of_a_worker_mid_batch_loses_no_message() {
     let before = api.services.messages.get(
         api.services
             .auth
-            .authenticate_project(Some(&api.token), Channel::Api)
+            .authenticate_project(Some(&api.token), Channel::Api, None)
             .await
             .unwrap()
             .project_id,

@@ -691,7 +691,7 @@ impl Session {
             .relay
             .services
             .auth
-            .authenticate_project(Some(&password), Channel::Smtp)
+            .authenticate_project(Some(&password), Channel::Smtp, self.peer)
             .await;
         Ok(match result {
             Ok(caller) => {
@@ -701,6 +701,7 @@ impl Session {
                     Outcome::Accepted,
                     235,
                     Vec::new(),
+                    Some(caller.slot),
                 );
                 self.auth = Some(Authenticated {
                     token: password,
@@ -799,7 +800,7 @@ impl Session {
             .relay
             .services
             .auth
-            .authenticate_project(Some(&auth.token), Channel::Smtp)
+            .authenticate_project(Some(&auth.token), Channel::Smtp, self.peer)
             .await;
         match result {
             Ok(caller) => {
@@ -920,6 +921,7 @@ impl Session {
                 Outcome::InvalidRequest,
                 reply.0,
                 Vec::new(),
+                Some(auth.caller.slot),
             );
         }
         if reply.0 == 250 {
@@ -1004,6 +1006,7 @@ impl Session {
             .relay
             .committer
             .commit(Submission {
+                client_ip: self.peer,
                 credential: caller.credential,
                 messages: vec![message],
                 idempotency: key.clone().zip(fingerprint).map(|(key, request_hash)| {
@@ -1019,13 +1022,14 @@ impl Session {
             })
             .await;
         match outcome {
-            Ok(SubmissionOutcome::Accepted) => {
+            Ok(SubmissionOutcome::Accepted(slot)) => {
                 self.record(
                     caller.credential.token_id,
                     Action::SmtpMessage,
                     Outcome::Accepted,
                     250,
                     vec![id],
+                    Some(slot),
                 );
                 Reply::new(250, "2.0.0", queued)
             }
@@ -1035,7 +1039,7 @@ impl Session {
                     .relay
                     .services
                     .auth
-                    .authenticate_project(token.as_deref(), Channel::Smtp)
+                    .authenticate_project(token.as_deref(), Channel::Smtp, self.peer)
                     .await
                 {
                     self.log_failure(failure, Action::SmtpMessage, 530);
@@ -1081,7 +1085,7 @@ impl Session {
             .relay
             .services
             .auth
-            .authenticate_project(token.as_deref(), Channel::Smtp)
+            .authenticate_project(token.as_deref(), Channel::Smtp, self.peer)
             .await
         {
             Ok(_) => {}
@@ -1116,7 +1120,7 @@ impl Session {
         tracing::info!(reason = failure.reason(), "smtp authentication refused");
         auth_failure_metric(failure.reason());
         if let Some((token_id, outcome)) = failure.loggable() {
-            self.record(token_id, action, outcome, status, Vec::new());
+            self.record(token_id, action, outcome, status, Vec::new(), None);
         }
     }
 
@@ -1127,8 +1131,10 @@ impl Session {
         outcome: Outcome,
         status: u16,
         message_ids: Vec<MessageId>,
+        credential: Option<lettermint_core::CredentialSlot>,
     ) {
         self.relay.usage.record(UsageRecord {
+            credential,
             token_id,
             at: OffsetDateTime::now_utc(),
             ip: self.peer,

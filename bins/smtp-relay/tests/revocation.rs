@@ -54,7 +54,7 @@ async fn race(backend: Backend, relays: usize) {
     let token_id = world
         .services
         .auth
-        .authenticate_project(Some(&world.token), lettermint_core::Channel::Smtp)
+        .authenticate_project(Some(&world.token), lettermint_core::Channel::Smtp, None)
         .await
         .unwrap()
         .credential

@@ -1059,3 +1059,109 @@ async fn auth_in_the_middle_of_a_transaction_is_refused_and_the_transaction_goes
     c.send(SIMPLE).await;
     queued_id(&c.cmd(".").await);
 }
+
+#[tokio::test]
+async fn an_allowlist_refuses_other_addresses_at_auth_like_a_bad_token() {
+    use lettermint_core::page::{Direction, LogSortKey, PageRequest, Sort};
+    use lettermint_core::{IpAllowlist, LogFilter, Outcome};
+    let w = world(insecure()).await;
+    let local: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+    let excluding =
+        IpAllowlist::parse("allowed_ips", &["203.0.113.0/24", "2001:db8::/32"]).unwrap();
+    w.services
+        .project_tokens
+        .set_allowlist(Scope::Operator, None, w.token_id, &excluding)
+        .await
+        .unwrap();
+    let mut c = Client::connect_from(&w.relay, Some(local)).await;
+    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
+    assert_eq!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("lettermint", &w.token)))
+            .await,
+        "535 5.7.8 Authentication credentials invalid\r\n"
+    );
+    let mut entries = Vec::new();
+    for _ in 0..50 {
+        entries = w
+            .services
+            .project_tokens
+            .logs(
+                Scope::Operator,
+                None,
+                w.token_id,
+                &LogFilter::default(),
+                &PageRequest::first(
+                    10,
+                    Sort {
+                        key: LogSortKey::At,
+                        direction: Direction::Ascending,
+                    },
+                ),
+            )
+            .await
+            .unwrap()
+            .items;
+        if !entries.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        entries
+            .iter()
+            .map(|e| (e.outcome, e.ip, e.status))
+            .collect::<Vec<_>>(),
+        vec![(Outcome::RejectedIp, Some(local), 535)]
+    );
+
+    let including = IpAllowlist::parse("allowed_ips", &["127.0.0.0/8"]).unwrap();
+    w.services
+        .project_tokens
+        .set_allowlist(Scope::Operator, None, w.token_id, &including)
+        .await
+        .unwrap();
+    let mut c = Client::connect_from(&w.relay, Some(local)).await;
+    c.login(&w.token).await;
+    assert!(c.submit(SIMPLE).await.starts_with("250 "));
+    // An unknown peer address cannot be in the list.
+    let mut c = Client::connect_from(&w.relay, None).await;
+    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
+    assert!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("lettermint", &w.token)))
+            .await
+            .starts_with("535 ")
+    );
+}
+
+#[tokio::test]
+async fn a_rotated_token_authenticates_with_both_values_during_the_overlap() {
+    let w = world(insecure()).await;
+    let rotated = w
+        .services
+        .project_tokens
+        .rotate(
+            Scope::Operator,
+            None,
+            w.token_id,
+            lettermint_core::Overlap::parse("overlap", "1h").unwrap(),
+        )
+        .await
+        .unwrap();
+    for token in [w.token.clone(), rotated.secret.expose_secret().to_owned()] {
+        let mut c = Client::connect(&w.relay).await;
+        c.login(&token).await;
+        assert!(c.submit(SIMPLE).await.starts_with("250 "));
+    }
+    w.services
+        .project_tokens
+        .regenerate(Scope::Operator, None, w.token_id)
+        .await
+        .unwrap();
+    let mut c = Client::connect(&w.relay).await;
+    assert!(c.cmd("EHLO client.example").await.starts_with("250-"));
+    assert!(
+        c.cmd(&format!("AUTH PLAIN {}", plain("lettermint", &w.token)))
+            .await
+            .starts_with("535 ")
+    );
+}

@@ -326,6 +326,10 @@ pub enum TokenCommand {
         /// Expiry.
         #[command(flatten)]
         expiry: ExpiryOpt,
+        /// Only allow clients from this network (IPv4 or IPv6 CIDR, or an address). Repeat
+        /// for several; without it, any address.
+        #[arg(long = "allow-ip", value_name = "CIDR")]
+        allow_ip: Vec<String>,
     },
     /// List a project's tokens by name: hint, status, last changed, last used, last IP, via.
     List {
@@ -375,6 +379,38 @@ pub enum TokenCommand {
         /// Confirmation.
         #[command(flatten)]
         yes: YesOpt,
+    },
+    /// Rotate a token: a new value works at once and the current one keeps working until
+    /// --overlap has passed (then it fails like a regenerated value). The new value is printed
+    /// once, alone on stdout. Regenerate or revoke end the overlap at once.
+    Rotate {
+        /// The token: its id, or its name within --project.
+        token: String,
+        /// How long the current value keeps working: 30m, 24h, 7d (s, m, h, d; at most 7d).
+        #[arg(long, value_name = "DURATION")]
+        overlap: String,
+        /// Where to look token names up.
+        #[command(flatten)]
+        project: ProjectOpt,
+    },
+    /// Replace a token's IP allowlist: the networks its clients may connect from. Applies to
+    /// every front door at once.
+    Allow {
+        /// The token: its id, or its name within --project.
+        token: String,
+        /// A network (IPv4 or IPv6 CIDR, or an address); repeat for several.
+        #[arg(
+            long = "allow-ip",
+            value_name = "CIDR",
+            required_unless_present = "any"
+        )]
+        allow_ip: Vec<String>,
+        /// Clear the list: any address may use the token.
+        #[arg(long, conflicts_with = "allow_ip")]
+        any: bool,
+        /// Where to look token names up.
+        #[command(flatten)]
+        project: ProjectOpt,
     },
     /// Revoke a token for good; it is refused from the next request on. Asks for confirmation
     /// on a terminal; needs --yes otherwise.
@@ -495,6 +531,36 @@ pub enum TeamTokenCommand {
         /// Confirmation.
         #[command(flatten)]
         yes: YesOpt,
+    },
+    /// Rotate a team token: a new value works at once and the current one keeps working until
+    /// --overlap has passed. The new value is printed once, alone on stdout.
+    Rotate {
+        /// The token: its id or its name.
+        token: String,
+        /// How long the current value keeps working: 30m, 24h, 7d (at most 7d).
+        #[arg(long, value_name = "DURATION")]
+        overlap: String,
+        /// Where to look token names up.
+        #[command(flatten)]
+        team: TeamOfTokenOpt,
+    },
+    /// Replace a team token's IP allowlist.
+    Allow {
+        /// The token: its id or its name.
+        token: String,
+        /// A network (IPv4 or IPv6 CIDR, or an address); repeat for several.
+        #[arg(
+            long = "allow-ip",
+            value_name = "CIDR",
+            required_unless_present = "any"
+        )]
+        allow_ip: Vec<String>,
+        /// Clear the list: any address may use the token.
+        #[arg(long, conflicts_with = "allow_ip")]
+        any: bool,
+        /// Where to look token names up.
+        #[command(flatten)]
+        team: TeamOfTokenOpt,
     },
     /// Revoke a team token for good. Asks for confirmation on a terminal; needs --yes
     /// otherwise.

@@ -246,6 +246,10 @@ pub struct TokenJson {
     pub expires_at: Option<String>,
     /// Revocation.
     pub revoked_at: Option<String>,
+    /// While a rotation's overlap runs: when the previous value stops working.
+    pub previous_expires_at: Option<String>,
+    /// Networks its clients may connect from (empty: any).
+    pub allowed_ips: Vec<String>,
     /// The full value, only right after creation or regeneration.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<String>,
@@ -308,6 +312,8 @@ impl TokenJson {
             last_used_via: t.last_use.via.map(|v| v.as_str()),
             expires_at: t.expires_at.map(rfc3339),
             revoked_at: t.revoked_at.map(rfc3339),
+            previous_expires_at: t.overlap_until(now).map(rfc3339),
+            allowed_ips: t.allowed_ips.to_strings(),
             token: None,
         }
     }
@@ -336,6 +342,8 @@ pub struct LogEntryJson {
     pub message_ids: Vec<String>,
     /// HTTP User-Agent.
     pub user_agent: Option<String>,
+    /// Which of the token's values was used: `current`, or `previous` during a rotation.
+    pub credential: Option<&'static str>,
 }
 
 impl From<&TokenLogEntry> for LogEntryJson {
@@ -351,6 +359,7 @@ impl From<&TokenLogEntry> for LogEntryJson {
             status: e.status,
             message_ids: e.message_ids.iter().map(ToString::to_string).collect(),
             user_agent: e.user_agent.clone(),
+            credential: e.credential.map(|c| c.as_str()),
         }
     }
 }

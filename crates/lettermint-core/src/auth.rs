@@ -1,15 +1,18 @@
 //! Authentication: from a presented token value to who the caller is, or why not.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::ability::{Abilities, Ability};
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::id::{ProjectId, TeamId, TokenId};
+use crate::kind::Owner;
 use crate::kind::{ForProject, ForTeam};
 use crate::message::TokenCredential;
-use crate::model::{Channel, TokenStatus};
+use crate::model::{Channel, Token, TokenStatus};
 use crate::repo::TokenRepository;
+use crate::rotation::CredentialSlot;
 use crate::token::{PlainToken, TokenDigest, TokenFormatError, TokenKind};
 use crate::usage::Outcome;
 
@@ -21,7 +24,8 @@ pub enum AuthFailure {
     Missing,
     /// The value is not a well-formed token (prefix, length, alphabet or checksum).
     Malformed(TokenFormatError),
-    /// Well-formed, but no token has this value (never existed, or regenerated since).
+    /// Well-formed, but no token has this value (never existed, regenerated since, or the
+    /// previous value of a rotated token whose overlap has ended).
     Unknown,
     /// A token of the other kind (for example a team token used to send mail).
     WrongKind {
@@ -43,6 +47,11 @@ pub enum AuthFailure {
         /// The token.
         token_id: TokenId,
     },
+    /// The token has an IP allowlist and the client's address is not in it (or is unknown).
+    IpNotAllowed {
+        /// The token.
+        token_id: TokenId,
+    },
 }
 
 impl AuthFailure {
@@ -57,6 +66,7 @@ impl AuthFailure {
             AuthFailure::Revoked { .. } => "revoked",
             AuthFailure::Expired { .. } => "expired",
             AuthFailure::SmtpDisabled { .. } => "smtp_disabled",
+            AuthFailure::IpNotAllowed { .. } => "ip_not_allowed",
         }
     }
 
@@ -72,6 +82,7 @@ impl AuthFailure {
             AuthFailure::SmtpDisabled { token_id } => {
                 Some((token_id, Outcome::RejectedSmtpDisabled))
             }
+            AuthFailure::IpNotAllowed { token_id } => Some((token_id, Outcome::RejectedIp)),
             _ => None,
         }
     }
@@ -84,8 +95,11 @@ pub struct ProjectCaller {
     pub team_id: TeamId,
     /// The project it may send for.
     pub project_id: ProjectId,
-    /// The token and the digest presented; messages are accepted only while it is current.
+    /// The token and the digest presented; messages are accepted only while it is current (or
+    /// previous, during a rotation's overlap).
     pub credential: TokenCredential,
+    /// Which of the token's values the digest was when it authenticated.
+    pub slot: CredentialSlot,
 }
 
 /// A caller authenticated with a team token.
@@ -97,6 +111,8 @@ pub struct TeamCaller {
     pub token_id: TokenId,
     /// What it may do.
     pub abilities: Abilities,
+    /// Which of the token's values was presented.
+    pub slot: CredentialSlot,
 }
 
 impl TeamCaller {
@@ -134,23 +150,26 @@ impl AuthService {
         }
     }
 
-    /// Authenticates a project token presented through `via`. Malformed values are refused
-    /// before any lookup. Failures are [`Error::Unauthenticated`]; store failures are
+    /// Authenticates a project token presented through `via` by a client at `client_ip`
+    /// (`None`: unknown, which a token with an IP allowlist refuses). Malformed values are
+    /// refused before any lookup. Failures are [`Error::Unauthenticated`]; store failures are
     /// [`Error::Storage`].
     pub async fn authenticate_project(
         &self,
         presented: Option<&str>,
         via: Channel,
+        client_ip: Option<IpAddr>,
     ) -> Result<ProjectCaller> {
         let token = parse(presented)?;
         let digest = token.digest();
         if token.kind() == TokenKind::Team {
             let known = self.team_tokens.find_token_by_digest(&digest).await?;
             return Err(Error::Unauthenticated(AuthFailure::WrongKind {
-                token_id: known.map(|t| t.id),
+                token_id: known.map(|g| g.token.id),
             }));
         }
-        self.authenticate_project_digest(&digest, via).await
+        self.authenticate_project_digest(&digest, via, client_ip)
+            .await
     }
 
     /// Authenticates the project token whose digest is `digest` (the value was parsed before,
@@ -160,6 +179,7 @@ impl AuthService {
         &self,
         digest: &TokenDigest,
         via: Channel,
+        client_ip: Option<IpAddr>,
     ) -> Result<ProjectCaller> {
         let grant = self
             .project_tokens
@@ -167,28 +187,30 @@ impl AuthService {
             .await?
             .ok_or(Error::Unauthenticated(AuthFailure::Unknown))?;
         let token_id = grant.token.id;
-        match grant.token.status(self.clock.now()) {
-            TokenStatus::Revoked => Err(Error::Unauthenticated(AuthFailure::Revoked { token_id })),
-            TokenStatus::Expired => Err(Error::Unauthenticated(AuthFailure::Expired { token_id })),
-            TokenStatus::Active if via == Channel::Smtp && !grant.smtp_enabled => {
-                Err(Error::Unauthenticated(AuthFailure::SmtpDisabled {
-                    token_id,
-                }))
-            }
-            TokenStatus::Active => Ok(ProjectCaller {
-                team_id: grant.team_id,
-                project_id: grant.token.owner,
-                credential: TokenCredential {
-                    token_id,
-                    digest: *digest,
-                },
-            }),
+        check(&grant.token, grant.slot, self.clock.now(), client_ip)?;
+        if via == Channel::Smtp && !grant.smtp_enabled {
+            return Err(Error::Unauthenticated(AuthFailure::SmtpDisabled {
+                token_id,
+            }));
         }
+        Ok(ProjectCaller {
+            team_id: grant.team_id,
+            project_id: grant.token.owner,
+            credential: TokenCredential {
+                token_id,
+                digest: *digest,
+            },
+            slot: grant.slot,
+        })
     }
 
-    /// Authenticates a team token (the Team API). A project token here is
-    /// [`AuthFailure::WrongKind`].
-    pub async fn authenticate_team(&self, presented: Option<&str>) -> Result<TeamCaller> {
+    /// Authenticates a team token (the Team API) presented by a client at `client_ip`. A
+    /// project token here is [`AuthFailure::WrongKind`].
+    pub async fn authenticate_team(
+        &self,
+        presented: Option<&str>,
+        client_ip: Option<IpAddr>,
+    ) -> Result<TeamCaller> {
         let token = parse(presented)?;
         let digest = token.digest();
         if token.kind() == TokenKind::Project {
@@ -197,21 +219,43 @@ impl AuthService {
                 token_id: known.map(|g| g.token.id),
             }));
         }
-        let token = self
+        let grant = self
             .team_tokens
             .find_token_by_digest(&digest)
             .await?
             .ok_or(Error::Unauthenticated(AuthFailure::Unknown))?;
-        let token_id = token.id;
-        match token.status(self.clock.now()) {
-            TokenStatus::Revoked => Err(Error::Unauthenticated(AuthFailure::Revoked { token_id })),
-            TokenStatus::Expired => Err(Error::Unauthenticated(AuthFailure::Expired { token_id })),
-            TokenStatus::Active => Ok(TeamCaller {
-                team_id: token.owner,
+        check(&grant.token, grant.slot, self.clock.now(), client_ip)?;
+        Ok(TeamCaller {
+            team_id: grant.token.owner,
+            token_id: grant.token.id,
+            abilities: grant.token.abilities,
+            slot: grant.slot,
+        })
+    }
+}
+
+/// The checks both kinds share, in the order a refusal is reported: a previous value past its
+/// overlap is unknown (exactly like a regenerated value); then revoked, expired; then the
+/// client's address against the allowlist.
+fn check<K: Owner>(
+    token: &Token<K>,
+    slot: CredentialSlot,
+    now: time::OffsetDateTime,
+    client_ip: Option<IpAddr>,
+) -> Result<()> {
+    let token_id = token.id;
+    if slot == CredentialSlot::Previous && token.previous_expires_at.is_none_or(|e| now >= e) {
+        return Err(Error::Unauthenticated(AuthFailure::Unknown));
+    }
+    match token.status(now) {
+        TokenStatus::Revoked => Err(Error::Unauthenticated(AuthFailure::Revoked { token_id })),
+        TokenStatus::Expired => Err(Error::Unauthenticated(AuthFailure::Expired { token_id })),
+        TokenStatus::Active if !token.allowed_ips.allows(client_ip) => {
+            Err(Error::Unauthenticated(AuthFailure::IpNotAllowed {
                 token_id,
-                abilities: token.abilities,
-            }),
+            }))
         }
+        TokenStatus::Active => Ok(()),
     }
 }
 

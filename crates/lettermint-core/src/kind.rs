@@ -15,8 +15,7 @@ use uuid::Uuid;
 
 use crate::ability::Abilities;
 use crate::id::{ProjectId, TeamId};
-use crate::model::TeamToken;
-use crate::repo::ProjectTokenGrant;
+use crate::repo::{ProjectTokenGrant, TeamTokenGrant};
 use crate::token::TokenKind;
 
 /// What owns a token of one kind, and what that kind carries. Implemented by [`ForProject`] and
@@ -63,7 +62,7 @@ impl Owner for ForProject {
 impl Owner for ForTeam {
     type Id = TeamId;
     type Abilities = Abilities;
-    type Grant = TeamToken;
+    type Grant = TeamTokenGrant;
 
     const TOKEN_KIND: TokenKind = TokenKind::Team;
     const OWNER_NAME: &'static str = "team";

@@ -34,12 +34,12 @@
 //!
 //! // Shown once; only its SHA-256 digest is stored.
 //! let secret = issued.secret.expose_secret().to_owned();
-//! let caller = services.auth.authenticate_project(Some(&secret), Channel::Api).await?;
+//! let caller = services.auth.authenticate_project(Some(&secret), Channel::Api, None).await?;
 //! assert_eq!(caller.project_id, project.id);
 //!
 //! // After a revoke, the same value is refused.
 //! services.project_tokens.revoke(Scope::Operator, None, issued.token.id).await?;
-//! let refused = services.auth.authenticate_project(Some(&secret), Channel::Api).await;
+//! let refused = services.auth.authenticate_project(Some(&secret), Channel::Api, None).await;
 //! assert!(matches!(refused, Err(Error::Unauthenticated(_))));
 //! # Ok(())
 //! # }
@@ -48,6 +48,7 @@
 #![warn(missing_docs)]
 
 pub mod ability;
+pub mod allowlist;
 pub mod auth;
 pub mod clock;
 pub mod delivery;
@@ -60,12 +61,14 @@ pub mod model;
 pub mod name;
 pub mod page;
 pub mod repo;
+pub mod rotation;
 pub mod scope;
 pub mod service;
 pub mod token;
 pub mod usage;
 
 pub use ability::{Abilities, Ability, Access, Resource};
+pub use allowlist::IpAllowlist;
 pub use auth::{AuthFailure, AuthService, ProjectCaller, TeamCaller};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use delivery::{Claim, FailureKind, Reply, RetryPolicy, Settle, Settlement};
@@ -83,6 +86,7 @@ pub use model::{
 pub use name::Name;
 pub use page::{Cursor, Direction, Page, PageRequest, PageSize, Sort};
 pub use repo::Store;
+pub use rotation::{CredentialSlot, Overlap};
 pub use scope::Scope;
 pub use service::{
     IssuedProjectToken, IssuedTeamToken, IssuedToken, MessageService, NewProject, ProjectService,

@@ -206,8 +206,9 @@ pub struct DeliveryState {
 }
 
 /// Proof that a caller authenticated with a token: the token and the digest it presented.
-/// Stores accept messages only while that digest is still the token's current, active digest,
-/// in the same transaction as the insert, so acceptance and revocation are ordered by the store.
+/// Stores accept messages only while that digest is still the token's current digest (or its
+/// previous one, during a rotation's overlap) and the token is active, in the same transaction as
+/// the insert, so acceptance and revocation are ordered by the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TokenCredential {
     /// The token.
@@ -290,14 +291,18 @@ pub struct Submission {
     pub messages: Vec<Message>,
     /// The key and response to remember, for requests with an `Idempotency-Key`.
     pub idempotency: Option<IdempotencyRecord>,
+    /// The client's address, checked against the token's allowlist in the same commit.
+    pub client_ip: Option<std::net::IpAddr>,
 }
 
 /// What became of one [`Submission`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SubmissionOutcome {
-    /// Every message is committed.
-    Accepted,
-    /// Nothing was stored: the token was revoked, regenerated or expired before the commit.
+    /// Every message is committed, under the token value in this slot (current, or previous
+    /// during a rotation's overlap).
+    Accepted(crate::rotation::CredentialSlot),
+    /// Nothing was stored: the token was revoked, regenerated or expired before the commit, the
+    /// value's overlap had ended, or the client's address is not in the token's allowlist.
     TokenInactive,
     /// Nothing was stored: the project already has a live record for this idempotency key.
     DuplicateIdempotencyKey,

@@ -6,6 +6,7 @@ use std::str::FromStr;
 
 use time::OffsetDateTime;
 
+use crate::allowlist::IpAllowlist;
 use crate::id::{ProjectId, RouteId, TeamId, TokenId};
 use crate::kind::{ForProject, ForTeam, Owner};
 use crate::name::Name;
@@ -254,9 +255,22 @@ pub struct Token<K: Owner> {
     pub expires_at: Option<OffsetDateTime>,
     /// When it was revoked.
     pub revoked_at: Option<OffsetDateTime>,
+    /// When the value replaced by the last rotation stops (or stopped) working; `None` when the
+    /// token was never rotated with an overlap, or was regenerated since.
+    pub previous_expires_at: Option<OffsetDateTime>,
+    /// The client addresses it may be used from (empty: any).
+    pub allowed_ips: IpAllowlist,
 }
 
 impl<K: Owner> Token<K> {
+    /// When the previous value stops working, if a rotation's overlap is still running at
+    /// `now`.
+    #[must_use]
+    pub fn overlap_until(&self, now: OffsetDateTime) -> Option<OffsetDateTime> {
+        self.previous_expires_at
+            .filter(|until| *until > now && self.revoked_at.is_none())
+    }
+
     /// Its status at `now`.
     #[must_use]
     pub fn status(&self, now: OffsetDateTime) -> TokenStatus {

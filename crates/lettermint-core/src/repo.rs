@@ -10,14 +10,16 @@ use time::OffsetDateTime;
 #[cfg(any(test, feature = "mocks"))]
 use mockall::automock;
 
+use crate::allowlist::IpAllowlist;
 use crate::delivery::{Claim, Settle};
 use crate::error::Result;
 use crate::id::{MessageId, ProjectId, TeamId, TokenId};
 use crate::kind::{ForProject, ForTeam, Owner};
 use crate::message::{IdempotencyRecord, Message, MessageStatus, Submission, SubmissionOutcome};
-use crate::model::{Project, ProjectToken, Route, Team, Token, TokenStatusFilter};
+use crate::model::{Project, ProjectToken, Route, Team, TeamToken, Token, TokenStatusFilter};
 use crate::name::Name;
 use crate::page::{Keyset, LogSortKey, MessageSortKey, ProjectSortKey, TokenSortKey};
+use crate::rotation::CredentialSlot;
 use crate::token::{TokenDigest, TokenHint};
 use crate::usage::{LogFilter, TokenLogEntry, UsageBatch};
 
@@ -112,6 +114,17 @@ pub struct ProjectTokenGrant {
     pub team_id: TeamId,
     /// Whether its project allows SMTP.
     pub smtp_enabled: bool,
+    /// Which of the token's values the digest is.
+    pub slot: CredentialSlot,
+}
+
+/// What authentication needs about a team token, read in one lookup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TeamTokenGrant {
+    /// The token.
+    pub token: TeamToken,
+    /// Which of the token's values the digest is.
+    pub slot: CredentialSlot,
 }
 
 /// Tokens of one kind ([`ForProject`] or [`ForTeam`]); a store implements it for both.
@@ -126,7 +139,9 @@ pub trait TokenRepository<K: Owner>: Send + Sync {
     async fn insert_token(&self, token: &Token<K>, digest: &TokenDigest) -> Result<()>;
     /// A token by id.
     async fn get_token(&self, id: TokenId) -> Result<Option<Token<K>>>;
-    /// The token whose current digest is `digest`, with what authentication needs.
+    /// The token whose current digest, or previous digest (kept by a rotation with an overlap,
+    /// whether or not the overlap has ended), is `digest`, with what authentication needs and
+    /// which of the two it is. One indexed lookup.
     async fn find_token_by_digest(&self, digest: &TokenDigest) -> Result<Option<K::Grant>>;
     /// An owner's tokens with `status` at `now`, in keyset order.
     async fn list_tokens(
@@ -141,12 +156,34 @@ pub trait TokenRepository<K: Owner>: Send + Sync {
     async fn rename_token(&self, id: TokenId, name: &Name, at: OffsetDateTime) -> Result<bool>;
     /// Replaces the digest and hint of a non-revoked token in one statement, ordered against
     /// every message insert that holds the token (the old digest is dead when this returns);
-    /// false when there is no such non-revoked token.
+    /// false when there is no such non-revoked token. Any previous digest is dropped with it
+    /// (regenerating ends a rotation's overlap).
     async fn replace_token_secret(
         &self,
         id: TokenId,
         digest: &TokenDigest,
         hint: &TokenHint,
+        at: OffsetDateTime,
+    ) -> Result<bool>;
+    /// Rotates a non-revoked token: the current digest becomes the previous one, valid until
+    /// `previous_until`, and `digest` the current one, in one statement ordered like
+    /// [`TokenRepository::replace_token_secret`] (a digest that was previous before is dead when
+    /// this returns); false when there is no such non-revoked token.
+    async fn rotate_token_secret(
+        &self,
+        id: TokenId,
+        digest: &TokenDigest,
+        hint: &TokenHint,
+        at: OffsetDateTime,
+        previous_until: OffsetDateTime,
+    ) -> Result<bool>;
+    /// Replaces the IP allowlist of a non-revoked token; false when there is none with this id.
+    /// Ordered like [`TokenRepository::replace_token_secret`]: no message is accepted under the
+    /// old list once this returned.
+    async fn set_token_allowlist(
+        &self,
+        id: TokenId,
+        allowed_ips: &IpAllowlist,
         at: OffsetDateTime,
     ) -> Result<bool>;
     /// Revokes a non-revoked token, ordered like [`TokenRepository::replace_token_secret`];

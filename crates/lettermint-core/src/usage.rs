@@ -7,6 +7,7 @@ use time::OffsetDateTime;
 
 use crate::id::{LogEntryId, MessageId, TokenId};
 use crate::model::{Channel, UnknownVariant};
+use crate::rotation::CredentialSlot;
 
 macro_rules! string_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident => $text:literal),+ $(,)? }) => {
@@ -79,6 +80,8 @@ string_enum!(
         RejectedExpired => "rejected_expired",
         /// The project does not allow SMTP.
         RejectedSmtpDisabled => "rejected_smtp_disabled",
+        /// The client address is not in the token's allowlist.
+        RejectedIp => "rejected_ip",
         /// A token of the other kind was used (a team token to send mail).
         RejectedWrongKind => "rejected_wrong_kind",
         /// The token lacked an ability.
@@ -115,6 +118,8 @@ pub struct UsageRecord {
     pub message_ids: Vec<MessageId>,
     /// HTTP `User-Agent`, truncated.
     pub user_agent: Option<String>,
+    /// Which of the token's values was presented, when known.
+    pub credential: Option<CredentialSlot>,
 }
 
 /// An entry of a token's log.
@@ -140,6 +145,9 @@ pub struct TokenLogEntry {
     pub message_ids: Vec<MessageId>,
     /// HTTP `User-Agent`.
     pub user_agent: Option<String>,
+    /// Which of the token's values was presented (`None`: not a use of a value, such as a
+    /// delivery, or a refusal before the value was matched).
+    pub credential: Option<CredentialSlot>,
 }
 
 /// The latest use of one token within a flushed batch: what its "last used" columns become.
@@ -205,6 +213,7 @@ impl UsageBatch {
                         .take(MAX_USER_AGENT_CHARS)
                         .collect()
                 }),
+                credential: record.credential,
             });
         }
         Self { entries, last_use }
@@ -238,6 +247,7 @@ mod tests {
             status: 202,
             message_ids: vec![],
             user_agent: Some(format!("agent\n{}", "x".repeat(400))),
+            credential: Some(CredentialSlot::Current),
         }
     }
 

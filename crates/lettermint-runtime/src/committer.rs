@@ -136,6 +136,7 @@ mod tests {
     fn submission() -> Submission {
         let token_id = TokenId::new();
         Submission {
+            client_ip: None,
             credential: TokenCredential {
                 token_id,
                 digest: PlainToken::mint(TokenKind::Project).unwrap().digest(),
@@ -185,7 +186,7 @@ mod tests {
                     if s.messages[0].subject.is_some() {
                         SubmissionOutcome::TokenInactive
                     } else {
-                        SubmissionOutcome::Accepted
+                        SubmissionOutcome::Accepted(lettermint_core::CredentialSlot::Current)
                     }
                 })
                 .collect())
@@ -207,7 +208,7 @@ mod tests {
             let expected = if i % 2 == 1 {
                 SubmissionOutcome::TokenInactive
             } else {
-                SubmissionOutcome::Accepted
+                SubmissionOutcome::Accepted(lettermint_core::CredentialSlot::Current)
             };
             assert_eq!(outcome, expected, "submission {i}");
         }

@@ -93,6 +93,7 @@ mod tests {
 
     fn record() -> UsageRecord {
         UsageRecord {
+            credential: None,
             token_id: TokenId::new(),
             at: time::OffsetDateTime::now_utc(),
             ip: None,

@@ -15,6 +15,14 @@ use uuid::Uuid;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
+/// The send path's read of its tokens (`$1`: their ids), under a lock that conflicts with
+/// [`PgDialect::update_unrevoked`].
+const LOCK_TOKENS: &str = concat!(
+    "SELECT ",
+    lettermint_store_sql::locked_token_columns!(),
+    " FROM project_tokens WHERE id = ANY($1) ORDER BY id FOR KEY SHARE"
+);
+
 /// PostgreSQL's dialect: instants are `timestamptz`, bound and read as they are.
 #[derive(Debug)]
 pub struct PgDialect;
@@ -56,14 +64,11 @@ impl Dialect for PgDialect {
         conn: &mut PgConnection,
         ids: &[Uuid],
     ) -> Result<HashMap<Uuid, LockedToken<OffsetDateTime>>> {
-        let tokens: Vec<LockedToken<OffsetDateTime>> = sqlx::query_as(
-            "SELECT id, project_id, digest, revoked_at, expires_at FROM project_tokens \
-             WHERE id = ANY($1) ORDER BY id FOR KEY SHARE",
-        )
-        .bind(ids)
-        .fetch_all(conn)
-        .await
-        .fix()?;
+        let tokens: Vec<LockedToken<OffsetDateTime>> = sqlx::query_as(LOCK_TOKENS)
+            .bind(ids)
+            .fetch_all(conn)
+            .await
+            .fix()?;
         Ok(tokens.into_iter().map(|t| (t.id, t)).collect())
     }
 
@@ -163,9 +168,10 @@ impl Dialect for PgDialect {
                 .collect::<Result<Vec<_>>>()?;
             sqlx::query(
                 "INSERT INTO token_logs (id, token_id, at, ip, via, action, outcome, status, \
-                 message_ids, user_agent) \
+                 message_ids, user_agent, credential) \
                  SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], \
-                 $5::text[], $6::text[], $7::text[], $8::int4[], $9::text[], $10::text[])",
+                 $5::text[], $6::text[], $7::text[], $8::int4[], $9::text[], $10::text[], \
+                 $11::text[])",
             )
             .bind(e.iter().map(|x| x.id.as_uuid()).collect::<Vec<_>>())
             .bind(e.iter().map(|x| x.token_id.as_uuid()).collect::<Vec<_>>())
@@ -181,6 +187,11 @@ impl Dialect for PgDialect {
             .bind(e.iter().map(|x| i32::from(x.status)).collect::<Vec<_>>())
             .bind(message_ids)
             .bind(e.iter().map(|x| x.user_agent.clone()).collect::<Vec<_>>())
+            .bind(
+                e.iter()
+                    .map(|x| x.credential.map(|c| c.as_str()))
+                    .collect::<Vec<_>>(),
+            )
             .execute(&mut *conn)
             .await
             .fix()?;
@@ -218,22 +229,13 @@ impl Dialect for PgDialect {
         Ok(())
     }
 
-    // FOR UPDATE, like revoke: ordered against every enqueue holding the token.
-    fn replace_secret(table: &str) -> String {
+    // FOR UPDATE: waits for every enqueue holding the token (FOR KEY SHARE) to commit, so
+    // revoke, regenerate, rotate and allowlist changes are ordered against acceptance.
+    fn update_unrevoked(table: &str, set: &str) -> String {
         format!(
             "WITH locked AS (SELECT id FROM {table} WHERE id = $1 AND revoked_at IS NULL \
              FOR UPDATE) \
-             UPDATE {table} t SET digest = $2, hint = $3, updated_at = $4 \
-             FROM locked WHERE t.id = locked.id"
-        )
-    }
-
-    // FOR UPDATE: waits for every enqueue holding the token (FOR KEY SHARE) to commit.
-    fn revoke(table: &str) -> String {
-        format!(
-            "WITH locked AS (SELECT id FROM {table} WHERE id = $1 AND revoked_at IS NULL \
-             FOR UPDATE) \
-             UPDATE {table} t SET revoked_at = $2 FROM locked WHERE t.id = locked.id"
+             UPDATE {table} t SET {set} FROM locked WHERE t.id = locked.id"
         )
     }
 }

@@ -59,13 +59,10 @@ pub trait Dialect: Send + Sync + 'static {
     /// How many rows a statement changed.
     fn rows_affected(done: &<Self::Db as Database>::QueryResult) -> u64;
 
-    /// Replaces the secret of a non-revoked token in `table`: `$1` id, `$2` digest, `$3` hint,
-    /// `$4` at. It must be ordered against every enqueue that holds the token.
-    fn replace_secret(table: &str) -> String;
-
-    /// Revokes a non-revoked token in `table`: `$1` id, `$2` at. It must be ordered against
-    /// every enqueue that holds the token.
-    fn revoke(table: &str) -> String;
+    /// Updates a non-revoked token in `table` (`$1` its id) with the assignments `set`. It
+    /// must be ordered against every enqueue that holds the token: what revoke, regenerate,
+    /// rotate and allowlist changes are written with.
+    fn update_unrevoked(table: &str, set: &str) -> String;
 
     /// Reads the project tokens `ids` (sorted, distinct) in the send path's write transaction
     /// on `conn`, so that no revoke or regenerate of them can commit between this read and

@@ -34,9 +34,9 @@ pub mod __private {
         UsageRepository,
     };
     pub use lettermint_core::{
-        Claim, IdempotencyRecord, LogFilter, Message, MessageStatus, Name, Project, Result, Route,
-        Settle, Submission, SubmissionOutcome, Team, Token, TokenDigest, TokenHint, TokenLogEntry,
-        TokenStatusFilter, UsageBatch,
+        Claim, IdempotencyRecord, IpAllowlist, LogFilter, Message, MessageStatus, Name, Project,
+        Result, Route, Settle, Submission, SubmissionOutcome, Team, Token, TokenDigest, TokenHint,
+        TokenLogEntry, TokenStatusFilter, UsageBatch,
     };
     pub use sqlx::Pool;
     pub use time::OffsetDateTime;
@@ -253,6 +253,30 @@ macro_rules! repositories {
                 ) -> Result<bool> {
                     Sql(self)
                         .replace_token_secret::<K>(id, digest, hint, at)
+                        .await
+                }
+
+                async fn rotate_token_secret(
+                    &self,
+                    id: TokenId,
+                    digest: &TokenDigest,
+                    hint: &TokenHint,
+                    at: OffsetDateTime,
+                    previous_until: OffsetDateTime,
+                ) -> Result<bool> {
+                    Sql(self)
+                        .rotate_token_secret::<K>(id, digest, hint, at, previous_until)
+                        .await
+                }
+
+                async fn set_token_allowlist(
+                    &self,
+                    id: TokenId,
+                    allowed_ips: &IpAllowlist,
+                    at: OffsetDateTime,
+                ) -> Result<bool> {
+                    Sql(self)
+                        .set_token_allowlist::<K>(id, allowed_ips, at)
                         .await
                 }
 

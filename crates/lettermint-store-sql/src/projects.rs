@@ -55,7 +55,9 @@ pub fn select_page_with_first_token<D: Dialect>(keyset: &Keyset<ProjectSortKey>)
          t.hint AS token_hint, t.created_at AS token_created_at, \
          t.updated_at AS token_updated_at, t.last_used_at AS token_last_used_at, \
          t.last_used_ip AS token_last_used_ip, t.last_used_via AS token_last_used_via, \
-         t.expires_at AS token_expires_at, t.revoked_at AS token_revoked_at \
+         t.expires_at AS token_expires_at, t.revoked_at AS token_revoked_at, \
+         t.previous_expires_at AS token_previous_expires_at, \
+         t.allowed_ips AS token_allowed_ips \
          FROM ({page}) p LEFT JOIN project_tokens t ON t.id = p.first_token_id \
          ORDER BY p.{column} {dir}, p.id {dir}",
         column = keyset.key.column(),
@@ -81,6 +83,8 @@ pub struct ProjectWithTokenRow<T> {
     token_last_used_via: Option<String>,
     token_expires_at: Option<T>,
     token_revoked_at: Option<T>,
+    token_previous_expires_at: Option<T>,
+    token_allowed_ips: Option<String>,
 }
 
 impl<T> ProjectWithTokenRow<T> {
@@ -114,8 +118,11 @@ impl<T> ProjectWithTokenRow<T> {
                     last_used_via: self.token_last_used_via,
                     expires_at: self.token_expires_at,
                     revoked_at: self.token_revoked_at,
+                    previous_expires_at: self.token_previous_expires_at,
+                    allowed_ips: self.token_allowed_ips.unwrap_or_default(),
                     grant_team_id: None,
                     grant_smtp_enabled: None,
+                    grant_current: None,
                 };
                 Some(row.into_token::<ForProject>(instant)?)
             }

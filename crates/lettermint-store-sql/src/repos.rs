@@ -8,9 +8,9 @@ use lettermint_core::message::IDEMPOTENCY_TTL;
 use lettermint_core::page::{Keyset, LogSortKey, MessageSortKey, ProjectSortKey, TokenSortKey};
 use lettermint_core::repo::{NewProjectToken, ProjectWithFirstToken};
 use lettermint_core::{
-    Action, Claim, Error, IdempotencyRecord, LogFilter, Message, MessageStatus, Name, Outcome,
-    Project, Result, Route, Settle, Settlement, Submission, SubmissionOutcome, Team, Token,
-    TokenDigest, TokenHint, TokenLogEntry, TokenStatusFilter, UsageBatch,
+    Action, Claim, Error, IdempotencyRecord, IpAllowlist, LogFilter, Message, MessageStatus, Name,
+    Outcome, Project, Result, Route, Settle, Settlement, Submission, SubmissionOutcome, Team,
+    Token, TokenDigest, TokenHint, TokenLogEntry, TokenStatusFilter, UsageBatch,
 };
 use sqlx::migrate::Migrate;
 use sqlx::{
@@ -362,7 +362,8 @@ where
             .bind(D::instant(token.created_at))
             .bind(D::instant(token.updated_at))
             .bind(D::opt_instant(token.expires_at))
-            .bind(D::opt_instant(token.revoked_at));
+            .bind(D::opt_instant(token.revoked_at))
+            .bind(token.allowed_ips.to_stored());
         if let Some(abilities) = K::store_abilities(&token.abilities)? {
             query = query.bind(abilities);
         }
@@ -462,7 +463,7 @@ where
         Ok(D::rows_affected(&done) == 1)
     }
 
-    /// See `TokenRepository::replace_token_secret`.
+    /// See `TokenRepository::replace_token_secret`: a rotation's previous digest goes with it.
     pub async fn replace_token_secret<K: StoredKind>(
         self,
         id: TokenId,
@@ -470,7 +471,12 @@ where
         hint: &TokenHint,
         at: OffsetDateTime,
     ) -> Result<bool> {
-        let done = sqlx::query(AssertSqlSafe(D::replace_secret(K::TABLE)))
+        let sql = D::update_unrevoked(
+            K::TABLE,
+            "digest = $2, hint = $3, updated_at = $4, previous_digest = NULL, \
+             previous_expires_at = NULL",
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
             .bind(id.as_uuid())
             .bind(digest.as_bytes().as_slice())
             .bind(hint.as_str())
@@ -481,18 +487,67 @@ where
         Ok(D::rows_affected(&done) == 1)
     }
 
-    /// See `TokenRepository::revoke_token`.
+    /// See `TokenRepository::rotate_token_secret`: the right-hand sides read the row as it was,
+    /// so the current digest moves to `previous_digest` in the same statement.
+    pub async fn rotate_token_secret<K: StoredKind>(
+        self,
+        id: TokenId,
+        digest: &TokenDigest,
+        hint: &TokenHint,
+        at: OffsetDateTime,
+        previous_until: OffsetDateTime,
+    ) -> Result<bool> {
+        let sql = D::update_unrevoked(
+            K::TABLE,
+            "previous_digest = digest, previous_expires_at = $5, digest = $2, hint = $3, \
+             updated_at = $4",
+        );
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.as_uuid())
+            .bind(digest.as_bytes().as_slice())
+            .bind(hint.as_str())
+            .bind(D::instant(at))
+            .bind(D::instant(previous_until))
+            .execute(self.writer())
+            .await
+            .fix()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    /// See `TokenRepository::set_token_allowlist`.
+    pub async fn set_token_allowlist<K: StoredKind>(
+        self,
+        id: TokenId,
+        allowed_ips: &IpAllowlist,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
+        let sql = D::update_unrevoked(K::TABLE, "allowed_ips = $2, updated_at = $3");
+        let done = sqlx::query(AssertSqlSafe(sql))
+            .bind(id.as_uuid())
+            .bind(allowed_ips.to_stored())
+            .bind(D::instant(at))
+            .execute(self.writer())
+            .await
+            .fix()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    /// See `TokenRepository::revoke_token`. Revoking ends both values at once: the previous
+    /// digest is kept, but a revoked token accepts neither.
     pub async fn revoke_token<K: StoredKind>(
         self,
         id: TokenId,
         at: OffsetDateTime,
     ) -> Result<bool> {
-        let done = sqlx::query(AssertSqlSafe(D::revoke(K::TABLE)))
-            .bind(id.as_uuid())
-            .bind(D::instant(at))
-            .execute(self.writer())
-            .await
-            .fix()?;
+        let done = sqlx::query(AssertSqlSafe(D::update_unrevoked(
+            K::TABLE,
+            "revoked_at = $2",
+        )))
+        .bind(id.as_uuid())
+        .bind(D::instant(at))
+        .execute(self.writer())
+        .await
+        .fix()?;
         Ok(D::rows_affected(&done) == 1)
     }
 
@@ -579,7 +634,7 @@ where
         for submission in submissions {
             let token = locked.get(&submission.credential.token_id.as_uuid());
             let outcome = self.admit(&mut tx, submission, token, now).await?;
-            if matches!(outcome, SubmissionOutcome::Accepted) {
+            if matches!(outcome, SubmissionOutcome::Accepted(_)) {
                 accepted.extend(submission.messages.iter());
             }
             outcomes.push(outcome);
@@ -602,9 +657,9 @@ where
         token: Option<&LockedToken<I>>,
         now: OffsetDateTime,
     ) -> Result<SubmissionOutcome> {
-        if !token.is_some_and(|t| t.accepts(submission, &D::instant(now))) {
+        let Some(slot) = token.and_then(|t| t.accepts(submission, &D::instant(now))) else {
             return Ok(SubmissionOutcome::TokenInactive);
-        }
+        };
         if let Some(record) = &submission.idempotency
             && !self
                 .claim_idempotency_key(conn, record, now - IDEMPOTENCY_TTL)
@@ -612,7 +667,7 @@ where
         {
             return Ok(SubmissionOutcome::DuplicateIdempotencyKey);
         }
-        Ok(SubmissionOutcome::Accepted)
+        Ok(SubmissionOutcome::Accepted(slot))
     }
 
     /// Inserts an idempotency record unless a live one (created at or after `cutoff`) holds
@@ -803,6 +858,7 @@ where
                 status: reply.code.unwrap_or(0),
                 message_ids: vec![settle.message],
                 user_agent: None,
+                credential: None,
             });
         }
         if !log.entries.is_empty() {

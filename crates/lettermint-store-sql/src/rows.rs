@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use lettermint_core::id::{LogEntryId, MessageId, ProjectId, RouteId, TeamId, TokenId};
 use lettermint_core::{
-    DeliveryState, Error, IdempotencyRecord, Message, MessageContent, MessageStatus, Name, Project,
-    Route, Submission, Team, TokenLogEntry,
+    CredentialSlot, DeliveryState, Error, IdempotencyRecord, IpAllowlist, Message, MessageContent,
+    MessageStatus, Name, Project, Route, Submission, Team, TokenLogEntry,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -109,6 +109,7 @@ pub struct LogRow<T> {
     status: i32,
     message_ids: String,
     user_agent: Option<String>,
+    credential: Option<String>,
 }
 
 impl<T> LogRow<T> {
@@ -128,6 +129,10 @@ impl<T> LogRow<T> {
             status: u16::try_from(self.status).map_err(|e| corrupt("status", e))?,
             message_ids: json::<Vec<MessageId>>("message ids", &self.message_ids)?,
             user_agent: self.user_agent,
+            credential: self
+                .credential
+                .map(|c| parse("credential", &c))
+                .transpose()?,
         })
     }
 }
@@ -241,27 +246,53 @@ impl<T> IdempotencyRow<T> {
 }
 
 /// The state of a project token as the send path reads it, under a lock that orders it against
-/// revoke and regenerate (`SELECT id, project_id, digest, revoked_at, expires_at`).
+/// revoke, regenerate, rotate and allowlist changes (`SELECT` [`locked_token_columns!`](crate::locked_token_columns)).
 #[derive(Debug, sqlx::FromRow)]
 pub struct LockedToken<T> {
     /// The token's id.
     pub id: Uuid,
     project_id: Uuid,
     digest: Vec<u8>,
+    previous_digest: Option<Vec<u8>>,
+    previous_expires_at: Option<T>,
+    allowed_ips: String,
     revoked_at: Option<T>,
     expires_at: Option<T>,
 }
 
+/// The columns of [`LockedToken`] as a string literal, for the dialects' `lock_tokens`
+/// statements (`concat!`): all from the token's own row.
+#[macro_export]
+macro_rules! locked_token_columns {
+    () => {
+        "id, project_id, digest, previous_digest, previous_expires_at, allowed_ips, revoked_at, \
+         expires_at"
+    };
+}
+
 impl<T: PartialOrd> LockedToken<T> {
-    /// Whether the token may send `submission` at `now`: the digest is the one presented, the
-    /// token is neither revoked nor expired, and every message is for its project.
-    pub fn accepts(&self, submission: &Submission, now: &T) -> bool {
-        self.digest.as_slice() == submission.credential.digest.as_bytes().as_slice()
-            && self.revoked_at.is_none()
+    /// Under which of its values the token may send `submission` at `now`, if it may: the digest
+    /// presented is the current one, or the previous one before its overlap ends; the token is
+    /// neither revoked nor expired; the client's address is in its allowlist (if it has one);
+    /// and every message is for its project.
+    pub fn accepts(&self, submission: &Submission, now: &T) -> Option<CredentialSlot> {
+        let presented = submission.credential.digest.as_bytes().as_slice();
+        let slot = if self.digest.as_slice() == presented {
+            CredentialSlot::Current
+        } else if self.previous_digest.as_deref() == Some(presented)
+            && self.previous_expires_at.as_ref().is_some_and(|e| now < e)
+        {
+            CredentialSlot::Previous
+        } else {
+            return None;
+        };
+        (self.revoked_at.is_none()
             && self.expires_at.as_ref().is_none_or(|e| e > now)
+            && IpAllowlist::stored_allows(&self.allowed_ips, submission.client_ip)
             && submission
                 .messages
                 .iter()
-                .all(|m| m.project_id.as_uuid() == self.project_id)
+                .all(|m| m.project_id.as_uuid() == self.project_id))
+        .then_some(slot)
     }
 }

@@ -4,9 +4,10 @@
 //! dialects (placeholders are `$n`, which SQLite accepts too).
 
 use lettermint_core::kind::{ForProject, ForTeam, Owner};
-use lettermint_core::repo::ProjectTokenGrant;
+use lettermint_core::repo::{ProjectTokenGrant, TeamTokenGrant};
 use lettermint_core::{
-    Abilities, Error, Name, TeamId, Token, TokenHint, TokenId, TokenStatusFilter,
+    Abilities, CredentialSlot, Error, IpAllowlist, Name, TeamId, Token, TokenHint, TokenId,
+    TokenStatusFilter,
 };
 use std::sync::LazyLock;
 
@@ -45,6 +46,18 @@ pub struct GrantColumns {
     pub team_id: Option<Uuid>,
     /// Whether its project allows SMTP.
     pub smtp_enabled: Option<bool>,
+    /// Whether the digest looked up is the current one (else the previous one).
+    pub current: Option<bool>,
+}
+
+impl GrantColumns {
+    fn slot(&self) -> CredentialSlot {
+        if self.current.unwrap_or(true) {
+            CredentialSlot::Current
+        } else {
+            CredentialSlot::Previous
+        }
+    }
 }
 
 impl StoredKind for ForProject {
@@ -78,6 +91,7 @@ impl StoredKind for ForProject {
                     .ok_or_else(|| corrupt("token", "project without a team"))?,
             ),
             smtp_enabled: extra.smtp_enabled.unwrap_or(false),
+            slot: extra.slot(),
         })
     }
 }
@@ -104,8 +118,11 @@ impl StoredKind for ForTeam {
         Abilities::parse("abilities", &names).map_err(|e| corrupt("abilities", e))
     }
 
-    fn grant(token: Token<Self>, _: GrantColumns) -> Result<Token<Self>, Error> {
-        Ok(token)
+    fn grant(token: Token<Self>, extra: GrantColumns) -> Result<TeamTokenGrant, Error> {
+        Ok(TeamTokenGrant {
+            token,
+            slot: extra.slot(),
+        })
     }
 }
 
@@ -135,13 +152,14 @@ pub fn select_by_id<K: StoredKind>() -> &'static str {
     &K::statements().by_id
 }
 
-/// A token by digest (`$1`), with its grant columns.
+/// A token by current or previous digest (`$1`), with its grant columns.
 pub fn select_by_digest<K: StoredKind>() -> &'static str {
     &K::statements().by_digest
 }
 
 /// Inserts a token: `$1` id, `$2` owner, `$3` name, `$4` digest, `$5` hint, `$6` created,
-/// `$7` updated, `$8` expires, `$9` revoked, and `$10` abilities when the kind has them.
+/// `$7` updated, `$8` expires, `$9` revoked, `$10` allowed IPs, and `$11` abilities when the
+/// kind has them.
 pub fn insert<K: StoredKind>() -> &'static str {
     &K::statements().insert
 }
@@ -151,11 +169,12 @@ pub fn rename<K: StoredKind>() -> &'static str {
     &K::statements().rename
 }
 
-/// The token columns every query selects (never the digest), from the table aliased `t`.
+/// The token columns every query selects (never a digest), from the table aliased `t`.
 pub fn columns<K: StoredKind>() -> String {
     format!(
         "t.id, t.{} AS owner_id, t.name, t.hint{}, t.created_at, t.updated_at, t.last_used_at, \
-         t.last_used_ip, t.last_used_via, t.expires_at, t.revoked_at",
+         t.last_used_ip, t.last_used_via, t.expires_at, t.revoked_at, t.previous_expires_at, \
+         t.allowed_ips",
         K::OWNER_COLUMN,
         if K::HAS_ABILITIES {
             ", t.abilities"
@@ -174,10 +193,12 @@ fn build_select_by_id<K: StoredKind>() -> String {
     )
 }
 
-/// A token by digest (`$1`), with its grant columns.
+/// A token by current or previous digest (`$1`), with its grant columns and which digest it
+/// is: an OR over two unique indexes, still one indexed lookup (a bitmap OR on PostgreSQL, the
+/// OR-by-union plan on SQLite).
 fn build_select_by_digest<K: StoredKind>() -> String {
     format!(
-        "SELECT {}{} WHERE t.digest = $1",
+        "SELECT {}, (t.digest = $1) AS grant_current{} WHERE t.digest = $1 OR t.previous_digest = $1",
         columns::<K>(),
         K::GRANT_COLUMNS_AND_JOIN
     )
@@ -202,16 +223,17 @@ pub fn select_owned<K: StoredKind>(status: TokenStatusFilter) -> String {
 }
 
 /// Inserts a token: `$1` id, `$2` owner, `$3` name, `$4` digest, `$5` hint, `$6` created,
-/// `$7` updated, `$8` expires, `$9` revoked, and `$10` abilities when the kind has them.
+/// `$7` updated, `$8` expires, `$9` revoked, `$10` allowed IPs, and `$11` abilities when the
+/// kind has them.
 fn build_insert<K: StoredKind>() -> String {
     let (column, value) = if K::HAS_ABILITIES {
-        (", abilities", ", $10")
+        (", abilities", ", $11")
     } else {
         ("", "")
     };
     format!(
         "INSERT INTO {} (id, {}, name, digest, hint, created_at, updated_at, expires_at, \
-         revoked_at{column}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9{value})",
+         revoked_at, allowed_ips{column}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10{value})",
         K::TABLE,
         K::OWNER_COLUMN
     )
@@ -241,10 +263,14 @@ pub struct TokenRow<T> {
     pub(crate) last_used_via: Option<String>,
     pub(crate) expires_at: Option<T>,
     pub(crate) revoked_at: Option<T>,
+    pub(crate) previous_expires_at: Option<T>,
+    pub(crate) allowed_ips: String,
     #[sqlx(default)]
     pub(crate) grant_team_id: Option<Uuid>,
     #[sqlx(default)]
     pub(crate) grant_smtp_enabled: Option<bool>,
+    #[sqlx(default)]
+    pub(crate) grant_current: Option<bool>,
 }
 
 impl<T> TokenRow<T> {
@@ -269,6 +295,8 @@ impl<T> TokenRow<T> {
             )?,
             expires_at: opt(self.expires_at)?,
             revoked_at: opt(self.revoked_at)?,
+            previous_expires_at: opt(self.previous_expires_at)?,
+            allowed_ips: IpAllowlist::from_stored(&self.allowed_ips)?,
         })
     }
 
@@ -280,6 +308,7 @@ impl<T> TokenRow<T> {
         let extra = GrantColumns {
             team_id: self.grant_team_id,
             smtp_enabled: self.grant_smtp_enabled,
+            current: self.grant_current,
         };
         K::grant(self.into_token(instant)?, extra)
     }

@@ -15,6 +15,13 @@ use uuid::Uuid;
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
 
+/// The send path's read of one token (`$1`: its id).
+const LOCK_TOKEN: &str = concat!(
+    "SELECT ",
+    lettermint_store_sql::locked_token_columns!(),
+    " FROM project_tokens WHERE id = $1"
+);
+
 /// Stored form of an instant: microseconds since the Unix epoch.
 fn micros(at: OffsetDateTime) -> i64 {
     i64::try_from(at.unix_timestamp_nanos() / 1_000).unwrap_or(i64::MAX)
@@ -55,11 +62,8 @@ impl Dialect for SqliteDialect {
     }
 
     // One writer: this is ordered against every enqueue (`BEGIN IMMEDIATE`).
-    fn replace_secret(table: &str) -> String {
-        format!(
-            "UPDATE {table} SET digest = $2, hint = $3, updated_at = $4 \
-             WHERE id = $1 AND revoked_at IS NULL"
-        )
+    fn update_unrevoked(table: &str, set: &str) -> String {
+        format!("UPDATE {table} SET {set} WHERE id = $1 AND revoked_at IS NULL")
     }
 
     // Under BEGIN IMMEDIATE (see BEGIN_WRITE) the transaction holds SQLite's write lock
@@ -70,14 +74,11 @@ impl Dialect for SqliteDialect {
     ) -> Result<HashMap<Uuid, LockedToken<i64>>> {
         let mut tokens = HashMap::with_capacity(ids.len());
         for &id in ids {
-            let token: Option<LockedToken<i64>> = sqlx::query_as(
-                "SELECT id, project_id, digest, revoked_at, expires_at FROM project_tokens \
-                 WHERE id = $1",
-            )
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await
-            .fix()?;
+            let token: Option<LockedToken<i64>> = sqlx::query_as(LOCK_TOKEN)
+                .bind(id)
+                .fetch_optional(&mut *conn)
+                .await
+                .fix()?;
             tokens.extend(token.map(|t| (id, t)));
         }
         Ok(tokens)
@@ -124,7 +125,8 @@ impl Dialect for SqliteDialect {
         for e in &batch.entries {
             sqlx::query(
                 "INSERT INTO token_logs (id, token_id, at, ip, via, action, outcome, status, \
-                 message_ids, user_agent) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+                 message_ids, user_agent, credential) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(e.id.as_uuid())
             .bind(e.token_id.as_uuid())
@@ -136,6 +138,7 @@ impl Dialect for SqliteDialect {
             .bind(i32::from(e.status))
             .bind(to_json(&e.message_ids)?)
             .bind(e.user_agent.as_deref())
+            .bind(e.credential.map(|c| c.as_str()))
             .execute(&mut *conn)
             .await
             .fix()?;
@@ -158,9 +161,5 @@ impl Dialect for SqliteDialect {
             }
         }
         Ok(())
-    }
-
-    fn revoke(table: &str) -> String {
-        format!("UPDATE {table} SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
     }
 }

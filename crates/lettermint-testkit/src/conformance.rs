@@ -16,13 +16,17 @@ use lettermint_core::page::{
 use lettermint_core::repo::{NewProjectToken, TokenRepository};
 use lettermint_core::usage::UsageBatch;
 use lettermint_core::{
-    Action, Channel, Claim, Error, LogFilter, Message, MessageContent, MessageStatus, Name,
-    NewProject, Outcome, PlainToken, Project, ProjectToken, ProjectUpdate, Reply, Route, Scope,
-    Services, Settle, Settlement, Store, StructuredEmail, Submission, SubmissionOutcome,
-    SystemClock, Team, TokenCredential, TokenKind, TokenStatusFilter, UsageRecord,
+    Action, Channel, Claim, CredentialSlot, Error, IpAllowlist, LogFilter, Message, MessageContent,
+    MessageStatus, Name, NewProject, Outcome, PlainToken, Project, ProjectToken, ProjectUpdate,
+    Reply, Route, Scope, Services, Settle, Settlement, Store, StructuredEmail, Submission,
+    SubmissionOutcome, SystemClock, Team, TokenCredential, TokenKind, TokenStatusFilter,
+    UsageRecord,
 };
 use sqlx::{AssertSqlSafe, Database, Executor, FromRow, IntoArguments, Pool};
 use time::{Duration, OffsetDateTime};
+
+/// A submission accepted under the token's current value.
+const ACCEPTED: SubmissionOutcome = SubmissionOutcome::Accepted(CredentialSlot::Current);
 
 /// A store under test, plus what only its own crate can do.
 #[async_trait]
@@ -87,6 +91,9 @@ macro_rules! conformance_suite {
             concurrent_claims_take_disjoint_messages,
             settlements_need_the_current_lease_and_log_the_outcome,
             messages_page_newest_first_and_filter_by_status,
+            rotation_keeps_both_values_during_the_overlap_only,
+            regenerate_and_revoke_end_the_overlap_at_once,
+            allowlists_round_trip_and_gate_the_send_path,
         );
     };
     (@tests $fixture:path; $($name:ident),+ $(,)?) => {
@@ -150,6 +157,8 @@ fn new_token(project: ProjectId, n: &str, at: OffsetDateTime) -> (ProjectToken, 
         last_use: Default::default(),
         expires_at: None,
         revoked_at: None,
+        previous_expires_at: None,
+        allowed_ips: IpAllowlist::any(),
     };
     (token, secret)
 }
@@ -225,6 +234,7 @@ fn credential(token: &ProjectToken, secret: &PlainToken) -> TokenCredential {
 
 fn usage(token: TokenId, at: OffsetDateTime, outcome: Outcome, ip: &str) -> UsageRecord {
     UsageRecord {
+        credential: None,
         token_id: token,
         at,
         ip: Some(ip.parse().unwrap()),
@@ -636,6 +646,7 @@ pub async fn project_update_and_delete_cascade(f: &dyn Fixture) {
     let outcome = store
         .enqueue(
             &[Submission {
+                client_ip: None,
                 credential: credential(&tok, &secret),
                 messages: vec![m.clone()],
                 idempotency: None,
@@ -644,7 +655,7 @@ pub async fn project_update_and_delete_cascade(f: &dyn Fixture) {
         )
         .await
         .unwrap();
-    assert_eq!(outcome, vec![SubmissionOutcome::Accepted]);
+    assert_eq!(outcome, vec![ACCEPTED]);
 
     services
         .projects
@@ -1019,7 +1030,10 @@ pub async fn team_tokens_round_trip_with_abilities(f: &dyn Fixture) {
         .find_token_by_digest(&issued.secret.digest())
         .await
         .unwrap();
-    assert_eq!(found, Some(issued.token.clone()));
+    assert_eq!(
+        found.map(|g| (g.token, g.slot)),
+        Some((issued.token.clone(), CredentialSlot::Current))
+    );
     let err = services
         .team_tokens
         .create(
@@ -1271,6 +1285,7 @@ pub async fn accepted_messages_are_stored_complete(f: &dyn Fixture) {
     let outcomes = store
         .enqueue(
             &[Submission {
+                client_ip: None,
                 credential: credential(&tok, &secret),
                 messages: vec![a.clone(), b.clone()],
                 idempotency: None,
@@ -1279,7 +1294,7 @@ pub async fn accepted_messages_are_stored_complete(f: &dyn Fixture) {
         )
         .await
         .unwrap();
-    assert_eq!(outcomes, vec![SubmissionOutcome::Accepted]);
+    assert_eq!(outcomes, vec![ACCEPTED]);
     assert_eq!(
         store.get_message(p.id, a.id).await.unwrap(),
         Some(a.clone())
@@ -1324,32 +1339,38 @@ pub async fn enqueue_refuses_inactive_credentials_and_stores_nothing_of_them(f: 
     let one = |tok: TokenId| vec![message(&p, &route, tok, structured())];
     let submissions = vec![
         Submission {
+            client_ip: None,
             credential: credential(&good, &good_secret),
             messages: one(good.id),
             idempotency: None,
         },
         Submission {
+            client_ip: None,
             credential: credential(&revoked, &revoked_secret),
             messages: one(revoked.id),
             idempotency: None,
         },
         Submission {
+            client_ip: None,
             credential: credential(&regenerated, &old_secret),
             messages: one(regenerated.id),
             idempotency: None,
         },
         Submission {
+            client_ip: None,
             credential: credential(&expired, &expired_secret),
             messages: one(expired.id),
             idempotency: None,
         },
         // A token of project Blog submitting messages of project Shop.
         Submission {
+            client_ip: None,
             credential: credential(&foreign, &foreign_secret),
             messages: one(foreign.id),
             idempotency: None,
         },
         Submission {
+            client_ip: None,
             credential: TokenCredential {
                 token_id: unknown_id,
                 digest: unknown.digest(),
@@ -1358,6 +1379,7 @@ pub async fn enqueue_refuses_inactive_credentials_and_stores_nothing_of_them(f: 
             idempotency: None,
         },
         Submission {
+            client_ip: None,
             credential: credential(&good, &good_secret),
             messages: vec![
                 message(&p, &route, good.id, structured()),
@@ -1370,17 +1392,17 @@ pub async fn enqueue_refuses_inactive_credentials_and_stores_nothing_of_them(f: 
         .enqueue(&submissions, now() + Duration::seconds(1))
         .await
         .unwrap();
-    use SubmissionOutcome::{Accepted, TokenInactive};
+    use SubmissionOutcome::TokenInactive;
     assert_eq!(
         outcomes,
         vec![
-            Accepted,
+            ACCEPTED,
             TokenInactive,
             TokenInactive,
             TokenInactive,
             TokenInactive,
             TokenInactive,
-            Accepted
+            ACCEPTED
         ]
     );
     for (submission, outcome) in submissions.iter().zip(&outcomes) {
@@ -1388,7 +1410,7 @@ pub async fn enqueue_refuses_inactive_credentials_and_stores_nothing_of_them(f: 
             let stored = store.get_message(p.id, m.id).await.unwrap();
             assert_eq!(
                 stored.is_some(),
-                *outcome == Accepted,
+                *outcome == ACCEPTED,
                 "{:?}",
                 submission.credential
             );
@@ -1398,6 +1420,7 @@ pub async fn enqueue_refuses_inactive_credentials_and_stores_nothing_of_them(f: 
     let ok = store
         .enqueue(
             &[Submission {
+                client_ip: None,
                 credential: TokenCredential {
                     token_id: regenerated.id,
                     digest: fresh.digest(),
@@ -1409,7 +1432,7 @@ pub async fn enqueue_refuses_inactive_credentials_and_stores_nothing_of_them(f: 
         )
         .await
         .unwrap();
-    assert_eq!(ok, vec![Accepted]);
+    assert_eq!(ok, vec![ACCEPTED]);
 }
 
 /// Enqueues racing a revoke: after `revoke_project_token` returns, no enqueue is accepted, and
@@ -1441,6 +1464,7 @@ pub async fn revocation_orders_against_concurrent_enqueues(f: &dyn Fixture) {
                 let out = store
                     .enqueue(
                         &[Submission {
+                            client_ip: None,
                             credential: credential(&tok, &secret),
                             messages: vec![m.clone()],
                             idempotency: None,
@@ -1450,7 +1474,7 @@ pub async fn revocation_orders_against_concurrent_enqueues(f: &dyn Fixture) {
                     .await
                     .unwrap();
                 match out[0] {
-                    SubmissionOutcome::Accepted => {
+                    SubmissionOutcome::Accepted(_) => {
                         assert!(
                             !revoke_returned,
                             "accepted a message after the revoke returned"
@@ -1520,7 +1544,7 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
     let secret = first.secret.expose_secret().to_owned();
     let caller = services
         .auth
-        .authenticate_project(Some(&secret), Channel::Api)
+        .authenticate_project(Some(&secret), Channel::Api, None)
         .await
         .unwrap();
     assert_eq!(
@@ -1535,7 +1559,7 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
         reason(
             services
                 .auth
-                .authenticate_project(Some(&secret), Channel::Smtp)
+                .authenticate_project(Some(&secret), Channel::Smtp, None)
                 .await
         ),
         AuthFailure::SmtpDisabled {
@@ -1543,14 +1567,19 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
         }
     );
     assert_eq!(
-        reason(services.auth.authenticate_project(None, Channel::Api).await),
+        reason(
+            services
+                .auth
+                .authenticate_project(None, Channel::Api, None)
+                .await
+        ),
         AuthFailure::Missing
     );
     assert!(matches!(
         reason(
             services
                 .auth
-                .authenticate_project(Some("lm_nope"), Channel::Api)
+                .authenticate_project(Some("lm_nope"), Channel::Api, None)
                 .await
         ),
         AuthFailure::Malformed(_)
@@ -1560,7 +1589,7 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
         reason(
             services
                 .auth
-                .authenticate_project(Some(stranger.expose_secret()), Channel::Api)
+                .authenticate_project(Some(stranger.expose_secret()), Channel::Api, None)
                 .await
         ),
         AuthFailure::Unknown
@@ -1582,7 +1611,7 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
         reason(
             services
                 .auth
-                .authenticate_project(Some(&team_secret), Channel::Api)
+                .authenticate_project(Some(&team_secret), Channel::Api, None)
                 .await
         ),
         AuthFailure::WrongKind {
@@ -1591,7 +1620,7 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
     );
     let team_caller = services
         .auth
-        .authenticate_team(Some(&team_secret))
+        .authenticate_team(Some(&team_secret), None)
         .await
         .unwrap();
     assert_eq!(team_caller.team_id, t.id);
@@ -1609,7 +1638,7 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
         Err(Error::Forbidden { .. })
     ));
     assert_eq!(
-        reason(services.auth.authenticate_team(Some(&secret)).await),
+        reason(services.auth.authenticate_team(Some(&secret), None).await),
         AuthFailure::WrongKind {
             token_id: Some(first.token.id)
         }
@@ -1624,7 +1653,7 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
         reason(
             services
                 .auth
-                .authenticate_project(Some(&secret), Channel::Api)
+                .authenticate_project(Some(&secret), Channel::Api, None)
                 .await
         ),
         AuthFailure::Unknown
@@ -1633,7 +1662,7 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
     assert!(
         services
             .auth
-            .authenticate_project(Some(&new_secret), Channel::Api)
+            .authenticate_project(Some(&new_secret), Channel::Api, None)
             .await
             .is_ok()
     );
@@ -1648,7 +1677,7 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
         reason(
             services
                 .auth
-                .authenticate_project(Some(&new_secret), Channel::Api)
+                .authenticate_project(Some(&new_secret), Channel::Api, None)
                 .await
         ),
         AuthFailure::Revoked {
@@ -1661,7 +1690,12 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
         .await
         .unwrap();
     assert_eq!(
-        reason(services.auth.authenticate_team(Some(&team_secret)).await),
+        reason(
+            services
+                .auth
+                .authenticate_team(Some(&team_secret), None)
+                .await
+        ),
         AuthFailure::Revoked {
             token_id: team_token.token.id
         }
@@ -1683,7 +1717,7 @@ pub async fn services_authenticate_and_refuse_after_revoke_and_regenerate(f: &dy
         reason(
             services
                 .auth
-                .authenticate_project(Some(expiring.secret.expose_secret()), Channel::Api)
+                .authenticate_project(Some(expiring.secret.expose_secret()), Channel::Api, None)
                 .await
         ),
         AuthFailure::Expired {
@@ -1874,7 +1908,7 @@ pub async fn tenant_scopes_hide_other_teams(f: &dyn Fixture) {
     assert!(
         services
             .auth
-            .authenticate_team(Some(their_team_token.secret.expose_secret()))
+            .authenticate_team(Some(their_team_token.secret.expose_secret()), None)
             .await
             .is_ok()
     );
@@ -2103,7 +2137,7 @@ pub async fn the_database_never_contains_a_token_secret(f: &dyn Fixture) {
     // Use them: authentication, usage logs, a message.
     let caller = services
         .auth
-        .authenticate_project(Some(regenerated.secret.expose_secret()), Channel::Api)
+        .authenticate_project(Some(regenerated.secret.expose_secret()), Channel::Api, None)
         .await
         .unwrap();
     let route = services.messages.resolve_route(p.id, None).await.unwrap();
@@ -2111,6 +2145,7 @@ pub async fn the_database_never_contains_a_token_secret(f: &dyn Fixture) {
     services
         .messages
         .enqueue(&[Submission {
+            client_ip: None,
             credential: caller.credential,
             messages: vec![m],
             idempotency: None,
@@ -2179,18 +2214,21 @@ pub async fn idempotency_keys_are_claimed_with_the_messages(f: &dyn Fixture) {
         .enqueue(
             &[
                 Submission {
+                    client_ip: None,
                     credential: credential(&tok, &secret),
                     messages: vec![first.clone()],
                     idempotency: Some(record(p.id, b"a", at)),
                 },
                 // The same key again in the same group commit.
                 Submission {
+                    client_ip: None,
                     credential: credential(&tok, &secret),
                     messages: vec![second.clone()],
                     idempotency: Some(record(p.id, b"b", at)),
                 },
                 // The same key in another project is another key.
                 Submission {
+                    client_ip: None,
                     credential: credential(&q_tok, &q_secret),
                     messages: vec![other_project.clone()],
                     idempotency: Some(record(q.id, b"a", at)),
@@ -2200,8 +2238,8 @@ pub async fn idempotency_keys_are_claimed_with_the_messages(f: &dyn Fixture) {
         )
         .await
         .unwrap();
-    use SubmissionOutcome::{Accepted, DuplicateIdempotencyKey};
-    assert_eq!(outcomes, vec![Accepted, DuplicateIdempotencyKey, Accepted]);
+    use SubmissionOutcome::DuplicateIdempotencyKey;
+    assert_eq!(outcomes, vec![ACCEPTED, DuplicateIdempotencyKey, ACCEPTED]);
     assert!(store.get_message(p.id, first.id).await.unwrap().is_some());
     assert!(store.get_message(p.id, second.id).await.unwrap().is_none());
     assert!(
@@ -2238,6 +2276,7 @@ pub async fn idempotency_keys_are_claimed_with_the_messages(f: &dyn Fixture) {
     let outcomes = store
         .enqueue(
             &[Submission {
+                client_ip: None,
                 credential: credential(&tok, &secret),
                 messages: vec![third.clone()],
                 idempotency: Some(record(p.id, b"c", later)),
@@ -2246,7 +2285,7 @@ pub async fn idempotency_keys_are_claimed_with_the_messages(f: &dyn Fixture) {
         )
         .await
         .unwrap();
-    assert_eq!(outcomes, vec![Accepted]);
+    assert_eq!(outcomes, vec![ACCEPTED]);
     let replaced = store
         .get_idempotency_record(p.id, "order-42 'quoted' 🚀", later - IDEMPOTENCY_TTL)
         .await
@@ -2286,6 +2325,7 @@ async fn accepted(
     let outcomes = store
         .enqueue(
             &[Submission {
+                client_ip: None,
                 credential: credential(&tok, &secret),
                 messages: messages.clone(),
                 idempotency: None,
@@ -2294,7 +2334,7 @@ async fn accepted(
         )
         .await
         .unwrap();
-    assert_eq!(outcomes, vec![SubmissionOutcome::Accepted]);
+    assert_eq!(outcomes, vec![ACCEPTED]);
     (p, tok, messages)
 }
 
@@ -2337,6 +2377,7 @@ pub async fn due_messages_are_claimed_under_a_lease_oldest_first(f: &dyn Fixture
     store
         .enqueue(
             &[Submission {
+                client_ip: None,
                 credential: credential(&tok2, &secret2),
                 messages: vec![later.clone()],
                 idempotency: None,
@@ -2667,4 +2708,436 @@ pub async fn messages_page_newest_first_and_filter_by_status(f: &dyn Fixture) {
             .unwrap()
             .is_empty()
     );
+}
+
+/// One submission of a single message under `secret`, from `client_ip`.
+fn submission_of(
+    p: &Project,
+    route: &Route,
+    tok: &ProjectToken,
+    secret: &PlainToken,
+    client_ip: Option<std::net::IpAddr>,
+) -> Submission {
+    let mut m = message(p, route, tok.id, structured());
+    m.idempotency_key = None;
+    Submission {
+        credential: credential(tok, secret),
+        messages: vec![m],
+        idempotency: None,
+        client_ip,
+    }
+}
+
+/// The slot a digest is found in, if any.
+async fn slot_of(store: &dyn Store, secret: &PlainToken) -> Option<CredentialSlot> {
+    project_tokens(store)
+        .find_token_by_digest(&secret.digest())
+        .await
+        .unwrap()
+        .map(|g| g.slot)
+}
+
+/// Rotation with an overlap: both values authenticate and enqueue until the overlap ends, then
+/// only the new one does (the old one fails like a regenerated value); rotating again drops the
+/// value that was previous; the log names which value was used.
+pub async fn rotation_keeps_both_values_during_the_overlap_only(f: &dyn Fixture) {
+    use lettermint_core::{AuthFailure, FixedClock};
+    let store = f.store();
+    let t = team(&*store, "Acme").await;
+    let p = project(&*store, t.id, "Shop").await;
+    let route = store.get_default_route(p.id).await.unwrap().unwrap();
+    let (tok, old) = token(&*store, p.id, "main").await;
+    let new = PlainToken::mint(TokenKind::Project).unwrap();
+    let at = now();
+    let until = at + Duration::hours(1);
+    assert!(
+        project_tokens(&*store)
+            .rotate_token_secret(tok.id, &new.digest(), &new.hint(), at, until)
+            .await
+            .unwrap()
+    );
+    let stored = project_tokens(&*store)
+        .get_token(tok.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.previous_expires_at, Some(until));
+    assert_eq!((stored.hint.clone(), stored.updated_at), (new.hint(), at));
+    assert_eq!(slot_of(&*store, &old).await, Some(CredentialSlot::Previous));
+    assert_eq!(slot_of(&*store, &new).await, Some(CredentialSlot::Current));
+
+    // During the overlap both values enqueue, each under its own slot.
+    let outcomes = store
+        .enqueue(
+            &[
+                submission_of(&p, &route, &tok, &old, None),
+                submission_of(&p, &route, &tok, &new, None),
+            ],
+            until - Duration::seconds(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            SubmissionOutcome::Accepted(CredentialSlot::Previous),
+            SubmissionOutcome::Accepted(CredentialSlot::Current)
+        ]
+    );
+    // From the end of the overlap on, only the new value does.
+    let outcomes = store
+        .enqueue(
+            &[
+                submission_of(&p, &route, &tok, &old, None),
+                submission_of(&p, &route, &tok, &new, None),
+            ],
+            until,
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![SubmissionOutcome::TokenInactive, ACCEPTED]);
+
+    // Authentication agrees, at either side of the end.
+    let during = Services::new(
+        store.clone(),
+        Arc::new(FixedClock(until - Duration::seconds(1))),
+    );
+    let caller = during
+        .auth
+        .authenticate_project(Some(old.expose_secret()), Channel::Api, None)
+        .await
+        .unwrap();
+    assert_eq!(caller.slot, CredentialSlot::Previous);
+    let after = Services::new(store.clone(), Arc::new(FixedClock(until)));
+    assert!(matches!(
+        after
+            .auth
+            .authenticate_project(Some(old.expose_secret()), Channel::Api, None)
+            .await,
+        Err(Error::Unauthenticated(AuthFailure::Unknown))
+    ));
+    let caller = after
+        .auth
+        .authenticate_project(Some(new.expose_secret()), Channel::Api, None)
+        .await
+        .unwrap();
+    assert_eq!(caller.slot, CredentialSlot::Current);
+
+    // Rotating again: the value that was current becomes previous, the oldest is gone.
+    let newer = PlainToken::mint(TokenKind::Project).unwrap();
+    assert!(
+        project_tokens(&*store)
+            .rotate_token_secret(tok.id, &newer.digest(), &newer.hint(), at, until)
+            .await
+            .unwrap()
+    );
+    assert_eq!(slot_of(&*store, &old).await, None);
+    assert_eq!(slot_of(&*store, &new).await, Some(CredentialSlot::Previous));
+    assert_eq!(
+        slot_of(&*store, &newer).await,
+        Some(CredentialSlot::Current)
+    );
+
+    // The log keeps which value each use presented.
+    let mut used = usage(tok.id, at, Outcome::Accepted, "192.0.2.1");
+    used.credential = Some(CredentialSlot::Previous);
+    store
+        .record_usage(&UsageBatch::from_records(vec![used]))
+        .await
+        .unwrap();
+    let request = PageRequest::first(10, sort(LogSortKey::At, Direction::Descending));
+    let rows = store
+        .list_token_logs(tok.id, &LogFilter::default(), request.keyset())
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].credential, Some(CredentialSlot::Previous));
+
+    // Team tokens rotate the same way.
+    let services = Services::new(store.clone(), Arc::new(FixedClock(at)));
+    let issued = services
+        .team_tokens
+        .create(
+            Scope::Operator,
+            t.id,
+            "deploy",
+            abilities(&["read:team"]),
+            None,
+        )
+        .await
+        .unwrap();
+    let rotated = services
+        .team_tokens
+        .rotate(
+            Scope::Operator,
+            None,
+            issued.token.id,
+            lettermint_core::Overlap::parse("overlap", "30m").unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        rotated.token.previous_expires_at,
+        Some(at + Duration::minutes(30))
+    );
+    let caller = services
+        .auth
+        .authenticate_team(Some(issued.secret.expose_secret()), None)
+        .await
+        .unwrap();
+    assert_eq!(caller.slot, CredentialSlot::Previous);
+    assert!(
+        services
+            .auth
+            .authenticate_team(Some(rotated.secret.expose_secret()), None)
+            .await
+            .is_ok()
+    );
+}
+
+/// Regenerate and revoke end a rotation's overlap when they return: regenerate drops the
+/// previous value, revoke refuses both.
+pub async fn regenerate_and_revoke_end_the_overlap_at_once(f: &dyn Fixture) {
+    use lettermint_core::AuthFailure;
+    let store = f.store();
+    let t = team(&*store, "Acme").await;
+    let p = project(&*store, t.id, "Shop").await;
+    let route = store.get_default_route(p.id).await.unwrap().unwrap();
+    let until = now() + Duration::hours(1);
+
+    let (tok, old) = token(&*store, p.id, "regenerated").await;
+    let new = PlainToken::mint(TokenKind::Project).unwrap();
+    let tokens = project_tokens(&*store);
+    assert!(
+        tokens
+            .rotate_token_secret(tok.id, &new.digest(), &new.hint(), now(), until)
+            .await
+            .unwrap()
+    );
+    let newest = PlainToken::mint(TokenKind::Project).unwrap();
+    assert!(
+        tokens
+            .replace_token_secret(tok.id, &newest.digest(), &newest.hint(), now())
+            .await
+            .unwrap()
+    );
+    assert_eq!(slot_of(&*store, &old).await, None);
+    assert_eq!(slot_of(&*store, &new).await, None);
+    assert_eq!(
+        tokens
+            .get_token(tok.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .previous_expires_at,
+        None
+    );
+    let outcomes = store
+        .enqueue(
+            &[
+                submission_of(&p, &route, &tok, &old, None),
+                submission_of(&p, &route, &tok, &new, None),
+                submission_of(&p, &route, &tok, &newest, None),
+            ],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            SubmissionOutcome::TokenInactive,
+            SubmissionOutcome::TokenInactive,
+            ACCEPTED
+        ]
+    );
+
+    let (tok, old) = token(&*store, p.id, "revoked").await;
+    let new = PlainToken::mint(TokenKind::Project).unwrap();
+    assert!(
+        tokens
+            .rotate_token_secret(tok.id, &new.digest(), &new.hint(), now(), until)
+            .await
+            .unwrap()
+    );
+    assert!(tokens.revoke_token(tok.id, now()).await.unwrap());
+    // A revoked token cannot be rotated.
+    assert!(
+        !tokens
+            .rotate_token_secret(tok.id, &old.digest(), &old.hint(), now(), until)
+            .await
+            .unwrap()
+    );
+    let outcomes = store
+        .enqueue(
+            &[
+                submission_of(&p, &route, &tok, &old, None),
+                submission_of(&p, &route, &tok, &new, None),
+            ],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        vec![
+            SubmissionOutcome::TokenInactive,
+            SubmissionOutcome::TokenInactive
+        ]
+    );
+    let services = Services::new(store.clone(), Arc::new(SystemClock));
+    for secret in [&old, &new] {
+        assert!(matches!(
+            services
+                .auth
+                .authenticate_project(Some(secret.expose_secret()), Channel::Api, None)
+                .await,
+            Err(Error::Unauthenticated(AuthFailure::Revoked { token_id })) if token_id == tok.id
+        ));
+    }
+}
+
+/// IP allowlists round-trip on both kinds (create, update, read by id, by digest, in lists),
+/// and the send path's commit checks the client's address against the list it reads under its
+/// lock.
+pub async fn allowlists_round_trip_and_gate_the_send_path(f: &dyn Fixture) {
+    use lettermint_core::AuthFailure;
+    let store = f.store();
+    let services = Services::new(store.clone(), Arc::new(SystemClock));
+    let t = team(&*store, "Acme").await;
+    let p = project(&*store, t.id, "Shop").await;
+    let route = store.get_default_route(p.id).await.unwrap().unwrap();
+    let list = IpAllowlist::parse("allowed_ips", &["203.0.113.0/24", "2001:db8::/32"]).unwrap();
+    let issued = services
+        .project_tokens
+        .create_with_allowlist(Scope::Operator, p.id, "office", (), None, list.clone())
+        .await
+        .unwrap();
+    assert_eq!(issued.token.allowed_ips, list);
+    let stored = project_tokens(&*store)
+        .get_token(issued.token.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored, issued.token);
+    let grant = project_tokens(&*store)
+        .find_token_by_digest(&issued.secret.digest())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.token.allowed_ips, list);
+    let request = PageRequest::first(10, sort(TokenSortKey::CreatedAt, Direction::Ascending));
+    let page = services
+        .project_tokens
+        .list(Scope::Operator, p.id, TokenStatusFilter::Active, &request)
+        .await
+        .unwrap();
+    assert_eq!(page.items[0].allowed_ips, list);
+
+    let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+    let (tok, secret) = (issued.token.clone(), issued.secret.clone());
+    let outcomes = store
+        .enqueue(
+            &[
+                submission_of(&p, &route, &tok, &secret, ip("203.0.113.9")),
+                submission_of(&p, &route, &tok, &secret, ip("::ffff:203.0.113.10")),
+                submission_of(&p, &route, &tok, &secret, ip("2001:db8::7")),
+                submission_of(&p, &route, &tok, &secret, ip("198.51.100.1")),
+                submission_of(&p, &route, &tok, &secret, None),
+            ],
+            now(),
+        )
+        .await
+        .unwrap();
+    use SubmissionOutcome::TokenInactive;
+    assert_eq!(
+        outcomes,
+        vec![ACCEPTED, ACCEPTED, ACCEPTED, TokenInactive, TokenInactive]
+    );
+    assert!(matches!(
+        services
+            .auth
+            .authenticate_project(Some(secret.expose_secret()), Channel::Api, ip("198.51.100.1"))
+            .await,
+        Err(Error::Unauthenticated(AuthFailure::IpNotAllowed { token_id })) if token_id == tok.id
+    ));
+
+    // An update takes effect for the next commit; an empty list allows any address.
+    let narrowed = IpAllowlist::parse("allowed_ips", &["198.51.100.1"]).unwrap();
+    let updated = services
+        .project_tokens
+        .set_allowlist(Scope::Operator, Some(p.id), tok.id, &narrowed)
+        .await
+        .unwrap();
+    assert_eq!(updated.allowed_ips, narrowed);
+    let outcomes = store
+        .enqueue(
+            &[
+                submission_of(&p, &route, &tok, &secret, ip("203.0.113.9")),
+                submission_of(&p, &route, &tok, &secret, ip("198.51.100.1")),
+            ],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![TokenInactive, ACCEPTED]);
+    let cleared = services
+        .project_tokens
+        .set_allowlist(Scope::Operator, None, tok.id, &IpAllowlist::any())
+        .await
+        .unwrap();
+    assert!(cleared.allowed_ips.is_empty());
+    let outcomes = store
+        .enqueue(&[submission_of(&p, &route, &tok, &secret, None)], now())
+        .await
+        .unwrap();
+    assert_eq!(outcomes, vec![ACCEPTED]);
+
+    // Team tokens keep theirs too.
+    let team_list = IpAllowlist::parse("allowed_ips", &["10.0.0.0/8"]).unwrap();
+    let team_token = services
+        .team_tokens
+        .create_with_allowlist(
+            Scope::Operator,
+            t.id,
+            "ci",
+            abilities(&["read:team"]),
+            None,
+            team_list.clone(),
+        )
+        .await
+        .unwrap();
+    let grant = team_tokens(&*store)
+        .find_token_by_digest(&team_token.secret.digest())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(grant.token.allowed_ips, team_list);
+    assert!(
+        services
+            .auth
+            .authenticate_team(Some(team_token.secret.expose_secret()), ip("10.9.9.9"))
+            .await
+            .is_ok()
+    );
+    assert!(
+        services
+            .auth
+            .authenticate_team(Some(team_token.secret.expose_secret()), ip("11.0.0.1"))
+            .await
+            .is_err()
+    );
+    // A revoked token's list cannot change.
+    services
+        .project_tokens
+        .revoke(Scope::Operator, None, tok.id)
+        .await
+        .unwrap();
+    assert!(matches!(
+        services
+            .project_tokens
+            .set_allowlist(Scope::Operator, None, tok.id, &narrowed)
+            .await,
+        Err(Error::Conflict { .. })
+    ));
 }

@@ -148,7 +148,18 @@ pub(crate) fn show_token<K: TokenKindJson>(
         ),
         ("expires", when(token.expires_at, "never")),
         ("revoked", when(token.revoked_at, "-")),
+        (
+            "allowed IPs",
+            if token.allowed_ips.is_empty() {
+                "any".to_owned()
+            } else {
+                token.allowed_ips.to_strings().join(", ")
+            },
+        ),
     ]);
+    if let Some(until) = token.overlap_until(ctx.now) {
+        rows.push(("previous value until", when(Some(until), "-")));
+    }
     con.out.write_all(details(&rows).as_bytes())?;
     Ok(())
 }

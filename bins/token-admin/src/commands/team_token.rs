@@ -98,6 +98,31 @@ pub(crate) async fn run(cmd: TeamTokenCommand, ctx: &Ctx, con: &mut Console<'_>)
             let issued = tokens.regenerate(Scope::Operator, None, token.id).await?;
             issue(ctx, con, &issued)?;
         }
+        TeamTokenCommand::Rotate {
+            token,
+            overlap,
+            team,
+        } => {
+            let overlap = lettermint_core::Overlap::parse("overlap", &overlap)?;
+            let token = resolve::team_token(services, &token, team.team.as_deref()).await?;
+            let issued = tokens
+                .rotate(Scope::Operator, None, token.id, overlap)
+                .await?;
+            issue(ctx, con, &issued)?;
+        }
+        TeamTokenCommand::Allow {
+            token,
+            allow_ip,
+            any: _,
+            team,
+        } => {
+            let allowed = lettermint_core::IpAllowlist::parse("allow-ip", &allow_ip)?;
+            let token = resolve::team_token(services, &token, team.team.as_deref()).await?;
+            let updated = tokens
+                .set_allowlist(Scope::Operator, None, token.id, &allowed)
+                .await?;
+            show(ctx, con, &updated, false).await?;
+        }
         TeamTokenCommand::Revoke { token, team, yes } => {
             let token = resolve::team_token(services, &token, team.team.as_deref()).await?;
             confirm(

@@ -1,6 +1,6 @@
 //! `token-admin token create|list|show|rename|regenerate|revoke|logs`.
 
-use lettermint_core::{ProjectToken, Scope};
+use lettermint_core::{IpAllowlist, Overlap, ProjectToken, Scope};
 
 use crate::cli::TokenCommand;
 use crate::commands::{confirm, expiry, issue, show_token, token_logs};
@@ -17,15 +17,18 @@ pub(crate) async fn run(cmd: TokenCommand, ctx: &Ctx, con: &mut Console<'_>) -> 
             team,
             name,
             expiry: expiry_opt,
+            allow_ip,
         } => {
+            let allowed = IpAllowlist::parse("allow-ip", &allow_ip)?;
             let project = resolve::project(services, &project, team.as_deref()).await?;
             let issued = tokens
-                .create(
+                .create_with_allowlist(
                     Scope::Operator,
                     project.id,
                     &name,
                     (),
                     expiry(&expiry_opt, ctx.now),
+                    allowed,
                 )
                 .await?;
             issue(ctx, con, &issued)?;
@@ -139,6 +142,43 @@ pub(crate) async fn run(cmd: TokenCommand, ctx: &Ctx, con: &mut Console<'_>) -> 
             )?;
             let issued = tokens.regenerate(Scope::Operator, None, token.id).await?;
             issue(ctx, con, &issued)?;
+        }
+        TokenCommand::Rotate {
+            token,
+            overlap,
+            project,
+        } => {
+            let overlap = Overlap::parse("overlap", &overlap)?;
+            let token = resolve::project_token(
+                services,
+                &token,
+                project.project.as_deref(),
+                project.team.as_deref(),
+            )
+            .await?;
+            let issued = tokens
+                .rotate(Scope::Operator, None, token.id, overlap)
+                .await?;
+            issue(ctx, con, &issued)?;
+        }
+        TokenCommand::Allow {
+            token,
+            allow_ip,
+            any: _,
+            project,
+        } => {
+            let allowed = IpAllowlist::parse("allow-ip", &allow_ip)?;
+            let token = resolve::project_token(
+                services,
+                &token,
+                project.project.as_deref(),
+                project.team.as_deref(),
+            )
+            .await?;
+            let updated = tokens
+                .set_allowlist(Scope::Operator, None, token.id, &allowed)
+                .await?;
+            show(ctx, con, &updated, false).await?;
         }
         TokenCommand::Revoke {
             token,

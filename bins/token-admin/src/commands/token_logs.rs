@@ -71,6 +71,7 @@ pub(crate) async fn run(args: LogsArgs, ctx: &Ctx, con: &mut Console<'_>) -> Cmd
         "OUTCOME",
         "ACTION",
         "VIA",
+        "VALUE",
         "IP",
         "STATUS",
         "MESSAGES",
@@ -82,6 +83,7 @@ pub(crate) async fn run(args: LogsArgs, ctx: &Ctx, con: &mut Console<'_>) -> Cmd
             e.outcome.as_str().to_owned(),
             e.action.as_str().to_owned(),
             e.via.as_str().to_owned(),
+            e.credential.map_or("-", |c| c.as_str()).to_owned(),
             ip(e),
             e.status.to_string(),
             e.message_ids.len().to_string(),
@@ -131,11 +133,12 @@ async fn fetch(
 /// stale on screen).
 fn stream_line(e: &TokenLogEntry) -> String {
     let line = format!(
-        "{:<20}  {:<22}  {:<12}  {:<4}  {:<15}  {:<6}  {:<8}  {}",
+        "{:<20}  {:<22}  {:<12}  {:<4}  {:<8}  {:<15}  {:<6}  {:<8}  {}",
         absolute(e.at),
         e.outcome.as_str(),
         e.action.as_str(),
         e.via.as_str(),
+        e.credential.map_or("-", |c| c.as_str()),
         ip(e),
         e.status,
         e.message_ids.len(),
@@ -189,8 +192,8 @@ async fn follow(
     latest.reverse();
     if !ctx.json {
         let header = format!(
-            "{:<20}  {:<22}  {:<12}  {:<4}  {:<15}  {:<6}  {:<8}  {}\n",
-            "AT", "OUTCOME", "ACTION", "VIA", "IP", "STATUS", "MESSAGES", "USER AGENT"
+            "{:<20}  {:<22}  {:<12}  {:<4}  {:<8}  {:<15}  {:<6}  {:<8}  {}\n",
+            "AT", "OUTCOME", "ACTION", "VIA", "VALUE", "IP", "STATUS", "MESSAGES", "USER AGENT"
         );
         con.out.write_all(header.as_bytes())?;
     }

@@ -152,6 +152,7 @@ pub fn used(
     ip: &str,
 ) -> UsageRecord {
     UsageRecord {
+        credential: None,
         token_id: token.parse::<TokenId>().expect("token id"),
         at: now() - ago,
         ip: Some(ip.parse().expect("ip")),

@@ -30,6 +30,7 @@ macro_rules! on_both_backends {
 }
 
 on_both_backends!(
+    tokens_rotate_with_an_overlap_and_carry_an_allowlist,
     teams_are_created_listed_shown_and_renamed,
     team_names_that_are_ambiguous_list_the_candidates,
     projects_are_created_with_a_default_route_and_an_optional_first_token,

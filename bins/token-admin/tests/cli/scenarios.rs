@@ -19,6 +19,7 @@ const PROJECT_KEYS: &[&str] = &[
     "updated_at",
 ];
 const TOKEN_KEYS: &[&str] = &[
+    "allowed_ips",
     "created_at",
     "expires_at",
     "hint",
@@ -27,6 +28,7 @@ const TOKEN_KEYS: &[&str] = &[
     "last_used_ip",
     "last_used_via",
     "name",
+    "previous_expires_at",
     "project_id",
     "revoked_at",
     "status",
@@ -34,6 +36,7 @@ const TOKEN_KEYS: &[&str] = &[
 ];
 const TEAM_TOKEN_KEYS: &[&str] = &[
     "abilities",
+    "allowed_ips",
     "created_at",
     "expires_at",
     "hint",
@@ -42,6 +45,7 @@ const TEAM_TOKEN_KEYS: &[&str] = &[
     "last_used_ip",
     "last_used_via",
     "name",
+    "previous_expires_at",
     "revoked_at",
     "status",
     "team_id",
@@ -50,6 +54,7 @@ const TEAM_TOKEN_KEYS: &[&str] = &[
 const LOG_KEYS: &[&str] = &[
     "action",
     "at",
+    "credential",
     "id",
     "ip",
     "message_ids",
@@ -89,7 +94,7 @@ async fn authenticates(db: &Db, secret: &str) -> bool {
     db.services()
         .await
         .auth
-        .authenticate_project(Some(secret), Channel::Api)
+        .authenticate_project(Some(secret), Channel::Api, None)
         .await
         .is_ok()
 }
@@ -98,7 +103,7 @@ async fn authenticates_team(db: &Db, secret: &str) -> bool {
     db.services()
         .await
         .auth
-        .authenticate_team(Some(secret))
+        .authenticate_team(Some(secret), None)
         .await
         .is_ok()
 }
@@ -213,7 +218,7 @@ pub async fn projects_are_created_with_a_default_route_and_an_optional_first_tok
         .services()
         .await
         .auth
-        .authenticate_project(Some(&secret), Channel::Smtp)
+        .authenticate_project(Some(&secret), Channel::Smtp, None)
         .await
         .expect("the first token sends mail, over SMTP too");
     let mail_project = db.json(&["project", "show", "Mail"]);
@@ -1033,7 +1038,7 @@ pub async fn team_tokens_carry_abilities(db: &Db) {
         .services()
         .await
         .auth
-        .authenticate_team(Some(&first))
+        .authenticate_team(Some(&first), None)
         .await
         .unwrap();
     assert_eq!(caller.team_id.to_string(), acme);
@@ -1198,7 +1203,7 @@ pub async fn errors_are_one_line_with_an_exit_code(db: &Db) {
 
     assert_eq!(
         db.fails(&["token", "frobnicate"], 2),
-        "error: unrecognized subcommand 'frobnicate' (see --help)"
+        "error: unrecognized subcommand 'frobnicate'; tip: a similar subcommand exists: 'rotate' (see --help)"
     );
     assert_eq!(
         db.fails(&["token", "list", "-p", "Shop", "--bogus"], 2),
@@ -1222,5 +1227,79 @@ pub async fn errors_are_one_line_with_an_exit_code(db: &Db) {
     assert_eq!(
         db.fails(&["token", "create", "-p", "Shop", "--name", "a\tb"], 2),
         "error: The name field must not contain control characters."
+    );
+}
+
+/// `token rotate` prints the new value once; both values work during the overlap and `show`
+/// says until when. `--allow-ip` and `token allow` set the allowlist that `show` lists.
+pub async fn tokens_rotate_with_an_overlap_and_carry_an_allowlist(db: &Db) {
+    let team = setup::team(db, "Acme");
+    setup::project(db, &team, "Shop");
+    let old = secret_of(
+        &db.ok(&["token", "create", "-p", "Shop", "--name", "ci"])
+            .stdout,
+    );
+    let ran = db.ok(&["token", "rotate", "ci", "-p", "Shop", "--overlap", "24h"]);
+    let new = secret_of(&ran.stdout);
+    assert_ne!(old, new);
+    assert!(authenticates(db, &old).await);
+    assert!(authenticates(db, &new).await);
+    let shown = db.json(&["token", "show", "ci", "-p", "Shop"]);
+    assert!(shown["previous_expires_at"].is_string(), "{shown}");
+    assert!(
+        db.ok(&["token", "show", "ci", "-p", "Shop"])
+            .stdout
+            .contains("previous value until:")
+    );
+    assert!(
+        db.fails(
+            &["token", "rotate", "ci", "-p", "Shop", "--overlap", "8d"],
+            2
+        )
+        .contains("overlap")
+    );
+    db.ok(&["token", "regenerate", "ci", "-p", "Shop", "--yes"]);
+    assert!(!authenticates(db, &old).await);
+    assert!(!authenticates(db, &new).await);
+
+    let json = db.json(&[
+        "token",
+        "create",
+        "-p",
+        "Shop",
+        "--name",
+        "office",
+        "--allow-ip",
+        "203.0.113.0/24",
+        "--allow-ip",
+        "2001:db8::/32",
+    ]);
+    assert_eq!(
+        json["allowed_ips"],
+        serde_json::json!(["203.0.113.0/24", "2001:db8::/32"])
+    );
+    assert!(!authenticates(db, json["token"].as_str().unwrap()).await);
+    let shown = db.ok(&["token", "show", "office", "-p", "Shop"]).stdout;
+    assert!(
+        shown.contains("allowed IPs:   203.0.113.0/24, 2001:db8::/32"),
+        "{shown}"
+    );
+    let cleared = db.json(&["token", "allow", "office", "-p", "Shop", "--any"]);
+    assert_eq!(cleared["allowed_ips"], serde_json::json!([]));
+    assert!(authenticates(db, json["token"].as_str().unwrap()).await);
+    assert!(
+        db.fails(
+            &[
+                "token",
+                "allow",
+                "office",
+                "-p",
+                "Shop",
+                "--allow-ip",
+                "nope"
+            ],
+            2
+        )
+        .contains("allow-ip.0")
     );
 }

@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 use time::macros::datetime;
 use time::{Duration, OffsetDateTime};
 
+use crate::IpAllowlist;
 use crate::auth::{AuthFailure, AuthService};
 use crate::clock::FixedClock;
 use crate::error::Error;
@@ -16,8 +17,9 @@ use crate::model::{Channel, Project, ProjectToken, Route, Team, TeamToken};
 use crate::name::Name;
 use crate::repo::{
     MockMessageRepository, MockProjectRepository, MockRouteRepository, MockTeamRepository,
-    MockTokenRepository, MockUsageRepository, ProjectTokenGrant,
+    MockTokenRepository, MockUsageRepository, ProjectTokenGrant, TeamTokenGrant,
 };
+use crate::rotation::{CredentialSlot, Overlap};
 use crate::scope::Scope;
 use crate::token::{PlainToken, TokenKind};
 use crate::usage::{Action, Outcome, UsageRecord};
@@ -59,6 +61,8 @@ fn token_of(project: ProjectId) -> ProjectToken {
         last_use: Default::default(),
         expires_at: None,
         revoked_at: None,
+        previous_expires_at: None,
+        allowed_ips: crate::IpAllowlist::any(),
     }
 }
 
@@ -299,18 +303,22 @@ async fn malformed_tokens_are_refused_without_a_lookup() {
         &good.expose_secret()[..good.expose_secret().len() - 1]
     );
     for bad in ["", "   ", "Bearer abc", "lm_", "lm_short", typo.as_str()] {
-        let f = failure(service.authenticate_project(Some(bad), Channel::Api).await);
+        let f = failure(
+            service
+                .authenticate_project(Some(bad), Channel::Api, None)
+                .await,
+        );
         assert!(
             matches!(f, AuthFailure::Malformed(_) | AuthFailure::Missing),
             "{bad:?}: {f:?}"
         );
     }
     assert_eq!(
-        failure(service.authenticate_project(None, Channel::Api).await),
+        failure(service.authenticate_project(None, Channel::Api, None).await),
         AuthFailure::Missing
     );
     assert_eq!(
-        failure(service.authenticate_team(Some("")).await),
+        failure(service.authenticate_team(Some(""), None).await),
         AuthFailure::Missing
     );
 }
@@ -322,6 +330,7 @@ fn grant(token: ProjectToken, smtp_enabled: bool) -> MockTokenRepository<ForProj
             token: token.clone(),
             team_id: team_id(),
             smtp_enabled,
+            slot: CredentialSlot::Current,
         }))
     });
     tokens
@@ -338,7 +347,11 @@ async fn each_refusal_names_its_reason_and_token() {
     revoked.revoked_at = Some(NOW - Duration::seconds(1));
     let service = auth(grant(revoked, true), MockTokenRepository::<ForTeam>::new());
     assert_eq!(
-        failure(service.authenticate_project(presented, Channel::Api).await),
+        failure(
+            service
+                .authenticate_project(presented, Channel::Api, None)
+                .await
+        ),
         AuthFailure::Revoked { token_id: token.id }
     );
 
@@ -346,7 +359,11 @@ async fn each_refusal_names_its_reason_and_token() {
     expired.expires_at = Some(NOW);
     let service = auth(grant(expired, true), MockTokenRepository::<ForTeam>::new());
     assert_eq!(
-        failure(service.authenticate_project(presented, Channel::Api).await),
+        failure(
+            service
+                .authenticate_project(presented, Channel::Api, None)
+                .await
+        ),
         AuthFailure::Expired { token_id: token.id }
     );
 
@@ -355,12 +372,16 @@ async fn each_refusal_names_its_reason_and_token() {
         MockTokenRepository::<ForTeam>::new(),
     );
     assert_eq!(
-        failure(service.authenticate_project(presented, Channel::Smtp).await),
+        failure(
+            service
+                .authenticate_project(presented, Channel::Smtp, None)
+                .await
+        ),
         AuthFailure::SmtpDisabled { token_id: token.id }
     );
     // The same token is fine on the API, and the caller carries the presented digest.
     let caller = service
-        .authenticate_project(presented, Channel::Api)
+        .authenticate_project(presented, Channel::Api, None)
         .await
         .unwrap();
     assert_eq!(
@@ -378,9 +399,20 @@ async fn each_refusal_names_its_reason_and_token() {
         .returning(|_| Ok(None));
     let service = auth(unknown, MockTokenRepository::<ForTeam>::new());
     assert_eq!(
-        failure(service.authenticate_project(presented, Channel::Api).await),
+        failure(
+            service
+                .authenticate_project(presented, Channel::Api, None)
+                .await
+        ),
         AuthFailure::Unknown
     );
+}
+
+fn team_grant(token: TeamToken) -> TeamTokenGrant {
+    TeamTokenGrant {
+        token,
+        slot: CredentialSlot::Current,
+    }
 }
 
 fn team_token(abilities: Abilities) -> TeamToken {
@@ -396,6 +428,8 @@ fn team_token(abilities: Abilities) -> TeamToken {
         last_use: Default::default(),
         expires_at: None,
         revoked_at: None,
+        previous_expires_at: None,
+        allowed_ips: crate::IpAllowlist::any(),
     }
 }
 
@@ -407,12 +441,12 @@ async fn tokens_of_the_wrong_kind_are_refused_and_attributed() {
     let found = team.clone();
     team_tokens
         .expect_find_token_by_digest()
-        .returning(move |_| Ok(Some(found.clone())));
+        .returning(move |_| Ok(Some(team_grant(found.clone()))));
     let service = auth(MockTokenRepository::<ForProject>::new(), team_tokens);
     assert_eq!(
         failure(
             service
-                .authenticate_project(Some(team_secret.expose_secret()), Channel::Api)
+                .authenticate_project(Some(team_secret.expose_secret()), Channel::Api, None)
                 .await
         ),
         AuthFailure::WrongKind {
@@ -420,7 +454,7 @@ async fn tokens_of_the_wrong_kind_are_refused_and_attributed() {
         }
     );
     let caller = service
-        .authenticate_team(Some(team_secret.expose_secret()))
+        .authenticate_team(Some(team_secret.expose_secret()), None)
         .await
         .unwrap();
     assert_eq!(caller.token_id, team.id);
@@ -432,7 +466,7 @@ async fn tokens_of_the_wrong_kind_are_refused_and_attributed() {
     assert_eq!(
         failure(
             service
-                .authenticate_team(Some(project_secret.expose_secret()))
+                .authenticate_team(Some(project_secret.expose_secret()), None)
                 .await
         ),
         AuthFailure::WrongKind { token_id: None }
@@ -446,11 +480,11 @@ async fn team_callers_need_the_ability_and_write_implies_read() {
     let token = team_token(abilities);
     team_tokens
         .expect_find_token_by_digest()
-        .returning(move |_| Ok(Some(token.clone())));
+        .returning(move |_| Ok(Some(team_grant(token.clone()))));
     let service = auth(MockTokenRepository::<ForProject>::new(), team_tokens);
     let secret = PlainToken::mint(TokenKind::Team).unwrap();
     let caller = service
-        .authenticate_team(Some(secret.expose_secret()))
+        .authenticate_team(Some(secret.expose_secret()), None)
         .await
         .unwrap();
     assert!(caller.require(Ability::read(Resource::Tokens)).is_ok());
@@ -461,6 +495,216 @@ async fn team_callers_need_the_ability_and_write_implies_read() {
     assert!(
         matches!(err, Error::Forbidden { ref required } if required == "read:projects"),
         "{err:?}"
+    );
+}
+
+// --- rotation and allowlists ----------------------------------------------------------------
+
+fn grant_in(token: ProjectToken, slot: CredentialSlot) -> MockTokenRepository<ForProject> {
+    let mut tokens = MockTokenRepository::<ForProject>::new();
+    tokens.expect_find_token_by_digest().returning(move |_| {
+        Ok(Some(ProjectTokenGrant {
+            token: token.clone(),
+            team_id: team_id(),
+            smtp_enabled: true,
+            slot,
+        }))
+    });
+    tokens
+}
+
+#[tokio::test]
+async fn rotate_keeps_the_old_value_for_the_overlap_and_refuses_revoked_tokens() {
+    let project = project_of(team_id());
+    let token = token_of(project.id);
+    let seen = Arc::new(Mutex::new(None));
+    let mut tokens = owned_by(&project, MockTokenRepository::<ForProject>::new());
+    let found = token.clone();
+    tokens
+        .expect_get_token()
+        .returning(move |_| Ok(Some(found.clone())));
+    let sink = seen.clone();
+    tokens
+        .expect_rotate_token_secret()
+        .times(1)
+        .returning(move |id, digest, _, at, until| {
+            *sink.lock().unwrap() = Some((id, *digest, at, until));
+            Ok(true)
+        });
+    let service = token_service(tokens);
+    let overlap = Overlap::parse("overlap", "24h").unwrap();
+    let issued = service
+        .rotate(Scope::Team(team_id()), Some(project.id), token.id, overlap)
+        .await
+        .unwrap();
+    let (id, digest, at, until) = seen.lock().unwrap().unwrap();
+    assert_eq!((id, at, until), (token.id, NOW, NOW + Duration::hours(24)));
+    assert_eq!(digest, issued.secret.digest());
+
+    // Overlaps are bounded: more than zero, at most seven days.
+    assert!(Overlap::parse("overlap", "7d").is_ok());
+    assert_eq!(
+        validation_fields(Overlap::parse("overlap", "8d").unwrap_err()),
+        ["overlap"]
+    );
+    assert_eq!(
+        validation_fields(Overlap::new(Duration::days(7) + Duration::seconds(1)).unwrap_err()),
+        ["overlap"]
+    );
+    assert!(Overlap::new(Duration::ZERO).is_err());
+
+    // A revoked token cannot be rotated, and the store is not asked to.
+    let mut revoked = token.clone();
+    revoked.revoked_at = Some(NOW);
+    let mut tokens = owned_by(&project, MockTokenRepository::<ForProject>::new());
+    tokens
+        .expect_get_token()
+        .returning(move |_| Ok(Some(revoked.clone())));
+    let err = token_service(tokens)
+        .rotate(Scope::Operator, None, token.id, overlap)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn the_previous_value_works_until_its_overlap_ends_then_is_unknown() {
+    let secret = PlainToken::mint(TokenKind::Project).unwrap();
+    let presented = Some(secret.expose_secret());
+    let mut token = token_of(project_of(team_id()).id);
+    token.previous_expires_at = Some(NOW + Duration::seconds(1));
+    let service = auth(
+        grant_in(token.clone(), CredentialSlot::Previous),
+        MockTokenRepository::<ForTeam>::new(),
+    );
+    let caller = service
+        .authenticate_project(presented, Channel::Api, None)
+        .await
+        .unwrap();
+    assert_eq!(caller.slot, CredentialSlot::Previous);
+
+    // At the instant the overlap ends, the previous value is like a regenerated one.
+    token.previous_expires_at = Some(NOW);
+    let service = auth(
+        grant_in(token.clone(), CredentialSlot::Previous),
+        MockTokenRepository::<ForTeam>::new(),
+    );
+    assert_eq!(
+        failure(
+            service
+                .authenticate_project(presented, Channel::Api, None)
+                .await
+        ),
+        AuthFailure::Unknown
+    );
+    // Regenerated since (no overlap recorded): unknown too.
+    token.previous_expires_at = None;
+    let service = auth(
+        grant_in(token.clone(), CredentialSlot::Previous),
+        MockTokenRepository::<ForTeam>::new(),
+    );
+    assert_eq!(
+        failure(
+            service
+                .authenticate_project(presented, Channel::Api, None)
+                .await
+        ),
+        AuthFailure::Unknown
+    );
+    // Revoked during the overlap: both values are refused as revoked.
+    token.previous_expires_at = Some(NOW + Duration::hours(1));
+    token.revoked_at = Some(NOW);
+    for slot in [CredentialSlot::Current, CredentialSlot::Previous] {
+        let service = auth(
+            grant_in(token.clone(), slot),
+            MockTokenRepository::<ForTeam>::new(),
+        );
+        assert_eq!(
+            failure(
+                service
+                    .authenticate_project(presented, Channel::Api, None)
+                    .await
+            ),
+            AuthFailure::Revoked { token_id: token.id }
+        );
+    }
+}
+
+#[tokio::test]
+async fn allowlists_admit_v4_v6_and_mapped_addresses_and_refuse_the_rest() {
+    let secret = PlainToken::mint(TokenKind::Project).unwrap();
+    let presented = Some(secret.expose_secret());
+    let mut token = token_of(project_of(team_id()).id);
+    let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+
+    // Empty list: any address, even an unknown one.
+    let service = auth(
+        grant_in(token.clone(), CredentialSlot::Current),
+        MockTokenRepository::<ForTeam>::new(),
+    );
+    for client in [ip("192.0.2.1"), ip("2001:db8::1"), None] {
+        assert!(
+            service
+                .authenticate_project(presented, Channel::Api, client)
+                .await
+                .is_ok()
+        );
+    }
+
+    token.allowed_ips =
+        IpAllowlist::parse("allowed_ips", &["203.0.113.0/24", "2001:db8::/32"]).unwrap();
+    let service = auth(
+        grant_in(token.clone(), CredentialSlot::Current),
+        MockTokenRepository::<ForTeam>::new(),
+    );
+    for allowed in ["203.0.113.5", "2001:db8:ffff::1", "::ffff:203.0.113.77"] {
+        assert!(
+            service
+                .authenticate_project(presented, Channel::Smtp, ip(allowed))
+                .await
+                .is_ok(),
+            "{allowed}"
+        );
+    }
+    for refused in [
+        ip("203.0.114.5"),
+        ip("2001:db9::1"),
+        ip("::ffff:198.51.100.1"),
+        None,
+    ] {
+        let f = failure(
+            service
+                .authenticate_project(presented, Channel::Api, refused)
+                .await,
+        );
+        assert_eq!(
+            f,
+            AuthFailure::IpNotAllowed { token_id: token.id },
+            "{refused:?}"
+        );
+        assert_eq!(f.loggable(), Some((token.id, Outcome::RejectedIp)));
+    }
+
+    // Team tokens too.
+    let mut team = team_token(Abilities::all());
+    team.allowed_ips = IpAllowlist::parse("allowed_ips", &["10.0.0.0/8"]).unwrap();
+    let mut team_tokens = MockTokenRepository::<ForTeam>::new();
+    let found = team.clone();
+    team_tokens
+        .expect_find_token_by_digest()
+        .returning(move |_| Ok(Some(team_grant(found.clone()))));
+    let service = auth(MockTokenRepository::<ForProject>::new(), team_tokens);
+    let team_secret = PlainToken::mint(TokenKind::Team).unwrap();
+    let presented = Some(team_secret.expose_secret());
+    assert!(
+        service
+            .authenticate_team(presented, ip("10.1.2.3"))
+            .await
+            .is_ok()
+    );
+    assert_eq!(
+        failure(service.authenticate_team(presented, ip("11.1.2.3")).await),
+        AuthFailure::IpNotAllowed { token_id: team.id }
     );
 }
 
@@ -704,6 +948,7 @@ async fn submissions_must_name_their_own_token() {
     };
     let err = service
         .enqueue(&[Submission {
+            client_ip: None,
             credential,
             messages: vec![message],
             idempotency: None,
@@ -713,6 +958,7 @@ async fn submissions_must_name_their_own_token() {
     assert_eq!(validation_fields(err), ["messages"]);
     let err = service
         .enqueue(&[Submission {
+            client_ip: None,
             credential,
             messages: vec![],
             idempotency: None,
@@ -745,6 +991,7 @@ async fn usage_flushes_one_batch_and_skips_empty_ones() {
         .returning(|_| Ok(7));
     let service = UsageService::new(Arc::new(usage), clock());
     let record = |at| UsageRecord {
+        credential: None,
         token_id: token,
         at,
         ip: None,

@@ -2,6 +2,7 @@ use std::sync::Arc;
 
 use time::OffsetDateTime;
 
+use crate::allowlist::IpAllowlist;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::id::{TeamId, TokenId};
@@ -10,6 +11,7 @@ use crate::model::{Token, TokenStatusFilter};
 use crate::name::Name;
 use crate::page::{Direction, LogSortKey, Page, PageRequest, Sort, TokenSortKey};
 use crate::repo::{TokenRepository, UsageRepository};
+use crate::rotation::Overlap;
 use crate::scope::Scope;
 use crate::token::PlainToken;
 use crate::usage::{LogFilter, TokenLogEntry};
@@ -82,11 +84,33 @@ impl<K: Owner> TokenService<K> {
         abilities: K::Abilities,
         expires_at: Option<OffsetDateTime>,
     ) -> Result<IssuedToken<K>> {
+        self.create_with_allowlist(
+            scope,
+            owner,
+            name,
+            abilities,
+            expires_at,
+            IpAllowlist::any(),
+        )
+        .await
+    }
+
+    /// Like [`TokenService::create`], with an IP allowlist (empty: any address).
+    pub async fn create_with_allowlist(
+        &self,
+        scope: Scope,
+        owner: K::Id,
+        name: &str,
+        abilities: K::Abilities,
+        expires_at: Option<OffsetDateTime>,
+        allowed_ips: IpAllowlist,
+    ) -> Result<IssuedToken<K>> {
         let name = Name::parse("name", name)?;
         let now = self.clock.now();
         check_expiry(expires_at, now)?;
         self.owner(scope, owner).await?;
-        let issued = issue(owner, name, abilities, now, expires_at)?;
+        let mut issued = issue(owner, name, abilities, now, expires_at)?;
+        issued.token.allowed_ips = allowed_ips;
         self.tokens
             .insert_token(&issued.token, &issued.secret.digest())
             .await?;
@@ -161,8 +185,8 @@ impl<K: Owner> TokenService<K> {
         self.get(scope, owner, id).await
     }
 
-    /// Replaces a token's secret, keeping its id, name and abilities. The old value stops
-    /// working when this returns. Revoked tokens cannot be regenerated.
+    /// Replaces a token's secret, keeping its id, name and abilities. The old value (and a
+    /// previous value still in a rotation's overlap) stops working when this returns. Revoked tokens cannot be regenerated.
     pub async fn regenerate(
         &self,
         scope: Scope,
@@ -183,6 +207,57 @@ impl<K: Owner> TokenService<K> {
         }
         let token = self.get(scope, owner, id).await?;
         Ok(IssuedToken { token, secret })
+    }
+
+    /// Rotates a token: a new value works at once, and the current value keeps working until
+    /// `overlap` has passed (then it fails like a regenerated value). A value that was
+    /// previous before (an earlier rotation's overlap) stops working when this returns.
+    /// [`TokenService::regenerate`] and [`TokenService::revoke`] end the overlap at once.
+    /// Revoked tokens cannot be rotated.
+    pub async fn rotate(
+        &self,
+        scope: Scope,
+        owner: Option<K::Id>,
+        id: TokenId,
+        overlap: Overlap,
+    ) -> Result<IssuedToken<K>> {
+        let token = self.get(scope, owner, id).await?;
+        if token.revoked_at.is_some() {
+            return Err(Error::conflict("A revoked token cannot be rotated."));
+        }
+        let secret = PlainToken::mint(K::TOKEN_KIND)?;
+        let now = self.clock.now();
+        let until = crate::clock::truncate_to_micros(now + overlap.duration());
+        if !self
+            .tokens
+            .rotate_token_secret(id, &secret.digest(), &secret.hint(), now, until)
+            .await?
+        {
+            return Err(Error::conflict("A revoked token cannot be rotated."));
+        }
+        let token = self.get(scope, owner, id).await?;
+        Ok(IssuedToken { token, secret })
+    }
+
+    /// Replaces a token's IP allowlist (empty: any address); effective for every front door
+    /// when this returns. Counts as a change (`updated_at`). Revoked tokens cannot be changed.
+    pub async fn set_allowlist(
+        &self,
+        scope: Scope,
+        owner: Option<K::Id>,
+        id: TokenId,
+        allowed_ips: &IpAllowlist,
+    ) -> Result<Token<K>> {
+        let token = self.get(scope, owner, id).await?;
+        if token.revoked_at.is_some()
+            || !self
+                .tokens
+                .set_token_allowlist(id, allowed_ips, self.clock.now())
+                .await?
+        {
+            return Err(Error::conflict("A revoked token cannot be changed."));
+        }
+        self.get(scope, owner, id).await
     }
 
     /// Revokes a token, for good. Revoking a revoked token changes nothing and succeeds.
@@ -237,6 +312,8 @@ pub(super) fn issue<K: Owner>(
         last_use: Default::default(),
         expires_at: expires_at.map(crate::clock::truncate_to_micros),
         revoked_at: None,
+        previous_expires_at: None,
+        allowed_ips: IpAllowlist::any(),
     };
     Ok(IssuedToken { token, secret })
 }
