@@ -65,6 +65,8 @@ string_enum!(
         Delivery => "delivery",
         /// `GET /v1/messages` or `GET /v1/messages/{id}`.
         Messages => "messages",
+        /// A verified report that the token's value was found in public (secret scanning).
+        LeakReport => "leak_report",
     }
 );
 
@@ -91,6 +93,8 @@ string_enum!(
         Delivered => "delivered",
         /// A message the token sent could not be delivered.
         Failed => "failed",
+        /// The token was revoked because a verified report found its value in public.
+        RevokedLeaked => "revoked_leaked",
     }
 );
 
@@ -140,6 +144,8 @@ pub struct TokenLogEntry {
     pub message_ids: Vec<MessageId>,
     /// HTTP `User-Agent`.
     pub user_agent: Option<String>,
+    /// Where the token's value was found, for a leak report (the reporter's URL, as sent).
+    pub leak_url: Option<String>,
 }
 
 /// The latest use of one token within a flushed batch: what its "last used" columns become.
@@ -205,6 +211,7 @@ impl UsageBatch {
                         .take(MAX_USER_AGENT_CHARS)
                         .collect()
                 }),
+                leak_url: None,
             });
         }
         Self { entries, last_use }

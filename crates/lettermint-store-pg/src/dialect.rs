@@ -163,9 +163,10 @@ impl Dialect for PgDialect {
                 .collect::<Result<Vec<_>>>()?;
             sqlx::query(
                 "INSERT INTO token_logs (id, token_id, at, ip, via, action, outcome, status, \
-                 message_ids, user_agent) \
+                 message_ids, user_agent, leak_url) \
                  SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], \
-                 $5::text[], $6::text[], $7::text[], $8::int4[], $9::text[], $10::text[])",
+                 $5::text[], $6::text[], $7::text[], $8::int4[], $9::text[], $10::text[], \
+                 $11::text[])",
             )
             .bind(e.iter().map(|x| x.id.as_uuid()).collect::<Vec<_>>())
             .bind(e.iter().map(|x| x.token_id.as_uuid()).collect::<Vec<_>>())
@@ -181,6 +182,7 @@ impl Dialect for PgDialect {
             .bind(e.iter().map(|x| i32::from(x.status)).collect::<Vec<_>>())
             .bind(message_ids)
             .bind(e.iter().map(|x| x.user_agent.clone()).collect::<Vec<_>>())
+            .bind(e.iter().map(|x| x.leak_url.clone()).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await
             .fix()?;

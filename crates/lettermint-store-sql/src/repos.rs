@@ -803,6 +803,7 @@ where
                 status: reply.code.unwrap_or(0),
                 message_ids: vec![settle.message],
                 user_agent: None,
+                leak_url: None,
             });
         }
         if !log.entries.is_empty() {

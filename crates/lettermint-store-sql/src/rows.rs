@@ -109,6 +109,7 @@ pub struct LogRow<T> {
     status: i32,
     message_ids: String,
     user_agent: Option<String>,
+    leak_url: Option<String>,
 }
 
 impl<T> LogRow<T> {
@@ -128,6 +129,7 @@ impl<T> LogRow<T> {
             status: u16::try_from(self.status).map_err(|e| corrupt("status", e))?,
             message_ids: json::<Vec<MessageId>>("message ids", &self.message_ids)?,
             user_agent: self.user_agent,
+            leak_url: self.leak_url,
         })
     }
 }

@@ -80,6 +80,7 @@ macro_rules! conformance_suite {
             revocation_orders_against_concurrent_enqueues,
             idempotency_keys_are_claimed_with_the_messages,
             services_authenticate_and_refuse_after_revoke_and_regenerate,
+            leak_reports_revoke_both_kinds_and_log_where_they_leaked,
             tenant_scopes_hide_other_teams,
             hostile_input_is_stored_verbatim_or_refused_cleanly,
             the_database_never_contains_a_token_secret,
@@ -2043,6 +2044,138 @@ pub async fn hostile_input_is_stored_verbatim_or_refused_cleanly(f: &dyn Fixture
         logs[0].user_agent.as_deref(),
         Some("'; DELETE FROM token_logs; -- ")
     );
+}
+
+/// A verified leak report revokes the listed tokens of both kinds through the store's revoke,
+/// and each revocation's log entry keeps the URL where the value was found.
+pub async fn leak_reports_revoke_both_kinds_and_log_where_they_leaked(f: &dyn Fixture) {
+    use lettermint_core::{LeakReporter, LeakVerdict, LeakedValue};
+    let store = f.store();
+    let services = Services::new(store.clone(), Arc::new(SystemClock));
+    let t = services
+        .teams
+        .create(Scope::Operator, "Acme")
+        .await
+        .unwrap();
+    let (p, first) = services
+        .projects
+        .create(
+            Scope::Operator,
+            NewProject {
+                team_id: t.id,
+                name: "Shop".into(),
+                smtp_enabled: false,
+                first_token_name: Some("first".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let first = first.unwrap();
+    let team_token = services
+        .team_tokens
+        .create(Scope::Operator, t.id, "ci", abilities(&["read:team"]), None)
+        .await
+        .unwrap();
+    let unknown = PlainToken::mint(TokenKind::Project).unwrap();
+    let url = "https://github.com/octo/app/blob/0123abc/.env";
+    let leaked = |value: &str| LeakedValue {
+        value: value.to_owned(),
+        url: Some(url.to_owned()),
+    };
+    let reporter = LeakReporter {
+        ip: Some("192.0.2.7".parse().unwrap()),
+        user_agent: Some("GitHub-Secret-Scanning".into()),
+    };
+    let verdicts = services
+        .leaks
+        .report(
+            &[
+                leaked(first.secret.expose_secret()),
+                leaked(team_token.secret.expose_secret()),
+                leaked(unknown.expose_secret()),
+                leaked("not a token"),
+            ],
+            &reporter,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        verdicts,
+        vec![
+            LeakVerdict::TruePositive,
+            LeakVerdict::TruePositive,
+            LeakVerdict::FalsePositive,
+            LeakVerdict::FalsePositive
+        ]
+    );
+    assert!(
+        services
+            .auth
+            .authenticate_project(Some(first.secret.expose_secret()), Channel::Api)
+            .await
+            .is_err()
+    );
+    assert!(
+        services
+            .auth
+            .authenticate_team(Some(team_token.secret.expose_secret()))
+            .await
+            .is_err()
+    );
+    let request = PageRequest::first(10, sort(LogSortKey::At, Direction::Descending));
+    let logs = services
+        .project_tokens
+        .logs(
+            Scope::Operator,
+            Some(p.id),
+            first.token.id,
+            &LogFilter::default(),
+            &request,
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(logs.len(), 1);
+    assert_eq!(
+        (logs[0].action, logs[0].outcome),
+        (Action::LeakReport, Outcome::RevokedLeaked)
+    );
+    assert_eq!(logs[0].leak_url.as_deref(), Some(url));
+    assert_eq!(logs[0].ip, reporter.ip);
+    let team_logs = services
+        .team_tokens
+        .logs(
+            Scope::Operator,
+            Some(t.id),
+            team_token.token.id,
+            &LogFilter::default(),
+            &request,
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(team_logs.len(), 1);
+    assert_eq!(team_logs[0].leak_url.as_deref(), Some(url));
+    // A second report of the same values finds them revoked: true positives, nothing new logged.
+    let again = services
+        .leaks
+        .report(&[leaked(first.secret.expose_secret())], &reporter)
+        .await
+        .unwrap();
+    assert_eq!(again, vec![LeakVerdict::TruePositive]);
+    let logs = services
+        .project_tokens
+        .logs(
+            Scope::Operator,
+            Some(p.id),
+            first.token.id,
+            &LogFilter::default(),
+            &request,
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(logs.len(), 1);
 }
 
 /// No table holds any token's secret, in any column, after every way a token comes to be.
