@@ -127,9 +127,10 @@ pub async fn count_requests(request: Request, next: Next) -> Response {
     response
 }
 
-/// Prunes token logs past retention and expired idempotency keys, hourly.
-pub async fn maintenance(services: Services, retention_days: u32) {
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+/// Prunes token logs past retention and expired idempotency keys, every `interval` (hourly by
+/// default), starting at once.
+pub async fn maintenance(services: Services, retention_days: u32, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
         let retention = time::Duration::days(i64::from(retention_days.max(1)));

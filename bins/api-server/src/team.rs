@@ -103,6 +103,7 @@ fn log_json(entry: &TokenLogEntry) -> Value {
         status: entry.status,
         message_ids: entry.message_ids.clone(),
         user_agent: entry.user_agent.clone(),
+        leak_url: entry.leak_url.clone(),
     })
 }
 

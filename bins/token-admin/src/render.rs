@@ -336,6 +336,8 @@ pub struct LogEntryJson {
     pub message_ids: Vec<String>,
     /// HTTP User-Agent.
     pub user_agent: Option<String>,
+    /// Where the token's value was found, when a leak report revoked it.
+    pub leak_url: Option<String>,
 }
 
 impl From<&TokenLogEntry> for LogEntryJson {
@@ -351,6 +353,7 @@ impl From<&TokenLogEntry> for LogEntryJson {
             status: e.status,
             message_ids: e.message_ids.iter().map(ToString::to_string).collect(),
             user_agent: e.user_agent.clone(),
+            leak_url: e.leak_url.clone(),
         }
     }
 }

@@ -52,6 +52,7 @@ const LOG_KEYS: &[&str] = &[
     "at",
     "id",
     "ip",
+    "leak_url",
     "message_ids",
     "outcome",
     "status",
@@ -910,6 +911,45 @@ pub async fn token_logs_are_newest_first_and_filtered(db: &Db) {
         db.fails(&["token", "logs", &token, "--since", "yesterday"], 2)
             .contains("invalid duration `yesterday`")
     );
+}
+
+/// A token revoked by a leak report shows the revocation and where the value was found.
+pub async fn token_logs_show_where_a_leaked_token_was_found(db: &Db) {
+    use lettermint_core::{LeakReporter, LeakVerdict, LeakedValue};
+    let team = setup::team(db, "Acme");
+    setup::project(db, &team, "Shop");
+    let created = setup::token(db, "Shop", "checkout");
+    let token = id(&created);
+    let value = created["token"].as_str().unwrap().to_owned();
+    let url = "https://github.com/octo/app/blob/0123abc/.env";
+    let verdicts = db
+        .services()
+        .await
+        .leaks
+        .report(
+            &[LeakedValue {
+                value: value.clone(),
+                url: Some(url.to_owned()),
+            }],
+            &LeakReporter {
+                ip: Some("192.0.2.10".parse().unwrap()),
+                user_agent: Some("GitHub-Secret-Scanning".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(verdicts, [LeakVerdict::TruePositive]);
+    let table = db.ok(&["token", "logs", &token]).stdout;
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].ends_with("LEAKED AT"), "{table}");
+    assert!(lines[1].contains("revoked_leaked"), "{table}");
+    assert!(lines[1].contains("leak_report"), "{table}");
+    assert!(lines[1].ends_with(url), "{table}");
+    let entries = db.json(&["token", "logs", &token]);
+    assert_eq!(entries[0]["leak_url"], url);
+    assert_eq!(entries[0]["outcome"], "revoked_leaked");
+    let shown = db.json(&["token", "show", &token]);
+    assert_eq!(shown["status"], "revoked");
 }
 
 pub async fn token_logs_follow_streams_new_entries(db: &Db) {
