@@ -120,12 +120,19 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(url: &str, extra: &[&str]) -> Self {
-        let mut process = Binary::new(env!("CARGO_BIN_EXE_api-server"))
+        Self::spawn_with_env(url, extra, &[])
+    }
+
+    /// [`Process::spawn`] with more environment variables.
+    pub fn spawn_with_env(url: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut binary = Binary::new(env!("CARGO_BIN_EXE_api-server"))
             .args(["--listen", "127.0.0.1:0", "--database-url", url])
             .args(extra)
-            .env("LETTERMINT_LOG", "warn")
-            .listeners(1)
-            .start();
+            .env("LETTERMINT_LOG", "warn");
+        for (name, value) in env {
+            binary = binary.env(name, value);
+        }
+        let mut process = binary.listeners(1).start();
         let base = process.listener("http").url();
         // The bootstrap, if any, follows the listener line at once; a store that needs none
         // prints nothing more.
