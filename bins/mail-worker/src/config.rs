@@ -139,7 +139,7 @@ pub struct Cli {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
-    /// Upstream smarthost: smtp://[user:password@]host[:port][?tls=required|opportunistic|none]
+    /// Upstream smarthost: `smtp://[user:password@]host[:port][?tls=required|opportunistic|none]`
     /// or smtps://…; unset, messages go to --maildir [env: LETTERMINT_WORKER_SMARTHOST]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
