@@ -48,6 +48,35 @@ pub struct Config {
     pub commit_writers: usize,
     /// Most messages in one group commit.
     pub commit_max_messages: usize,
+    /// Public keys that sign secret-scanning leak reports (`POST /v1/secret-scanning/report`),
+    /// by the id the reporter names in `Github-Public-Key-Identifier`. None: the endpoint
+    /// answers 404.
+    pub leak_report_keys: Vec<LeakReportKey>,
+    /// Seconds between two runs of the maintenance task (pruning, token gauges).
+    pub maintenance_interval_secs: u64,
+}
+
+/// A public key that signs leak reports.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeakReportKey {
+    /// The id the reporter sends in `Github-Public-Key-Identifier`.
+    pub id: String,
+    /// A PEM file holding the ECDSA P-256 public key; read when the configuration is loaded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pem_file: Option<PathBuf>,
+    /// The PEM text itself (filled from `pem_file` on load).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pem: Option<String>,
+}
+
+impl std::fmt::Debug for LeakReportKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LeakReportKey")
+            .field("id", &self.id)
+            .field("pem_file", &self.pem_file)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Config {
@@ -65,6 +94,8 @@ impl Default for Config {
             usage_queue_capacity: 65_536,
             commit_writers: 2,
             commit_max_messages: 1_000,
+            leak_report_keys: Vec::new(),
+            maintenance_interval_secs: 3600,
         }
     }
 }
@@ -74,6 +105,12 @@ impl Config {
     #[must_use]
     pub fn request_timeout(&self) -> Duration {
         Duration::from_secs(self.request_timeout_secs.max(1))
+    }
+
+    /// The time between two maintenance runs.
+    #[must_use]
+    pub fn maintenance_interval(&self) -> Duration {
+        Duration::from_secs(self.maintenance_interval_secs.max(1))
     }
 }
 
@@ -88,7 +125,9 @@ impl Config {
         LETTERMINT_CONFIG), then LETTERMINT_* environment variables (LETTERMINT_LISTEN, \
         LETTERMINT_DATABASE_URL, LETTERMINT_BOOTSTRAP, LETTERMINT_MAX_BODY_BYTES, \
         LETTERMINT_REQUEST_TIMEOUT_SECS, LETTERMINT_TRUSTED_PROXIES='[\"10.0.0.1\"]', \
-        LETTERMINT_LOG_RETENTION_DAYS, LETTERMINT_LOG_FORMAT, ...), then these flags."
+        LETTERMINT_LOG_RETENTION_DAYS, LETTERMINT_LOG_FORMAT, \
+        LETTERMINT_LEAK_REPORT_KEYS='[{id=\"...\", pem_file=\"/etc/lettermint/github.pem\"}]', \
+        ...), then these flags."
 )]
 pub struct Cli {
     /// TOML configuration file.
@@ -132,11 +171,28 @@ pub struct Cli {
     #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+    /// Id of one more key that signs leak reports (GitHub's Github-Public-Key-Identifier);
+    /// needs --leak-report-key-file. Added to the keys of the file and the environment.
+    #[arg(
+        long,
+        env = "LETTERMINT_LEAK_REPORT_KEY_ID",
+        requires = "leak_report_key_file"
+    )]
+    #[serde(skip)]
+    pub leak_report_key_id: Option<String>,
+    /// PEM file of that key (an ECDSA P-256 public key).
+    #[arg(
+        long,
+        env = "LETTERMINT_LEAK_REPORT_KEY_FILE",
+        requires = "leak_report_key_id"
+    )]
+    #[serde(skip)]
+    pub leak_report_key_file: Option<PathBuf>,
 }
 
 /// The keys read from `LETTERMINT_*` variables (other `LETTERMINT_` variables belong to other
 /// programs and are ignored).
-const ENV_KEYS: [&str; 12] = [
+const ENV_KEYS: [&str; 14] = [
     "listen",
     "database_url",
     "database_max_connections",
@@ -149,6 +205,8 @@ const ENV_KEYS: [&str; 12] = [
     "usage_queue_capacity",
     "commit_writers",
     "commit_max_messages",
+    "leak_report_keys",
+    "maintenance_interval_secs",
 ];
 
 /// Layers defaults, file, environment and flags.
@@ -163,7 +221,29 @@ pub fn load(cli: &Cli) -> Result<Config, Box<figment::Error>> {
     if cli.no_bootstrap {
         figment = figment.merge(("bootstrap", false));
     }
-    figment.extract().map_err(Box::new)
+    let mut config: Config = figment.extract().map_err(Box::new)?;
+    if let (Some(id), Some(file)) = (&cli.leak_report_key_id, &cli.leak_report_key_file) {
+        config.leak_report_keys.push(LeakReportKey {
+            id: id.clone(),
+            pem_file: Some(file.clone()),
+            pem: None,
+        });
+    }
+    for key in &mut config.leak_report_keys {
+        if let (None, Some(file)) = (&key.pem, &key.pem_file) {
+            let pem = std::fs::read_to_string(file).map_err(|e| {
+                Box::new(figment::Error::from(format!(
+                    "cannot read the PEM file {} of leak report key {:?}: {e}",
+                    file.display(),
+                    key.id
+                )))
+            })?;
+            key.pem = Some(pem);
+        }
+    }
+    crate::leaks::LeakReportKeys::parse(&config.leak_report_keys)
+        .map_err(|e| Box::new(figment::Error::from(e)))?;
+    Ok(config)
 }
 
 #[cfg(test)]
@@ -192,6 +272,60 @@ mod tests {
             assert_eq!(config.max_body_bytes, 3000);
             assert!(!config.bootstrap);
             assert_eq!(config.database_url, lettermint_store::DEFAULT_DATABASE_URL);
+            Ok(())
+        });
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)]
+    fn leak_report_keys_come_from_the_file_and_the_flags_with_their_pem_read() {
+        use p256::ecdsa::SigningKey;
+        use p256::elliptic_curve::Generate as _;
+        use p256::pkcs8::{EncodePublicKey as _, LineEnding};
+        figment::Jail::expect_with(|jail| {
+            let pem = |_| {
+                SigningKey::generate()
+                    .verifying_key()
+                    .to_public_key_pem(LineEnding::LF)
+                    .unwrap()
+            };
+            jail.create_file("a.pem", &pem(1))?;
+            jail.create_file("b.pem", &pem(2))?;
+            jail.create_file(
+                "api.toml",
+                "leak_report_keys = [{id = \"a\", pem_file = \"a.pem\"}]\n",
+            )?;
+            let cli = Cli {
+                config: Some("api.toml".into()),
+                leak_report_key_id: Some("b".into()),
+                leak_report_key_file: Some("b.pem".into()),
+                ..Cli::default()
+            };
+            let config = load(&cli).map_err(|e| e.to_string())?;
+            let ids: Vec<&str> = config
+                .leak_report_keys
+                .iter()
+                .map(|k| k.id.as_str())
+                .collect();
+            assert_eq!(ids, ["a", "b"]);
+            assert!(config.leak_report_keys.iter().all(|k| k.pem.is_some()));
+            assert!(!format!("{config:?}").contains("BEGIN PUBLIC KEY"));
+
+            jail.create_file("bad.pem", "not a key")?;
+            let cli = Cli {
+                leak_report_key_id: Some("bad".into()),
+                leak_report_key_file: Some("bad.pem".into()),
+                ..Cli::default()
+            };
+            let err = load(&cli).unwrap_err().to_string();
+            assert!(err.contains("\"bad\""), "{err}");
+            let cli = Cli {
+                leak_report_key_id: Some("gone".into()),
+                leak_report_key_file: Some("missing.pem".into()),
+                ..Cli::default()
+            };
+            let err = load(&cli).unwrap_err().to_string();
+            assert!(err.contains("missing.pem"), "{err}");
             Ok(())
         });
     }

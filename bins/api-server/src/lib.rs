@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 pub mod identity;
+pub mod leaks;
 pub mod messages;
 pub mod openapi;
 pub mod ops;
@@ -75,6 +76,8 @@ pub struct Inner {
     routes: Mutex<RouteCache>,
     /// Prometheus exporter.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Keys that sign leak reports (none: the endpoint is off).
+    pub leak_keys: leaks::LeakReportKeys,
 }
 
 impl Deref for AppState {
@@ -153,7 +156,11 @@ pub fn start(
     let maintenance = tokio::spawn(ops::maintenance(
         services.clone(),
         config.log_retention_days,
+        config.maintenance_interval(),
     ));
+    // `config::load` has checked them; a hand-built `Config` with a bad key is a start-up bug.
+    let leak_keys = leaks::LeakReportKeys::parse(&config.leak_report_keys)
+        .unwrap_or_else(|e| panic!("invalid leak_report_keys: {e}"));
     let state = AppState(Arc::new(Inner {
         services,
         committer,
@@ -166,6 +173,7 @@ pub fn start(
         store,
         routes: Mutex::new(HashMap::new()),
         metrics,
+        leak_keys,
     }));
     (
         state,
@@ -195,6 +203,7 @@ pub fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
         .routes(routes!(messages::list_messages))
         .routes(routes!(messages::show_message))
         .merge(team_api)
+        .routes(routes!(leaks::report))
         .routes(routes!(ops::openapi))
         .routes(routes!(ops::healthz))
         .routes(routes!(ops::readyz))

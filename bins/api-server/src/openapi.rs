@@ -48,6 +48,7 @@ pub const REQUIRED_ABILITY: &str = "x-required-ability";
     tags(
         (name = "Sending API", description = "Send mail with a project token (`x-lettermint-token`)."),
         (name = "Team API", description = "Manage the team, its projects and their tokens with a team token (`Authorization: Bearer`)."),
+        (name = "Secret scanning", description = "Leak reports from a secret scanner (GitHub's partner program), signed with a configured key."),
         (name = "Operations", description = "Health, readiness, metrics and this document."),
     )
 )]
@@ -378,6 +379,36 @@ impl IntoResponses for TokenConflict {
                 serde_json::json!({"message": "A token with this name already exists in this project."}),
             ),
         )])
+    }
+}
+
+/// Errors of the leak report endpoint: `401` for any request whose signature does not verify,
+/// `404` when no key is configured.
+#[derive(Debug)]
+pub struct LeakReportErrors;
+
+impl IntoResponses for LeakReportErrors {
+    fn responses() -> BTreeMap<String, RefOr<Response>> {
+        responses([
+            (
+                "401",
+                json_response(
+                    "The signature is missing, malformed, made with an unknown key or not of \
+                     this body. The same body whatever the reason; nothing was changed.",
+                    "ErrorBody",
+                    serde_json::json!({"message": "Unauthenticated.", "error": {"code": "UNAUTHENTICATED", "message": "Unauthenticated."}}),
+                ),
+            ),
+            (
+                "404",
+                json_response(
+                    "Leak reports are turned off (no key configured).",
+                    "ErrorBody",
+                    serde_json::json!({"message": "Route not found.", "error": {"code": "NOT_FOUND", "message": "Route not found."}}),
+                ),
+            ),
+            ("default", other_error()),
+        ])
     }
 }
 

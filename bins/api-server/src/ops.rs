@@ -127,9 +127,11 @@ pub async fn count_requests(request: Request, next: Next) -> Response {
     response
 }
 
-/// Prunes token logs past retention and expired idempotency keys, hourly.
-pub async fn maintenance(services: Services, retention_days: u32) {
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+/// Prunes token logs past retention and expired idempotency keys, and sets the gauge of tokens
+/// about to expire (`lettermint_tokens_expiring_7d{kind}`), every `interval` (hourly by
+/// default), starting at once.
+pub async fn maintenance(services: Services, retention_days: u32, interval: Duration) {
+    let mut tick = tokio::time::interval(interval);
     loop {
         tick.tick().await;
         let retention = time::Duration::days(i64::from(retention_days.max(1)));
@@ -142,6 +144,27 @@ pub async fn maintenance(services: Services, retention_days: u32) {
             Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned idempotency keys"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not prune idempotency keys"),
+        }
+        count_expiring_tokens(&services).await;
+    }
+}
+
+/// Sets `lettermint_tokens_expiring_7d{kind="project"|"team"}`: active tokens that expire within
+/// seven days, one count query per kind. A failed count leaves the gauge as it was.
+async fn count_expiring_tokens(services: &Services) {
+    let week = time::Duration::days(7);
+    let counts = [
+        (
+            "project",
+            services.project_tokens.count_expiring(week).await,
+        ),
+        ("team", services.team_tokens.count_expiring(week).await),
+    ];
+    for (kind, count) in counts {
+        match count {
+            #[allow(clippy::cast_precision_loss)]
+            Ok(n) => metrics::gauge!("lettermint_tokens_expiring_7d", "kind" => kind).set(n as f64),
+            Err(e) => tracing::warn!(error = %e, kind, "could not count expiring tokens"),
         }
     }
 }

@@ -107,6 +107,7 @@ fn log_json(entry: &TokenLogEntry) -> Value {
         message_ids: entry.message_ids.clone(),
         user_agent: entry.user_agent.clone(),
         credential: entry.credential.map(|c| c.as_str()),
+        leak_url: entry.leak_url.clone(),
     })
 }
 

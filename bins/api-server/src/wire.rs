@@ -761,6 +761,47 @@ pub struct LogEntry {
     /// Which of the token's values was presented.
     #[schema(schema_with = nullable_credential_schema, required = true)]
     pub credential: Option<&'static str>,
+    /// Where the token's value was found, on the entry of a revocation by a leak report
+    /// (`leak_report`, `revoked_leaked`); `null` otherwise.
+    #[schema(required = true)]
+    pub leak_url: Option<String>,
+}
+
+// --- secret scanning ---------------------------------------------------------------------------
+
+/// One value a secret scanner found (GitHub's partner program format).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LeakReportItem {
+    /// The value found.
+    pub token: String,
+    /// The scanner's name for the kind of secret.
+    #[serde(rename = "type")]
+    pub token_type: String,
+    /// Where it was found.
+    pub url: Option<String>,
+    /// What kind of place it was found in (`content`, `commit`, `npm`, ...).
+    pub source: Option<String>,
+}
+
+/// Whether a reported value was a token.
+#[derive(Debug, Clone, Copy, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum LeakLabel {
+    /// A token's value (it is revoked now, if it was not already).
+    TruePositive,
+    /// Not a token's value.
+    FalsePositive,
+}
+
+/// The answer about one reported value.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct LeakReportResult {
+    /// The value as reported.
+    pub token_raw: String,
+    /// The `type` as reported.
+    pub token_type: String,
+    /// The verdict.
+    pub label: LeakLabel,
 }
 
 // --- team API: envelopes -----------------------------------------------------------------------

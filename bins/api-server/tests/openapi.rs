@@ -7,7 +7,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
 use axum::body::Body;
-use common::{Backend, TestServer, client, mail};
+use common::{Backend, LeakSigner, TestServer, client, mail};
 use lettermint_core::Scope;
 use serde_json::{Value, json};
 use tower::ServiceExt;
@@ -37,7 +37,9 @@ fn concrete(template: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_documented_operation_is_served_and_documented() {
-    let server = TestServer::start(Backend::Sqlite).await;
+    let key = LeakSigner::new("k").config_key();
+    let server =
+        TestServer::start_with(Backend::Sqlite, move |c| c.leak_report_keys = vec![key]).await;
     let http = client();
     let response = http
         .get(format!("{}/v1/openapi.json", server.base))
@@ -327,6 +329,7 @@ impl Checker {
         for (name, value) in call.headers {
             given.push(("header", name, json!(value)));
         }
+        let sent: Vec<String> = given.iter().map(|(_, n, _)| n.to_lowercase()).collect();
         for (location, name, value) in given {
             let index = parameters
                 .iter()
@@ -356,8 +359,9 @@ impl Checker {
         for parameter in &parameters {
             if parameter["required"] == true {
                 let name = parameter["name"].as_str().unwrap();
+                // Header names are case-insensitive; path and query names are lower case here.
                 assert!(
-                    names.contains(&name),
+                    sent.contains(&name.to_lowercase()),
                     "{} {}: required {name} not sent",
                     call.method,
                     call.template
@@ -605,7 +609,10 @@ impl Exercise<'_> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_requests_and_responses_match_the_document() {
-    let server = TestServer::start(Backend::Sqlite).await;
+    let signer = LeakSigner::new("github-key");
+    let key = signer.config_key();
+    let server =
+        TestServer::start_with(Backend::Sqlite, move |c| c.leak_report_keys = vec![key]).await;
     let document = serde_json::to_value(api_server::openapi::document()).unwrap();
     let all = operations(&document);
     let mut x = Exercise {
@@ -1053,6 +1060,52 @@ async fn real_requests_and_responses_match_the_document() {
 
     x.send(Call::new("delete", "/v1/projects/{id}").auth(t).on(&ids))
         .await;
+
+    // Leak reports: signed over the exact bytes sent (what `.json()` serialises).
+    let bootstrap_project = server
+        .services
+        .auth
+        .authenticate_project(Some(&project), lettermint_core::Channel::Api)
+        .await
+        .unwrap()
+        .project_id;
+    let leaked = server
+        .services
+        .project_tokens
+        .create(Scope::Operator, bootstrap_project, "leaked", (), None)
+        .await
+        .unwrap();
+    let report = json!([
+        {"token": leaked.secret.expose_secret(), "type": "lettermint_api_token",
+         "url": "https://github.com/octo/app/blob/0123abc/.env", "source": "content"},
+        {"token": "lm_notAToken", "type": "lettermint_api_token", "url": null, "source": null},
+    ]);
+    let signature = signer.sign(&serde_json::to_vec(&report).unwrap());
+    let signed = [
+        ("Github-Public-Key-Identifier", "github-key"),
+        ("Github-Public-Key-Signature", signature.as_str()),
+    ];
+    let (status, labels) = x
+        .send(
+            Call::new("post", "/v1/secret-scanning/report")
+                .headers(&signed)
+                .body(report.clone()),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(labels[0]["label"], "true_positive");
+    assert_eq!(labels[1]["label"], "false_positive");
+    let unsigned = [("Github-Public-Key-Identifier", "github-key")];
+    assert_eq!(
+        x.send_unchecked(
+            Call::new("post", "/v1/secret-scanning/report")
+                .headers(&unsigned)
+                .body(report)
+        )
+        .await
+        .0,
+        401
+    );
 
     // Metrics, from a server that has them turned on.
     let (url, _dir) = common::database(Backend::Sqlite).await;

@@ -1,5 +1,5 @@
 //! Revocation under load: 32 clients send continuously with one token while it is revoked (or
-//! regenerated) through the Team API. Every 202 is a stored message, and no request that started
+//! regenerated) through the Team API, or reported leaked by a signed secret-scanning report. Every 202 is a stored message, and no request that started
 //! after the revoke returned is accepted — on one server, and on two server processes sharing one
 //! PostgreSQL.
 
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use common::{Backend, Process, TestServer, client, mail, services};
+use common::{Backend, LeakSigner, Process, TestServer, client, leak_report, mail, services};
 use lettermint_core::{MessageId, ProjectId, Scope, Services};
 use tokio::time::Instant;
 
@@ -17,6 +17,13 @@ use tokio::time::Instant;
 enum Change {
     Revoke,
     Regenerate,
+    LeakReport,
+}
+
+/// The key the servers of these tests accept leak reports from.
+fn signer() -> &'static LeakSigner {
+    static SIGNER: std::sync::OnceLock<LeakSigner> = std::sync::OnceLock::new();
+    SIGNER.get_or_init(|| LeakSigner::new("race-key"))
 }
 
 struct Outcome {
@@ -75,22 +82,23 @@ async fn race(
         }));
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    let path = match change {
-        Change::Revoke => format!(
-            "{}/v1/projects/{project}/tokens/{}",
-            bases[0], issued.token.id
-        ),
-        Change::Regenerate => format!(
-            "{}/v1/projects/{project}/tokens/{}/regenerate",
-            bases[0], issued.token.id
-        ),
-    };
+    let tokens = format!(
+        "{}/v1/projects/{project}/tokens/{}",
+        bases[0], issued.token.id
+    );
     let request = match change {
-        Change::Revoke => http.delete(path),
-        Change::Regenerate => http.post(path),
+        Change::Revoke => http.delete(tokens).bearer_auth(team_token),
+        Change::Regenerate => http
+            .post(format!("{tokens}/regenerate"))
+            .bearer_auth(team_token),
+        Change::LeakReport => signer().request(&http, &bases[0], &leak_report(&[&token])),
     };
-    let response = request.bearer_auth(team_token).send().await.unwrap();
+    let response = request.send().await.unwrap();
     assert_eq!(response.status(), 200);
+    if let Change::LeakReport = change {
+        let answer: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(answer[0]["label"], "true_positive");
+    }
     let returned = Instant::now();
     tokio::time::sleep(Duration::from_millis(300)).await;
     stop.store(true, Ordering::Relaxed);
@@ -144,7 +152,9 @@ async fn project_of(services: &Services, token: &str) -> ProjectId {
 }
 
 async fn one_server(backend: Backend, change: Change) {
-    let server = TestServer::start(backend).await;
+    let key = signer().config_key();
+    let server =
+        TestServer::start_with(backend, move |config| config.leak_report_keys = vec![key]).await;
     let project = project_of(&server.services, &server.project_token).await;
     race(
         &server.services,
@@ -164,6 +174,16 @@ async fn revoke_under_load_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn regenerate_under_load_on_sqlite() {
     one_server(Backend::Sqlite, Change::Regenerate).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leak_report_under_load_on_sqlite() {
+    one_server(Backend::Sqlite, Change::LeakReport).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leak_report_under_load_on_postgres() {
+    one_server(Backend::Postgres, Change::LeakReport).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

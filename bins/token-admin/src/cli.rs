@@ -331,17 +331,28 @@ pub enum TokenCommand {
         #[arg(long = "allow-ip", value_name = "CIDR")]
         allow_ip: Vec<String>,
     },
-    /// List a project's tokens by name: hint, status, last changed, last used, last IP, via.
+    /// List a project's tokens by name: hint, status, expiry, last changed, last used, last IP,
+    /// via. With --expiring, only the active tokens that expire within that time, soonest
+    /// first: of --project, or of every project of every team when --project is left out.
     List {
-        /// The project (id or name).
-        #[arg(long, short = 'p', value_name = "PROJECT")]
-        project: String,
+        /// The project (id or name); may be left out with --expiring (every project).
+        #[arg(
+            long,
+            short = 'p',
+            value_name = "PROJECT",
+            required_unless_present = "expiring"
+        )]
+        project: Option<String>,
         /// The team (id or name) to look the project name up in.
         #[arg(long, value_name = "TEAM")]
         team: Option<String>,
         /// Which tokens to show.
-        #[arg(long, value_enum, default_value_t = StatusArg::Active)]
+        #[arg(long, value_enum, default_value_t = StatusArg::Active, conflicts_with = "expiring")]
         status: StatusArg,
+        /// Only active tokens that expire within this time from now (7d, 12h, 2w), soonest
+        /// first.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expiring: Option<time::Duration>,
         /// How times are shown.
         #[command(flatten)]
         time: TimeOpt,
@@ -497,14 +508,21 @@ pub enum TeamTokenCommand {
         #[command(flatten)]
         expiry: ExpiryOpt,
     },
-    /// List a team's tokens by name, with their abilities.
+    /// List a team's tokens by name, with their abilities and expiry. With --expiring, only the
+    /// active tokens that expire within that time, soonest first: of --team, or of every team
+    /// when --team is left out.
     List {
-        /// The team (id or name); may be left out when there is only one team.
+        /// The team (id or name); may be left out when there is only one team, or with
+        /// --expiring (every team).
         #[arg(long, value_name = "TEAM")]
         team: Option<String>,
         /// Which tokens to show.
-        #[arg(long, value_enum, default_value_t = StatusArg::Active)]
+        #[arg(long, value_enum, default_value_t = StatusArg::Active, conflicts_with = "expiring")]
         status: StatusArg,
+        /// Only active tokens that expire within this time from now (7d, 12h, 2w), soonest
+        /// first.
+        #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+        expiring: Option<time::Duration>,
         /// How times are shown.
         #[command(flatten)]
         time: TimeOpt,

@@ -344,6 +344,8 @@ pub struct LogEntryJson {
     pub user_agent: Option<String>,
     /// Which of the token's values was used: `current`, or `previous` during a rotation.
     pub credential: Option<&'static str>,
+    /// Where the token's value was found, when a leak report revoked it.
+    pub leak_url: Option<String>,
 }
 
 impl From<&TokenLogEntry> for LogEntryJson {
@@ -360,6 +362,7 @@ impl From<&TokenLogEntry> for LogEntryJson {
             message_ids: e.message_ids.iter().map(ToString::to_string).collect(),
             user_agent: e.user_agent.clone(),
             credential: e.credential.map(|c| c.as_str()),
+            leak_url: e.leak_url.clone(),
         }
     }
 }

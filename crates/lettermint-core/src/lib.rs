@@ -89,9 +89,9 @@ pub use repo::Store;
 pub use rotation::{CredentialSlot, Overlap};
 pub use scope::Scope;
 pub use service::{
-    IssuedProjectToken, IssuedTeamToken, IssuedToken, MessageService, NewProject, ProjectService,
-    ProjectTokenService, ProjectUpdate, Services, TeamService, TeamSummary, TeamTokenService,
-    TokenService, UsageService,
+    IssuedProjectToken, IssuedTeamToken, IssuedToken, LeakReporter, LeakService, LeakVerdict,
+    LeakedValue, MessageService, NewProject, ProjectService, ProjectTokenService, ProjectUpdate,
+    Services, TeamService, TeamSummary, TeamTokenService, TokenService, UsageService,
 };
 pub use token::{PlainToken, TokenDigest, TokenFormatError, TokenHint, TokenKind};
 pub use usage::{Action, LogFilter, Outcome, TokenLogEntry, UsageBatch, UsageRecord};

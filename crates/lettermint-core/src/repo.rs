@@ -189,6 +189,21 @@ pub trait TokenRepository<K: Owner>: Send + Sync {
     /// Revokes a non-revoked token, ordered like [`TokenRepository::replace_token_secret`];
     /// false when there is none with this id.
     async fn revoke_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool>;
+    /// Tokens active at `now` (not revoked, not expired) that expire at or before `until`, of
+    /// `owner` or of every owner, soonest first.
+    async fn list_expiring_tokens(
+        &self,
+        owner: Option<K::Id>,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<Vec<Token<K>>>;
+    /// How many tokens of every owner are active at `now` and expire at or before `until`, in
+    /// one query.
+    async fn count_expiring_tokens(
+        &self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<u64>;
 }
 
 impl<K: Owner> std::fmt::Debug for dyn TokenRepository<K> {

@@ -66,6 +66,8 @@ string_enum!(
         Delivery => "delivery",
         /// `GET /v1/messages` or `GET /v1/messages/{id}`.
         Messages => "messages",
+        /// A verified report that the token's value was found in public (secret scanning).
+        LeakReport => "leak_report",
     }
 );
 
@@ -94,6 +96,8 @@ string_enum!(
         Delivered => "delivered",
         /// A message the token sent could not be delivered.
         Failed => "failed",
+        /// The token was revoked because a verified report found its value in public.
+        RevokedLeaked => "revoked_leaked",
     }
 );
 
@@ -148,6 +152,8 @@ pub struct TokenLogEntry {
     /// Which of the token's values was presented (`None`: not a use of a value, such as a
     /// delivery, or a refusal before the value was matched).
     pub credential: Option<CredentialSlot>,
+    /// Where the token's value was found, for a leak report (the reporter's URL, as sent).
+    pub leak_url: Option<String>,
 }
 
 /// The latest use of one token within a flushed batch: what its "last used" columns become.
@@ -214,6 +220,7 @@ impl UsageBatch {
                         .collect()
                 }),
                 credential: record.credential,
+                leak_url: None,
             });
         }
         Self { entries, last_use }

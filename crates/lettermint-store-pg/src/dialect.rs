@@ -168,10 +168,10 @@ impl Dialect for PgDialect {
                 .collect::<Result<Vec<_>>>()?;
             sqlx::query(
                 "INSERT INTO token_logs (id, token_id, at, ip, via, action, outcome, status, \
-                 message_ids, user_agent, credential) \
+                 message_ids, user_agent, credential, leak_url) \
                  SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], \
                  $5::text[], $6::text[], $7::text[], $8::int4[], $9::text[], $10::text[], \
-                 $11::text[])",
+                 $11::text[], $12::text[])",
             )
             .bind(e.iter().map(|x| x.id.as_uuid()).collect::<Vec<_>>())
             .bind(e.iter().map(|x| x.token_id.as_uuid()).collect::<Vec<_>>())
@@ -192,6 +192,7 @@ impl Dialect for PgDialect {
                     .map(|x| x.credential.map(|c| c.as_str()))
                     .collect::<Vec<_>>(),
             )
+            .bind(e.iter().map(|x| x.leak_url.clone()).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await
             .fix()?;

@@ -283,6 +283,23 @@ macro_rules! repositories {
                 async fn revoke_token(&self, id: TokenId, at: OffsetDateTime) -> Result<bool> {
                     Sql(self).revoke_token::<K>(id, at).await
                 }
+
+                async fn list_expiring_tokens(
+                    &self,
+                    owner: Option<K::Id>,
+                    now: OffsetDateTime,
+                    until: OffsetDateTime,
+                ) -> Result<Vec<Token<K>>> {
+                    Sql(self).list_expiring_tokens::<K>(owner, now, until).await
+                }
+
+                async fn count_expiring_tokens(
+                    &self,
+                    now: OffsetDateTime,
+                    until: OffsetDateTime,
+                ) -> Result<u64> {
+                    Sql(self).count_expiring_tokens::<K>(now, until).await
+                }
             }
 
             #[async_trait]

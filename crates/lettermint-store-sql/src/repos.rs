@@ -446,6 +446,42 @@ where
             .collect()
     }
 
+    /// See `TokenRepository::list_expiring_tokens`.
+    pub async fn list_expiring_tokens<K: StoredKind>(
+        self,
+        owner: Option<K::Id>,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<Vec<Token<K>>> {
+        let sql = tokens::select_expiring::<K>(owner.is_some());
+        let mut query = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(D::instant(now))
+            .bind(D::instant(until));
+        if let Some(owner) = owner {
+            let owner: Uuid = owner.into();
+            query = query.bind(owner);
+        }
+        let rows: Vec<TokenRow<I>> = query.fetch_all(self.reader()).await.fix()?;
+        rows.into_iter()
+            .map(|r| r.into_token(D::read_instant))
+            .collect()
+    }
+
+    /// See `TokenRepository::count_expiring_tokens`.
+    pub async fn count_expiring_tokens<K: StoredKind>(
+        self,
+        now: OffsetDateTime,
+        until: OffsetDateTime,
+    ) -> Result<u64> {
+        let (count,): (i64,) = sqlx::query_as(AssertSqlSafe(tokens::count_expiring::<K>()))
+            .bind(D::instant(now))
+            .bind(D::instant(until))
+            .fetch_one(self.reader())
+            .await
+            .fix()?;
+        u64::try_from(count).map_err(|e| crate::decode::corrupt("count", e))
+    }
+
     /// See `TokenRepository::rename_token`.
     pub async fn rename_token<K: StoredKind>(
         self,
@@ -859,6 +895,7 @@ where
                 message_ids: vec![settle.message],
                 user_agent: None,
                 credential: None,
+                leak_url: None,
             });
         }
         if !log.entries.is_empty() {

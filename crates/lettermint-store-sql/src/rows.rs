@@ -110,6 +110,7 @@ pub struct LogRow<T> {
     message_ids: String,
     user_agent: Option<String>,
     credential: Option<String>,
+    leak_url: Option<String>,
 }
 
 impl<T> LogRow<T> {
@@ -133,6 +134,7 @@ impl<T> LogRow<T> {
                 .credential
                 .map(|c| parse("credential", &c))
                 .transpose()?,
+            leak_url: self.leak_url,
         })
     }
 }

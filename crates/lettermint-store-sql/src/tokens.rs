@@ -222,6 +222,31 @@ pub fn select_owned<K: StoredKind>(status: TokenStatusFilter) -> String {
     )
 }
 
+/// Tokens active at `$1` that expire at or before `$2` (and, `by_owner`, whose owner is `$3`),
+/// soonest first.
+pub fn select_expiring<K: StoredKind>(by_owner: bool) -> String {
+    format!(
+        "SELECT {} FROM {} t WHERE t.revoked_at IS NULL AND t.expires_at > $1 \
+         AND t.expires_at <= $2{} ORDER BY t.expires_at, t.id",
+        columns::<K>(),
+        K::TABLE,
+        if by_owner {
+            format!(" AND t.{} = $3", K::OWNER_COLUMN)
+        } else {
+            String::new()
+        }
+    )
+}
+
+/// How many tokens are active at `$1` and expire at or before `$2`.
+pub fn count_expiring<K: StoredKind>() -> String {
+    format!(
+        "SELECT COUNT(*) FROM {} WHERE revoked_at IS NULL AND expires_at > $1 \
+         AND expires_at <= $2",
+        K::TABLE
+    )
+}
+
 /// Inserts a token: `$1` id, `$2` owner, `$3` name, `$4` digest, `$5` hint, `$6` created,
 /// `$7` updated, `$8` expires, `$9` revoked, `$10` allowed IPs, and `$11` abilities when the
 /// kind has them.

@@ -125,8 +125,8 @@ impl Dialect for SqliteDialect {
         for e in &batch.entries {
             sqlx::query(
                 "INSERT INTO token_logs (id, token_id, at, ip, via, action, outcome, status, \
-                 message_ids, user_agent, credential) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 message_ids, user_agent, credential, leak_url) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .bind(e.id.as_uuid())
             .bind(e.token_id.as_uuid())
@@ -139,6 +139,7 @@ impl Dialect for SqliteDialect {
             .bind(to_json(&e.message_ids)?)
             .bind(e.user_agent.as_deref())
             .bind(e.credential.map(|c| c.as_str()))
+            .bind(e.leak_url.as_deref())
             .execute(&mut *conn)
             .await
             .fix()?;

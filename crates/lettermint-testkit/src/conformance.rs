@@ -84,6 +84,8 @@ macro_rules! conformance_suite {
             revocation_orders_against_concurrent_enqueues,
             idempotency_keys_are_claimed_with_the_messages,
             services_authenticate_and_refuse_after_revoke_and_regenerate,
+            leak_reports_revoke_both_kinds_and_log_where_they_leaked,
+            expiring_tokens_are_listed_and_counted_per_kind,
             tenant_scopes_hide_other_teams,
             hostile_input_is_stored_verbatim_or_refused_cleanly,
             the_database_never_contains_a_token_secret,
@@ -2076,6 +2078,235 @@ pub async fn hostile_input_is_stored_verbatim_or_refused_cleanly(f: &dyn Fixture
     assert_eq!(
         logs[0].user_agent.as_deref(),
         Some("'; DELETE FROM token_logs; -- ")
+    );
+}
+
+/// A verified leak report revokes the listed tokens of both kinds through the store's revoke,
+/// and each revocation's log entry keeps the URL where the value was found.
+pub async fn leak_reports_revoke_both_kinds_and_log_where_they_leaked(f: &dyn Fixture) {
+    use lettermint_core::{LeakReporter, LeakVerdict, LeakedValue};
+    let store = f.store();
+    let services = Services::new(store.clone(), Arc::new(SystemClock));
+    let t = services
+        .teams
+        .create(Scope::Operator, "Acme")
+        .await
+        .unwrap();
+    let (p, first) = services
+        .projects
+        .create(
+            Scope::Operator,
+            NewProject {
+                team_id: t.id,
+                name: "Shop".into(),
+                smtp_enabled: false,
+                first_token_name: Some("first".into()),
+            },
+        )
+        .await
+        .unwrap();
+    let first = first.unwrap();
+    let team_token = services
+        .team_tokens
+        .create(Scope::Operator, t.id, "ci", abilities(&["read:team"]), None)
+        .await
+        .unwrap();
+    let unknown = PlainToken::mint(TokenKind::Project).unwrap();
+    let url = "https://github.com/octo/app/blob/0123abc/.env";
+    let leaked = |value: &str| LeakedValue {
+        value: value.to_owned(),
+        url: Some(url.to_owned()),
+    };
+    let reporter = LeakReporter {
+        ip: Some("192.0.2.7".parse().unwrap()),
+        user_agent: Some("GitHub-Secret-Scanning".into()),
+    };
+    let verdicts = services
+        .leaks
+        .report(
+            &[
+                leaked(first.secret.expose_secret()),
+                leaked(team_token.secret.expose_secret()),
+                leaked(unknown.expose_secret()),
+                leaked("not a token"),
+            ],
+            &reporter,
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        verdicts,
+        vec![
+            LeakVerdict::TruePositive,
+            LeakVerdict::TruePositive,
+            LeakVerdict::FalsePositive,
+            LeakVerdict::FalsePositive
+        ]
+    );
+    assert!(
+        services
+            .auth
+            .authenticate_project(Some(first.secret.expose_secret()), Channel::Api)
+            .await
+            .is_err()
+    );
+    assert!(
+        services
+            .auth
+            .authenticate_team(Some(team_token.secret.expose_secret()))
+            .await
+            .is_err()
+    );
+    let request = PageRequest::first(10, sort(LogSortKey::At, Direction::Descending));
+    let logs = services
+        .project_tokens
+        .logs(
+            Scope::Operator,
+            Some(p.id),
+            first.token.id,
+            &LogFilter::default(),
+            &request,
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(logs.len(), 1);
+    assert_eq!(
+        (logs[0].action, logs[0].outcome),
+        (Action::LeakReport, Outcome::RevokedLeaked)
+    );
+    assert_eq!(logs[0].leak_url.as_deref(), Some(url));
+    assert_eq!(logs[0].ip, reporter.ip);
+    let team_logs = services
+        .team_tokens
+        .logs(
+            Scope::Operator,
+            Some(t.id),
+            team_token.token.id,
+            &LogFilter::default(),
+            &request,
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(team_logs.len(), 1);
+    assert_eq!(team_logs[0].leak_url.as_deref(), Some(url));
+    // A second report of the same values finds them revoked: true positives, nothing new logged.
+    let again = services
+        .leaks
+        .report(&[leaked(first.secret.expose_secret())], &reporter)
+        .await
+        .unwrap();
+    assert_eq!(again, vec![LeakVerdict::TruePositive]);
+    let logs = services
+        .project_tokens
+        .logs(
+            Scope::Operator,
+            Some(p.id),
+            first.token.id,
+            &LogFilter::default(),
+            &request,
+        )
+        .await
+        .unwrap()
+        .items;
+    assert_eq!(logs.len(), 1);
+}
+
+/// Tokens expiring within a window: only active ones whose expiry falls in it, of one owner or
+/// of all, soonest first; counted per kind in one query.
+pub async fn expiring_tokens_are_listed_and_counted_per_kind(f: &dyn Fixture) {
+    let store = f.store();
+    let t = team(&*store, "Acme").await;
+    let (shop, blog) = (
+        project(&*store, t.id, "Shop").await,
+        project(&*store, t.id, "Blog").await,
+    );
+    let at = now();
+    let insert = |project: ProjectId, n: &'static str, expires: Option<Duration>, revoked: bool| {
+        let store = store.clone();
+        async move {
+            let (mut token, secret) = new_token(project, n, at);
+            token.expires_at = expires.map(|d| at + d);
+            token.revoked_at = revoked.then_some(at);
+            project_tokens(&*store)
+                .insert_token(&token, &secret.digest())
+                .await
+                .unwrap();
+            token
+        }
+    };
+    let soon = insert(shop.id, "soon", Some(Duration::days(3)), false).await;
+    let sooner = insert(blog.id, "sooner", Some(Duration::days(1)), false).await;
+    insert(shop.id, "later", Some(Duration::days(30)), false).await;
+    insert(shop.id, "never", None, false).await;
+    insert(shop.id, "gone", Some(Duration::days(2)), true).await;
+    insert(shop.id, "past", Some(-Duration::days(1)), false).await;
+    let until = at + Duration::days(7);
+
+    let all = project_tokens(&*store)
+        .list_expiring_tokens(None, at, until)
+        .await
+        .unwrap();
+    let ids: Vec<TokenId> = all.iter().map(|t| t.id).collect();
+    assert_eq!(ids, [sooner.id, soon.id], "soonest first, active only");
+    assert_eq!(all[1], soon, "whole tokens");
+    let of_shop = project_tokens(&*store)
+        .list_expiring_tokens(Some(shop.id), at, until)
+        .await
+        .unwrap();
+    assert_eq!(of_shop.iter().map(|t| t.id).collect::<Vec<_>>(), [soon.id]);
+    assert_eq!(
+        project_tokens(&*store)
+            .count_expiring_tokens(at, until)
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        project_tokens(&*store)
+            .count_expiring_tokens(at, at + Duration::days(31))
+            .await
+            .unwrap(),
+        3
+    );
+
+    // Team tokens are counted apart.
+    let secret = PlainToken::mint(TokenKind::Team).unwrap();
+    let team_token = lettermint_core::TeamToken {
+        id: TokenId::new(),
+        owner: t.id,
+        name: name("deploy"),
+        hint: secret.hint(),
+        abilities: abilities(&["read:team"]),
+        created_at: at,
+        updated_at: at,
+        last_use: Default::default(),
+        expires_at: Some(at + Duration::days(5)),
+        revoked_at: None,
+    };
+    team_tokens(&*store)
+        .insert_token(&team_token, &secret.digest())
+        .await
+        .unwrap();
+    assert_eq!(
+        team_tokens(&*store)
+            .count_expiring_tokens(at, until)
+            .await
+            .unwrap(),
+        1
+    );
+    let listed = team_tokens(&*store)
+        .list_expiring_tokens(Some(t.id), at, until)
+        .await
+        .unwrap();
+    assert_eq!(listed, vec![team_token]);
+    assert_eq!(
+        project_tokens(&*store)
+            .count_expiring_tokens(at, until)
+            .await
+            .unwrap(),
+        2
     );
 }
 

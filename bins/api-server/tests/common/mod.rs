@@ -120,12 +120,19 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(url: &str, extra: &[&str]) -> Self {
-        let mut process = Binary::new(env!("CARGO_BIN_EXE_api-server"))
+        Self::spawn_with_env(url, extra, &[])
+    }
+
+    /// [`Process::spawn`] with more environment variables.
+    pub fn spawn_with_env(url: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let mut binary = Binary::new(env!("CARGO_BIN_EXE_api-server"))
             .args(["--listen", "127.0.0.1:0", "--database-url", url])
             .args(extra)
-            .env("LETTERMINT_LOG", "warn")
-            .listeners(1)
-            .start();
+            .env("LETTERMINT_LOG", "warn");
+        for (name, value) in env {
+            binary = binary.env(name, value);
+        }
+        let mut process = binary.listeners(1).start();
         let base = process.listener("http").url();
         // The bootstrap, if any, follows the listener line at once; a store that needs none
         // prints nothing more.
@@ -188,4 +195,73 @@ pub async fn json(response: reqwest::Response) -> (u16, Value) {
 
 pub fn addr(base: &str) -> SocketAddr {
     base.trim_start_matches("http://").parse().unwrap()
+}
+
+/// A key pair made for the test, that signs leak reports the way GitHub does.
+pub struct LeakSigner {
+    pub id: String,
+    key: p256::ecdsa::SigningKey,
+}
+
+impl LeakSigner {
+    pub fn new(id: &str) -> Self {
+        use p256::elliptic_curve::Generate as _;
+        Self {
+            id: id.to_owned(),
+            key: p256::ecdsa::SigningKey::generate(),
+        }
+    }
+
+    /// The configuration entry of its public key.
+    pub fn config_key(&self) -> api_server::config::LeakReportKey {
+        use p256::pkcs8::{EncodePublicKey as _, LineEnding};
+        api_server::config::LeakReportKey {
+            id: self.id.clone(),
+            pem_file: None,
+            pem: Some(
+                self.key
+                    .verifying_key()
+                    .to_public_key_pem(LineEnding::LF)
+                    .unwrap(),
+            ),
+        }
+    }
+
+    /// Base64 ASN.1 DER ECDSA P-256 / SHA-256 signature of `body`.
+    pub fn sign(&self, body: &[u8]) -> String {
+        use base64::Engine as _;
+        use p256::ecdsa::signature::Signer as _;
+        let signature: p256::ecdsa::DerSignature = self.key.sign(body);
+        base64::engine::general_purpose::STANDARD.encode(signature.as_bytes())
+    }
+
+    /// A signed `POST /v1/secret-scanning/report` of `body`.
+    pub fn request(
+        &self,
+        http: &reqwest::Client,
+        base: &str,
+        body: &[u8],
+    ) -> reqwest::RequestBuilder {
+        http.post(format!("{base}/v1/secret-scanning/report"))
+            .header("content-type", "application/json")
+            .header("Github-Public-Key-Identifier", &self.id)
+            .header("Github-Public-Key-Signature", self.sign(body))
+            .body(body.to_vec())
+    }
+}
+
+/// A report body in GitHub's format.
+pub fn leak_report(values: &[&str]) -> Vec<u8> {
+    let items: Vec<Value> = values
+        .iter()
+        .map(|v| {
+            serde_json::json!({
+                "token": v,
+                "type": "lettermint_api_token",
+                "url": "https://github.com/octo/app/blob/0123abc/.env",
+                "source": "content"
+            })
+        })
+        .collect();
+    serde_json::to_vec(&items).unwrap()
 }

@@ -1,10 +1,13 @@
 //! `token-admin team-token create|list|show|regenerate|revoke`.
 
-use lettermint_core::{Abilities, Scope, TeamToken};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use lettermint_core::{Abilities, Scope, TeamId, TeamToken};
 
 use crate::cli::TeamTokenCommand;
 use crate::commands::{confirm, expiry, issue, show_token};
-use crate::error::CmdResult;
+use crate::error::{CmdResult, Failure};
 use crate::render::{self, Table, Times, TokenJson};
 use crate::{Console, Ctx, resolve};
 
@@ -30,44 +33,101 @@ pub(crate) async fn run(cmd: TeamTokenCommand, ctx: &Ctx, con: &mut Console<'_>)
                 .await?;
             issue(ctx, con, &issued)?;
         }
-        TeamTokenCommand::List { team, status, time } => {
-            let team = resolve::team_or_only(services, team.as_deref()).await?;
-            let list = resolve::team_tokens(services, team.id, status.filter()).await?;
+        TeamTokenCommand::List {
+            team,
+            status,
+            expiring,
+            time,
+        } => {
+            let times = Times {
+                now: ctx.now,
+                absolute: time.absolute,
+            };
+            let team = match (&team, expiring) {
+                // --expiring without --team: every team.
+                (None, Some(_)) => None,
+                (team, _) => Some(resolve::team_or_only(services, team.as_deref()).await?),
+            };
+            let list = match (expiring, &team) {
+                (Some(within), team) => {
+                    tokens
+                        .expiring(Scope::Operator, team.as_ref().map(|t| t.id), within)
+                        .await?
+                }
+                (None, Some(team)) => {
+                    resolve::team_tokens(services, team.id, status.filter()).await?
+                }
+                (None, None) => {
+                    return Err(Failure::usage(
+                        "give --team, or --expiring to list across teams",
+                    ));
+                }
+            };
             if ctx.json {
                 let json: Vec<TokenJson> =
                     list.iter().map(|t| TokenJson::new(t, ctx.now)).collect();
                 con.out.write_all(render::json(&json).as_bytes())?;
             } else if list.is_empty() {
-                let what = match status.as_str() {
-                    "all" => String::new(),
-                    s => format!("{s} "),
-                };
-                writeln!(
-                    con.out,
-                    "No {what}team tokens in team {}. Create one with: token-admin team-token \
-                     create --team {} --name NAME --ability read:projects",
-                    team.name, team.id
-                )?;
+                match (expiring, &team) {
+                    (Some(within), Some(team)) => writeln!(
+                        con.out,
+                        "No active team tokens of team {} expire within {within}.",
+                        team.name
+                    )?,
+                    (Some(within), None) => {
+                        writeln!(con.out, "No active team tokens expire within {within}.")?;
+                    }
+                    (None, team) => {
+                        let Some(team) = team else {
+                            return Ok(());
+                        };
+                        let what = match status.as_str() {
+                            "all" => String::new(),
+                            s => format!("{s} "),
+                        };
+                        writeln!(
+                            con.out,
+                            "No {what}team tokens in team {}. Create one with: token-admin \
+                             team-token create --team {} --name NAME --ability read:projects",
+                            team.name, team.id
+                        )?;
+                    }
+                }
             } else {
-                let times = Times {
-                    now: ctx.now,
-                    absolute: time.absolute,
-                };
-                let mut table = Table::new(vec![
-                    "NAME",
+                // Across every team, each token's team is a column.
+                let mut teams: HashMap<TeamId, String> = HashMap::new();
+                if team.is_none() {
+                    for t in &list {
+                        if let Entry::Vacant(slot) = teams.entry(t.owner) {
+                            let team = services.teams.get(Scope::Operator, t.owner).await?;
+                            slot.insert(team.name.to_string());
+                        }
+                    }
+                }
+                let mut columns = vec!["NAME"];
+                if team.is_none() {
+                    columns.push("TEAM");
+                }
+                columns.extend([
                     "HINT",
                     "STATUS",
+                    "EXPIRES",
                     "ABILITIES",
                     "LAST CHANGED",
                     "LAST USED",
                     "LAST IP",
                     "ID",
                 ]);
+                let mut table = Table::new(columns);
                 for t in &list {
-                    table.row(vec![
-                        t.name.to_string(),
+                    let mut row = vec![t.name.to_string()];
+                    if let Some(name) = teams.get(&t.owner) {
+                        row.push(name.clone());
+                    }
+                    row.extend([
                         t.hint.to_string(),
                         render::status(t.status(ctx.now)).to_owned(),
+                        times.show_opt(t.expires_at, "never"),
                         t.abilities.to_strings().join(","),
                         times.show(t.updated_at),
                         times.show_opt(t.last_use.at, "never"),
@@ -76,6 +136,7 @@ pub(crate) async fn run(cmd: TeamTokenCommand, ctx: &Ctx, con: &mut Console<'_>)
                             .map_or_else(|| "-".to_owned(), |ip| ip.to_string()),
                         t.id.to_string(),
                     ]);
+                    table.row(row);
                 }
                 con.out.write_all(table.render().as_bytes())?;
             }

@@ -1,10 +1,13 @@
 //! `token-admin token create|list|show|rename|regenerate|revoke|logs`.
 
-use lettermint_core::{IpAllowlist, Overlap, ProjectToken, Scope};
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+
+use lettermint_core::{IpAllowlist, Overlap, ProjectId, ProjectToken, Scope};
 
 use crate::cli::TokenCommand;
 use crate::commands::{confirm, expiry, issue, show_token, token_logs};
-use crate::error::CmdResult;
+use crate::error::{CmdResult, Failure};
 use crate::render::{self, Table, Times, TokenJson};
 use crate::{Console, Ctx, resolve};
 
@@ -37,45 +40,97 @@ pub(crate) async fn run(cmd: TokenCommand, ctx: &Ctx, con: &mut Console<'_>) -> 
             project,
             team,
             status,
+            expiring,
             time,
         } => {
-            let project = resolve::project(services, &project, team.as_deref()).await?;
-            let list = resolve::project_tokens(services, project.id, status.filter()).await?;
+            let times = Times {
+                now: ctx.now,
+                absolute: time.absolute,
+            };
+            let project = match &project {
+                Some(p) => Some(resolve::project(services, p, team.as_deref()).await?),
+                None => None,
+            };
+            let list = match (expiring, &project) {
+                (Some(within), _) => {
+                    tokens
+                        .expiring(Scope::Operator, project.as_ref().map(|p| p.id), within)
+                        .await?
+                }
+                (None, Some(project)) => {
+                    resolve::project_tokens(services, project.id, status.filter()).await?
+                }
+                (None, None) => {
+                    return Err(Failure::usage(
+                        "give --project, or --expiring to list across projects",
+                    ));
+                }
+            };
             if ctx.json {
                 let json: Vec<TokenJson> =
                     list.iter().map(|t| TokenJson::new(t, ctx.now)).collect();
                 con.out.write_all(render::json(&json).as_bytes())?;
             } else if list.is_empty() {
-                let what = match status.as_str() {
-                    "all" => String::new(),
-                    s => format!("{s} "),
-                };
-                writeln!(
-                    con.out,
-                    "No {what}tokens in project {}. Create one with: token-admin token create \
-                     --project {} --name NAME",
-                    project.name, project.id
-                )?;
+                match (expiring, &project) {
+                    (Some(within), Some(project)) => writeln!(
+                        con.out,
+                        "No active tokens of project {} expire within {within}.",
+                        project.name
+                    )?,
+                    (Some(within), None) => {
+                        writeln!(con.out, "No active tokens expire within {within}.")?;
+                    }
+                    (None, project) => {
+                        let Some(project) = project else {
+                            return Ok(());
+                        };
+                        let what = match status.as_str() {
+                            "all" => String::new(),
+                            s => format!("{s} "),
+                        };
+                        writeln!(
+                            con.out,
+                            "No {what}tokens in project {}. Create one with: token-admin token \
+                             create --project {} --name NAME",
+                            project.name, project.id
+                        )?;
+                    }
+                }
             } else {
-                let times = Times {
-                    now: ctx.now,
-                    absolute: time.absolute,
-                };
-                let mut table = Table::new(vec![
-                    "NAME",
+                // Across every project, each token's project is a column.
+                let mut projects: HashMap<ProjectId, String> = HashMap::new();
+                if project.is_none() {
+                    for t in &list {
+                        if let Entry::Vacant(slot) = projects.entry(t.owner) {
+                            let p = services.projects.get(Scope::Operator, t.owner).await?;
+                            slot.insert(p.name.to_string());
+                        }
+                    }
+                }
+                let mut columns = vec!["NAME"];
+                if project.is_none() {
+                    columns.push("PROJECT");
+                }
+                columns.extend([
                     "HINT",
                     "STATUS",
+                    "EXPIRES",
                     "LAST CHANGED",
                     "LAST USED",
                     "LAST IP",
                     "VIA",
                     "ID",
                 ]);
+                let mut table = Table::new(columns);
                 for t in &list {
-                    table.row(vec![
-                        t.name.to_string(),
+                    let mut row = vec![t.name.to_string()];
+                    if let Some(name) = projects.get(&t.owner) {
+                        row.push(name.clone());
+                    }
+                    row.extend([
                         t.hint.to_string(),
                         render::status(t.status(ctx.now)).to_owned(),
+                        times.show_opt(t.expires_at, "never"),
                         times.show(t.updated_at),
                         times.show_opt(t.last_use.at, "never"),
                         t.last_use
@@ -84,6 +139,7 @@ pub(crate) async fn run(cmd: TokenCommand, ctx: &Ctx, con: &mut Console<'_>) -> 
                         t.last_use.via.map_or("-", |v| v.as_str()).to_owned(),
                         t.id.to_string(),
                     ]);
+                    table.row(row);
                 }
                 con.out.write_all(table.render().as_bytes())?;
             }

@@ -66,7 +66,7 @@ pub(crate) async fn run(args: LogsArgs, ctx: &Ctx, con: &mut Console<'_>) -> Cmd
         now: ctx.now,
         absolute: args.time.absolute,
     };
-    let mut table = Table::new(vec![
+    let mut columns = vec![
         "AT",
         "OUTCOME",
         "ACTION",
@@ -76,9 +76,15 @@ pub(crate) async fn run(args: LogsArgs, ctx: &Ctx, con: &mut Console<'_>) -> Cmd
         "STATUS",
         "MESSAGES",
         "USER AGENT",
-    ]);
+    ];
+    // Only leak reports record a URL: the column is shown when one of the entries has it.
+    let leaks = entries.iter().any(|e| e.leak_url.is_some());
+    if leaks {
+        columns.push("LEAKED AT");
+    }
+    let mut table = Table::new(columns);
     for e in &entries {
-        table.row(vec![
+        let mut row = vec![
             times.show(e.at),
             e.outcome.as_str().to_owned(),
             e.action.as_str().to_owned(),
@@ -88,7 +94,11 @@ pub(crate) async fn run(args: LogsArgs, ctx: &Ctx, con: &mut Console<'_>) -> Cmd
             e.status.to_string(),
             e.message_ids.len().to_string(),
             e.user_agent.clone().unwrap_or_else(|| "-".to_owned()),
-        ]);
+        ];
+        if leaks {
+            row.push(e.leak_url.clone().unwrap_or_else(|| "-".to_owned()));
+        }
+        table.row(row);
     }
     con.out.write_all(table.render().as_bytes())?;
     Ok(())
@@ -144,7 +154,10 @@ fn stream_line(e: &TokenLogEntry) -> String {
         e.message_ids.len(),
         e.user_agent.as_deref().unwrap_or("-"),
     );
-    format!("{}\n", line.trim_end())
+    match &e.leak_url {
+        Some(url) => format!("{line}  leaked at {url}\n"),
+        None => format!("{}\n", line.trim_end()),
+    }
 }
 
 fn print(ctx: &Ctx, con: &mut Console<'_>, entries: &[TokenLogEntry]) -> CmdResult {

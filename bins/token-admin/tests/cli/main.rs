@@ -42,6 +42,8 @@ on_both_backends!(
     token_names_shared_with_revoked_tokens_resolve_or_fail_listing_candidates,
     expiry_options_are_checked,
     token_logs_are_newest_first_and_filtered,
+    token_logs_show_where_a_leaked_token_was_found,
+    tokens_expiring_soon_are_listed_across_projects,
     token_logs_follow_streams_new_entries,
     team_tokens_carry_abilities,
     unknown_abilities_are_rejected_with_the_valid_list,

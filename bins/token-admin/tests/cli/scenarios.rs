@@ -57,6 +57,7 @@ const LOG_KEYS: &[&str] = &[
     "credential",
     "id",
     "ip",
+    "leak_url",
     "message_ids",
     "outcome",
     "status",
@@ -915,6 +916,146 @@ pub async fn token_logs_are_newest_first_and_filtered(db: &Db) {
         db.fails(&["token", "logs", &token, "--since", "yesterday"], 2)
             .contains("invalid duration `yesterday`")
     );
+}
+
+/// `--expiring`: active tokens that expire within the window, soonest first, of one project or
+/// of every project (and the same for team tokens).
+pub async fn tokens_expiring_soon_are_listed_across_projects(db: &Db) {
+    let acme = setup::team(db, "Acme");
+    let globex = setup::team(db, "Globex");
+    setup::project(db, &acme, "Shop");
+    setup::project(db, &globex, "Blog");
+    let create = |project: &str, name: &str, expires_in: Option<&str>| {
+        let mut args = vec!["token", "create", "--project", project, "--name", name];
+        if let Some(d) = expires_in {
+            args.extend(["--expires-in", d]);
+        }
+        setup::id(&db.json(&args))
+    };
+    let shop_soon = create("Shop", "shop-soon", Some("3d"));
+    let blog_sooner = create("Blog", "blog-sooner", Some("1d"));
+    create("Shop", "shop-later", Some("30d"));
+    create("Shop", "shop-never", None);
+    let revoked = create("Shop", "shop-revoked", Some("2d"));
+    db.ok(&["token", "revoke", &revoked, "--yes"]);
+
+    let across = db.ok(&["token", "list", "--expiring", "7d"]).stdout;
+    let lines: Vec<&str> = across.lines().collect();
+    assert_eq!(lines.len(), 3, "{across}");
+    assert!(
+        lines[0].starts_with("NAME         PROJECT  HINT"),
+        "{across}"
+    );
+    assert!(lines[0].contains("EXPIRES"), "{across}");
+    assert!(
+        lines[1].starts_with("blog-sooner  Blog"),
+        "soonest first: {across}"
+    );
+    assert!(
+        lines[1].contains("in 23 hours") || lines[1].contains("in 1 day"),
+        "{across}"
+    );
+    assert!(lines[2].starts_with("shop-soon    Shop"), "{across}");
+    let json = db.json(&["token", "list", "--expiring", "7d"]);
+    assert_eq!(names(&json), ["blog-sooner", "shop-soon"]);
+    assert_eq!(json[1]["id"], shop_soon.as_str());
+    assert_instant(&json[1]["expires_at"]);
+    assert_eq!(json[0]["id"], blog_sooner.as_str());
+
+    let shop = db.json(&["token", "list", "--expiring", "7d", "--project", "Shop"]);
+    assert_eq!(names(&shop), ["shop-soon"]);
+    let table = db
+        .ok(&["token", "list", "--expiring", "7d", "--project", "Shop"])
+        .stdout;
+    assert!(
+        !table.contains("PROJECT"),
+        "one project needs no column: {table}"
+    );
+    let month = db.json(&["token", "list", "--expiring", "31d"]);
+    assert_eq!(names(&month), ["blog-sooner", "shop-soon", "shop-later"]);
+    assert_eq!(
+        db.ok(&["token", "list", "--expiring", "1h"]).stdout,
+        "No active tokens expire within 1h.\n"
+    );
+    // Without --expiring a project is needed, and --status does not mix with --expiring.
+    let err = db.fails(&["token", "list"], 2);
+    assert!(err.contains("--project"), "{err}");
+    db.fails(&["token", "list", "--expiring", "7d", "--status", "all"], 2);
+    db.fails(&["token", "list", "--expiring", "soon"], 2);
+
+    // Team tokens.
+    for (team, name, expires) in [("Acme", "deploy", "5d"), ("Globex", "ci", "60d")] {
+        db.ok(&[
+            "team-token",
+            "create",
+            "--team",
+            team,
+            "--name",
+            name,
+            "--ability",
+            "read:team",
+            "--expires-in",
+            expires,
+        ]);
+    }
+    let teams = db.ok(&["team-token", "list", "--expiring", "7d"]).stdout;
+    let lines: Vec<&str> = teams.lines().collect();
+    assert_eq!(lines.len(), 2, "{teams}");
+    assert!(lines[0].starts_with("NAME    TEAM  HINT"), "{teams}");
+    assert!(lines[1].starts_with("deploy  Acme"), "{teams}");
+    let globex_only = db.json(&[
+        "team-token",
+        "list",
+        "--expiring",
+        "90d",
+        "--team",
+        "Globex",
+    ]);
+    assert_eq!(names(&globex_only), ["ci"]);
+    assert_eq!(
+        db.ok(&["team-token", "list", "--expiring", "1d", "--team", "Acme"])
+            .stdout,
+        "No active team tokens of team Acme expire within 1d.\n"
+    );
+}
+
+/// A token revoked by a leak report shows the revocation and where the value was found.
+pub async fn token_logs_show_where_a_leaked_token_was_found(db: &Db) {
+    use lettermint_core::{LeakReporter, LeakVerdict, LeakedValue};
+    let team = setup::team(db, "Acme");
+    setup::project(db, &team, "Shop");
+    let created = setup::token(db, "Shop", "checkout");
+    let token = id(&created);
+    let value = created["token"].as_str().unwrap().to_owned();
+    let url = "https://github.com/octo/app/blob/0123abc/.env";
+    let verdicts = db
+        .services()
+        .await
+        .leaks
+        .report(
+            &[LeakedValue {
+                value: value.clone(),
+                url: Some(url.to_owned()),
+            }],
+            &LeakReporter {
+                ip: Some("192.0.2.10".parse().unwrap()),
+                user_agent: Some("GitHub-Secret-Scanning".into()),
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(verdicts, [LeakVerdict::TruePositive]);
+    let table = db.ok(&["token", "logs", &token]).stdout;
+    let lines: Vec<&str> = table.lines().collect();
+    assert!(lines[0].ends_with("LEAKED AT"), "{table}");
+    assert!(lines[1].contains("revoked_leaked"), "{table}");
+    assert!(lines[1].contains("leak_report"), "{table}");
+    assert!(lines[1].ends_with(url), "{table}");
+    let entries = db.json(&["token", "logs", &token]);
+    assert_eq!(entries[0]["leak_url"], url);
+    assert_eq!(entries[0]["outcome"], "revoked_leaked");
+    let shown = db.json(&["token", "show", &token]);
+    assert_eq!(shown["status"], "revoked");
 }
 
 pub async fn token_logs_follow_streams_new_entries(db: &Db) {

@@ -1,5 +1,6 @@
 //! Services: the rules, over the repository traits.
 
+mod leaks;
 mod messages;
 mod projects;
 mod teams;
@@ -11,6 +12,7 @@ mod tests;
 
 use std::sync::Arc;
 
+pub use leaks::{LeakReporter, LeakService, LeakVerdict, LeakedValue, MAX_LEAK_URL_CHARS};
 pub use messages::MessageService;
 pub use projects::{NewProject, ProjectService, ProjectUpdate};
 pub use teams::{TeamService, TeamSummary};
@@ -43,6 +45,8 @@ pub struct Services {
     pub messages: MessageService,
     /// Usage.
     pub usage: UsageService,
+    /// Leak reports.
+    pub leaks: LeakService,
 }
 
 impl Services {
@@ -55,6 +59,7 @@ impl Services {
             team_tokens: TokenService::new(store.clone(), store.clone(), clock.clone()),
             auth: AuthService::new(store.clone(), store.clone(), clock.clone()),
             messages: MessageService::new(store.clone(), store.clone(), clock.clone()),
+            leaks: LeakService::new(store.clone(), store.clone(), store.clone(), clock.clone()),
             usage: UsageService::new(store, clock),
         }
     }

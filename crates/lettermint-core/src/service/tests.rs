@@ -1008,3 +1008,59 @@ async fn usage_flushes_one_batch_and_skips_empty_ones() {
         .unwrap();
     assert_eq!(service.prune_logs(Duration::days(30)).await.unwrap(), 7);
 }
+
+#[tokio::test]
+async fn expiring_tokens_are_asked_for_the_window_and_scoped() {
+    let team = team_id();
+    let project = project_of(team);
+    let token = token_of(project.id);
+    let mut tokens = owned_by(&project, MockTokenRepository::new());
+    let (pid, listed) = (project.id, token.clone());
+    tokens
+        .expect_list_expiring_tokens()
+        .withf(move |owner, now, until| {
+            *owner == Some(pid) && *now == NOW && *until == NOW + Duration::days(7)
+        })
+        .times(1)
+        .returning(move |_, _, _| Ok(vec![listed.clone()]));
+    tokens
+        .expect_list_expiring_tokens()
+        .withf(|owner, _, until| owner.is_none() && *until == NOW + Duration::days(30))
+        .times(1)
+        .returning(|_, _, _| Ok(Vec::new()));
+    tokens
+        .expect_count_expiring_tokens()
+        .withf(|now, until| *now == NOW && *until == NOW + Duration::days(7))
+        .times(1)
+        .returning(|_, _| Ok(3));
+    let service = token_service(tokens);
+    let found = service
+        .expiring(Scope::Team(team), Some(project.id), Duration::days(7))
+        .await
+        .unwrap();
+    assert_eq!(found, vec![token]);
+    assert!(
+        service
+            .expiring(Scope::Operator, None, Duration::days(30))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Another team's project is not found; a team scope across every owner sees nothing, and
+    // neither asks the store for tokens (only one call of each expectation above).
+    let other = Scope::Team(TeamId::from_uuid(uuid::Uuid::from_u128(2)));
+    assert!(matches!(
+        service
+            .expiring(other, Some(project.id), Duration::days(7))
+            .await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(
+        service
+            .expiring(other, None, Duration::days(7))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(service.count_expiring(Duration::days(7)).await.unwrap(), 3);
+}

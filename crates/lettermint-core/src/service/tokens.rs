@@ -274,6 +274,33 @@ impl<K: Owner> TokenService<K> {
         self.get(scope, owner, id).await
     }
 
+    /// Active tokens that expire within `within` from now, soonest first: of `owner`, or, with
+    /// no owner, of every owner (operators only; a team scope sees nothing).
+    pub async fn expiring(
+        &self,
+        scope: Scope,
+        owner: Option<K::Id>,
+        within: time::Duration,
+    ) -> Result<Vec<Token<K>>> {
+        match owner {
+            Some(owner) => {
+                self.owner(scope, owner).await?;
+            }
+            None if scope != Scope::Operator => return Ok(Vec::new()),
+            None => {}
+        }
+        let now = self.clock.now();
+        self.tokens
+            .list_expiring_tokens(owner, now, now + within)
+            .await
+    }
+
+    /// How many active tokens of every owner expire within `within` from now (for metrics).
+    pub async fn count_expiring(&self, within: time::Duration) -> Result<u64> {
+        let now = self.clock.now();
+        self.tokens.count_expiring_tokens(now, now + within).await
+    }
+
     /// A page of a token's log, newest first.
     pub async fn logs(
         &self,
