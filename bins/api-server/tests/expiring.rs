@@ -24,7 +24,7 @@ async fn expiring_tokens_are_a_gauge(backend: Backend) {
     let services = services(&url).await;
     let caller = services
         .auth
-        .authenticate_project(server.project_token.as_deref(), Channel::Api)
+        .authenticate_project(server.project_token.as_deref(), Channel::Api, None)
         .await
         .unwrap();
     let now = OffsetDateTime::now_utc();

@@ -74,7 +74,7 @@ async fn project_of(server: &TestServer) -> ProjectId {
     server
         .services
         .auth
-        .authenticate_project(Some(&server.project_token), Channel::Api)
+        .authenticate_project(Some(&server.project_token), Channel::Api, None)
         .await
         .unwrap()
         .project_id

@@ -31,7 +31,7 @@ async fn signed_report_revokes_listed_tokens(backend: Backend) {
     let caller = server
         .services
         .auth
-        .authenticate_project(Some(&server.project_token), Channel::Api)
+        .authenticate_project(Some(&server.project_token), Channel::Api, None)
         .await
         .unwrap();
     let leaked = server

@@ -1065,7 +1065,7 @@ async fn real_requests_and_responses_match_the_document() {
     let bootstrap_project = server
         .services
         .auth
-        .authenticate_project(Some(&project), lettermint_core::Channel::Api)
+        .authenticate_project(Some(&project), lettermint_core::Channel::Api, None)
         .await
         .unwrap()
         .project_id;

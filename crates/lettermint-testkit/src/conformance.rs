@@ -2146,14 +2146,14 @@ pub async fn leak_reports_revoke_both_kinds_and_log_where_they_leaked(f: &dyn Fi
     assert!(
         services
             .auth
-            .authenticate_project(Some(first.secret.expose_secret()), Channel::Api)
+            .authenticate_project(Some(first.secret.expose_secret()), Channel::Api, None)
             .await
             .is_err()
     );
     assert!(
         services
             .auth
-            .authenticate_team(Some(team_token.secret.expose_secret()))
+            .authenticate_team(Some(team_token.secret.expose_secret()), None)
             .await
             .is_err()
     );
@@ -2284,6 +2284,8 @@ pub async fn expiring_tokens_are_listed_and_counted_per_kind(f: &dyn Fixture) {
         last_use: Default::default(),
         expires_at: Some(at + Duration::days(5)),
         revoked_at: None,
+        previous_expires_at: None,
+        allowed_ips: IpAllowlist::any(),
     };
     team_tokens(&*store)
         .insert_token(&team_token, &secret.digest())

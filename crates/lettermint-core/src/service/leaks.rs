@@ -14,6 +14,7 @@ use crate::id::{LogEntryId, TokenId};
 use crate::kind::{ForProject, ForTeam};
 use crate::model::Channel;
 use crate::repo::{TokenRepository, UsageRepository};
+use crate::rotation::CredentialSlot;
 use crate::token::{PlainToken, TokenKind};
 use crate::usage::{Action, Outcome, TokenLogEntry, UsageBatch};
 
@@ -98,24 +99,28 @@ impl LeakService {
                 continue;
             };
             let digest = token.digest();
+            // A value is live if it is the token's current value, or the value a rotation
+            // replaced while its overlap runs; a value past its overlap matches nothing.
+            let now = self.clock.now();
             let found = match token.kind() {
                 TokenKind::Project => self
                     .project_tokens
                     .find_token_by_digest(&digest)
                     .await?
+                    .filter(|grant| value_is_live(grant.slot, grant.token.previous_expires_at, now))
                     .map(|grant| (grant.token.id, grant.token.revoked_at)),
                 TokenKind::Team => self
                     .team_tokens
                     .find_token_by_digest(&digest)
                     .await?
-                    .map(|token| (token.id, token.revoked_at)),
+                    .filter(|grant| value_is_live(grant.slot, grant.token.previous_expires_at, now))
+                    .map(|grant| (grant.token.id, grant.token.revoked_at)),
             };
             let Some((id, revoked_at)) = found else {
                 verdicts.push(LeakVerdict::FalsePositive);
                 continue;
             };
             if revoked_at.is_none() {
-                let now = self.clock.now();
                 let revoked = match token.kind() {
                     TokenKind::Project => self.project_tokens.revoke_token(id, now).await?,
                     TokenKind::Team => self.team_tokens.revoke_token(id, now).await?,
@@ -155,6 +160,7 @@ impl LeakService {
                 .user_agent
                 .as_deref()
                 .map(|ua| clean(ua, crate::usage::MAX_USER_AGENT_CHARS)),
+            credential: None,
             leak_url: url.map(|u| clean(u, MAX_LEAK_URL_CHARS)),
         };
         self.usage
@@ -166,6 +172,16 @@ impl LeakService {
     }
 }
 
+/// Whether the value a lookup matched still works: the current value, or the previous one
+/// before its overlap ends.
+fn value_is_live(
+    slot: CredentialSlot,
+    previous_expires_at: Option<OffsetDateTime>,
+    now: OffsetDateTime,
+) -> bool {
+    slot == CredentialSlot::Current || previous_expires_at.is_some_and(|end| now < end)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Mutex;
@@ -173,11 +189,14 @@ mod tests {
     use time::macros::datetime;
 
     use super::*;
+    use crate::IpAllowlist;
     use crate::clock::FixedClock;
     use crate::id::ProjectId;
     use crate::model::{ProjectToken, TeamToken};
     use crate::name::Name;
-    use crate::repo::{MockTokenRepository, MockUsageRepository, ProjectTokenGrant};
+    use crate::repo::{
+        MockTokenRepository, MockUsageRepository, ProjectTokenGrant, TeamTokenGrant,
+    };
     use crate::{Abilities, TeamId};
 
     const NOW: OffsetDateTime = datetime!(2026-06-01 12:00 UTC);
@@ -194,6 +213,8 @@ mod tests {
             last_use: Default::default(),
             expires_at: None,
             revoked_at: None,
+            previous_expires_at: None,
+            allowed_ips: IpAllowlist::any(),
         }
     }
 
@@ -202,6 +223,7 @@ mod tests {
             token,
             team_id: TeamId::from_uuid(uuid::Uuid::from_u128(1)),
             smtp_enabled: true,
+            slot: CredentialSlot::Current,
         }
     }
 
@@ -272,6 +294,47 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_value_a_rotation_replaced_is_live_only_during_its_overlap() {
+        for (overlap_end, live) in [
+            (Some(NOW + time::Duration::hours(1)), true),
+            (Some(NOW - time::Duration::seconds(1)), false),
+            (None, false),
+        ] {
+            let secret = PlainToken::mint(TokenKind::Project).unwrap();
+            let mut token = project_token(300, &secret);
+            token.previous_expires_at = overlap_end;
+            let id = token.id;
+            let mut projects = MockTokenRepository::<ForProject>::new();
+            projects.expect_find_token_by_digest().returning(move |_| {
+                Ok(Some(ProjectTokenGrant {
+                    slot: CredentialSlot::Previous,
+                    ..grant(token.clone())
+                }))
+            });
+            projects
+                .expect_revoke_token()
+                .withf(move |t, _| *t == id)
+                .times(usize::from(live))
+                .returning(|_, _| Ok(true));
+            let mut usage = MockUsageRepository::new();
+            usage
+                .expect_record_usage()
+                .times(usize::from(live))
+                .returning(|_| Ok(()));
+            let verdicts = service(projects, MockTokenRepository::new(), usage)
+                .report(&[leaked(secret.expose_secret())], &LeakReporter::default())
+                .await
+                .unwrap();
+            let expected = if live {
+                LeakVerdict::TruePositive
+            } else {
+                LeakVerdict::FalsePositive
+            };
+            assert_eq!(verdicts, vec![expected], "overlap until {overlap_end:?}");
+        }
+    }
+
+    #[tokio::test]
     async fn a_team_token_is_revoked_too() {
         let secret = PlainToken::mint(TokenKind::Team).unwrap();
         let token = TeamToken {
@@ -285,12 +348,17 @@ mod tests {
             last_use: Default::default(),
             expires_at: None,
             revoked_at: None,
+            previous_expires_at: None,
+            allowed_ips: IpAllowlist::any(),
         };
         let id = token.id;
         let mut teams = MockTokenRepository::<ForTeam>::new();
-        teams
-            .expect_find_token_by_digest()
-            .returning(move |_| Ok(Some(token.clone())));
+        teams.expect_find_token_by_digest().returning(move |_| {
+            Ok(Some(TeamTokenGrant {
+                token: token.clone(),
+                slot: CredentialSlot::Current,
+            }))
+        });
         teams
             .expect_revoke_token()
             .withf(move |t, _| *t == id)
