@@ -7,8 +7,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
 use lettermint_core::RetryPolicy;
 use lettermint_delivery::{SmarthostConfig, WorkerConfig};
 use serde::{Deserialize, Serialize};
@@ -225,16 +223,12 @@ const ENV_KEYS: [&str; 13] = [
 
 /// Layers defaults, file, environment and flags, then checks what no single layer can.
 pub fn load(cli: &Cli) -> Result<Config, Box<figment::Error>> {
-    let mut figment = Figment::from(Serialized::defaults(Config::default()));
-    if let Some(path) = &cli.config {
-        figment = figment.merge(Toml::file_exact(path));
-    }
-    let config: Config = figment
-        .merge(Env::prefixed("LETTERMINT_").only(&["database_url"]))
-        .merge(Env::prefixed("LETTERMINT_WORKER_").only(&ENV_KEYS))
-        .merge(Serialized::defaults(cli))
-        .extract()
-        .map_err(Box::new)?;
+    let config: Config = lettermint_runtime::process::layered_config(
+        cli.config.as_deref(),
+        "LETTERMINT_WORKER_",
+        &ENV_KEYS,
+        cli,
+    )?;
     let invalid = |what: String| Err(Box::new(figment::Error::from(what)));
     if config.batch == 0 {
         return invalid("`batch` must be at least 1".to_owned());

@@ -7,8 +7,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 /// Everything the relay can be configured with. Durations are whole seconds.
@@ -256,17 +254,13 @@ const ENV_KEYS: [&str; 18] = [
 
 /// Layers defaults, file, environment and flags, then checks what no single layer can.
 pub fn load(cli: &Cli) -> Result<Config, Box<figment::Error>> {
-    let mut figment = Figment::from(Serialized::defaults(Config::default()));
-    if let Some(path) = &cli.config {
-        figment = figment.merge(Toml::file_exact(path));
-    }
-    let config: Config = figment
-        // The database is shared with api-server and token-admin: one variable for all three.
-        .merge(Env::prefixed("LETTERMINT_").only(&["database_url"]))
-        .merge(Env::prefixed("LETTERMINT_SMTP_").only(&ENV_KEYS))
-        .merge(Serialized::defaults(cli))
-        .extract()
-        .map_err(Box::new)?;
+    // The database is shared with api-server and token-admin: one variable for all three.
+    let config: Config = lettermint_runtime::process::layered_config(
+        cli.config.as_deref(),
+        "LETTERMINT_SMTP_",
+        &ENV_KEYS,
+        cli,
+    )?;
     if config.cert.is_some() != config.key.is_some() {
         return Err(Box::new(figment::Error::from(
             "`cert` and `key` go together: give both (--cert and --key, LETTERMINT_SMTP_CERT and \

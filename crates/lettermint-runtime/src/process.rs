@@ -1,9 +1,15 @@
 //! What every server binary does around its own work: logging set up from `LETTERMINT_LOG`, a
-//! multi-thread runtime, exit codes, and the lines it prints on stdout for people and scripts.
+//! multi-thread runtime, layered configuration, exit codes, and the lines it prints on stdout
+//! for people and scripts.
 
 use std::future::Future;
+use std::path::Path;
 use std::process::ExitCode;
 
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written (to stderr).
@@ -49,6 +55,32 @@ where
             ExitCode::FAILURE
         }
     }
+}
+
+/// A service's settings layered the way every server reads them: `T::default()`, then the TOML
+/// file (when given), then `LETTERMINT_DATABASE_URL` (one variable shared by all programs),
+/// then the variables `<prefix><KEY>` for `keys`, then the command-line flags `cli` (which
+/// serialise only the flags that were given).
+pub fn layered_config<T, C>(
+    file: Option<&Path>,
+    prefix: &str,
+    keys: &[&str],
+    cli: &C,
+) -> Result<T, Box<figment::Error>>
+where
+    T: Default + Serialize + DeserializeOwned,
+    C: Serialize,
+{
+    let mut figment = Figment::from(Serialized::defaults(T::default()));
+    if let Some(path) = file {
+        figment = figment.merge(Toml::file_exact(path));
+    }
+    figment
+        .merge(Env::prefixed("LETTERMINT_").only(&["database_url"]))
+        .merge(Env::prefixed(prefix).only(keys))
+        .merge(Serialized::defaults(cli))
+        .extract()
+        .map_err(Box::new)
 }
 
 /// Prints a line on stdout (`listening on …`, first-start tokens); a closed stdout (the reader
