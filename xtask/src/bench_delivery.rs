@@ -99,20 +99,22 @@ fn relay_to(sink: &SmtpSink) -> Result<Arc<dyn Relay>> {
     Ok(Arc::new(SmtpRelay::new(config)?))
 }
 
-/// The sink fed directly: the same relay client, `BATCH` messages in flight, no store.
-async fn floor(messages: usize) -> Result<f64> {
-    let sink = SmtpSink::start().await?;
-    let relay = relay_to(&sink)?;
-    let template = Message {
+/// The API message every run sends (each copy gets its own id and recipient).
+fn template(
+    project: lettermint_core::ProjectId,
+    route: lettermint_core::RouteId,
+    token: lettermint_core::TokenId,
+) -> Message {
+    Message {
         id: MessageId::new(),
-        project_id: lettermint_core::ProjectId::new(),
-        route_id: lettermint_core::RouteId::new(),
-        token_id: lettermint_core::TokenId::new(),
+        project_id: project,
+        route_id: route,
+        token_id: token,
         via: Channel::Api,
         status: MessageStatus::Pending,
         envelope_from: "shop@example.com".into(),
         envelope_to: vec!["customer@example.net".into()],
-        subject: None,
+        subject: Some("Your receipt".into()),
         tag: None,
         metadata: BTreeMap::new(),
         idempotency_key: None,
@@ -120,7 +122,18 @@ async fn floor(messages: usize) -> Result<f64> {
         created_at: time::OffsetDateTime::now_utc(),
         content: MessageContent::Structured(Box::new(email(0))),
         delivery: Default::default(),
-    };
+    }
+}
+
+/// The sink fed directly: the same relay client, `BATCH` messages in flight, no store.
+async fn floor(messages: usize) -> Result<f64> {
+    let sink = SmtpSink::start().await?;
+    let relay = relay_to(&sink)?;
+    let template = template(
+        lettermint_core::ProjectId::new(),
+        lettermint_core::RouteId::new(),
+        lettermint_core::TokenId::new(),
+    );
     // Warm the pool, then measure.
     send_direct(&relay, &template, usize::try_from(BATCH).unwrap_or(32)).await?;
     let started = Instant::now();
@@ -182,24 +195,7 @@ async fn project(
         .await?;
     let first = first.context("first token")?;
     let route = services.messages.resolve_route(project.id, None).await?;
-    let template = Message {
-        id: MessageId::new(),
-        project_id: project.id,
-        route_id: route.id,
-        token_id: first.token.id,
-        via: Channel::Api,
-        status: MessageStatus::Pending,
-        envelope_from: "shop@example.com".into(),
-        envelope_to: vec!["customer@example.net".into()],
-        subject: Some("Your receipt".into()),
-        tag: None,
-        metadata: BTreeMap::new(),
-        idempotency_key: None,
-        scheduled_at: None,
-        created_at: time::OffsetDateTime::now_utc(),
-        content: MessageContent::Structured(Box::new(email(0))),
-        delivery: Default::default(),
-    };
+    let template = template(project.id, route.id, first.token.id);
     let digest = PlainToken::parse_kind(first.secret.expose_secret(), TokenKind::Project)?.digest();
     let credential = TokenCredential {
         token_id: first.token.id,

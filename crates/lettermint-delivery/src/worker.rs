@@ -154,11 +154,11 @@ impl Worker {
         if ended.is_empty() {
             return pass;
         }
-        let settles: Vec<Settle> = ended.iter().map(|a| a.settle.clone()).collect();
+        let (attempts, settles): (Vec<u32>, Vec<Settle>) =
+            ended.into_iter().map(|a| (a.attempts, a.settle)).unzip();
         match self.store.settle(&settles, self.clock.now()).await {
             Ok(recorded) => {
-                for (attempt, recorded) in ended.iter().zip(recorded) {
-                    let settle = &attempt.settle;
+                for ((settle, attempt), recorded) in settles.iter().zip(attempts).zip(recorded) {
                     if !recorded {
                         tracing::warn!(
                             message_id = %settle.message,
@@ -169,7 +169,7 @@ impl Worker {
                     }
                     tracing::info!(
                         message_id = %settle.message,
-                        attempt = attempt.attempts,
+                        attempt,
                         status = settle.settlement.status().as_str(),
                         reply = %settle.settlement.reply().to_line(),
                         "delivery attempt settled"
@@ -184,10 +184,10 @@ impl Worker {
             Err(error) => {
                 tracing::error!(
                     %error,
-                    attempts = ended.len(),
+                    attempts = settles.len(),
                     "cannot record attempts; their messages are attempted again when their leases end"
                 );
-                pass.unsettled += ended.len();
+                pass.unsettled += settles.len();
             }
         }
         pass
