@@ -100,6 +100,20 @@ id_type!(
     LeaseId
 );
 
+id_type!(
+    /// Identifies an account: a person who logs in to the dashboard, member of one or more teams.
+    AccountId
+);
+id_type!(
+    /// Identifies a dashboard session (not its secret: the browser holds a random value whose
+    /// digest is stored).
+    SessionId
+);
+id_type!(
+    /// Identifies an entry of the audit log.
+    AuditEntryId
+);
+
 #[cfg(test)]
 mod tests {
     use super::*;

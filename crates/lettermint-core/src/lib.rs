@@ -48,7 +48,9 @@
 #![warn(missing_docs)]
 
 pub mod ability;
+pub mod account;
 pub mod allowlist;
+pub mod audit;
 pub mod auth;
 pub mod clock;
 pub mod delivery;
@@ -64,16 +66,22 @@ pub mod repo;
 pub mod rotation;
 pub mod scope;
 pub mod service;
+pub mod session;
 pub mod token;
 pub mod usage;
 
 pub use ability::{Abilities, Ability, Access, Resource};
+pub use account::{Account, Argon2id, Email, Member, Password, PasswordHash, PasswordHasher, Role};
 pub use allowlist::IpAllowlist;
+pub use audit::{AuditAction, AuditEntry};
 pub use auth::{AuthFailure, AuthService, ProjectCaller, TeamCaller};
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use delivery::{Claim, FailureKind, Reply, RetryPolicy, Settle, Settlement};
 pub use error::{Error, Result, ValidationErrors};
-pub use id::{LeaseId, LogEntryId, MessageId, ProjectId, RouteId, TeamId, TokenId};
+pub use id::{
+    AccountId, AuditEntryId, LeaseId, LogEntryId, MessageId, ProjectId, RouteId, SessionId, TeamId,
+    TokenId,
+};
 pub use kind::{ForProject, ForTeam, Owner};
 pub use message::{
     Attachment, DeliveryState, IdempotencyRecord, Message, MessageContent, MessageStatus,
@@ -89,9 +97,12 @@ pub use repo::Store;
 pub use rotation::{CredentialSlot, Overlap};
 pub use scope::Scope;
 pub use service::{
-    IssuedProjectToken, IssuedTeamToken, IssuedToken, LeakReporter, LeakService, LeakVerdict,
-    LeakedValue, MessageService, NewProject, ProjectService, ProjectTokenService, ProjectUpdate,
-    Services, TeamService, TeamSummary, TeamTokenService, TokenService, UsageService,
+    AccountRepos, AccountService, Actor, ConsoleService, CreatedAccount, IssuedProjectToken,
+    IssuedTeamToken, IssuedToken, LeakReporter, LeakService, LeakVerdict, LeakedValue, LoginError,
+    LoginThrottle, MessageService, NewProject, ProjectService, ProjectTokenService, ProjectUpdate,
+    Services, StartedSession, TeamService, TeamSummary, TeamTokenService, TokenService,
+    UsageService,
 };
+pub use session::{Session, SessionPolicy, SessionSecret};
 pub use token::{PlainToken, TokenDigest, TokenFormatError, TokenHint, TokenKind};
 pub use usage::{Action, LogFilter, Outcome, TokenLogEntry, UsageBatch, UsageRecord};

@@ -119,15 +119,18 @@ pub enum Channel {
     Api,
     /// The SMTP relay.
     Smtp,
+    /// The dashboard (a member managing the token, not a use of its value).
+    Dashboard,
 }
 
 impl Channel {
-    /// Lower-case name (`api`, `smtp`).
+    /// Lower-case name (`api`, `smtp`, `dashboard`).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
             Channel::Api => "api",
             Channel::Smtp => "smtp",
+            Channel::Dashboard => "dashboard",
         }
     }
 }
@@ -139,6 +142,7 @@ impl FromStr for Channel {
         match s {
             "api" => Ok(Channel::Api),
             "smtp" => Ok(Channel::Smtp),
+            "dashboard" => Ok(Channel::Dashboard),
             other => Err(UnknownVariant(other.to_owned())),
         }
     }

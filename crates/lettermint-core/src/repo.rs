@@ -10,16 +10,19 @@ use time::OffsetDateTime;
 #[cfg(any(test, feature = "mocks"))]
 use mockall::automock;
 
+use crate::account::{Account, Email, Member, PasswordHash, Role};
 use crate::allowlist::IpAllowlist;
+use crate::audit::AuditEntry;
 use crate::delivery::{Claim, Settle};
 use crate::error::Result;
-use crate::id::{MessageId, ProjectId, TeamId, TokenId};
+use crate::id::{AccountId, AuditEntryId, MessageId, ProjectId, SessionId, TeamId, TokenId};
 use crate::kind::{ForProject, ForTeam, Owner};
 use crate::message::{IdempotencyRecord, Message, MessageStatus, Submission, SubmissionOutcome};
 use crate::model::{Project, ProjectToken, Route, Team, TeamToken, Token, TokenStatusFilter};
 use crate::name::Name;
 use crate::page::{Keyset, LogSortKey, MessageSortKey, ProjectSortKey, TokenSortKey};
 use crate::rotation::CredentialSlot;
+use crate::session::Session;
 use crate::token::{TokenDigest, TokenHint};
 use crate::usage::{LogFilter, TokenLogEntry, UsageBatch};
 
@@ -287,6 +290,148 @@ pub trait DeliveryRepository: Send + Sync {
     async fn settle(&self, settles: &[Settle], now: OffsetDateTime) -> Result<Vec<bool>>;
 }
 
+/// Accounts: the people who log in to the dashboard.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait AccountRepository: Send + Sync {
+    /// Inserts an account with its password hash. An account with the same email is a
+    /// [`crate::Error::Conflict`].
+    async fn insert_account(&self, account: &Account, password: &PasswordHash) -> Result<()>;
+    /// An account by id.
+    async fn get_account(&self, id: AccountId) -> Result<Option<Account>>;
+    /// An account and its password hash by email (login).
+    async fn find_account_by_email(&self, email: &Email)
+    -> Result<Option<(Account, PasswordHash)>>;
+    /// An account's password hash.
+    async fn get_password_hash(&self, id: AccountId) -> Result<Option<PasswordHash>>;
+    /// Replaces an account's password hash and, in the same transaction, deletes every session
+    /// of the account but `keep`; false when there is no such account.
+    async fn set_password(
+        &self,
+        id: AccountId,
+        hash: &PasswordHash,
+        keep: Option<SessionId>,
+        at: OffsetDateTime,
+    ) -> Result<bool>;
+    /// Every account, by email.
+    async fn list_accounts(&self) -> Result<Vec<Account>>;
+}
+
+/// What a change to a team's members came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MemberChange {
+    /// Done.
+    Done,
+    /// No such member.
+    NotFound,
+    /// Refused: it would leave the team without an owner.
+    LastOwner,
+}
+
+/// Team members. Changes that could remove a team's last owner are checked and applied under
+/// a lock on the team, so two concurrent demotions cannot both succeed.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait MemberRepository: Send + Sync {
+    /// Makes `account` a member of `team`. Already a member: [`crate::Error::Conflict`].
+    async fn insert_member(
+        &self,
+        team: TeamId,
+        account: AccountId,
+        role: Role,
+        at: OffsetDateTime,
+    ) -> Result<()>;
+    /// A member of a team.
+    async fn get_member(&self, team: TeamId, account: AccountId) -> Result<Option<Member>>;
+    /// A team's members, owners first, then by email.
+    async fn list_members(&self, team: TeamId) -> Result<Vec<Member>>;
+    /// The teams an account belongs to (as members), by team name.
+    async fn list_memberships(&self, account: AccountId) -> Result<Vec<(Team, Role)>>;
+    /// Changes a member's role, unless that leaves the team without an owner.
+    async fn set_member_role(
+        &self,
+        team: TeamId,
+        account: AccountId,
+        role: Role,
+        at: OffsetDateTime,
+    ) -> Result<MemberChange>;
+    /// Removes a member, unless that leaves the team without an owner.
+    async fn delete_member(&self, team: TeamId, account: AccountId) -> Result<MemberChange>;
+}
+
+/// Dashboard sessions, stored by the SHA-256 digest of their value.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait SessionRepository: Send + Sync {
+    /// Inserts a session.
+    async fn insert_session(&self, session: &Session, digest: &TokenDigest) -> Result<()>;
+    /// The session whose value has `digest` (live or not).
+    async fn find_session(&self, digest: &TokenDigest) -> Result<Option<Session>>;
+    /// Moves a session's last use and idle expiry forward (never past its absolute expiry).
+    async fn touch_session(
+        &self,
+        id: SessionId,
+        seen_at: OffsetDateTime,
+        idle_expires_at: OffsetDateTime,
+    ) -> Result<()>;
+    /// Deletes a session; false when it was gone.
+    async fn delete_session(&self, id: SessionId) -> Result<bool>;
+    /// Deletes every session of an account but `keep`; how many.
+    async fn delete_account_sessions(
+        &self,
+        account: AccountId,
+        keep: Option<SessionId>,
+    ) -> Result<u64>;
+    /// Deletes sessions expired (idle or absolute) at `now`; how many.
+    async fn prune_sessions(&self, now: OffsetDateTime) -> Result<u64>;
+}
+
+/// Failed logins, counted per key (`email:<address>`, `ip:<address>`) so every api-server
+/// instance throttles against the same count.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait LoginThrottleRepository: Send + Sync {
+    /// Records one failure under each key.
+    async fn record_login_failures(&self, keys: &[String], at: OffsetDateTime) -> Result<()>;
+    /// How many failures `key` has at or after `since`, and the oldest of them.
+    async fn count_login_failures(
+        &self,
+        key: &str,
+        since: OffsetDateTime,
+    ) -> Result<(u64, Option<OffsetDateTime>)>;
+    /// Forgets the failures of `key` (after a successful login).
+    async fn clear_login_failures(&self, key: &str) -> Result<()>;
+    /// Deletes failures older than `before`; how many.
+    async fn prune_login_failures(&self, before: OffsetDateTime) -> Result<u64>;
+}
+
+/// The audit log.
+#[cfg_attr(any(test, feature = "mocks"), automock)]
+#[async_trait]
+pub trait AuditRepository: Send + Sync {
+    /// Appends an entry and, when the action concerns a token, that token's log entry, in one
+    /// transaction.
+    async fn append_audit(
+        &self,
+        entry: &AuditEntry,
+        token_log: Option<TokenLogEntry>,
+    ) -> Result<()>;
+    /// A team's entries, newest first, older than `before` when given.
+    async fn list_audit(
+        &self,
+        team: TeamId,
+        before: Option<AuditEntryId>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>>;
+    /// An account's entries (account-wide and in any team), newest first.
+    async fn list_account_audit(
+        &self,
+        account: AccountId,
+        before: Option<AuditEntryId>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>>;
+}
+
 /// Liveness of the store.
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
@@ -305,6 +450,11 @@ pub trait Store:
     + UsageRepository
     + MessageRepository
     + DeliveryRepository
+    + AccountRepository
+    + MemberRepository
+    + SessionRepository
+    + LoginThrottleRepository
+    + AuditRepository
     + StoreHealth
     + std::fmt::Debug
 {
@@ -319,6 +469,11 @@ impl<T> Store for T where
         + UsageRepository
         + MessageRepository
         + DeliveryRepository
+        + AccountRepository
+        + MemberRepository
+        + SessionRepository
+        + LoginThrottleRepository
+        + AuditRepository
         + StoreHealth
         + std::fmt::Debug
 {
@@ -341,5 +496,10 @@ debug_dyn!(
     UsageRepository,
     MessageRepository,
     DeliveryRepository,
+    AccountRepository,
+    MemberRepository,
+    SessionRepository,
+    LoginThrottleRepository,
+    AuditRepository,
     StoreHealth
 );

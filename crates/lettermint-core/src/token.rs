@@ -99,20 +99,7 @@ impl PlainToken {
     pub fn mint(kind: TokenKind) -> Result<Self, RandomnessUnavailable> {
         let mut value = String::with_capacity(kind.prefix().len() + BODY_LEN + CHECKSUM_LEN);
         value.push_str(kind.prefix());
-        let mut filled = 0;
-        let mut buf = [0u8; 64];
-        while filled < BODY_LEN {
-            SysRng
-                .try_fill_bytes(&mut buf)
-                .map_err(|_| RandomnessUnavailable)?;
-            for &byte in &buf {
-                // 248 = 4 × 62: rejecting the top 8 values keeps every character equally likely.
-                if byte < 248 && filled < BODY_LEN {
-                    value.push(char::from(ALPHABET[usize::from(byte % 62)]));
-                    filled += 1;
-                }
-            }
-        }
+        push_random_base62(&mut value, BODY_LEN)?;
         let checksum = encode_checksum(crc32fast::hash(value.as_bytes()));
         value.push_str(&checksum);
         Ok(Self { kind, value })
@@ -265,6 +252,33 @@ impl fmt::Display for TokenHint {
 }
 
 /// Fixed-width, most-significant-first base62 encoding of a CRC32 (62⁶ > 2³²).
+/// Appends `len` base62 characters drawn uniformly from the operating system's CSPRNG.
+fn push_random_base62(out: &mut String, len: usize) -> Result<(), RandomnessUnavailable> {
+    let mut filled = 0;
+    let mut buf = [0u8; 64];
+    while filled < len {
+        SysRng
+            .try_fill_bytes(&mut buf)
+            .map_err(|_| RandomnessUnavailable)?;
+        for &byte in &buf {
+            // 248 = 4 × 62: rejecting the top 8 values keeps every character equally likely.
+            if byte < 248 && filled < len {
+                out.push(char::from(ALPHABET[usize::from(byte % 62)]));
+                filled += 1;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `len` base62 characters from the operating system's CSPRNG (session ids, one-time
+/// passwords): `len × 5.95` bits of entropy.
+pub(crate) fn random_base62(len: usize) -> Result<String, RandomnessUnavailable> {
+    let mut out = String::with_capacity(len);
+    push_random_base62(&mut out, len)?;
+    Ok(out)
+}
+
 fn encode_checksum(mut crc: u32) -> String {
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {

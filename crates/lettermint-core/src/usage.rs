@@ -68,6 +68,12 @@ string_enum!(
         Messages => "messages",
         /// A verified report that the token's value was found in public (secret scanning).
         LeakReport => "leak_report",
+        /// A member created the token (dashboard).
+        Create => "create",
+        /// A member regenerated the token's value (dashboard).
+        Regenerate => "regenerate",
+        /// A member revoked the token (dashboard).
+        Revoke => "revoke",
     }
 );
 
@@ -154,6 +160,8 @@ pub struct TokenLogEntry {
     pub credential: Option<CredentialSlot>,
     /// Where the token's value was found, for a leak report (the reporter's URL, as sent).
     pub leak_url: Option<String>,
+    /// Who did it, for a change made by a dashboard member (their email).
+    pub actor: Option<String>,
 }
 
 /// The latest use of one token within a flushed batch: what its "last used" columns become.
@@ -221,6 +229,7 @@ impl UsageBatch {
                 }),
                 credential: record.credential,
                 leak_url: None,
+                actor: None,
             });
         }
         Self { entries, last_use }
@@ -232,6 +241,8 @@ impl UsageBatch {
 pub struct LogFilter {
     /// Only this outcome.
     pub outcome: Option<Outcome>,
+    /// Only this action (the kind of event).
+    pub action: Option<Action>,
     /// Only entries at or after this instant.
     pub from: Option<OffsetDateTime>,
     /// Only entries at or before this instant.

@@ -162,6 +162,7 @@ impl LeakService {
                 .map(|ua| clean(ua, crate::usage::MAX_USER_AGENT_CHARS)),
             credential: None,
             leak_url: url.map(|u| clean(u, MAX_LEAK_URL_CHARS)),
+            actor: None,
         };
         self.usage
             .record_usage(&UsageBatch {

@@ -1,5 +1,7 @@
 //! Services: the rules, over the repository traits.
 
+mod accounts;
+mod console;
 mod leaks;
 mod messages;
 mod projects;
@@ -12,6 +14,10 @@ mod tests;
 
 use std::sync::Arc;
 
+pub use accounts::{
+    AccountRepos, AccountService, CreatedAccount, LoginError, LoginThrottle, StartedSession,
+};
+pub use console::{Actor, ConsoleService, require_token_manager};
 pub use leaks::{LeakReporter, LeakService, LeakVerdict, LeakedValue, MAX_LEAK_URL_CHARS};
 pub use messages::MessageService;
 pub use projects::{NewProject, ProjectService, ProjectUpdate};
@@ -47,6 +53,10 @@ pub struct Services {
     pub usage: UsageService,
     /// Leak reports.
     pub leaks: LeakService,
+    /// Accounts, members, logins and sessions (the dashboard).
+    pub accounts: AccountService,
+    /// Token changes made by dashboard members.
+    pub console: ConsoleService,
 }
 
 impl Services {
@@ -60,6 +70,17 @@ impl Services {
             auth: AuthService::new(store.clone(), store.clone(), clock.clone()),
             messages: MessageService::new(store.clone(), store.clone(), clock.clone()),
             leaks: LeakService::new(store.clone(), store.clone(), store.clone(), clock.clone()),
+            accounts: AccountService::new(
+                AccountRepos {
+                    accounts: store.clone(),
+                    members: store.clone(),
+                    sessions: store.clone(),
+                    throttle: store.clone(),
+                    audit: store.clone(),
+                },
+                clock.clone(),
+            ),
+            console: ConsoleService::new(store.clone(), clock.clone()),
             usage: UsageService::new(store, clock),
         }
     }
