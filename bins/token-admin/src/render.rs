@@ -330,7 +330,7 @@ pub struct LogEntryJson {
     pub at: String,
     /// Client address.
     pub ip: Option<String>,
-    /// api or smtp.
+    /// api, smtp or dashboard.
     pub via: &'static str,
     /// What for.
     pub action: &'static str,
@@ -346,6 +346,8 @@ pub struct LogEntryJson {
     pub credential: Option<&'static str>,
     /// Where the token's value was found, when a leak report revoked it.
     pub leak_url: Option<String>,
+    /// Who made the change, for a change made in the dashboard (their email).
+    pub actor: Option<String>,
 }
 
 impl From<&TokenLogEntry> for LogEntryJson {
@@ -363,6 +365,7 @@ impl From<&TokenLogEntry> for LogEntryJson {
             user_agent: e.user_agent.clone(),
             credential: e.credential.map(|c| c.as_str()),
             leak_url: e.leak_url.clone(),
+            actor: e.actor.clone(),
         }
     }
 }

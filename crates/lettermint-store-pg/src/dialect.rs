@@ -38,6 +38,7 @@ impl Dialect for PgDialect {
     const INSTANT_CAST: &'static str = "::timestamptz";
     const BEGIN_WRITE: Option<&'static str> = None;
     const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
+    const FOR_UPDATE: &'static str = " FOR UPDATE";
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
@@ -168,10 +169,10 @@ impl Dialect for PgDialect {
                 .collect::<Result<Vec<_>>>()?;
             sqlx::query(
                 "INSERT INTO token_logs (id, token_id, at, ip, via, action, outcome, status, \
-                 message_ids, user_agent, credential, leak_url) \
+                 message_ids, user_agent, credential, leak_url, actor) \
                  SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::timestamptz[], $4::text[], \
                  $5::text[], $6::text[], $7::text[], $8::int4[], $9::text[], $10::text[], \
-                 $11::text[], $12::text[])",
+                 $11::text[], $12::text[], $13::text[])",
             )
             .bind(e.iter().map(|x| x.id.as_uuid()).collect::<Vec<_>>())
             .bind(e.iter().map(|x| x.token_id.as_uuid()).collect::<Vec<_>>())
@@ -193,6 +194,7 @@ impl Dialect for PgDialect {
                     .collect::<Vec<_>>(),
             )
             .bind(e.iter().map(|x| x.leak_url.clone()).collect::<Vec<_>>())
+            .bind(e.iter().map(|x| x.actor.clone()).collect::<Vec<_>>())
             .execute(&mut *conn)
             .await
             .fix()?;

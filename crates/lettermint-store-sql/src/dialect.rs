@@ -1,6 +1,7 @@
 //! What the two SQL dialects do differently, named once per store: how an instant is stored,
 //! the few phrases the shared statements cannot write in common SQL, how a write transaction
-//! begins, the row locks that order revocation against the send path, and the bulk writes
+//! begins, the row locks that order revocation against the send path and a team's last owner
+//! against its demotion, and the bulk writes
 //! (messages, usage) that each does fastest in its own way.
 
 use std::collections::HashMap;
@@ -41,6 +42,10 @@ pub trait Dialect: Send + Sync + 'static {
     /// take disjoint messages without waiting on each other (`FOR UPDATE SKIP LOCKED`; nothing
     /// where one writer serialises every claim).
     const CLAIM_LOCK: &'static str;
+    /// What ends a `SELECT` in a write transaction that reads a row to decide a change, so that
+    /// every other transaction deciding the same waits until this one ends (` FOR UPDATE`;
+    /// nothing where [`Dialect::BEGIN_WRITE`] already takes the one write lock).
+    const FOR_UPDATE: &'static str;
 
     /// The migrations, written in this dialect.
     fn migrator() -> &'static Migrator;

@@ -38,6 +38,21 @@ const UNIQUE_KEYS: &[UniqueKey] = &[
         columns: "team_tokens.digest",
         message: "A token with this value already exists.",
     },
+    UniqueKey {
+        constraint: "accounts_email",
+        columns: "accounts.email",
+        message: "An account with this email already exists.",
+    },
+    UniqueKey {
+        constraint: "team_members_pkey",
+        columns: "team_members.team_id, team_members.account_id",
+        message: "This account is already a member of this team.",
+    },
+    UniqueKey {
+        constraint: "sessions_digest",
+        columns: "sessions.digest",
+        message: "A session with this value already exists.",
+    },
 ];
 
 /// Maps a sqlx error into the domain error. Unique violations become conflicts with a message
@@ -57,6 +72,8 @@ pub fn fix_error(err: sqlx::Error) -> Error {
             return Error::not_found(match constraint {
                 // SQLite does not say which reference failed.
                 None => "resource",
+                // Before "team": `team_members_account_id_fkey` names both.
+                Some(c) if c.contains("account") => "account",
                 Some(c) if c.contains("team") => "team",
                 Some(c) if c.contains("route") => "route",
                 Some(c) if c.contains("token") => "token",

@@ -24,19 +24,23 @@ pub mod tokens;
 #[doc(hidden)]
 pub mod __private {
     pub use async_trait::async_trait;
-    pub use lettermint_core::id::{LeaseId, MessageId, ProjectId, TeamId, TokenId};
+    pub use lettermint_core::id::{
+        AccountId, AuditEntryId, LeaseId, MessageId, ProjectId, SessionId, TeamId, TokenId,
+    };
     pub use lettermint_core::page::{
         Keyset, LogSortKey, MessageSortKey, ProjectSortKey, TokenSortKey,
     };
     pub use lettermint_core::repo::{
-        DeliveryRepository, MessageRepository, NewProjectToken, ProjectRepository,
-        ProjectWithFirstToken, RouteRepository, StoreHealth, TeamRepository, TokenRepository,
-        UsageRepository,
+        AccountRepository, AuditRepository, DeliveryRepository, LoginThrottleRepository,
+        MemberChange, MemberRepository, MessageRepository, NewProjectToken, ProjectRepository,
+        ProjectWithFirstToken, RouteRepository, SessionRepository, StoreHealth, TeamRepository,
+        TokenRepository, UsageRepository,
     };
     pub use lettermint_core::{
-        Claim, IdempotencyRecord, IpAllowlist, LogFilter, Message, MessageStatus, Name, Project,
-        Result, Route, Settle, Submission, SubmissionOutcome, Team, Token, TokenDigest, TokenHint,
-        TokenLogEntry, TokenStatusFilter, UsageBatch,
+        Account, AuditEntry, Claim, Email, IdempotencyRecord, IpAllowlist, LogFilter, Member,
+        Message, MessageStatus, Name, PasswordHash, Project, Result, Role, Route, Session, Settle,
+        Submission, SubmissionOutcome, Team, Token, TokenDigest, TokenHint, TokenLogEntry,
+        TokenStatusFilter, UsageBatch,
     };
     pub use sqlx::Pool;
     pub use time::OffsetDateTime;
@@ -362,6 +366,189 @@ macro_rules! repositories {
 
                 async fn prune_idempotency_records(&self, before: OffsetDateTime) -> Result<u64> {
                     Sql(self).prune_idempotency_records(before).await
+                }
+            }
+
+            #[async_trait]
+            impl AccountRepository for $store {
+                async fn insert_account(
+                    &self,
+                    account: &Account,
+                    password: &PasswordHash,
+                ) -> Result<()> {
+                    Sql(self).insert_account(account, password).await
+                }
+
+                async fn get_account(&self, id: AccountId) -> Result<Option<Account>> {
+                    Sql(self).get_account(id).await
+                }
+
+                async fn find_account_by_email(
+                    &self,
+                    email: &Email,
+                ) -> Result<Option<(Account, PasswordHash)>> {
+                    Sql(self).find_account_by_email(email).await
+                }
+
+                async fn get_password_hash(&self, id: AccountId) -> Result<Option<PasswordHash>> {
+                    Sql(self).get_password_hash(id).await
+                }
+
+                async fn set_password(
+                    &self,
+                    id: AccountId,
+                    hash: &PasswordHash,
+                    keep: Option<SessionId>,
+                    at: OffsetDateTime,
+                ) -> Result<bool> {
+                    Sql(self).set_password(id, hash, keep, at).await
+                }
+
+                async fn list_accounts(&self) -> Result<Vec<Account>> {
+                    Sql(self).list_accounts().await
+                }
+            }
+
+            #[async_trait]
+            impl MemberRepository for $store {
+                async fn insert_member(
+                    &self,
+                    team: TeamId,
+                    account: AccountId,
+                    role: Role,
+                    at: OffsetDateTime,
+                ) -> Result<()> {
+                    Sql(self).insert_member(team, account, role, at).await
+                }
+
+                async fn get_member(
+                    &self,
+                    team: TeamId,
+                    account: AccountId,
+                ) -> Result<Option<Member>> {
+                    Sql(self).get_member(team, account).await
+                }
+
+                async fn list_members(&self, team: TeamId) -> Result<Vec<Member>> {
+                    Sql(self).list_members(team).await
+                }
+
+                async fn list_memberships(&self, account: AccountId) -> Result<Vec<(Team, Role)>> {
+                    Sql(self).list_memberships(account).await
+                }
+
+                async fn set_member_role(
+                    &self,
+                    team: TeamId,
+                    account: AccountId,
+                    role: Role,
+                    at: OffsetDateTime,
+                ) -> Result<MemberChange> {
+                    Sql(self).set_member_role(team, account, role, at).await
+                }
+
+                async fn delete_member(
+                    &self,
+                    team: TeamId,
+                    account: AccountId,
+                ) -> Result<MemberChange> {
+                    Sql(self).delete_member(team, account).await
+                }
+            }
+
+            #[async_trait]
+            impl SessionRepository for $store {
+                async fn insert_session(
+                    &self,
+                    session: &Session,
+                    digest: &TokenDigest,
+                ) -> Result<()> {
+                    Sql(self).insert_session(session, digest).await
+                }
+
+                async fn find_session(&self, digest: &TokenDigest) -> Result<Option<Session>> {
+                    Sql(self).find_session(digest).await
+                }
+
+                async fn touch_session(
+                    &self,
+                    id: SessionId,
+                    seen_at: OffsetDateTime,
+                    idle_expires_at: OffsetDateTime,
+                ) -> Result<()> {
+                    Sql(self).touch_session(id, seen_at, idle_expires_at).await
+                }
+
+                async fn delete_session(&self, id: SessionId) -> Result<bool> {
+                    Sql(self).delete_session(id).await
+                }
+
+                async fn delete_account_sessions(
+                    &self,
+                    account: AccountId,
+                    keep: Option<SessionId>,
+                ) -> Result<u64> {
+                    Sql(self).delete_account_sessions(account, keep).await
+                }
+
+                async fn prune_sessions(&self, now: OffsetDateTime) -> Result<u64> {
+                    Sql(self).prune_sessions(now).await
+                }
+            }
+
+            #[async_trait]
+            impl LoginThrottleRepository for $store {
+                async fn record_login_failures(
+                    &self,
+                    keys: &[String],
+                    at: OffsetDateTime,
+                ) -> Result<()> {
+                    Sql(self).record_login_failures(keys, at).await
+                }
+
+                async fn count_login_failures(
+                    &self,
+                    key: &str,
+                    since: OffsetDateTime,
+                ) -> Result<(u64, Option<OffsetDateTime>)> {
+                    Sql(self).count_login_failures(key, since).await
+                }
+
+                async fn clear_login_failures(&self, key: &str) -> Result<()> {
+                    Sql(self).clear_login_failures(key).await
+                }
+
+                async fn prune_login_failures(&self, before: OffsetDateTime) -> Result<u64> {
+                    Sql(self).prune_login_failures(before).await
+                }
+            }
+
+            #[async_trait]
+            impl AuditRepository for $store {
+                async fn append_audit(
+                    &self,
+                    entry: &AuditEntry,
+                    token_log: Option<TokenLogEntry>,
+                ) -> Result<()> {
+                    Sql(self).append_audit(entry, token_log).await
+                }
+
+                async fn list_audit(
+                    &self,
+                    team: TeamId,
+                    before: Option<AuditEntryId>,
+                    limit: u32,
+                ) -> Result<Vec<AuditEntry>> {
+                    Sql(self).list_audit(team, before, limit).await
+                }
+
+                async fn list_account_audit(
+                    &self,
+                    account: AccountId,
+                    before: Option<AuditEntryId>,
+                    limit: u32,
+                ) -> Result<Vec<AuditEntry>> {
+                    Sql(self).list_account_audit(account, before, limit).await
                 }
             }
         };

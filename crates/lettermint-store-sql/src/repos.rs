@@ -3,14 +3,17 @@
 //! the rows read back. [`repositories!`](crate::repositories) implements the core's repository
 //! traits with these for a store type.
 
-use lettermint_core::id::{LeaseId, LogEntryId, MessageId, ProjectId, TeamId, TokenId};
+use lettermint_core::id::{
+    AccountId, AuditEntryId, LeaseId, LogEntryId, MessageId, ProjectId, SessionId, TeamId, TokenId,
+};
 use lettermint_core::message::IDEMPOTENCY_TTL;
 use lettermint_core::page::{Keyset, LogSortKey, MessageSortKey, ProjectSortKey, TokenSortKey};
-use lettermint_core::repo::{NewProjectToken, ProjectWithFirstToken};
+use lettermint_core::repo::{MemberChange, NewProjectToken, ProjectWithFirstToken};
 use lettermint_core::{
-    Action, Claim, Error, IdempotencyRecord, IpAllowlist, LogFilter, Message, MessageStatus, Name,
-    Outcome, Project, Result, Route, Settle, Settlement, Submission, SubmissionOutcome, Team,
-    Token, TokenDigest, TokenHint, TokenLogEntry, TokenStatusFilter, UsageBatch,
+    Account, Action, AuditEntry, Claim, Email, Error, IdempotencyRecord, IpAllowlist, LogFilter,
+    Member, Message, MessageStatus, Name, Outcome, PasswordHash, Project, Result, Role, Route,
+    Session, Settle, Settlement, Submission, SubmissionOutcome, Team, Token, TokenDigest,
+    TokenHint, TokenLogEntry, TokenStatusFilter, UsageBatch,
 };
 use sqlx::migrate::Migrate;
 use sqlx::{
@@ -19,12 +22,16 @@ use sqlx::{
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use crate::account_columns;
 use crate::backend::{Backend, Db};
 use crate::dialect::Dialect;
 use crate::error::ResultExt;
 use crate::keyset::paginate;
 use crate::projects::{self, ProjectWithTokenRow};
-use crate::rows::{IdempotencyRow, LockedToken, LogRow, MessageRow, ProjectRow, RouteRow, TeamRow};
+use crate::rows::{
+    AccountRow, AccountWithHashRow, AuditRow, FailureCountRow, IdempotencyRow, LockedToken, LogRow,
+    MemberRow, MembershipRow, MessageRow, ProjectRow, RouteRow, SessionRow, TeamRow,
+};
 use crate::tokens::{self, StoredKind, TokenRow};
 
 /// The shared repository operations on the store `S`.
@@ -88,6 +95,7 @@ where
     for<'r> (i64,): FromRow<'r, DB::Row>,
     for<'r> (Uuid,): FromRow<'r, DB::Row>,
     for<'r> (Uuid, String): FromRow<'r, DB::Row>,
+    for<'r> (String,): FromRow<'r, DB::Row>,
     for<'r> TeamRow<I>: FromRow<'r, DB::Row>,
     for<'r> ProjectRow<I>: FromRow<'r, DB::Row>,
     for<'r> ProjectWithTokenRow<I>: FromRow<'r, DB::Row>,
@@ -97,6 +105,13 @@ where
     for<'r> MessageRow<I>: FromRow<'r, DB::Row>,
     for<'r> IdempotencyRow<I>: FromRow<'r, DB::Row>,
     for<'r> LockedToken<I>: FromRow<'r, DB::Row>,
+    for<'r> AccountRow<I>: FromRow<'r, DB::Row>,
+    for<'r> AccountWithHashRow<I>: FromRow<'r, DB::Row>,
+    for<'r> MemberRow<I>: FromRow<'r, DB::Row>,
+    for<'r> MembershipRow<I>: FromRow<'r, DB::Row>,
+    for<'r> SessionRow<I>: FromRow<'r, DB::Row>,
+    for<'r> FailureCountRow<I>: FromRow<'r, DB::Row>,
+    for<'r> AuditRow<I>: FromRow<'r, DB::Row>,
 {
     /// Begins a write transaction on the writer.
     pub async fn begin_write(self) -> Result<Transaction<'static, DB>> {
@@ -601,7 +616,8 @@ where
                 "SELECT * FROM token_logs WHERE token_id = $1 \
                  AND ($2{text} IS NULL OR outcome = $2) \
                  AND ($5{instant} IS NULL OR at >= $5) \
-                 AND ($6{instant} IS NULL OR at <= $6)",
+                 AND ($6{instant} IS NULL OR at <= $6) \
+                 AND ($7{text} IS NULL OR action = $7)",
                 text = D::TEXT_CAST,
                 instant = D::INSTANT_CAST,
             ),
@@ -618,6 +634,7 @@ where
             .bind(i64::from(keyset.limit))
             .bind(D::opt_instant(filter.from))
             .bind(D::opt_instant(filter.to))
+            .bind(filter.action.map(|a| a.as_str()))
             .fetch_all(self.reader())
             .await
             .fix()?;
@@ -896,6 +913,7 @@ where
                 user_agent: None,
                 credential: None,
                 leak_url: None,
+                actor: None,
             });
         }
         if !log.entries.is_empty() {
@@ -903,5 +921,544 @@ where
         }
         tx.commit().await.fix()?;
         Ok(done)
+    }
+
+    // Accounts.
+
+    /// See `AccountRepository::insert_account`.
+    pub async fn insert_account(self, account: &Account, password: &PasswordHash) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO accounts (id, email, display_name, password_hash, created_at, \
+             password_changed_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(account.id.as_uuid())
+        .bind(account.email.as_str())
+        .bind(account.display_name.as_str())
+        .bind(password.as_str())
+        .bind(D::instant(account.created_at))
+        .bind(D::instant(account.password_changed_at))
+        .execute(self.writer())
+        .await
+        .fix()?;
+        Ok(())
+    }
+
+    /// See `AccountRepository::get_account`.
+    pub async fn get_account(self, id: AccountId) -> Result<Option<Account>> {
+        let row: Option<AccountRow<I>> = sqlx::query_as(concat!(
+            "SELECT ",
+            account_columns!(),
+            " FROM accounts a WHERE a.id = $1"
+        ))
+        .bind(id.as_uuid())
+        .fetch_optional(self.reader())
+        .await
+        .fix()?;
+        row.map(|r| r.into_account(D::read_instant)).transpose()
+    }
+
+    /// See `AccountRepository::find_account_by_email`.
+    pub async fn find_account_by_email(
+        self,
+        email: &Email,
+    ) -> Result<Option<(Account, PasswordHash)>> {
+        let row: Option<AccountWithHashRow<I>> = sqlx::query_as(concat!(
+            "SELECT ",
+            account_columns!(),
+            ", a.password_hash FROM accounts a WHERE a.email = $1"
+        ))
+        .bind(email.as_str())
+        .fetch_optional(self.reader())
+        .await
+        .fix()?;
+        row.map(|r| r.into_account(D::read_instant)).transpose()
+    }
+
+    /// See `AccountRepository::get_password_hash`.
+    pub async fn get_password_hash(self, id: AccountId) -> Result<Option<PasswordHash>> {
+        let hash: Option<String> =
+            sqlx::query_scalar("SELECT password_hash FROM accounts WHERE id = $1")
+                .bind(id.as_uuid())
+                .fetch_optional(self.reader())
+                .await
+                .fix()?;
+        Ok(hash.map(PasswordHash::from_stored))
+    }
+
+    /// See `AccountRepository::set_password`: the new hash and the end of the account's other
+    /// sessions commit together, so no session opened with the old password outlives it.
+    pub async fn set_password(
+        self,
+        id: AccountId,
+        hash: &PasswordHash,
+        keep: Option<SessionId>,
+        at: OffsetDateTime,
+    ) -> Result<bool> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE accounts SET password_hash = $2, password_changed_at = $3 WHERE id = $1",
+        )
+        .bind(id.as_uuid())
+        .bind(hash.as_str())
+        .bind(D::instant(at))
+        .execute(&mut *tx)
+        .await
+        .fix()?;
+        if D::rows_affected(&done) == 0 {
+            tx.rollback().await.fix()?;
+            return Ok(false);
+        }
+        self.delete_sessions_on(&mut tx, id, keep).await?;
+        tx.commit().await.fix()?;
+        Ok(true)
+    }
+
+    /// See `AccountRepository::list_accounts`.
+    pub async fn list_accounts(self) -> Result<Vec<Account>> {
+        let rows: Vec<AccountRow<I>> = sqlx::query_as(concat!(
+            "SELECT ",
+            account_columns!(),
+            " FROM accounts a ORDER BY a.email"
+        ))
+        .fetch_all(self.reader())
+        .await
+        .fix()?;
+        rows.into_iter()
+            .map(|r| r.into_account(D::read_instant))
+            .collect()
+    }
+
+    // Members.
+
+    /// See `MemberRepository::insert_member`: an unknown team or account is not found.
+    pub async fn insert_member(
+        self,
+        team: TeamId,
+        account: AccountId,
+        role: Role,
+        at: OffsetDateTime,
+    ) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO team_members (team_id, account_id, role, joined_at) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(team.as_uuid())
+        .bind(account.as_uuid())
+        .bind(role.as_str())
+        .bind(D::instant(at))
+        .execute(self.writer())
+        .await
+        .fix()?;
+        Ok(())
+    }
+
+    /// See `MemberRepository::get_member`.
+    pub async fn get_member(self, team: TeamId, account: AccountId) -> Result<Option<Member>> {
+        let row: Option<MemberRow<I>> = sqlx::query_as(concat!(
+            "SELECT m.team_id, m.role, m.joined_at, ",
+            account_columns!(),
+            " FROM team_members m JOIN accounts a ON a.id = m.account_id \
+             WHERE m.team_id = $1 AND m.account_id = $2"
+        ))
+        .bind(team.as_uuid())
+        .bind(account.as_uuid())
+        .fetch_optional(self.reader())
+        .await
+        .fix()?;
+        row.map(|r| r.into_member(D::read_instant)).transpose()
+    }
+
+    /// See `MemberRepository::list_members`: owners first, then everyone by email.
+    pub async fn list_members(self, team: TeamId) -> Result<Vec<Member>> {
+        let rows: Vec<MemberRow<I>> = sqlx::query_as(concat!(
+            "SELECT m.team_id, m.role, m.joined_at, ",
+            account_columns!(),
+            " FROM team_members m JOIN accounts a ON a.id = m.account_id \
+             WHERE m.team_id = $1 \
+             ORDER BY CASE WHEN m.role = 'owner' THEN 0 ELSE 1 END, a.email"
+        ))
+        .bind(team.as_uuid())
+        .fetch_all(self.reader())
+        .await
+        .fix()?;
+        rows.into_iter()
+            .map(|r| r.into_member(D::read_instant))
+            .collect()
+    }
+
+    /// See `MemberRepository::list_memberships`.
+    pub async fn list_memberships(self, account: AccountId) -> Result<Vec<(Team, Role)>> {
+        let rows: Vec<MembershipRow<I>> = sqlx::query_as(
+            "SELECT t.*, m.role FROM team_members m JOIN teams t ON t.id = m.team_id \
+             WHERE m.account_id = $1 ORDER BY t.name, t.id",
+        )
+        .bind(account.as_uuid())
+        .fetch_all(self.reader())
+        .await
+        .fix()?;
+        rows.into_iter()
+            .map(|r| r.into_membership(D::read_instant))
+            .collect()
+    }
+
+    /// See `MemberRepository::set_member_role`. The role is all a member row holds besides
+    /// when it joined, so `at` is not stored (the audit log says when roles changed).
+    pub async fn set_member_role(
+        self,
+        team: TeamId,
+        account: AccountId,
+        role: Role,
+        _at: OffsetDateTime,
+    ) -> Result<MemberChange> {
+        self.change_member(team, account, Some(role)).await
+    }
+
+    /// See `MemberRepository::delete_member`.
+    pub async fn delete_member(self, team: TeamId, account: AccountId) -> Result<MemberChange> {
+        self.change_member(team, account, None).await
+    }
+
+    /// Gives a member of `team` the role `role`, or removes them (`None`), unless that takes
+    /// away the team's last owner. One write transaction that first locks the team's row
+    /// (`FOR UPDATE` on PostgreSQL; SQLite's write lock is already held): every demotion and
+    /// removal in the team takes the same lock, so each counts the owners left by the ones
+    /// before it, and two concurrent demotions of the last two owners cannot both succeed.
+    /// (Adding or promoting owners needs no lock: it never lowers the count.)
+    async fn change_member(
+        self,
+        team: TeamId,
+        account: AccountId,
+        role: Option<Role>,
+    ) -> Result<MemberChange> {
+        let mut tx = self.begin_write().await?;
+        let lock = format!("SELECT id FROM teams WHERE id = $1{}", D::FOR_UPDATE);
+        let locked: Option<Uuid> = sqlx::query_scalar(AssertSqlSafe(lock))
+            .bind(team.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .fix()?;
+        let current: Option<String> = if locked.is_some() {
+            sqlx::query_scalar(
+                "SELECT role FROM team_members WHERE team_id = $1 AND account_id = $2",
+            )
+            .bind(team.as_uuid())
+            .bind(account.as_uuid())
+            .fetch_optional(&mut *tx)
+            .await
+            .fix()?
+        } else {
+            None
+        };
+        let Some(current) = current else {
+            tx.rollback().await.fix()?;
+            return Ok(MemberChange::NotFound);
+        };
+        let current: Role = crate::decode::parse("role", &current)?;
+        if current == Role::Owner && role != Some(Role::Owner) {
+            let owners: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM team_members WHERE team_id = $1 AND role = 'owner'",
+            )
+            .bind(team.as_uuid())
+            .fetch_one(&mut *tx)
+            .await
+            .fix()?;
+            if owners <= 1 {
+                tx.rollback().await.fix()?;
+                return Ok(MemberChange::LastOwner);
+            }
+        }
+        match role {
+            Some(role) => {
+                sqlx::query(
+                    "UPDATE team_members SET role = $3 WHERE team_id = $1 AND account_id = $2",
+                )
+                .bind(team.as_uuid())
+                .bind(account.as_uuid())
+                .bind(role.as_str())
+                .execute(&mut *tx)
+                .await
+            }
+            None => {
+                sqlx::query("DELETE FROM team_members WHERE team_id = $1 AND account_id = $2")
+                    .bind(team.as_uuid())
+                    .bind(account.as_uuid())
+                    .execute(&mut *tx)
+                    .await
+            }
+        }
+        .fix()?;
+        tx.commit().await.fix()?;
+        Ok(MemberChange::Done)
+    }
+
+    // Sessions.
+
+    /// See `SessionRepository::insert_session`. An idle expiry past the absolute one is stored
+    /// as the absolute one (the session ends at the earlier of the two either way).
+    pub async fn insert_session(self, session: &Session, digest: &TokenDigest) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO sessions (id, digest, account_id, created_at, last_seen_at, \
+             idle_expires_at, expires_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(session.id.as_uuid())
+        .bind(digest.as_bytes().as_slice())
+        .bind(session.account_id.as_uuid())
+        .bind(D::instant(session.created_at))
+        .bind(D::instant(session.last_seen_at))
+        .bind(D::instant(session.idle_expires_at.min(session.expires_at)))
+        .bind(D::instant(session.expires_at))
+        .execute(self.writer())
+        .await
+        .fix()?;
+        Ok(())
+    }
+
+    /// See `SessionRepository::find_session`.
+    pub async fn find_session(self, digest: &TokenDigest) -> Result<Option<Session>> {
+        let row: Option<SessionRow<I>> = sqlx::query_as(
+            "SELECT id, account_id, created_at, last_seen_at, idle_expires_at, expires_at \
+             FROM sessions WHERE digest = $1",
+        )
+        .bind(digest.as_bytes().as_slice())
+        .fetch_optional(self.reader())
+        .await
+        .fix()?;
+        row.map(|r| r.into_session(D::read_instant)).transpose()
+    }
+
+    /// See `SessionRepository::touch_session`: both instants only move forward, and the idle
+    /// expiry stops at the absolute one.
+    pub async fn touch_session(
+        self,
+        id: SessionId,
+        seen_at: OffsetDateTime,
+        idle_expires_at: OffsetDateTime,
+    ) -> Result<()> {
+        sqlx::query(
+            "UPDATE sessions SET \
+             last_seen_at = CASE WHEN last_seen_at < $2 THEN $2 ELSE last_seen_at END, \
+             idle_expires_at = CASE WHEN $3 >= expires_at THEN expires_at \
+             WHEN $3 > idle_expires_at THEN $3 ELSE idle_expires_at END \
+             WHERE id = $1",
+        )
+        .bind(id.as_uuid())
+        .bind(D::instant(seen_at))
+        .bind(D::instant(idle_expires_at))
+        .execute(self.writer())
+        .await
+        .fix()?;
+        Ok(())
+    }
+
+    /// See `SessionRepository::delete_session`.
+    pub async fn delete_session(self, id: SessionId) -> Result<bool> {
+        let done = sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(id.as_uuid())
+            .execute(self.writer())
+            .await
+            .fix()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
+    /// See `SessionRepository::delete_account_sessions`.
+    pub async fn delete_account_sessions(
+        self,
+        account: AccountId,
+        keep: Option<SessionId>,
+    ) -> Result<u64> {
+        let mut conn = self.writer().acquire().await.fix()?;
+        self.delete_sessions_on(&mut conn, account, keep).await
+    }
+
+    /// Deletes the sessions of `account` but `keep` on `conn`; how many.
+    async fn delete_sessions_on(
+        self,
+        conn: &mut DB::Connection,
+        account: AccountId,
+        keep: Option<SessionId>,
+    ) -> Result<u64> {
+        let done = match keep {
+            Some(keep) => {
+                sqlx::query("DELETE FROM sessions WHERE account_id = $1 AND id <> $2")
+                    .bind(account.as_uuid())
+                    .bind(keep.as_uuid())
+                    .execute(conn)
+                    .await
+            }
+            None => {
+                sqlx::query("DELETE FROM sessions WHERE account_id = $1")
+                    .bind(account.as_uuid())
+                    .execute(conn)
+                    .await
+            }
+        }
+        .fix()?;
+        Ok(D::rows_affected(&done))
+    }
+
+    /// See `SessionRepository::prune_sessions`. The idle expiry is never stored past the
+    /// absolute one, so it alone says whether a session has ended.
+    pub async fn prune_sessions(self, now: OffsetDateTime) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM sessions WHERE idle_expires_at <= $1")
+            .bind(D::instant(now))
+            .execute(self.writer())
+            .await
+            .fix()?;
+        Ok(D::rows_affected(&done))
+    }
+
+    // Failed logins.
+
+    /// See `LoginThrottleRepository::record_login_failures`: one write transaction.
+    pub async fn record_login_failures(self, keys: &[String], at: OffsetDateTime) -> Result<()> {
+        if keys.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.begin_write().await?;
+        for key in keys {
+            sqlx::query("INSERT INTO login_failures (key, at) VALUES ($1, $2)")
+                .bind(key.as_str())
+                .bind(D::instant(at))
+                .execute(&mut *tx)
+                .await
+                .fix()?;
+        }
+        tx.commit().await.fix()
+    }
+
+    /// See `LoginThrottleRepository::count_login_failures`.
+    pub async fn count_login_failures(
+        self,
+        key: &str,
+        since: OffsetDateTime,
+    ) -> Result<(u64, Option<OffsetDateTime>)> {
+        let row: FailureCountRow<I> = sqlx::query_as(
+            "SELECT count(*) AS failures, min(at) AS oldest FROM login_failures \
+             WHERE key = $1 AND at >= $2",
+        )
+        .bind(key)
+        .bind(D::instant(since))
+        .fetch_one(self.reader())
+        .await
+        .fix()?;
+        row.into_count(D::read_instant)
+    }
+
+    /// See `LoginThrottleRepository::clear_login_failures`.
+    pub async fn clear_login_failures(self, key: &str) -> Result<()> {
+        sqlx::query("DELETE FROM login_failures WHERE key = $1")
+            .bind(key)
+            .execute(self.writer())
+            .await
+            .fix()?;
+        Ok(())
+    }
+
+    /// See `LoginThrottleRepository::prune_login_failures`.
+    pub async fn prune_login_failures(self, before: OffsetDateTime) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM login_failures WHERE at < $1")
+            .bind(D::instant(before))
+            .execute(self.writer())
+            .await
+            .fix()?;
+        Ok(D::rows_affected(&done))
+    }
+
+    // Audit log.
+
+    /// See `AuditRepository::append_audit`: the entry and the token's log entry in one write
+    /// transaction. The token log entry goes through the dialect's usage write with no "last
+    /// used" update: a member's change is not a use of the token's value.
+    pub async fn append_audit(
+        self,
+        entry: &AuditEntry,
+        token_log: Option<TokenLogEntry>,
+    ) -> Result<()> {
+        let mut tx = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO audit_log (id, team_id, actor_id, actor_email, action, target, detail, \
+             ip, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(entry.id.as_uuid())
+        .bind(entry.team_id.map(|t| t.as_uuid()))
+        .bind(entry.actor_id.map(|a| a.as_uuid()))
+        .bind(entry.actor_email.as_deref())
+        .bind(entry.action.as_str())
+        .bind(entry.target.as_deref())
+        .bind(entry.detail.as_deref())
+        .bind(entry.ip.map(|ip| ip.to_string()))
+        .bind(D::instant(entry.at))
+        .execute(&mut *tx)
+        .await
+        .fix()?;
+        if let Some(log) = token_log {
+            let batch = UsageBatch {
+                entries: vec![log],
+                last_use: Vec::new(),
+            };
+            D::record_usage(&mut tx, &batch).await?;
+        }
+        tx.commit().await.fix()
+    }
+
+    /// See `AuditRepository::list_audit`: newest first (ids are time-ordered).
+    pub async fn list_audit(
+        self,
+        team: TeamId,
+        before: Option<AuditEntryId>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        self.audit_page("team_id", team.as_uuid(), before, limit)
+            .await
+    }
+
+    /// See `AuditRepository::list_account_audit`: the entries the account is the actor of.
+    pub async fn list_account_audit(
+        self,
+        account: AccountId,
+        before: Option<AuditEntryId>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        self.audit_page("actor_id", account.as_uuid(), before, limit)
+            .await
+    }
+
+    /// A page of the audit entries whose `column` (`team_id` or `actor_id`, never input) is
+    /// `value`, newest first, older than `before` when given.
+    async fn audit_page(
+        self,
+        column: &'static str,
+        value: Uuid,
+        before: Option<AuditEntryId>,
+        limit: u32,
+    ) -> Result<Vec<AuditEntry>> {
+        let rows: Vec<AuditRow<I>> = match before {
+            Some(before) => {
+                let sql = format!(
+                    "SELECT * FROM audit_log WHERE {column} = $1 AND id < $2 \
+                     ORDER BY id DESC LIMIT $3"
+                );
+                sqlx::query_as(AssertSqlSafe(sql))
+                    .bind(value)
+                    .bind(before.as_uuid())
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await
+            }
+            None => {
+                let sql = format!(
+                    "SELECT * FROM audit_log WHERE {column} = $1 ORDER BY id DESC LIMIT $2"
+                );
+                sqlx::query_as(AssertSqlSafe(sql))
+                    .bind(value)
+                    .bind(i64::from(limit))
+                    .fetch_all(self.reader())
+                    .await
+            }
+        }
+        .fix()?;
+        rows.into_iter()
+            .map(|r| r.into_entry(D::read_instant))
+            .collect()
     }
 }

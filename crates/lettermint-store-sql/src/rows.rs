@@ -4,10 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use lettermint_core::id::{LogEntryId, MessageId, ProjectId, RouteId, TeamId, TokenId};
+use lettermint_core::id::{
+    AccountId, AuditEntryId, LogEntryId, MessageId, ProjectId, RouteId, SessionId, TeamId, TokenId,
+};
 use lettermint_core::{
-    CredentialSlot, DeliveryState, Error, IdempotencyRecord, IpAllowlist, Message, MessageContent,
-    MessageStatus, Name, Project, Route, Submission, Team, TokenLogEntry,
+    Account, AuditEntry, CredentialSlot, DeliveryState, Email, Error, IdempotencyRecord,
+    IpAllowlist, Member, Message, MessageContent, MessageStatus, Name, PasswordHash, Project, Role,
+    Route, Session, Submission, Team, TokenLogEntry,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -111,6 +114,7 @@ pub struct LogRow<T> {
     user_agent: Option<String>,
     credential: Option<String>,
     leak_url: Option<String>,
+    actor: Option<String>,
 }
 
 impl<T> LogRow<T> {
@@ -135,6 +139,7 @@ impl<T> LogRow<T> {
                 .map(|c| parse("credential", &c))
                 .transpose()?,
             leak_url: self.leak_url,
+            actor: self.actor,
         })
     }
 }
@@ -296,5 +301,194 @@ impl<T: PartialOrd> LockedToken<T> {
                 .iter()
                 .all(|m| m.project_id.as_uuid() == self.project_id))
         .then_some(slot)
+    }
+}
+
+/// The columns of an account, password hash aside, as [`AccountRow`] reads them (`a`: the
+/// `accounts` table).
+#[macro_export]
+macro_rules! account_columns {
+    () => {
+        "a.id AS account_id, a.email, a.display_name, a.created_at AS account_created_at, \
+         a.password_changed_at"
+    };
+}
+
+/// An account (`SELECT` [`account_columns!`](crate::account_columns)).
+#[derive(Debug, sqlx::FromRow)]
+pub struct AccountRow<T> {
+    account_id: Uuid,
+    email: String,
+    display_name: String,
+    account_created_at: T,
+    password_changed_at: T,
+}
+
+impl<T> AccountRow<T> {
+    /// The account, reading instants with `instant`.
+    pub fn into_account(
+        self,
+        instant: impl Fn(T) -> Result<OffsetDateTime, Error>,
+    ) -> Result<Account, Error> {
+        Ok(Account {
+            id: AccountId::from_uuid(self.account_id),
+            email: Email::from_stored(self.email),
+            display_name: Name::from_stored(self.display_name),
+            created_at: instant(self.account_created_at)?,
+            password_changed_at: instant(self.password_changed_at)?,
+        })
+    }
+}
+
+/// An account and its password hash (`SELECT` [`account_columns!`](crate::account_columns)`,
+/// a.password_hash`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct AccountWithHashRow<T> {
+    #[sqlx(flatten)]
+    account: AccountRow<T>,
+    password_hash: String,
+}
+
+impl<T> AccountWithHashRow<T> {
+    /// The account and its hash, reading instants with `instant`.
+    pub fn into_account(
+        self,
+        instant: impl Fn(T) -> Result<OffsetDateTime, Error>,
+    ) -> Result<(Account, PasswordHash), Error> {
+        Ok((
+            self.account.into_account(instant)?,
+            PasswordHash::from_stored(self.password_hash),
+        ))
+    }
+}
+
+/// A member with their account (`SELECT m.team_id, m.role, m.joined_at,`
+/// [`account_columns!`](crate::account_columns) `FROM team_members m JOIN accounts a`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct MemberRow<T> {
+    team_id: Uuid,
+    role: String,
+    joined_at: T,
+    #[sqlx(flatten)]
+    account: AccountRow<T>,
+}
+
+impl<T> MemberRow<T> {
+    /// The member, reading instants with `instant`.
+    pub fn into_member(
+        self,
+        instant: impl Fn(T) -> Result<OffsetDateTime, Error>,
+    ) -> Result<Member, Error> {
+        Ok(Member {
+            team_id: TeamId::from_uuid(self.team_id),
+            role: parse::<Role>("role", &self.role)?,
+            joined_at: instant(self.joined_at)?,
+            account: self.account.into_account(instant)?,
+        })
+    }
+}
+
+/// A team and an account's role in it (`SELECT t.*, m.role FROM teams t JOIN team_members m`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct MembershipRow<T> {
+    #[sqlx(flatten)]
+    team: TeamRow<T>,
+    role: String,
+}
+
+impl<T> MembershipRow<T> {
+    /// The team and the role, reading instants with `instant`.
+    pub fn into_membership(
+        self,
+        instant: impl Fn(T) -> Result<OffsetDateTime, Error>,
+    ) -> Result<(Team, Role), Error> {
+        Ok((
+            self.team.into_team(instant)?,
+            parse::<Role>("role", &self.role)?,
+        ))
+    }
+}
+
+/// A session (`SELECT id, account_id, created_at, last_seen_at, idle_expires_at, expires_at`):
+/// never its digest, which only finds it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct SessionRow<T> {
+    id: Uuid,
+    account_id: Uuid,
+    created_at: T,
+    last_seen_at: T,
+    idle_expires_at: T,
+    expires_at: T,
+}
+
+impl<T> SessionRow<T> {
+    /// The session, reading instants with `instant`.
+    pub fn into_session(
+        self,
+        instant: impl Fn(T) -> Result<OffsetDateTime, Error>,
+    ) -> Result<Session, Error> {
+        Ok(Session {
+            id: SessionId::from_uuid(self.id),
+            account_id: AccountId::from_uuid(self.account_id),
+            created_at: instant(self.created_at)?,
+            last_seen_at: instant(self.last_seen_at)?,
+            idle_expires_at: instant(self.idle_expires_at)?,
+            expires_at: instant(self.expires_at)?,
+        })
+    }
+}
+
+/// How many failed logins a key has in a window, and the oldest
+/// (`SELECT count(*) AS failures, min(at) AS oldest`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct FailureCountRow<T> {
+    failures: i64,
+    oldest: Option<T>,
+}
+
+impl<T> FailureCountRow<T> {
+    /// The count and the oldest instant, reading instants with `instant`.
+    pub fn into_count(
+        self,
+        instant: impl Fn(T) -> Result<OffsetDateTime, Error>,
+    ) -> Result<(u64, Option<OffsetDateTime>), Error> {
+        Ok((
+            u64::try_from(self.failures).map_err(|e| corrupt("failure count", e))?,
+            self.oldest.map(instant).transpose()?,
+        ))
+    }
+}
+
+/// An audit log entry (`SELECT * FROM audit_log`).
+#[derive(Debug, sqlx::FromRow)]
+pub struct AuditRow<T> {
+    id: Uuid,
+    team_id: Option<Uuid>,
+    actor_id: Option<Uuid>,
+    actor_email: Option<String>,
+    action: String,
+    target: Option<String>,
+    detail: Option<String>,
+    ip: Option<String>,
+    at: T,
+}
+
+impl<T> AuditRow<T> {
+    /// The entry, reading instants with `instant`.
+    pub fn into_entry(
+        self,
+        instant: impl Fn(T) -> Result<OffsetDateTime, Error>,
+    ) -> Result<AuditEntry, Error> {
+        Ok(AuditEntry {
+            id: AuditEntryId::from_uuid(self.id),
+            team_id: self.team_id.map(TeamId::from_uuid),
+            actor_id: self.actor_id.map(AccountId::from_uuid),
+            actor_email: self.actor_email,
+            action: parse("audit action", &self.action)?,
+            target: self.target,
+            detail: self.detail,
+            ip: parse_ip(self.ip)?,
+            at: instant(self.at)?,
+        })
     }
 }

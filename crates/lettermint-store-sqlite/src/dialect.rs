@@ -43,6 +43,8 @@ impl Dialect for SqliteDialect {
     // another writer in between.
     const BEGIN_WRITE: Option<&'static str> = Some("BEGIN IMMEDIATE");
     const CLAIM_LOCK: &'static str = "";
+    // BEGIN IMMEDIATE (above) holds the one write lock for the whole transaction.
+    const FOR_UPDATE: &'static str = "";
 
     fn migrator() -> &'static Migrator {
         &MIGRATOR
@@ -125,8 +127,8 @@ impl Dialect for SqliteDialect {
         for e in &batch.entries {
             sqlx::query(
                 "INSERT INTO token_logs (id, token_id, at, ip, via, action, outcome, status, \
-                 message_ids, user_agent, credential, leak_url) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+                 message_ids, user_agent, credential, leak_url, actor) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
             )
             .bind(e.id.as_uuid())
             .bind(e.token_id.as_uuid())
@@ -140,6 +142,7 @@ impl Dialect for SqliteDialect {
             .bind(e.user_agent.as_deref())
             .bind(e.credential.map(|c| c.as_str()))
             .bind(e.leak_url.as_deref())
+            .bind(e.actor.as_deref())
             .execute(&mut *conn)
             .await
             .fix()?;

@@ -1191,6 +1191,7 @@ pub async fn usage_moves_last_use_forward_and_logs_filter_and_page(f: &dyn Fixtu
         from: Some(base + Duration::seconds(1)),
         to: Some(base + Duration::seconds(2)),
         outcome: None,
+        action: None,
     };
     let rows = store
         .list_token_logs(

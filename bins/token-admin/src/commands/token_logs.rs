@@ -29,6 +29,7 @@ pub(crate) async fn run(args: LogsArgs, ctx: &Ctx, con: &mut Console<'_>) -> Cmd
     .await?;
     let filter = LogFilter {
         outcome: args.outcome,
+        action: None,
         from: args.since.map(|s| s.instant(ctx.now)),
         to: None,
     };
@@ -82,6 +83,11 @@ pub(crate) async fn run(args: LogsArgs, ctx: &Ctx, con: &mut Console<'_>) -> Cmd
     if leaks {
         columns.push("LEAKED AT");
     }
+    // Only changes made in the dashboard name who made them.
+    let actors = entries.iter().any(|e| e.actor.is_some());
+    if actors {
+        columns.push("BY");
+    }
     let mut table = Table::new(columns);
     for e in &entries {
         let mut row = vec![
@@ -97,6 +103,9 @@ pub(crate) async fn run(args: LogsArgs, ctx: &Ctx, con: &mut Console<'_>) -> Cmd
         ];
         if leaks {
             row.push(e.leak_url.clone().unwrap_or_else(|| "-".to_owned()));
+        }
+        if actors {
+            row.push(e.actor.clone().unwrap_or_else(|| "-".to_owned()));
         }
         table.row(row);
     }
@@ -154,10 +163,15 @@ fn stream_line(e: &TokenLogEntry) -> String {
         e.message_ids.len(),
         e.user_agent.as_deref().unwrap_or("-"),
     );
-    match &e.leak_url {
-        Some(url) => format!("{line}  leaked at {url}\n"),
-        None => format!("{}\n", line.trim_end()),
+    let mut line = match &e.leak_url {
+        Some(url) => format!("{line}  leaked at {url}"),
+        None => line.trim_end().to_owned(),
+    };
+    if let Some(actor) = &e.actor {
+        line.push_str(&format!("  by {actor}"));
     }
+    line.push('\n');
+    line
 }
 
 fn print(ctx: &Ctx, con: &mut Console<'_>, entries: &[TokenLogEntry]) -> CmdResult {
