@@ -58,6 +58,20 @@ pub enum Bench {
         #[arg(long, value_delimiter = ',')]
         stores: Vec<String>,
     },
+    /// Dashboard logins (argon2id) through the release api-server: logins per second and
+    /// latency with 32 concurrent clients, beside the in-process argon2id floor; and
+    /// `POST /v1/send` p99 at a fixed rate, idle and while those logins run.
+    Login {
+        /// Seconds per run.
+        #[arg(long, default_value_t = 10)]
+        seconds: u64,
+        /// Concurrent login clients.
+        #[arg(long, default_value_t = 32)]
+        logins: usize,
+        /// `POST /v1/send` requests per second of the latency probe.
+        #[arg(long, default_value_t = 200)]
+        rate: u32,
+    },
     /// `POST /v1/send` through the real api-server (release build) on SQLite and on a
     /// throwaway PostgreSQL, driven by wrk, beside a bare axum handler parsing the same JSON.
     Api {
@@ -97,6 +111,15 @@ pub fn run(runtime: &Runtime, bench: Bench) -> Result<()> {
         Bench::Smtp { seconds, stores } => {
             runtime.block_on(crate::bench_smtp::run(Duration::from_secs(seconds), stores))
         }
+        Bench::Login {
+            seconds,
+            logins,
+            rate,
+        } => runtime.block_on(crate::bench_login::run(
+            Duration::from_secs(seconds),
+            logins,
+            rate,
+        )),
         Bench::Api {
             seconds,
             connections,
@@ -214,7 +237,7 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
-fn argon2_verify_cost() -> Result<Duration> {
+pub(crate) fn argon2_verify_cost() -> Result<Duration> {
     use argon2::Argon2;
     use argon2::password_hash::phc::PasswordHash;
     use argon2::password_hash::{PasswordHasher, PasswordVerifier};

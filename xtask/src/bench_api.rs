@@ -20,7 +20,7 @@ pub(crate) struct Run {
     peak_rss_mb: Option<f64>,
 }
 
-fn body() -> String {
+pub(crate) fn body() -> String {
     let html = format!(
         "<html><body><h1>Your receipt</h1><p>{}</p></body></html>",
         "Thank you for your order. ".repeat(26)
@@ -202,6 +202,8 @@ pub(crate) struct Server {
     pub base: String,
     /// The bootstrap project token.
     pub token: String,
+    /// The bootstrap owner's dashboard login and password.
+    pub owner: (String, String),
 }
 
 impl Drop for Server {
@@ -243,6 +245,7 @@ impl Server {
             child,
             base: String::new(),
             token: String::new(),
+            owner: (String::new(), String::new()),
         };
         while let Ok(line) = rx.recv_timeout(Duration::from_secs(60)) {
             let line = line.trim();
@@ -250,6 +253,10 @@ impl Server {
                 server.base = addr.to_owned();
             } else if let Some(t) = line.strip_prefix("project token: ") {
                 server.token = t.to_owned();
+            } else if let Some(t) = line.strip_prefix("dashboard login: ") {
+                server.owner.0 = t.to_owned();
+            } else if let Some(t) = line.strip_prefix("dashboard password: ") {
+                server.owner.1 = t.to_owned();
                 break;
             }
         }

@@ -3,6 +3,7 @@
 mod bench;
 mod bench_api;
 mod bench_delivery;
+mod bench_login;
 mod bench_smtp;
 mod fuzz;
 mod seed;

@@ -54,6 +54,22 @@ pub struct Config {
     pub leak_report_keys: Vec<LeakReportKey>,
     /// Seconds between two runs of the maintenance task (pruning, token gauges).
     pub maintenance_interval_secs: u64,
+    /// Serve the dashboard under `/` (the APIs stay under `/v1`).
+    pub dashboard: bool,
+    /// Minutes a dashboard session may stay unused before it ends.
+    pub session_idle_minutes: u32,
+    /// Hours a dashboard session lasts after login, used or not.
+    pub session_absolute_hours: u32,
+    /// Mark dashboard cookies `Secure` (set it when a TLS proxy fronts the server; a trusted
+    /// proxy's `X-Forwarded-Proto: https` turns it on per request as well).
+    pub secure_cookies: bool,
+    /// Failed logins allowed per email address within 15 minutes.
+    pub login_failures_per_account: u32,
+    /// Failed logins allowed per client address within 15 minutes.
+    pub login_failures_per_ip: u32,
+    /// Password hashes computed at once (argon2id, ~20 MiB and tens of ms each); 0: one fewer
+    /// than the cores, at least one.
+    pub password_hash_concurrency: usize,
 }
 
 /// A public key that signs leak reports.
@@ -96,6 +112,13 @@ impl Default for Config {
             commit_max_messages: 1_000,
             leak_report_keys: Vec::new(),
             maintenance_interval_secs: 3600,
+            dashboard: true,
+            session_idle_minutes: 30,
+            session_absolute_hours: 12,
+            secure_cookies: false,
+            login_failures_per_account: 5,
+            login_failures_per_ip: 20,
+            password_hash_concurrency: 0,
         }
     }
 }
@@ -125,7 +148,8 @@ impl Config {
         LETTERMINT_CONFIG), then LETTERMINT_* environment variables (LETTERMINT_LISTEN, \
         LETTERMINT_DATABASE_URL, LETTERMINT_BOOTSTRAP, LETTERMINT_MAX_BODY_BYTES, \
         LETTERMINT_REQUEST_TIMEOUT_SECS, LETTERMINT_TRUSTED_PROXIES='[\"10.0.0.1\"]', \
-        LETTERMINT_LOG_RETENTION_DAYS, LETTERMINT_LOG_FORMAT, \
+        LETTERMINT_LOG_RETENTION_DAYS, LETTERMINT_LOG_FORMAT, LETTERMINT_DASHBOARD, \
+        LETTERMINT_SESSION_IDLE_MINUTES, LETTERMINT_SECURE_COOKIES, \
         LETTERMINT_LEAK_REPORT_KEYS='[{id=\"...\", pem_file=\"/etc/lettermint/github.pem\"}]', \
         ...), then these flags."
 )]
@@ -151,6 +175,10 @@ pub struct Cli {
     #[arg(long)]
     #[serde(skip)]
     pub no_bootstrap: bool,
+    /// Do not serve the dashboard (only the APIs under /v1).
+    #[arg(long)]
+    #[serde(skip)]
+    pub no_dashboard: bool,
     /// Largest request body in bytes [default: 10485760].
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -192,7 +220,7 @@ pub struct Cli {
 
 /// The keys read from `LETTERMINT_*` variables (other `LETTERMINT_` variables belong to other
 /// programs and are ignored).
-const ENV_KEYS: [&str; 14] = [
+const ENV_KEYS: [&str; 21] = [
     "listen",
     "database_url",
     "database_max_connections",
@@ -207,6 +235,13 @@ const ENV_KEYS: [&str; 14] = [
     "commit_max_messages",
     "leak_report_keys",
     "maintenance_interval_secs",
+    "dashboard",
+    "session_idle_minutes",
+    "session_absolute_hours",
+    "secure_cookies",
+    "login_failures_per_account",
+    "login_failures_per_ip",
+    "password_hash_concurrency",
 ];
 
 /// Layers defaults, file, environment and flags.
@@ -220,6 +255,9 @@ pub fn load(cli: &Cli) -> Result<Config, Box<figment::Error>> {
         .merge(Serialized::defaults(cli));
     if cli.no_bootstrap {
         figment = figment.merge(("bootstrap", false));
+    }
+    if cli.no_dashboard {
+        figment = figment.merge(("dashboard", false));
     }
     let mut config: Config = figment.extract().map_err(Box::new)?;
     if let (Some(id), Some(file)) = (&cli.leak_report_key_id, &cli.leak_report_key_file) {

@@ -1,5 +1,6 @@
 //! The HTTP front door: the Lettermint-compatible Sending API (project tokens) and Team API
-//! (team tokens), wired to `lettermint-core` and either store.
+//! (team tokens) under `/v1`, and the dashboard ([`dashboard`]) under `/`, wired to
+//! `lettermint-core` and either store.
 //!
 //! [`router`] builds the whole application from an [`AppState`]; `main.rs` only reads the
 //! configuration, opens the store and calls [`serve`].
@@ -7,6 +8,7 @@
 pub mod auth;
 pub mod client;
 pub mod config;
+pub mod dashboard;
 pub mod error;
 pub mod identity;
 pub mod leaks;
@@ -145,7 +147,24 @@ pub fn start(
     metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> (AppState, Background) {
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let services = Services::new(store.clone(), clock.clone());
+    let mut services = Services::new(store.clone(), clock.clone());
+    let hashes = match config.password_hash_concurrency {
+        0 => lettermint_runtime::BlockingHasher::default_concurrency(),
+        n => n,
+    };
+    services.accounts = services
+        .accounts
+        .clone()
+        .with_hasher(Arc::new(lettermint_runtime::BlockingHasher::new(hashes)))
+        .with_session_policy(lettermint_core::SessionPolicy {
+            idle: time::Duration::minutes(i64::from(config.session_idle_minutes.max(1))),
+            absolute: time::Duration::hours(i64::from(config.session_absolute_hours.max(1))),
+        })
+        .with_login_throttle(lettermint_core::LoginThrottle {
+            per_account: u64::from(config.login_failures_per_account.max(1)),
+            per_ip: u64::from(config.login_failures_per_ip.max(1)),
+            ..lettermint_core::LoginThrottle::default()
+        });
     let (committer, writers) = Committer::start(
         services.messages.clone(),
         config.commit_writers,
@@ -212,10 +231,16 @@ pub fn api(state: Option<&AppState>) -> OpenApiRouter<AppState> {
 
 /// The whole application.
 pub fn router(state: AppState) -> Router {
-    let (routes, _) = api(Some(&state)).split_for_parts();
+    let (mut routes, _) = api(Some(&state)).split_for_parts();
     let request_id = HeaderName::from_static("x-request-id");
+    if state.config.dashboard {
+        routes = routes
+            .merge(dashboard::routes())
+            .fallback(ops::not_found_or_page);
+    } else {
+        routes = routes.fallback(ops::not_found);
+    }
     routes
-        .fallback(ops::not_found)
         .layer(axum::middleware::from_fn(ops::count_requests))
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
         .layer(TimeoutLayer::with_status_code(
@@ -249,10 +274,17 @@ pub struct Bootstrap {
     pub project_token: String,
     /// The team token (every ability).
     pub team_token: String,
+    /// The dashboard login of the team's owner.
+    pub owner_email: String,
+    /// Its generated password.
+    pub owner_password: String,
 }
 
-/// On an empty store, creates a team, a project with SMTP enabled, a project token and a team
-/// token with every ability. `None` when the store already has a team.
+/// Email of the owner a first start creates.
+pub const BOOTSTRAP_OWNER_EMAIL: &str = "admin@localhost";
+
+/// On an empty store, creates a team, a project with SMTP enabled, a project token, a team
+/// token with every ability, and the team's owner for the dashboard (a generated password). `None` when the store already has a team.
 pub async fn bootstrap(services: &Services) -> lettermint_core::Result<Option<Bootstrap>> {
     if !services.teams.list(Scope::Operator).await?.is_empty() {
         return Ok(None);
@@ -283,7 +315,26 @@ pub async fn bootstrap(services: &Services) -> lettermint_core::Result<Option<Bo
             None,
         )
         .await?;
+    let owner = services
+        .accounts
+        .create_account(Scope::Operator, BOOTSTRAP_OWNER_EMAIL, "Admin", None)
+        .await?;
+    services
+        .accounts
+        .add_member(
+            None,
+            team.id,
+            owner.account.id,
+            lettermint_core::Role::Owner,
+            None,
+        )
+        .await?;
     Ok(Some(Bootstrap {
+        owner_email: owner.account.email.as_str().to_owned(),
+        owner_password: owner
+            .generated_password
+            .map(|p| p.expose_secret().to_owned())
+            .unwrap_or_default(),
         project_token: first
             .map(|f| f.secret.expose_secret().to_owned())
             .unwrap_or_default(),

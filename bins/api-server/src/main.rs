@@ -45,19 +45,33 @@ async fn run(config: config::Config) -> anyhow::Result<()> {
     let (state, background) = api_server::start(store.into_dyn(), config, metrics);
     tracing::info!(%address, backend, "api-server started");
     say(&format!("listening on http://{address}"));
+    let dashboard = state.config.dashboard;
+    if dashboard {
+        tracing::info!("dashboard on http://{address}/");
+    }
     if bootstrap && let Some(first) = api_server::bootstrap(&state.services).await? {
-        print_bootstrap(&first, address);
+        print_bootstrap(&first, address, dashboard);
     }
     api_server::serve(listener, state, background, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
 }
 
-fn print_bootstrap(first: &api_server::Bootstrap, address: std::net::SocketAddr) {
+fn print_bootstrap(first: &api_server::Bootstrap, address: std::net::SocketAddr, dashboard: bool) {
     say("");
-    say("First start: created a team, a project and two tokens. They are shown only now.");
+    say(
+        "First start: created a team, a project, two tokens and the team's owner. They are shown only now.",
+    );
     say(&format!("  project token: {}", first.project_token));
     say(&format!("  team token: {}", first.team_token));
+    if dashboard {
+        say(&format!("  dashboard: http://{address}/"));
+    } else {
+        say("  dashboard: off (--no-dashboard); log in once it is on");
+    }
+    say(&format!("  dashboard login: {}", first.owner_email));
+    say(&format!("  dashboard password: {}", first.owner_password));
+    say("  (change the password under Account after logging in)");
     say("");
     say("Send a first mail:");
     say(&format!(

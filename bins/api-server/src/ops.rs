@@ -92,6 +92,15 @@ pub async fn not_found() -> ApiError {
     ApiError::NotFound("route")
 }
 
+/// Unknown routes: JSON under `/v1` (what SDKs parse), the dashboard's 404 page elsewhere.
+pub async fn not_found_or_page(uri: axum::http::Uri) -> Response {
+    if uri.path() == "/v1" || uri.path().starts_with("/v1/") {
+        ApiError::NotFound("route").into_response()
+    } else {
+        crate::dashboard::not_found().await
+    }
+}
+
 /// A panic in a handler becomes a JSON 500 without internals.
 pub fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     tracing::error!("a request handler panicked");
@@ -113,7 +122,7 @@ pub async fn count_requests(request: Request, next: Next) -> Response {
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"));
     if (status.is_client_error() || status.is_server_error()) && !is_json {
         let message = status.canonical_reason().unwrap_or("Error").to_owned() + ".";
         let mut replaced = (status, Json(json!({"message": message}))).into_response();
@@ -144,6 +153,17 @@ pub async fn maintenance(services: Services, retention_days: u32, interval: Dura
             Ok(n) if n > 0 => tracing::info!(deleted = n, "pruned idempotency keys"),
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "could not prune idempotency keys"),
+        }
+        match services.accounts.prune().await {
+            Ok((sessions, failures)) if sessions + failures > 0 => {
+                tracing::info!(
+                    sessions,
+                    failures,
+                    "pruned dashboard sessions and login failures"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "could not prune dashboard sessions"),
         }
         count_expiring_tokens(&services).await;
     }

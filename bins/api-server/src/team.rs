@@ -1025,6 +1025,13 @@ async fn token_logs(
                     .map_err(|_| ApiError::invalid("filter.outcome", "Unknown outcome."))?,
             ),
         },
+        action: match query_value(&query, "filter[action]").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(a) => Some(
+                a.parse()
+                    .map_err(|_| ApiError::invalid("filter.action", "Unknown action."))?,
+            ),
+        },
         from: instant("filter.from", "filter[from]")?,
         to: instant("filter.to", "filter[to]")?,
     };

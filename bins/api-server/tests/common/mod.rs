@@ -48,6 +48,9 @@ pub struct TestServer {
     pub base: String,
     pub project_token: String,
     pub team_token: String,
+    /// The dashboard owner the bootstrap created, and its generated password.
+    pub owner_email: String,
+    pub owner_password: String,
     pub url: String,
     pub services: Services,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
@@ -90,6 +93,8 @@ impl TestServer {
             base: format!("http://{addr}"),
             project_token: first.project_token,
             team_token: first.team_token,
+            owner_email: first.owner_email,
+            owner_password: first.owner_password,
             url,
             services,
             shutdown: Some(tx),
@@ -115,6 +120,8 @@ pub struct Process {
     pub base: String,
     pub project_token: Option<String>,
     pub team_token: Option<String>,
+    /// The bootstrap owner's dashboard login and password.
+    pub owner: Option<(String, String)>,
     process: Running,
 }
 
@@ -136,8 +143,9 @@ impl Process {
         let base = process.listener("http").url();
         // The bootstrap, if any, follows the listener line at once; a store that needs none
         // prints nothing more.
-        let (mut project_token, mut team_token) = (None, None);
-        let mut wait = Duration::from_millis(200);
+        let (mut project_token, mut team_token, mut login) = (None, None, None);
+        let mut owner = None;
+        let mut wait = Duration::from_millis(1000);
         while let Some(line) = process.next_line(wait) {
             // Once the bootstrap has begun, the rest of it is coming.
             wait = Duration::from_secs(60);
@@ -146,6 +154,10 @@ impl Process {
                 project_token = Some(t.to_owned());
             } else if let Some(t) = line.strip_prefix("team token: ") {
                 team_token = Some(t.to_owned());
+            } else if let Some(t) = line.strip_prefix("dashboard login: ") {
+                login = Some(t.to_owned());
+            } else if let Some(t) = line.strip_prefix("dashboard password: ") {
+                owner = login.take().map(|l| (l, t.to_owned()));
                 break;
             }
         }
@@ -153,8 +165,14 @@ impl Process {
             base,
             project_token,
             team_token,
+            owner,
             process,
         }
+    }
+
+    /// What the process wrote to stderr so far (its logs).
+    pub fn stderr(&self) -> String {
+        self.process.stderr()
     }
 
     /// SIGKILL: a crash.
