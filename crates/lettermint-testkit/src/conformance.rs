@@ -3959,7 +3959,7 @@ pub async fn login_failures_count_within_a_window_clear_and_prune(f: &dyn Fixtur
             .unwrap();
     }
     store
-        .record_login_failures(&[ip.clone()], t0)
+        .record_login_failures(std::slice::from_ref(&ip), t0)
         .await
         .unwrap();
     store.record_login_failures(&[], t0).await.unwrap();
