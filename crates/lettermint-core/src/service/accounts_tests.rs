@@ -20,6 +20,7 @@ use crate::repo::{
     MockAccountRepository, MockAuditRepository, MockLoginThrottleRepository, MockMemberRepository,
     MockSessionRepository, MockTokenRepository, MockUsageRepository,
 };
+use crate::scope::Scope;
 use crate::session::Session;
 use crate::token::TokenDigest;
 use crate::usage::{Action, Outcome, TokenLogEntry};
@@ -733,4 +734,30 @@ async fn an_admins_new_token_is_audited_with_its_token_log_entry() {
             NOW
         )
     );
+}
+
+#[tokio::test]
+async fn a_teams_members_are_listed_for_the_operator_and_hidden_from_other_teams() {
+    let mut mocks = Mocks::default();
+    let listed = vec![member(team_a(), ada(), Role::Owner)];
+    let returned = listed.clone();
+    mocks
+        .members
+        .expect_list_members()
+        .withf(|team| *team == team_a())
+        .times(1)
+        .returning(move |_| Ok(returned.clone()));
+    let service = mocks.service();
+    assert_eq!(
+        service
+            .team_members(Scope::Operator, team_a())
+            .await
+            .unwrap(),
+        listed
+    );
+    let err = service
+        .team_members(Scope::Team(team_b()), team_a())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 }
