@@ -96,7 +96,7 @@ macro_rules! conformance_suite {
             expiring_tokens_are_listed_and_counted_per_kind,
             tenant_scopes_hide_other_teams,
             hostile_input_is_stored_verbatim_or_refused_cleanly,
-            the_database_never_contains_a_token_secret,
+            the_database_never_contains_a_secret,
             due_messages_are_claimed_under_a_lease_oldest_first,
             concurrent_claims_take_disjoint_messages,
             settlements_need_the_current_lease_and_log_the_outcome,
@@ -2330,8 +2330,9 @@ pub async fn expiring_tokens_are_listed_and_counted_per_kind(f: &dyn Fixture) {
     );
 }
 
-/// No table holds any token's secret, in any column, after every way a token comes to be.
-pub async fn the_database_never_contains_a_token_secret(f: &dyn Fixture) {
+/// No table holds any token's secret, any password (chosen, generated, changed, or typed in a
+/// failed login) or any session's value, in any column, after every way each comes to be.
+pub async fn the_database_never_contains_a_secret(f: &dyn Fixture) {
     let store = f.store();
     let services = Services::new(store.clone(), Arc::new(SystemClock));
     let t = services
@@ -2414,26 +2415,127 @@ pub async fn the_database_never_contains_a_token_secret(f: &dyn Fixture) {
         .await
         .unwrap();
 
+    // Dashboard accounts: passwords chosen, generated, typed wrong, changed and reset; sessions
+    // started, ended and kept; a token created by a member.
+    let accounts = &services.accounts;
+    let mut passwords = Vec::new();
+    let mut session_values = Vec::new();
+    let chosen = "correct horse battery staple".to_owned();
+    passwords.push(chosen.clone());
+    let ada = accounts
+        .create_account(
+            Scope::Operator,
+            "ada@example.com",
+            "Ada",
+            Some(chosen.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(ada.generated_password.is_none());
+    let bob = accounts
+        .create_account(Scope::Operator, "bob@example.com", "Bob", None)
+        .await
+        .unwrap();
+    let generated = bob.generated_password.unwrap().expose_secret().to_owned();
+    passwords.push(generated.clone());
+    accounts
+        .add_member(None, t.id, ada.account.id, Role::Owner, None)
+        .await
+        .unwrap();
+    let typed_wrong = "Tr0ub4dor&3 typed wrong".to_owned();
+    passwords.push(typed_wrong.clone());
+    let ip = Some("198.51.100.4".parse().unwrap());
+    assert!(
+        accounts
+            .login("ada@example.com", typed_wrong, ip)
+            .await
+            .is_err()
+    );
+    let ended = accounts
+        .login("ada@example.com", chosen.clone(), ip)
+        .await
+        .unwrap();
+    session_values.push(ended.secret.expose_secret().to_owned());
+    let kept = accounts
+        .login("ada@example.com", chosen.clone(), ip)
+        .await
+        .unwrap();
+    session_values.push(kept.secret.expose_secret().to_owned());
+    let changed = "another correct horse".to_owned();
+    passwords.push(changed.clone());
+    accounts
+        .change_password(&kept.session, chosen, changed, ip)
+        .await
+        .unwrap();
+    let bobs = accounts
+        .login("bob@example.com", generated, None)
+        .await
+        .unwrap();
+    session_values.push(bobs.secret.expose_secret().to_owned());
+    let reset = accounts
+        .reset_password(bob.account.id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    passwords.push(reset.expose_secret().to_owned());
+    let owner = accounts.member_of(ada.account.id, t.id).await.unwrap();
+    let by_member = services
+        .console
+        .create(
+            &services.project_tokens,
+            lettermint_core::Actor { member: &owner, ip },
+            p.id,
+            "from the dashboard",
+            (),
+            None,
+        )
+        .await
+        .unwrap();
+    secrets.push(by_member.secret.expose_secret().to_owned());
+
     let values = f.dump_all_values().await;
     assert!(
         values.len() > 20,
         "the dump read too little to prove anything: {} values",
         values.len()
     );
+    let contains = |value: &[u8], needle: &[u8]| value.windows(needle.len()).any(|w| w == needle);
     for secret in &secrets {
         let body = &secret.as_bytes()[secret.len() - 40..];
         for value in &values {
             assert!(
-                !value.windows(body.len()).any(|w| w == body),
+                !contains(value, body),
                 "a stored value contains a token secret: {}",
                 String::from_utf8_lossy(value)
             );
         }
     }
-    // The digest and hint are there instead (so the dump did read the token tables).
+    for (what, needles) in [("password", &passwords), ("session value", &session_values)] {
+        for needle in needles {
+            for value in &values {
+                assert!(
+                    !contains(value, needle.as_bytes()),
+                    "a stored value contains a {what}: {}",
+                    String::from_utf8_lossy(value)
+                );
+            }
+        }
+    }
+    // The digest and hint are there instead (so the dump did read the token tables), the
+    // argon2id hashes and the kept session's digest (so it read the accounts and sessions).
     let hint = first.secret.hint();
     assert!(values.iter().any(|v| v == hint.as_str().as_bytes()));
     assert!(values.iter().any(|v| v == first.secret.digest().as_bytes()));
+    assert_eq!(
+        values
+            .iter()
+            .filter(|v| v.starts_with(b"$argon2id$v=19$"))
+            .count(),
+        2,
+        "one password hash per account"
+    );
+    assert!(values.iter().any(|v| v == kept.secret.digest().as_bytes()));
+    assert!(!values.iter().any(|v| v == ended.secret.digest().as_bytes()));
 }
 
 /// An idempotency key is stored with its messages; a second submission with a live key stores
