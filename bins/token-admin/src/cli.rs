@@ -2,14 +2,17 @@
 
 use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use lettermint_core::{MessageStatus, Outcome, TokenStatusFilter};
+use std::fmt;
+use std::io::Read;
+
+use lettermint_core::{MessageStatus, Outcome, Role, TokenStatusFilter};
 use lettermint_store::DEFAULT_DATABASE_URL;
 use time::OffsetDateTime;
 
 use crate::when::{Since, parse_duration, parse_instant};
 
 const AFTER_HELP: &str = "\
-TEAM, PROJECT and TOKEN arguments take an id or a name. Names are looked up within the team (for \
+TEAM, PROJECT and TOKEN arguments take an id or a name; EMAIL names an account. Names are looked up within the team (for \
 projects) or the project (for tokens); when a name matches several, the error lists the \
 candidates and their ids.
 
@@ -66,6 +69,12 @@ pub enum Noun {
     /// Team tokens (`lm_team_…`): manage a team through the Team API, with abilities.
     #[command(name = "team-token", subcommand, arg_required_else_help = true)]
     TeamToken(TeamTokenCommand),
+    /// Accounts: the people who log in to the dashboard.
+    #[command(subcommand, arg_required_else_help = true)]
+    Account(AccountCommand),
+    /// Team members: the accounts of a team, each with a role (owner, admin or member).
+    #[command(subcommand, arg_required_else_help = true)]
+    Member(MemberCommand),
 }
 
 /// `token-admin team …`
@@ -594,7 +603,183 @@ pub enum TeamTokenCommand {
     },
 }
 
+/// `token-admin account …`
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Create a dashboard account. Unless --password-stdin, a password is generated and printed
+    /// once, alone on stdout: hand it over privately and have it changed at the first login.
+    Create {
+        /// The email the account logs in with (unique, whatever its case).
+        #[arg(long, value_name = "EMAIL")]
+        email: String,
+        /// The name the dashboard shows (1–100 characters).
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// Where the password comes from.
+        #[command(flatten)]
+        password: PasswordOpt,
+    },
+    /// List every account by email, with its teams and roles.
+    List {
+        /// How times are shown.
+        #[command(flatten)]
+        time: TimeOpt,
+    },
+    /// Set a new password for an account and end every one of its sessions. Unless
+    /// --password-stdin, the password is generated and printed once, alone on stdout.
+    ResetPassword {
+        /// The account's email.
+        email: String,
+        /// Where the password comes from.
+        #[command(flatten)]
+        password: PasswordOpt,
+    },
+}
+
+/// `token-admin member …`
+#[derive(Debug, Subcommand)]
+pub enum MemberCommand {
+    /// Add an account to a team with a role. When no account has this email yet, it is
+    /// created with --name, and its password is generated and printed once, alone on stdout
+    /// (unless --password-stdin).
+    Add {
+        /// The team (id or name).
+        #[arg(long, value_name = "TEAM")]
+        team: String,
+        /// The account's email.
+        #[arg(long, value_name = "EMAIL")]
+        email: String,
+        /// The role: owner (everything), admin (tokens and members below owner) or member
+        /// (reads).
+        #[arg(long, value_name = "ROLE", value_parser = role_parser())]
+        role: Role,
+        /// The name of the account to create, when no account has this email yet.
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
+        /// Where the password of a created account comes from.
+        #[command(flatten)]
+        password: PasswordOpt,
+    },
+    /// List a team's members: owners first, then by email.
+    List {
+        /// The team (id or name).
+        #[arg(long, value_name = "TEAM")]
+        team: String,
+        /// How times are shown.
+        #[command(flatten)]
+        time: TimeOpt,
+    },
+    /// Change a member's role. A team always keeps at least one owner.
+    Role {
+        /// The team (id or name).
+        #[arg(long, value_name = "TEAM")]
+        team: String,
+        /// The member's email.
+        email: String,
+        /// The new role: owner, admin or member.
+        #[arg(value_name = "ROLE", value_parser = role_parser())]
+        role: Role,
+    },
+    /// Remove a member from a team; the account stays. A team always keeps at least one owner.
+    Remove {
+        /// The team (id or name).
+        #[arg(long, value_name = "TEAM")]
+        team: String,
+        /// The member's email.
+        email: String,
+    },
+}
+
+fn role_parser() -> impl clap::builder::TypedValueParser<Value = Role> {
+    PossibleValuesParser::new(Role::ALL.iter().rev().map(|r| r.as_str()))
+        .try_map(|s| s.parse::<Role>())
+}
+
+/// `--password-stdin`.
+#[derive(Debug, Args)]
+pub struct PasswordOpt {
+    /// Read the password from standard input (a pipe or a file: one line, 12 to 256
+    /// characters) instead of generating one.
+    #[arg(long)]
+    pub password_stdin: bool,
+    /// The password read from standard input: filled in by the binary, never by the command
+    /// line.
+    #[arg(skip)]
+    pub password: Option<PasswordInput>,
+}
+
+/// A password read from standard input. `Debug` is redacted.
+#[derive(Clone, Default)]
+pub struct PasswordInput(String);
+
+impl PasswordInput {
+    /// Wraps a password.
+    #[must_use]
+    pub fn new(password: String) -> Self {
+        Self(password)
+    }
+
+    /// The password, to hand to the service.
+    #[must_use]
+    pub fn into_secret(self) -> String {
+        self.0
+    }
+}
+
+impl fmt::Debug for PasswordInput {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("PasswordInput(<redacted>)")
+    }
+}
+
+/// The most bytes `--password-stdin` reads: well above the longest password accepted (256
+/// characters of up to 4 bytes), so that anything longer is refused, not cut.
+const MAX_PASSWORD_INPUT: u64 = 2048;
+
+/// Reads a password for `--password-stdin`: the whole input, one line, without its line
+/// break.
+pub fn read_password(input: impl Read) -> Result<PasswordInput, crate::Failure> {
+    let mut bytes = Vec::new();
+    input
+        .take(MAX_PASSWORD_INPUT + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            crate::Failure::operational(format!(
+                "cannot read the password from standard input: {e}"
+            ))
+        })?;
+    if bytes.len() as u64 > MAX_PASSWORD_INPUT {
+        return Err(crate::Failure::usage(
+            "the password on standard input is too long (at most 256 characters)",
+        ));
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| crate::Failure::usage("the password on standard input is not UTF-8"))?;
+    let line = text.strip_suffix('\n').unwrap_or(&text);
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.contains(['\n', '\r']) {
+        return Err(crate::Failure::usage(
+            "the password on standard input must be one line",
+        ));
+    }
+    Ok(PasswordInput(line.to_owned()))
+}
+
 impl Cli {
+    /// Where the password goes when the command reads one from standard input
+    /// (`--password-stdin`); `None` when it does not.
+    pub fn password_from_stdin(&mut self) -> Option<&mut Option<PasswordInput>> {
+        let opt = match &mut self.command {
+            Noun::Account(
+                AccountCommand::Create { password, .. }
+                | AccountCommand::ResetPassword { password, .. },
+            )
+            | Noun::Member(MemberCommand::Add { password, .. }) => password,
+            _ => return None,
+        };
+        opt.password_stdin.then_some(&mut opt.password)
+    }
+
     /// Whether this command may create the SQLite database file when it does not exist: only
     /// `team create` can do anything useful on an empty database.
     #[must_use]

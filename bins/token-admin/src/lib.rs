@@ -4,7 +4,7 @@
 //! services with [`Scope::Operator`](lettermint_core::Scope::Operator), never with SQL of its
 //! own. [`cli::Cli`] is the command line; [`run`] carries a parsed command out, writing to the
 //! given [`Console`], so that commands are testable without spawning the binary. Only
-//! `main.rs` reads the process's arguments, environment and terminal.
+//! `main.rs` reads the process's arguments, environment, terminal and standard input.
 
 #![warn(missing_docs)]
 

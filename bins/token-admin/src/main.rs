@@ -1,4 +1,5 @@
-//! `token-admin`: reads the command line, the environment and the terminal, then runs the
+//! `token-admin`: reads the command line, the environment, the terminal and (for
+//! `--password-stdin`) standard input, then runs the
 //! command from the library and turns its failure into one line and an exit code.
 
 use std::io::{self, BufRead as _, IsTerminal as _, Write as _};
@@ -6,14 +7,27 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 use clap::error::ErrorKind;
+use token_admin::cli::read_password;
 use token_admin::error::one_line;
 use token_admin::{Cli, Console, Failure};
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let mut cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(&e),
     };
+    if let Some(slot) = cli.password_from_stdin() {
+        // Typed at a terminal, the password would be shown on screen.
+        if io::stdin().is_terminal() {
+            return fail(&Failure::usage(
+                "--password-stdin reads the password from a pipe or a file, not from a terminal",
+            ));
+        }
+        match read_password(io::stdin().lock()) {
+            Ok(password) => *slot = Some(password),
+            Err(failure) => return fail(&failure),
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -1,8 +1,8 @@
 //! Output: JSON objects with the Team API's field names, aligned tables and times.
 
 use lettermint_core::{
-    Abilities, ForProject, ForTeam, Owner, Project, ProjectId, Team, TeamId, Token, TokenLogEntry,
-    TokenStatus, service::TeamSummary,
+    Abilities, Account, ForProject, ForTeam, Member, Owner, Project, ProjectId, Role, Team, TeamId,
+    Token, TokenLogEntry, TokenStatus, service::TeamSummary,
 };
 use serde::Serialize;
 use time::format_description::well_known::Rfc3339;
@@ -366,6 +366,95 @@ impl From<&TokenLogEntry> for LogEntryJson {
             credential: e.credential.map(|c| c.as_str()),
             leak_url: e.leak_url.clone(),
             actor: e.actor.clone(),
+        }
+    }
+}
+
+/// An account in JSON, with its teams and, when it was just generated, its password.
+#[derive(Debug, Serialize)]
+pub struct AccountJson {
+    /// Id.
+    pub id: String,
+    /// Login.
+    pub email: String,
+    /// The name the dashboard shows.
+    pub display_name: String,
+    /// Created.
+    pub created_at: String,
+    /// When its password last changed.
+    pub password_changed_at: String,
+    /// Its teams, by name, with its role in each.
+    pub teams: Vec<MembershipJson>,
+    /// The generated password, only when this command generated it (shown once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl AccountJson {
+    /// From an account and its memberships.
+    #[must_use]
+    pub fn new(account: &Account, teams: &[(Team, Role)]) -> Self {
+        Self {
+            id: account.id.to_string(),
+            email: account.email.to_string(),
+            display_name: account.display_name.to_string(),
+            created_at: rfc3339(account.created_at),
+            password_changed_at: rfc3339(account.password_changed_at),
+            teams: teams
+                .iter()
+                .map(|(team, role)| MembershipJson {
+                    team_id: team.id.to_string(),
+                    name: team.name.to_string(),
+                    role: role.as_str(),
+                })
+                .collect(),
+            password: None,
+        }
+    }
+}
+
+/// An account's place in a team, in JSON.
+#[derive(Debug, Serialize)]
+pub struct MembershipJson {
+    /// The team's id.
+    pub team_id: String,
+    /// The team's name.
+    pub name: String,
+    /// owner, admin or member.
+    pub role: &'static str,
+}
+
+/// A team member in JSON and, when its account was just created with a generated password,
+/// that password.
+#[derive(Debug, Serialize)]
+pub struct MemberJson {
+    /// The team.
+    pub team_id: String,
+    /// The account.
+    pub account_id: String,
+    /// The account's login.
+    pub email: String,
+    /// The account's name.
+    pub display_name: String,
+    /// owner, admin or member.
+    pub role: &'static str,
+    /// When it joined the team.
+    pub joined_at: String,
+    /// The generated password of the account, only when this command created it (shown once).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+}
+
+impl From<&Member> for MemberJson {
+    fn from(m: &Member) -> Self {
+        Self {
+            team_id: m.team_id.to_string(),
+            account_id: m.account.id.to_string(),
+            email: m.account.email.to_string(),
+            display_name: m.account.display_name.to_string(),
+            role: m.role.as_str(),
+            joined_at: rfc3339(m.joined_at),
+            password: None,
         }
     }
 }

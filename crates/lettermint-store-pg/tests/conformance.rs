@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use lettermint_core::Store;
+use lettermint_core::{Store, TeamId};
 use lettermint_store_pg::{PgConfig, PgStore};
 use lettermint_testkit::conformance::{Fixture, collect_values};
 use sqlx::Row;
@@ -40,6 +40,14 @@ impl Fixture for PgFixture {
             format!("SELECT {expr} AS v FROM \"{table}\" WHERE \"{name}\" IS NOT NULL")
         });
         collect_values(self.store.pool(), selects).await
+    }
+
+    async fn delete_team(&self, team: TeamId) {
+        sqlx::query("DELETE FROM teams WHERE id = $1")
+            .bind(team.as_uuid())
+            .execute(self.store.pool())
+            .await
+            .unwrap();
     }
 }
 

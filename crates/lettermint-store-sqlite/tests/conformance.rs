@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use lettermint_core::Store;
+use lettermint_core::{Store, TeamId};
 use lettermint_store_sqlite::{SqliteConfig, SqliteStore};
 use lettermint_testkit::conformance::{Fixture, collect_values};
 
@@ -40,6 +40,14 @@ impl Fixture for SqliteFixture {
             }));
         }
         collect_values(self.store.pool(), selects).await
+    }
+
+    async fn delete_team(&self, team: TeamId) {
+        sqlx::query("DELETE FROM teams WHERE id = $1")
+            .bind(team.as_uuid())
+            .execute(self.store.pool())
+            .await
+            .unwrap();
     }
 }
 

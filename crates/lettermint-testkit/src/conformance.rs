@@ -8,13 +8,19 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use lettermint_core::Abilities;
-use lettermint_core::id::{LeaseId, MessageId, ProjectId, TeamId, TokenId};
+use lettermint_core::id::{
+    AccountId, AuditEntryId, LeaseId, MessageId, ProjectId, SessionId, TeamId, TokenId,
+};
 use lettermint_core::kind::{ForProject, ForTeam};
 use lettermint_core::page::{
     Cursor, Direction, LogSortKey, MessageSortKey, PageRequest, ProjectSortKey, Sort, TokenSortKey,
 };
-use lettermint_core::repo::{NewProjectToken, TokenRepository};
+use lettermint_core::repo::{MemberChange, NewProjectToken, TokenRepository};
 use lettermint_core::usage::UsageBatch;
+use lettermint_core::{
+    Account, AuditAction, AuditEntry, Email, Member, PasswordHash, Role, Session, SessionSecret,
+    TokenLogEntry,
+};
 use lettermint_core::{
     Action, Channel, Claim, CredentialSlot, Error, IpAllowlist, LogFilter, Message, MessageContent,
     MessageStatus, Name, NewProject, Outcome, PlainToken, Project, ProjectToken, ProjectUpdate,
@@ -35,6 +41,8 @@ pub trait Fixture: Send + Sync {
     fn store(&self) -> Arc<dyn Store>;
     /// Every text and binary value held in every column of every table.
     async fn dump_all_values(&self) -> Vec<Vec<u8>>;
+    /// Deletes a team's row (no service deletes teams; its cascades are part of the schema).
+    async fn delete_team(&self, team: TeamId);
 }
 
 /// Every value the statements `selects` return, for [`Fixture::dump_all_values`]: each
@@ -88,7 +96,7 @@ macro_rules! conformance_suite {
             expiring_tokens_are_listed_and_counted_per_kind,
             tenant_scopes_hide_other_teams,
             hostile_input_is_stored_verbatim_or_refused_cleanly,
-            the_database_never_contains_a_token_secret,
+            the_database_never_contains_a_secret,
             due_messages_are_claimed_under_a_lease_oldest_first,
             concurrent_claims_take_disjoint_messages,
             settlements_need_the_current_lease_and_log_the_outcome,
@@ -96,6 +104,15 @@ macro_rules! conformance_suite {
             rotation_keeps_both_values_during_the_overlap_only,
             regenerate_and_revoke_end_the_overlap_at_once,
             allowlists_round_trip_and_gate_the_send_path,
+            accounts_round_trip_and_a_password_change_ends_other_sessions,
+            members_round_trip_owners_first,
+            the_last_owner_cannot_be_demoted_or_removed,
+            concurrent_demotions_of_the_last_two_owners_leave_one,
+            deleting_a_team_cascades_its_members,
+            sessions_round_trip_touch_delete_and_prune,
+            login_failures_count_within_a_window_clear_and_prune,
+            audit_entries_page_newest_first_and_log_token_changes,
+            console_changes_are_audited_and_logged_on_the_token,
         );
     };
     (@tests $fixture:path; $($name:ident),+ $(,)?) => {
@@ -2313,8 +2330,9 @@ pub async fn expiring_tokens_are_listed_and_counted_per_kind(f: &dyn Fixture) {
     );
 }
 
-/// No table holds any token's secret, in any column, after every way a token comes to be.
-pub async fn the_database_never_contains_a_token_secret(f: &dyn Fixture) {
+/// No table holds any token's secret, any password (chosen, generated, changed, or typed in a
+/// failed login) or any session's value, in any column, after every way each comes to be.
+pub async fn the_database_never_contains_a_secret(f: &dyn Fixture) {
     let store = f.store();
     let services = Services::new(store.clone(), Arc::new(SystemClock));
     let t = services
@@ -2397,26 +2415,127 @@ pub async fn the_database_never_contains_a_token_secret(f: &dyn Fixture) {
         .await
         .unwrap();
 
+    // Dashboard accounts: passwords chosen, generated, typed wrong, changed and reset; sessions
+    // started, ended and kept; a token created by a member.
+    let accounts = &services.accounts;
+    let mut passwords = Vec::new();
+    let mut session_values = Vec::new();
+    let chosen = "correct horse battery staple".to_owned();
+    passwords.push(chosen.clone());
+    let ada = accounts
+        .create_account(
+            Scope::Operator,
+            "ada@example.com",
+            "Ada",
+            Some(chosen.clone()),
+        )
+        .await
+        .unwrap();
+    assert!(ada.generated_password.is_none());
+    let bob = accounts
+        .create_account(Scope::Operator, "bob@example.com", "Bob", None)
+        .await
+        .unwrap();
+    let generated = bob.generated_password.unwrap().expose_secret().to_owned();
+    passwords.push(generated.clone());
+    accounts
+        .add_member(None, t.id, ada.account.id, Role::Owner, None)
+        .await
+        .unwrap();
+    let typed_wrong = "Tr0ub4dor&3 typed wrong".to_owned();
+    passwords.push(typed_wrong.clone());
+    let ip = Some("198.51.100.4".parse().unwrap());
+    assert!(
+        accounts
+            .login("ada@example.com", typed_wrong, ip)
+            .await
+            .is_err()
+    );
+    let ended = accounts
+        .login("ada@example.com", chosen.clone(), ip)
+        .await
+        .unwrap();
+    session_values.push(ended.secret.expose_secret().to_owned());
+    let kept = accounts
+        .login("ada@example.com", chosen.clone(), ip)
+        .await
+        .unwrap();
+    session_values.push(kept.secret.expose_secret().to_owned());
+    let changed = "another correct horse".to_owned();
+    passwords.push(changed.clone());
+    accounts
+        .change_password(&kept.session, chosen, changed, ip)
+        .await
+        .unwrap();
+    let bobs = accounts
+        .login("bob@example.com", generated, None)
+        .await
+        .unwrap();
+    session_values.push(bobs.secret.expose_secret().to_owned());
+    let reset = accounts
+        .reset_password(bob.account.id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    passwords.push(reset.expose_secret().to_owned());
+    let owner = accounts.member_of(ada.account.id, t.id).await.unwrap();
+    let by_member = services
+        .console
+        .create(
+            &services.project_tokens,
+            lettermint_core::Actor { member: &owner, ip },
+            p.id,
+            "from the dashboard",
+            (),
+            None,
+        )
+        .await
+        .unwrap();
+    secrets.push(by_member.secret.expose_secret().to_owned());
+
     let values = f.dump_all_values().await;
     assert!(
         values.len() > 20,
         "the dump read too little to prove anything: {} values",
         values.len()
     );
+    let contains = |value: &[u8], needle: &[u8]| value.windows(needle.len()).any(|w| w == needle);
     for secret in &secrets {
         let body = &secret.as_bytes()[secret.len() - 40..];
         for value in &values {
             assert!(
-                !value.windows(body.len()).any(|w| w == body),
+                !contains(value, body),
                 "a stored value contains a token secret: {}",
                 String::from_utf8_lossy(value)
             );
         }
     }
-    // The digest and hint are there instead (so the dump did read the token tables).
+    for (what, needles) in [("password", &passwords), ("session value", &session_values)] {
+        for needle in needles {
+            for value in &values {
+                assert!(
+                    !contains(value, needle.as_bytes()),
+                    "a stored value contains a {what}: {}",
+                    String::from_utf8_lossy(value)
+                );
+            }
+        }
+    }
+    // The digest and hint are there instead (so the dump did read the token tables), the
+    // argon2id hashes and the kept session's digest (so it read the accounts and sessions).
     let hint = first.secret.hint();
     assert!(values.iter().any(|v| v == hint.as_str().as_bytes()));
     assert!(values.iter().any(|v| v == first.secret.digest().as_bytes()));
+    assert_eq!(
+        values
+            .iter()
+            .filter(|v| v.starts_with(b"$argon2id$v=19$"))
+            .count(),
+        2,
+        "one password hash per account"
+    );
+    assert!(values.iter().any(|v| v == kept.secret.digest().as_bytes()));
+    assert!(!values.iter().any(|v| v == ended.secret.digest().as_bytes()));
 }
 
 /// An idempotency key is stored with its messages; a second submission with a live key stores
@@ -3374,4 +3493,922 @@ pub async fn allowlists_round_trip_and_gate_the_send_path(f: &dyn Fixture) {
             .await,
         Err(Error::Conflict { .. })
     ));
+}
+
+// The dashboard: accounts, members, sessions, failed logins and the audit log.
+
+/// A stored account with a stand-in hash (the store keeps whatever PHC string it is given).
+async fn account(store: &dyn Store, email: &str) -> Account {
+    let at = now();
+    let account = Account {
+        id: AccountId::new(),
+        email: Email::parse("email", email).unwrap(),
+        display_name: name(email.split('@').next().unwrap()),
+        created_at: at,
+        password_changed_at: at,
+    };
+    store.insert_account(&account, &phc("first")).await.unwrap();
+    account
+}
+
+fn phc(salt: &str) -> PasswordHash {
+    PasswordHash::from_stored(format!("$argon2id$v=19$m=19456,t=2,p=1${salt}$c29tZWhhc2g"))
+}
+
+/// A session of `account` that started at `at`, idle for 30 minutes, at most 12 hours.
+fn session_at(account: AccountId, at: OffsetDateTime) -> (Session, SessionSecret) {
+    let session = Session {
+        id: SessionId::new(),
+        account_id: account,
+        created_at: at,
+        last_seen_at: at,
+        idle_expires_at: at + Duration::minutes(30),
+        expires_at: at + Duration::hours(12),
+    };
+    (session, SessionSecret::mint().unwrap())
+}
+
+async fn session(store: &dyn Store, account: AccountId) -> (Session, SessionSecret) {
+    let (session, secret) = session_at(account, now());
+    store
+        .insert_session(&session, &secret.digest())
+        .await
+        .unwrap();
+    (session, secret)
+}
+
+async fn owners(store: &dyn Store, team: TeamId) -> Vec<AccountId> {
+    store
+        .list_members(team)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|m| m.role == Role::Owner)
+        .map(|m| m.account.id)
+        .collect()
+}
+
+/// Accounts: insert, get, find by email with the hash, list by email; an email is unique; a
+/// password change keeps the given session and ends the account's others, in one call.
+pub async fn accounts_round_trip_and_a_password_change_ends_other_sessions(f: &dyn Fixture) {
+    let store = f.store();
+    let zed = account(&*store, "zed@example.com").await;
+    let ada = account(&*store, "Ada@Example.com").await;
+    assert_eq!(ada.email.as_str(), "ada@example.com");
+    assert_eq!(store.get_account(ada.id).await.unwrap(), Some(ada.clone()));
+    assert_eq!(store.get_account(AccountId::new()).await.unwrap(), None);
+    let (found, hash) = store
+        .find_account_by_email(&Email::parse("email", "ADA@example.com").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((found, hash), (ada.clone(), phc("first")));
+    assert!(
+        store
+            .find_account_by_email(&Email::parse("email", "nobody@example.com").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store.list_accounts().await.unwrap(),
+        vec![ada.clone(), zed.clone()]
+    );
+    // The same email, whatever its case when typed, is a conflict.
+    let twin = Account {
+        id: AccountId::new(),
+        ..ada.clone()
+    };
+    let err = store.insert_account(&twin, &phc("twin")).await.unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    assert_eq!(store.list_accounts().await.unwrap().len(), 2);
+
+    let (here, here_secret) = session(&*store, ada.id).await;
+    let (elsewhere, elsewhere_secret) = session(&*store, ada.id).await;
+    let (zeds, zeds_secret) = session(&*store, zed.id).await;
+    let later = now() + Duration::seconds(5);
+    assert!(
+        store
+            .set_password(ada.id, &phc("second"), Some(here.id), later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_password_hash(ada.id).await.unwrap(),
+        Some(phc("second"))
+    );
+    let changed = store.get_account(ada.id).await.unwrap().unwrap();
+    assert_eq!(
+        (changed.password_changed_at, changed.created_at),
+        (later, ada.created_at)
+    );
+    assert_eq!(
+        store.find_session(&here_secret.digest()).await.unwrap(),
+        Some(here)
+    );
+    assert_eq!(
+        store
+            .find_session(&elsewhere_secret.digest())
+            .await
+            .unwrap(),
+        None,
+        "the other session of {elsewhere:?} ended"
+    );
+    assert_eq!(
+        store.find_session(&zeds_secret.digest()).await.unwrap(),
+        Some(zeds),
+        "another account's sessions stay"
+    );
+    // A reset keeps no session.
+    assert!(
+        store
+            .set_password(ada.id, &phc("third"), None, later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.find_session(&here_secret.digest()).await.unwrap(),
+        None
+    );
+    assert!(
+        !store
+            .set_password(AccountId::new(), &phc("x"), None, later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        store.get_password_hash(AccountId::new()).await.unwrap(),
+        None
+    );
+}
+
+/// Members: insert, get, list (owners first, then by email), an account's teams by name; a
+/// second membership of the same account is a conflict, an unknown team or account not found.
+pub async fn members_round_trip_owners_first(f: &dyn Fixture) {
+    let store = f.store();
+    let acme = team(&*store, "Acme").await;
+    let beta = team(&*store, "Beta").await;
+    let zed = account(&*store, "zed@example.com").await;
+    let amy = account(&*store, "amy@example.com").await;
+    let bob = account(&*store, "bob@example.com").await;
+    let cat = account(&*store, "cat@example.com").await;
+    let at = now();
+    for (who, role) in [
+        (&zed, Role::Owner),
+        (&amy, Role::Member),
+        (&bob, Role::Admin),
+        (&cat, Role::Owner),
+    ] {
+        store
+            .insert_member(acme.id, who.id, role, at)
+            .await
+            .unwrap();
+    }
+    store
+        .insert_member(beta.id, amy.id, Role::Owner, at)
+        .await
+        .unwrap();
+    let members = store.list_members(acme.id).await.unwrap();
+    let listed: Vec<_> = members
+        .iter()
+        .map(|m| (m.account.email.as_str(), m.role))
+        .collect();
+    assert_eq!(
+        listed,
+        vec![
+            ("cat@example.com", Role::Owner),
+            ("zed@example.com", Role::Owner),
+            ("amy@example.com", Role::Member),
+            ("bob@example.com", Role::Admin),
+        ]
+    );
+    let bobs = store.get_member(acme.id, bob.id).await.unwrap().unwrap();
+    assert_eq!(
+        bobs,
+        Member {
+            team_id: acme.id,
+            account: bob.clone(),
+            role: Role::Admin,
+            joined_at: at,
+        }
+    );
+    assert_eq!(members[3], bobs);
+    assert_eq!(store.get_member(beta.id, bob.id).await.unwrap(), None);
+    assert_eq!(
+        store.list_memberships(amy.id).await.unwrap(),
+        vec![(acme.clone(), Role::Member), (beta.clone(), Role::Owner)]
+    );
+    assert_eq!(
+        store.list_memberships(bob.id).await.unwrap(),
+        vec![(acme.clone(), Role::Admin)]
+    );
+    assert!(
+        store
+            .list_memberships(AccountId::new())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    let err = store
+        .insert_member(acme.id, bob.id, Role::Owner, at)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    assert_eq!(
+        store
+            .get_member(acme.id, bob.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .role,
+        Role::Admin
+    );
+    let err = store
+        .insert_member(TeamId::new(), bob.id, Role::Owner, at)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+    let err = store
+        .insert_member(acme.id, AccountId::new(), Role::Owner, at)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+
+    // Role changes and removals of members who are not owners.
+    assert_eq!(
+        store
+            .set_member_role(acme.id, amy.id, Role::Admin, now())
+            .await
+            .unwrap(),
+        MemberChange::Done
+    );
+    assert_eq!(
+        store
+            .get_member(acme.id, amy.id)
+            .await
+            .unwrap()
+            .unwrap()
+            .role,
+        Role::Admin
+    );
+    assert_eq!(
+        store.delete_member(acme.id, bob.id).await.unwrap(),
+        MemberChange::Done
+    );
+    assert_eq!(store.get_member(acme.id, bob.id).await.unwrap(), None);
+    assert_eq!(
+        store.delete_member(acme.id, bob.id).await.unwrap(),
+        MemberChange::NotFound
+    );
+    assert_eq!(
+        store
+            .set_member_role(beta.id, bob.id, Role::Admin, now())
+            .await
+            .unwrap(),
+        MemberChange::NotFound
+    );
+    assert_eq!(
+        store
+            .set_member_role(TeamId::new(), amy.id, Role::Admin, now())
+            .await
+            .unwrap(),
+        MemberChange::NotFound
+    );
+    // The account stays when its membership goes.
+    assert_eq!(store.get_account(bob.id).await.unwrap(), Some(bob));
+}
+
+/// A team's last owner can be neither demoted nor removed; once another owner exists, either
+/// can go.
+pub async fn the_last_owner_cannot_be_demoted_or_removed(f: &dyn Fixture) {
+    let store = f.store();
+    let t = team(&*store, "Acme").await;
+    let ada = account(&*store, "ada@example.com").await;
+    let bob = account(&*store, "bob@example.com").await;
+    store
+        .insert_member(t.id, ada.id, Role::Owner, now())
+        .await
+        .unwrap();
+    store
+        .insert_member(t.id, bob.id, Role::Member, now())
+        .await
+        .unwrap();
+    for role in [Role::Admin, Role::Member] {
+        assert_eq!(
+            store
+                .set_member_role(t.id, ada.id, role, now())
+                .await
+                .unwrap(),
+            MemberChange::LastOwner
+        );
+    }
+    assert_eq!(
+        store.delete_member(t.id, ada.id).await.unwrap(),
+        MemberChange::LastOwner
+    );
+    assert_eq!(owners(&*store, t.id).await, vec![ada.id]);
+    // Staying an owner is no demotion.
+    assert_eq!(
+        store
+            .set_member_role(t.id, ada.id, Role::Owner, now())
+            .await
+            .unwrap(),
+        MemberChange::Done
+    );
+    // With a second owner, the first may step down, and then the second is the last.
+    assert_eq!(
+        store
+            .set_member_role(t.id, bob.id, Role::Owner, now())
+            .await
+            .unwrap(),
+        MemberChange::Done
+    );
+    assert_eq!(
+        store
+            .set_member_role(t.id, ada.id, Role::Member, now())
+            .await
+            .unwrap(),
+        MemberChange::Done
+    );
+    assert_eq!(
+        store.delete_member(t.id, bob.id).await.unwrap(),
+        MemberChange::LastOwner
+    );
+    assert_eq!(
+        store.delete_member(t.id, ada.id).await.unwrap(),
+        MemberChange::Done
+    );
+    assert_eq!(owners(&*store, t.id).await, vec![bob.id]);
+}
+
+/// Two owners demoted (or removed) at the same time, each change on its own connection: one
+/// succeeds and the other finds it would leave no owner. The team always keeps exactly one.
+pub async fn concurrent_demotions_of_the_last_two_owners_leave_one(f: &dyn Fixture) {
+    let store = f.store();
+    for round in 0..12 {
+        let t = team(&*store, &format!("Team {round}")).await;
+        let ada = account(&*store, &format!("ada{round}@example.com")).await;
+        let bob = account(&*store, &format!("bob{round}@example.com")).await;
+        for who in [&ada, &bob] {
+            store
+                .insert_member(t.id, who.id, Role::Owner, now())
+                .await
+                .unwrap();
+        }
+        let (a, b) = if round % 2 == 0 {
+            tokio::join!(
+                store.set_member_role(t.id, ada.id, Role::Admin, now()),
+                store.set_member_role(t.id, bob.id, Role::Member, now()),
+            )
+        } else {
+            tokio::join!(
+                store.delete_member(t.id, ada.id),
+                store.set_member_role(t.id, bob.id, Role::Admin, now()),
+            )
+        };
+        let mut outcomes = vec![a.unwrap(), b.unwrap()];
+        outcomes.sort_by_key(|o| *o != MemberChange::Done);
+        assert_eq!(
+            outcomes,
+            vec![MemberChange::Done, MemberChange::LastOwner],
+            "round {round}"
+        );
+        assert_eq!(owners(&*store, t.id).await.len(), 1, "round {round}");
+    }
+}
+
+/// Deleting a team deletes its memberships, not the accounts.
+pub async fn deleting_a_team_cascades_its_members(f: &dyn Fixture) {
+    let store = f.store();
+    let acme = team(&*store, "Acme").await;
+    let beta = team(&*store, "Beta").await;
+    let ada = account(&*store, "ada@example.com").await;
+    for t in [&acme, &beta] {
+        store
+            .insert_member(t.id, ada.id, Role::Owner, now())
+            .await
+            .unwrap();
+    }
+    f.delete_team(acme.id).await;
+    assert!(store.list_members(acme.id).await.unwrap().is_empty());
+    assert_eq!(
+        store.list_memberships(ada.id).await.unwrap(),
+        vec![(beta, Role::Owner)]
+    );
+    assert_eq!(store.get_account(ada.id).await.unwrap(), Some(ada));
+}
+
+/// Sessions: found by the digest of their value only; touched forward, never past their
+/// absolute expiry; deleted one by one or per account; expired ones (idle or absolute) pruned.
+pub async fn sessions_round_trip_touch_delete_and_prune(f: &dyn Fixture) {
+    let store = f.store();
+    let ada = account(&*store, "ada@example.com").await;
+    let bob = account(&*store, "bob@example.com").await;
+    let (s, secret) = session(&*store, ada.id).await;
+    assert_eq!(
+        store.find_session(&secret.digest()).await.unwrap(),
+        Some(s.clone())
+    );
+    let other = SessionSecret::mint().unwrap();
+    assert_eq!(store.find_session(&other.digest()).await.unwrap(), None);
+    // A value is stored once; a session of no account is refused.
+    let (twin, _) = session_at(bob.id, now());
+    let err = store
+        .insert_session(&twin, &secret.digest())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Conflict { .. }), "{err:?}");
+    let (orphan, orphan_secret) = session_at(AccountId::new(), now());
+    let err = store
+        .insert_session(&orphan, &orphan_secret.digest())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+
+    // Touch: forward.
+    let seen = s.last_seen_at + Duration::minutes(5);
+    store
+        .touch_session(s.id, seen, seen + Duration::minutes(30))
+        .await
+        .unwrap();
+    let touched = store.find_session(&secret.digest()).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            touched.last_seen_at,
+            touched.idle_expires_at,
+            touched.expires_at
+        ),
+        (seen, seen + Duration::minutes(30), s.expires_at)
+    );
+    // Not back.
+    store
+        .touch_session(s.id, s.last_seen_at, s.idle_expires_at)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.find_session(&secret.digest()).await.unwrap(),
+        Some(touched)
+    );
+    // Never past the absolute expiry.
+    let late = s.expires_at - Duration::minutes(1);
+    store
+        .touch_session(s.id, late, late + Duration::minutes(30))
+        .await
+        .unwrap();
+    let near_end = store.find_session(&secret.digest()).await.unwrap().unwrap();
+    assert_eq!(
+        (near_end.last_seen_at, near_end.idle_expires_at),
+        (late, s.expires_at)
+    );
+    // Touching a session that is gone is no error.
+    store
+        .touch_session(SessionId::new(), late, late)
+        .await
+        .unwrap();
+
+    // Delete one, then all of an account's but one.
+    assert!(store.delete_session(s.id).await.unwrap());
+    assert!(!store.delete_session(s.id).await.unwrap());
+    assert_eq!(store.find_session(&secret.digest()).await.unwrap(), None);
+    let (keep, keep_secret) = session(&*store, ada.id).await;
+    let (gone, gone_secret) = session(&*store, ada.id).await;
+    let (bobs, bobs_secret) = session(&*store, bob.id).await;
+    assert_eq!(
+        store
+            .delete_account_sessions(ada.id, Some(keep.id))
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(
+        store.find_session(&gone_secret.digest()).await.unwrap(),
+        None,
+        "{gone:?} ended"
+    );
+    assert_eq!(
+        store.find_session(&keep_secret.digest()).await.unwrap(),
+        Some(keep.clone())
+    );
+    assert_eq!(
+        store.delete_account_sessions(ada.id, None).await.unwrap(),
+        1
+    );
+    assert_eq!(
+        store.find_session(&bobs_secret.digest()).await.unwrap(),
+        Some(bobs.clone())
+    );
+
+    // Prune: idle-expired and absolutely-expired sessions go, live ones stay.
+    let t0 = now();
+    let (idle, idle_secret) = session_at(ada.id, t0 - Duration::hours(1));
+    let absolute = Session {
+        // Used a minute ago, but its twelve hours are over.
+        last_seen_at: t0 - Duration::minutes(1),
+        idle_expires_at: t0 + Duration::minutes(29),
+        expires_at: t0 - Duration::seconds(1),
+        ..session_at(ada.id, t0 - Duration::hours(12)).0
+    };
+    let absolute_secret = SessionSecret::mint().unwrap();
+    let (live, live_secret) = session_at(ada.id, t0);
+    for (s, secret) in [
+        (&idle, &idle_secret),
+        (&absolute, &absolute_secret),
+        (&live, &live_secret),
+    ] {
+        store.insert_session(s, &secret.digest()).await.unwrap();
+    }
+    let stored = store
+        .find_session(&absolute_secret.digest())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!stored.is_live(t0), "{stored:?}");
+    assert_eq!(store.prune_sessions(t0).await.unwrap(), 2);
+    assert_eq!(store.prune_sessions(t0).await.unwrap(), 0);
+    assert_eq!(
+        store.find_session(&idle_secret.digest()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.find_session(&absolute_secret.digest()).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.find_session(&live_secret.digest()).await.unwrap(),
+        Some(live)
+    );
+    assert_eq!(
+        store.find_session(&bobs_secret.digest()).await.unwrap(),
+        Some(bobs)
+    );
+}
+
+/// Failed logins: recorded under each key, counted from an instant on with the oldest counted,
+/// cleared per key, pruned by age.
+pub async fn login_failures_count_within_a_window_clear_and_prune(f: &dyn Fixture) {
+    let store = f.store();
+    let t0 = now();
+    let email = "email:ada@example.com".to_owned();
+    let ip = "ip:192.0.2.7".to_owned();
+    for minutes in [20, 10, 5, 1] {
+        store
+            .record_login_failures(
+                &[email.clone(), ip.clone()],
+                t0 - Duration::minutes(minutes),
+            )
+            .await
+            .unwrap();
+    }
+    store
+        .record_login_failures(std::slice::from_ref(&ip), t0)
+        .await
+        .unwrap();
+    store.record_login_failures(&[], t0).await.unwrap();
+    let since = t0 - Duration::minutes(15);
+    assert_eq!(
+        store.count_login_failures(&email, since).await.unwrap(),
+        (3, Some(t0 - Duration::minutes(10)))
+    );
+    assert_eq!(
+        store.count_login_failures(&ip, since).await.unwrap(),
+        (4, Some(t0 - Duration::minutes(10)))
+    );
+    // The window's start is included.
+    assert_eq!(
+        store
+            .count_login_failures(&email, t0 - Duration::minutes(5))
+            .await
+            .unwrap(),
+        (2, Some(t0 - Duration::minutes(5)))
+    );
+    assert_eq!(
+        store
+            .count_login_failures("email:nobody@example.com", since)
+            .await
+            .unwrap(),
+        (0, None)
+    );
+    store.clear_login_failures(&email).await.unwrap();
+    assert_eq!(
+        store.count_login_failures(&email, since).await.unwrap(),
+        (0, None)
+    );
+    assert_eq!(
+        store.count_login_failures(&ip, since).await.unwrap().0,
+        4,
+        "other keys keep their count"
+    );
+    assert_eq!(
+        store
+            .prune_login_failures(t0 - Duration::minutes(5))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        store
+            .count_login_failures(&ip, t0 - Duration::days(1))
+            .await
+            .unwrap(),
+        (3, Some(t0 - Duration::minutes(5)))
+    );
+}
+
+fn audit_entry(team: Option<TeamId>, actor: &Account, action: AuditAction) -> AuditEntry {
+    AuditEntry {
+        id: AuditEntryId::new(),
+        team_id: team,
+        actor_id: Some(actor.id),
+        actor_email: Some(actor.email.as_str().to_owned()),
+        action,
+        target: Some(format!("member:{}", actor.id)),
+        detail: Some("member → admin".to_owned()),
+        ip: Some("2001:db8::7".parse().unwrap()),
+        at: now(),
+    }
+}
+
+/// The audit log: entries page newest first per team and per actor; an entry about a token
+/// writes the token's log entry with it (via the dashboard, with its actor, filterable by
+/// action, and no "last used" change), or neither when one fails.
+pub async fn audit_entries_page_newest_first_and_log_token_changes(f: &dyn Fixture) {
+    let store = f.store();
+    let acme = team(&*store, "Acme").await;
+    let beta = team(&*store, "Beta").await;
+    let ada = account(&*store, "ada@example.com").await;
+    let bob = account(&*store, "bob@example.com").await;
+    let mut acme_entries = Vec::new();
+    for action in [
+        AuditAction::MemberAdded,
+        AuditAction::MemberRoleChanged,
+        AuditAction::MemberRemoved,
+    ] {
+        let entry = audit_entry(Some(acme.id), &ada, action);
+        store.append_audit(&entry, None).await.unwrap();
+        acme_entries.push(entry);
+    }
+    let login = AuditEntry {
+        target: None,
+        detail: None,
+        ip: None,
+        ..audit_entry(None, &ada, AuditAction::Login)
+    };
+    store.append_audit(&login, None).await.unwrap();
+    let by_bob = audit_entry(Some(acme.id), &bob, AuditAction::MemberAdded);
+    store.append_audit(&by_bob, None).await.unwrap();
+    acme_entries.push(by_bob.clone());
+    let anonymous = AuditEntry {
+        actor_id: None,
+        actor_email: None,
+        ..audit_entry(None, &bob, AuditAction::LoginFailed)
+    };
+    store.append_audit(&anonymous, None).await.unwrap();
+    store
+        .append_audit(
+            &audit_entry(Some(beta.id), &bob, AuditAction::MemberAdded),
+            None,
+        )
+        .await
+        .unwrap();
+
+    let newest_first: Vec<_> = acme_entries.iter().rev().cloned().collect();
+    assert_eq!(
+        store.list_audit(acme.id, None, 10).await.unwrap(),
+        newest_first
+    );
+    let first = store.list_audit(acme.id, None, 3).await.unwrap();
+    assert_eq!(first, newest_first[..3]);
+    let rest = store
+        .list_audit(acme.id, Some(first[2].id), 3)
+        .await
+        .unwrap();
+    assert_eq!(rest, newest_first[3..]);
+    assert!(
+        store
+            .list_audit(acme.id, Some(rest[0].id), 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        store
+            .list_audit(TeamId::new(), None, 3)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // An account's entries: account-wide and in any team, newest first.
+    let adas = store.list_account_audit(ada.id, None, 10).await.unwrap();
+    assert_eq!(
+        adas,
+        vec![
+            login.clone(),
+            acme_entries[2].clone(),
+            acme_entries[1].clone(),
+            acme_entries[0].clone()
+        ]
+    );
+    assert_eq!(
+        store
+            .list_account_audit(ada.id, Some(login.id), 1)
+            .await
+            .unwrap(),
+        vec![acme_entries[2].clone()]
+    );
+    assert_eq!(
+        store
+            .list_account_audit(bob.id, None, 10)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // An entry about a token, with the token's log entry.
+    let p = project(&*store, acme.id, "Shop").await;
+    let (tok, _) = token(&*store, p.id, "main").await;
+    store
+        .record_usage(&UsageBatch::from_records(vec![usage(
+            tok.id,
+            now() - Duration::seconds(1),
+            Outcome::Accepted,
+            "192.0.2.1",
+        )]))
+        .await
+        .unwrap();
+    let before = project_tokens(&*store)
+        .get_token(tok.id)
+        .await
+        .unwrap()
+        .unwrap();
+    let entry = AuditEntry {
+        target: Some(format!("token:{}", tok.id)),
+        detail: Some("project token main".to_owned()),
+        ..audit_entry(Some(acme.id), &ada, AuditAction::TokenRegenerated)
+    };
+    let log = TokenLogEntry {
+        id: lettermint_core::LogEntryId::new(),
+        token_id: tok.id,
+        at: entry.at,
+        ip: entry.ip,
+        via: Channel::Dashboard,
+        action: Action::Regenerate,
+        outcome: Outcome::Accepted,
+        status: 200,
+        message_ids: Vec::new(),
+        user_agent: None,
+        credential: None,
+        leak_url: None,
+        actor: Some("ada@example.com".to_owned()),
+    };
+    store.append_audit(&entry, Some(log.clone())).await.unwrap();
+    assert_eq!(
+        store.list_audit(acme.id, None, 1).await.unwrap(),
+        vec![entry.clone()]
+    );
+    let newest = PageRequest::first(10, sort(LogSortKey::At, Direction::Descending));
+    let regenerations = LogFilter {
+        action: Some(Action::Regenerate),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_token_logs(tok.id, &regenerations, newest.keyset())
+            .await
+            .unwrap(),
+        vec![log.clone()]
+    );
+    let sends = LogFilter {
+        action: Some(Action::Send),
+        ..Default::default()
+    };
+    let sent = store
+        .list_token_logs(tok.id, &sends, newest.keyset())
+        .await
+        .unwrap();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].via, sent[0].actor.as_deref()),
+        (Channel::Api, None)
+    );
+    assert_eq!(
+        store
+            .list_token_logs(tok.id, &LogFilter::default(), newest.keyset())
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let after = project_tokens(&*store)
+        .get_token(tok.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(after.last_use, before.last_use, "a change is not a use");
+
+    // One transaction: when the token's log entry cannot be written, the audit entry is not.
+    let doomed = audit_entry(Some(acme.id), &ada, AuditAction::TokenRevoked);
+    assert!(store.append_audit(&doomed, Some(log)).await.is_err());
+    assert_eq!(
+        store.list_audit(acme.id, None, 1).await.unwrap(),
+        vec![entry]
+    );
+}
+
+/// A dashboard member's token changes through the services: members may not make them;
+/// an admin's creation and revocation are audited and logged on the token with its actor.
+pub async fn console_changes_are_audited_and_logged_on_the_token(f: &dyn Fixture) {
+    use lettermint_core::Actor;
+    let store = f.store();
+    let services = Services::new(store.clone(), Arc::new(SystemClock));
+    let t = team(&*store, "Acme").await;
+    let p = project(&*store, t.id, "Shop").await;
+    let ada = account(&*store, "ada@example.com").await;
+    let bob = account(&*store, "bob@example.com").await;
+    store
+        .insert_member(t.id, ada.id, Role::Admin, now())
+        .await
+        .unwrap();
+    store
+        .insert_member(t.id, bob.id, Role::Member, now())
+        .await
+        .unwrap();
+    let admin = store.get_member(t.id, ada.id).await.unwrap().unwrap();
+    let member = store.get_member(t.id, bob.id).await.unwrap().unwrap();
+    let ip = Some("192.0.2.9".parse().unwrap());
+
+    let err = services
+        .console
+        .create(
+            &services.project_tokens,
+            Actor {
+                member: &member,
+                ip,
+            },
+            p.id,
+            "nope",
+            (),
+            None,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Forbidden { .. }), "{err:?}");
+    assert!(store.list_audit(t.id, None, 10).await.unwrap().is_empty());
+
+    let admin_actor = Actor { member: &admin, ip };
+    let issued = services
+        .console
+        .create(&services.project_tokens, admin_actor, p.id, "web", (), None)
+        .await
+        .unwrap();
+    services
+        .console
+        .revoke(&services.project_tokens, admin_actor, p.id, issued.token.id)
+        .await
+        .unwrap();
+    let audit = store.list_audit(t.id, None, 10).await.unwrap();
+    let actions: Vec<_> = audit.iter().map(|e| e.action).collect();
+    assert_eq!(
+        actions,
+        vec![AuditAction::TokenRevoked, AuditAction::TokenCreated]
+    );
+    assert_eq!(audit[1].actor_id, Some(ada.id));
+    assert_eq!(audit[1].target, Some(format!("token:{}", issued.token.id)));
+    let newest = PageRequest::first(10, sort(LogSortKey::At, Direction::Descending));
+    let created = store
+        .list_token_logs(
+            issued.token.id,
+            &LogFilter {
+                action: Some(Action::Create),
+                ..Default::default()
+            },
+            newest.keyset(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(created.len(), 1);
+    assert_eq!(
+        (
+            created[0].via,
+            created[0].actor.as_deref(),
+            created[0].ip,
+            created[0].status
+        ),
+        (Channel::Dashboard, Some("ada@example.com"), ip, 201)
+    );
+    let all = store
+        .list_token_logs(issued.token.id, &LogFilter::default(), newest.keyset())
+        .await
+        .unwrap();
+    assert_eq!(
+        all.iter().map(|e| e.action).collect::<Vec<_>>(),
+        vec![Action::Revoke, Action::Create]
+    );
+    let token = project_tokens(&*store)
+        .get_token(issued.token.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(token.last_use.at.is_none(), "a change is not a use");
 }

@@ -1,5 +1,7 @@
 //! The commands, one module per noun.
 
+mod account;
+mod member;
 mod message;
 mod project;
 mod team;
@@ -7,10 +9,12 @@ mod team_token;
 mod token;
 mod token_logs;
 
-use lettermint_core::{Abilities, IssuedToken, Token};
+use lettermint_core::{Abilities, Email, IssuedToken, Name, Password, Token};
 use time::OffsetDateTime;
 
-use crate::cli::{ExpiryOpt, Noun, ProjectCommand, TeamTokenCommand};
+use crate::cli::{
+    AccountCommand, ExpiryOpt, MemberCommand, Noun, PasswordOpt, ProjectCommand, TeamTokenCommand,
+};
 use crate::error::{CmdResult, Failure};
 use crate::render::{self, Times, TokenJson, TokenKindJson, details};
 use crate::{Console, Ctx};
@@ -29,7 +33,43 @@ pub(crate) fn validate(noun: &Noun) -> CmdResult {
                 "nothing to change: pass --name NAME, --smtp or --no-smtp",
             ));
         }
+        Noun::Account(AccountCommand::Create {
+            email,
+            name,
+            password,
+        }) => {
+            Email::parse("email", email)?;
+            Name::parse("name", name)?;
+            check_password(password)?;
+        }
+        Noun::Account(AccountCommand::ResetPassword { email, password }) => {
+            Email::parse("email", email)?;
+            check_password(password)?;
+        }
+        Noun::Member(MemberCommand::Add {
+            email,
+            name,
+            password,
+            ..
+        }) => {
+            Email::parse("email", email)?;
+            if let Some(name) = name {
+                Name::parse("name", name)?;
+            }
+            check_password(password)?;
+        }
+        Noun::Member(MemberCommand::Role { email, .. } | MemberCommand::Remove { email, .. }) => {
+            Email::parse("email", email)?;
+        }
         _ => {}
+    }
+    Ok(())
+}
+
+/// A password from standard input must meet the policy for new passwords.
+fn check_password(opt: &PasswordOpt) -> CmdResult {
+    if let Some(password) = &opt.password {
+        Password::new_password("password", password.clone().into_secret())?;
     }
     Ok(())
 }
@@ -42,6 +82,8 @@ pub(crate) async fn dispatch(noun: Noun, ctx: &Ctx, con: &mut Console<'_>) -> Cm
         Noun::Token(cmd) => token::run(cmd, ctx, con).await,
         Noun::TeamToken(cmd) => team_token::run(cmd, ctx, con).await,
         Noun::Message(cmd) => message::run(cmd, ctx, con).await,
+        Noun::Account(cmd) => account::run(cmd, ctx, con).await,
+        Noun::Member(cmd) => member::run(cmd, ctx, con).await,
     }
 }
 

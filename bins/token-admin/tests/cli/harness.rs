@@ -97,9 +97,40 @@ impl Db {
         ran
     }
 
+    /// Runs a command that must succeed, with `input` on its standard input.
+    pub fn ok_with_input(&self, args: &[&str], input: &str) -> Ran {
+        let ran: Ran = self
+            .cmd(args)
+            .write_stdin(input)
+            .output()
+            .expect("run token-admin")
+            .into();
+        assert_eq!(
+            ran.code,
+            Some(0),
+            "`token-admin {}` failed on {}:\nstdout: {}\nstderr: {}",
+            args.join(" "),
+            self.backend,
+            ran.stdout,
+            ran.stderr
+        );
+        ran
+    }
+
     /// Runs a command that must fail with `code`; returns its one-line error.
     pub fn fails(&self, args: &[&str], code: i32) -> String {
-        let ran: Ran = self.cmd(args).output().expect("run token-admin").into();
+        self.fails_with_input(args, "", code)
+    }
+
+    /// Runs a command with `input` on its standard input that must fail with `code`; returns
+    /// its one-line error.
+    pub fn fails_with_input(&self, args: &[&str], input: &str, code: i32) -> String {
+        let ran: Ran = self
+            .cmd(args)
+            .write_stdin(input)
+            .output()
+            .expect("run token-admin")
+            .into();
         assert_eq!(
             ran.code,
             Some(code),

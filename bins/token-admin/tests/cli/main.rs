@@ -48,6 +48,8 @@ on_both_backends!(
     team_tokens_carry_abilities,
     unknown_abilities_are_rejected_with_the_valid_list,
     errors_are_one_line_with_an_exit_code,
+    accounts_are_created_listed_and_their_passwords_reset,
+    members_are_added_listed_changed_and_removed_keeping_an_owner,
 );
 
 mod sqlite_only {
@@ -135,6 +137,15 @@ mod help {
         &["team-token", "show"],
         &["team-token", "regenerate"],
         &["team-token", "revoke"],
+        &["account"],
+        &["account", "create"],
+        &["account", "list"],
+        &["account", "reset-password"],
+        &["member"],
+        &["member", "add"],
+        &["member", "list"],
+        &["member", "role"],
+        &["member", "remove"],
     ];
 
     /// Every level has a help text that explains each argument.

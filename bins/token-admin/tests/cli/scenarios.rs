@@ -53,6 +53,7 @@ const TEAM_TOKEN_KEYS: &[&str] = &[
 ];
 const LOG_KEYS: &[&str] = &[
     "action",
+    "actor",
     "at",
     "credential",
     "id",
@@ -64,6 +65,22 @@ const LOG_KEYS: &[&str] = &[
     "token_id",
     "user_agent",
     "via",
+];
+const ACCOUNT_KEYS: &[&str] = &[
+    "created_at",
+    "display_name",
+    "email",
+    "id",
+    "password_changed_at",
+    "teams",
+];
+const MEMBER_KEYS: &[&str] = &[
+    "account_id",
+    "display_name",
+    "email",
+    "joined_at",
+    "role",
+    "team_id",
 ];
 const WARNING: &str =
     "warning: this token is shown only once and cannot be shown again; store it now.\n";
@@ -1442,5 +1459,415 @@ pub async fn tokens_rotate_with_an_overlap_and_carry_an_allowlist(db: &Db) {
             2
         )
         .contains("allow-ip.0")
+    );
+}
+
+/// The one line a password-printing command writes on stdout: a generated password.
+fn password_of(stdout: &str) -> String {
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(
+        lines.len(),
+        1,
+        "only the password on stdout, got:\n{stdout}"
+    );
+    assert!(
+        lines[0].len() == 24 && lines[0].bytes().all(|b| b.is_ascii_alphanumeric()),
+        "a generated password: {}",
+        lines[0]
+    );
+    lines[0].to_owned()
+}
+
+/// Whether `email` logs in to the dashboard with `password`.
+async fn logs_in(db: &Db, email: &str, password: &str) -> bool {
+    db.services()
+        .await
+        .accounts
+        .login(email, password.to_owned(), None)
+        .await
+        .is_ok()
+}
+
+/// `account create` prints a generated password once, alone on stdout, or takes one from
+/// standard input; `account list` shows every account with its teams; `account
+/// reset-password` replaces the password and ends every session.
+pub async fn accounts_are_created_listed_and_their_passwords_reset(db: &Db) {
+    setup::team(db, "Acme");
+    assert_eq!(
+        db.ok(&["account", "list"]).stdout,
+        "No accounts yet. Create one with: token-admin account create --email EMAIL --name NAME\n"
+    );
+    assert_eq!(db.json(&["account", "list"]), serde_json::json!([]));
+
+    let created = db.ok(&[
+        "account",
+        "create",
+        "--email",
+        "Ada@Example.com",
+        "--name",
+        "Ada Lovelace",
+    ]);
+    let ada_password = password_of(&created.stdout);
+    assert!(
+        created.stderr.contains("shown only once") && created.stderr.contains("ada@example.com"),
+        "{}",
+        created.stderr
+    );
+    assert!(!created.stderr.contains(&ada_password));
+    assert!(logs_in(db, "ada@example.com", &ada_password).await);
+    assert!(!logs_in(db, "ada@example.com", "not the password").await);
+
+    // A password from standard input: the account's details on stdout, and no password.
+    let bob = db.ok_with_input(
+        &[
+            "account",
+            "create",
+            "--email",
+            "bob@example.com",
+            "--name",
+            "Bob",
+            "--password-stdin",
+        ],
+        "correct horse battery\n",
+    );
+    assert!(
+        bob.stdout
+            .starts_with("email:             bob@example.com\n"),
+        "{}",
+        bob.stdout
+    );
+    assert!(!bob.stdout.contains("correct horse") && !bob.stderr.contains("correct horse"));
+    assert!(logs_in(db, "bob@example.com", "correct horse battery").await);
+    let cat = db.json(&[
+        "account",
+        "create",
+        "--email",
+        "cat@example.com",
+        "--name",
+        "Cat",
+    ]);
+    assert_eq!(keys(&cat), with(ACCOUNT_KEYS, "password"));
+    let cat_password = cat["password"].as_str().unwrap().to_owned();
+    assert!(logs_in(db, "cat@example.com", &cat_password).await);
+
+    // Refusals: a taken email (whatever its case), a bad email, a short or multi-line
+    // password, and --password-stdin with nothing to read.
+    assert_eq!(
+        db.fails(
+            &[
+                "account",
+                "create",
+                "--email",
+                "ADA@example.com",
+                "--name",
+                "Ada"
+            ],
+            1
+        ),
+        "error: An account with this email already exists."
+    );
+    assert_eq!(
+        db.fails(&["account", "create", "--email", "ada", "--name", "Ada"], 2),
+        "error: The email field must be a valid email address."
+    );
+    let new_account = [
+        "account",
+        "create",
+        "--email",
+        "dan@example.com",
+        "--name",
+        "Dan",
+        "--password-stdin",
+    ];
+    assert_eq!(
+        db.fails_with_input(&new_account, "short\n", 2),
+        "error: The password field must be at least 12 characters."
+    );
+    assert_eq!(
+        db.fails_with_input(&new_account, "correct horse\nbattery staple\n", 2),
+        "error: the password on standard input must be one line"
+    );
+    assert_eq!(
+        db.fails_with_input(&new_account, "", 2),
+        "error: The password field must be at least 12 characters."
+    );
+
+    let list = db.json(&["account", "list"]);
+    let emails: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        emails,
+        ["ada@example.com", "bob@example.com", "cat@example.com"]
+    );
+    assert_eq!(keys(&list[0]), ACCOUNT_KEYS);
+    assert_eq!(list[0]["display_name"], "Ada Lovelace");
+    assert_instant(&list[0]["password_changed_at"]);
+    db.ok(&[
+        "member",
+        "add",
+        "--team",
+        "Acme",
+        "--email",
+        "ada@example.com",
+        "--role",
+        "owner",
+    ]);
+    let list = db.json(&["account", "list"]);
+    assert_eq!(list[0]["teams"][0]["name"], "Acme");
+    assert_eq!(list[0]["teams"][0]["role"], "owner");
+    assert_eq!(list[1]["teams"], serde_json::json!([]));
+    insta::assert_snapshot!("account_list", redact(&db.ok(&["account", "list"]).stdout));
+
+    // A reset: a new generated password; the old one and every session end.
+    let services = db.services().await;
+    let session = services
+        .accounts
+        .login("ada@example.com", ada_password.clone(), None)
+        .await
+        .unwrap();
+    let reset = db.ok(&["account", "reset-password", "ADA@example.com"]);
+    let new_password = password_of(&reset.stdout);
+    assert_ne!(new_password, ada_password);
+    assert!(
+        reset
+            .stderr
+            .contains("Every session of ada@example.com ended."),
+        "{}",
+        reset.stderr
+    );
+    assert_eq!(
+        services.accounts.resume(&session.secret).await.unwrap(),
+        None
+    );
+    assert!(!logs_in(db, "ada@example.com", &ada_password).await);
+    assert!(logs_in(db, "ada@example.com", &new_password).await);
+    let reset = db.ok_with_input(
+        &[
+            "account",
+            "reset-password",
+            "bob@example.com",
+            "--password-stdin",
+        ],
+        "another long passphrase\r\n",
+    );
+    assert!(reset.stdout.contains("bob@example.com"), "{}", reset.stdout);
+    assert!(logs_in(db, "bob@example.com", "another long passphrase").await);
+    assert_eq!(
+        db.fails(&["account", "reset-password", "nobody@example.com"], 1),
+        "error: no account with email nobody@example.com; `token-admin account list` shows the \
+         accounts"
+    );
+}
+
+/// `member add` adds an account (creating it with --name, with a password printed once);
+/// `member list` shows owners first; `member role` and `member remove` change and remove
+/// members, except the last owner.
+pub async fn members_are_added_listed_changed_and_removed_keeping_an_owner(db: &Db) {
+    let team = setup::team(db, "Acme");
+    setup::team(db, "Beta");
+    assert!(
+        db.ok(&["member", "list", "--team", "Acme"])
+            .stdout
+            .starts_with("No members in team Acme."),
+    );
+    let add = |email: &'static str, role: &'static str| {
+        vec![
+            "member", "add", "--team", "Acme", "--email", email, "--role", role,
+        ]
+    };
+
+    assert_eq!(
+        db.fails(&add("zoe@example.com", "owner"), 1),
+        "error: no account with email zoe@example.com; pass --name NAME to create it"
+    );
+    let mut with_name = add("zoe@example.com", "owner");
+    with_name.extend(["--name", "Zoe"]);
+    let added = db.ok(&with_name);
+    let zoe_password = password_of(&added.stdout);
+    assert!(
+        added
+            .stderr
+            .contains("zoe@example.com is now an owner of Acme."),
+        "{}",
+        added.stderr
+    );
+    assert!(logs_in(db, "zoe@example.com", &zoe_password).await);
+
+    db.ok_with_input(
+        &[
+            "account",
+            "create",
+            "--email",
+            "amy@example.com",
+            "--name",
+            "Amy",
+            "--password-stdin",
+        ],
+        "correct horse battery\n",
+    );
+    let amy = db.json(&add("amy@example.com", "member"));
+    assert_eq!(keys(&amy), MEMBER_KEYS);
+    assert_eq!(
+        (amy["role"].as_str(), amy["team_id"].as_str()),
+        (Some("member"), Some(team.as_str()))
+    );
+    let mut with_json_name = vec!["--json"];
+    with_json_name.extend(add("bob@example.com", "admin"));
+    with_json_name.extend(["--name", "Bob"]);
+    let bob: Value = serde_json::from_str(&db.ok(&with_json_name).stdout).unwrap();
+    assert_eq!(keys(&bob), with(MEMBER_KEYS, "password"));
+    assert!(logs_in(db, "bob@example.com", bob["password"].as_str().unwrap()).await);
+
+    assert_eq!(
+        db.fails(&add("amy@example.com", "admin"), 1),
+        "error: amy@example.com is already a member of Acme; change their role with \
+         `token-admin member role`"
+    );
+    let stdin_for_existing = [
+        "member",
+        "add",
+        "--team",
+        "Beta",
+        "--email",
+        "bob@example.com",
+        "--role",
+        "admin",
+        "--password-stdin",
+    ];
+    let err = db.fails_with_input(&stdin_for_existing, "a long enough password\n", 1);
+    assert!(err.contains("already has an account"), "{err}");
+    let err = db.fails(&add("amy@example.com", "boss"), 2);
+    assert!(err.contains("invalid value 'boss'"), "{err}");
+
+    // Owners first, then by email.
+    let list = db.json(&["member", "list", "--team", "Acme"]);
+    let listed: Vec<(&str, &str)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| (m["email"].as_str().unwrap(), m["role"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("zoe@example.com", "owner"),
+            ("amy@example.com", "member"),
+            ("bob@example.com", "admin"),
+        ]
+    );
+    insta::assert_snapshot!(
+        "member_list",
+        redact(&db.ok(&["member", "list", "--team", "Acme"]).stdout)
+    );
+    assert_eq!(
+        db.json(&["member", "list", "--team", "Beta"]),
+        serde_json::json!([])
+    );
+
+    // The last owner can be neither demoted nor removed.
+    let last_owner =
+        "error: A team must keep at least one owner: make another member an owner first.";
+    assert_eq!(
+        db.fails(
+            &[
+                "member",
+                "role",
+                "--team",
+                "Acme",
+                "zoe@example.com",
+                "admin"
+            ],
+            1
+        ),
+        last_owner
+    );
+    assert_eq!(
+        db.fails(
+            &["member", "remove", "--team", "Acme", "zoe@example.com"],
+            1
+        ),
+        last_owner
+    );
+    let promoted = db.json(&[
+        "member",
+        "role",
+        "--team",
+        "Acme",
+        "bob@example.com",
+        "owner",
+    ]);
+    assert_eq!(promoted["role"], "owner");
+    let demoted = db.ok(&[
+        "member",
+        "role",
+        "--team",
+        &team,
+        "zoe@example.com",
+        "member",
+    ]);
+    assert!(
+        demoted.stdout.contains("role:        member"),
+        "{}",
+        demoted.stdout
+    );
+    assert_eq!(
+        db.ok(&["member", "remove", "--team", "Acme", "zoe@example.com"])
+            .stdout,
+        format!("Removed zoe@example.com from team Acme ({team}).\n")
+    );
+    assert_eq!(
+        db.fails(
+            &["member", "remove", "--team", "Acme", "bob@example.com"],
+            1
+        ),
+        last_owner
+    );
+    assert_eq!(
+        db.fails(
+            &["member", "remove", "--team", "Acme", "zoe@example.com"],
+            1
+        ),
+        format!(
+            "error: zoe@example.com is not a member of team Acme; `token-admin member list \
+             --team {team}` shows its members"
+        )
+    );
+    assert_eq!(
+        db.fails(
+            &[
+                "member",
+                "role",
+                "--team",
+                "Acme",
+                "nobody@example.com",
+                "admin"
+            ],
+            1
+        ),
+        "error: no account with email nobody@example.com; `token-admin account list` shows the \
+         accounts"
+    );
+    // The account stays when its membership goes.
+    assert!(logs_in(db, "zoe@example.com", &zoe_password).await);
+    let remaining: Vec<String> = db
+        .json(&["member", "list", "--team", "Acme"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            format!(
+                "{} {}",
+                m["email"].as_str().unwrap(),
+                m["role"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        remaining,
+        ["bob@example.com owner", "amy@example.com member"]
     );
 }

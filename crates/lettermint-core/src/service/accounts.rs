@@ -453,6 +453,13 @@ impl AccountService {
         self.members.list_members(actor.team_id).await
     }
 
+    /// A team's members, owners first, then by email, for a caller who is not a member
+    /// (operators; a team scope sees only its own team).
+    pub async fn team_members(&self, scope: Scope, team: TeamId) -> Result<Vec<Member>> {
+        scope.check(team, "team")?;
+        self.members.list_members(team).await
+    }
+
     /// Adds an account to a team. `actor` `None` is the operator; otherwise owners add anyone,
     /// admins add members and admins.
     pub async fn add_member(

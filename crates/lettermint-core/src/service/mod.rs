@@ -10,6 +10,8 @@ mod tokens;
 mod usage;
 
 #[cfg(test)]
+mod accounts_tests;
+#[cfg(test)]
 mod tests;
 
 use std::sync::Arc;
