@@ -251,7 +251,6 @@ impl fmt::Display for TokenHint {
     }
 }
 
-/// Fixed-width, most-significant-first base62 encoding of a CRC32 (62⁶ > 2³²).
 /// Appends `len` base62 characters drawn uniformly from the operating system's CSPRNG.
 fn push_random_base62(out: &mut String, len: usize) -> Result<(), RandomnessUnavailable> {
     let mut filled = 0;
@@ -279,6 +278,7 @@ pub(crate) fn random_base62(len: usize) -> Result<String, RandomnessUnavailable>
     Ok(out)
 }
 
+/// Fixed-width, most-significant-first base62 encoding of a CRC32 (62⁶ > 2³²).
 fn encode_checksum(mut crc: u32) -> String {
     let mut out = [b'0'; CHECKSUM_LEN];
     for slot in out.iter_mut().rev() {

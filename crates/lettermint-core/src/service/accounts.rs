@@ -415,14 +415,18 @@ impl AccountService {
             ));
         }
         let hash = self.hasher.hash(new).await?;
-        self.accounts
+        if !self
+            .accounts
             .set_password(
                 session.account_id,
                 &hash,
                 Some(session.id),
                 self.clock.now(),
             )
-            .await?;
+            .await?
+        {
+            return Err(Error::not_found("account"));
+        }
         self.audit(
             None,
             Some(session.account_id),
@@ -496,6 +500,7 @@ impl AccountService {
     ) -> Result<()> {
         check_member_change(actor, team, role)?;
         if let Some(actor) = actor {
+            // The actor's team was checked above: nothing is read from another team.
             let target = self
                 .member_of(account, team)
                 .await
@@ -527,6 +532,9 @@ impl AccountService {
         ip: Option<IpAddr>,
     ) -> Result<()> {
         if let Some(actor) = actor {
+            if actor.team_id != team {
+                return Err(Error::not_found("team"));
+            }
             let target = self
                 .member_of(account, team)
                 .await
