@@ -108,6 +108,7 @@ fn log_json(entry: &TokenLogEntry) -> Value {
         user_agent: entry.user_agent.clone(),
         credential: entry.credential.map(|c| c.as_str()),
         leak_url: entry.leak_url.clone(),
+        actor: entry.actor.clone(),
     })
 }
 
@@ -977,6 +978,7 @@ async fn revoke_token(
         wire::PageParams,
         ("sort" = Option<String>, Query, pattern = "^(-?(at|created_at)(,.*)?)?$", description = "Sort key, `-` for descending: one of `at`, `created_at`; default `-at`. Only the first key counts; ties are broken by id."),
         ("filter[outcome]" = inline(Option<wire::OutcomeFilter>), Query, description = "Only entries with this outcome."),
+        ("filter[action]" = inline(Option<wire::ActionFilter>), Query, description = "Only entries of this action (`send`, `smtp_auth`, `create`, `regenerate`, `revoke`, ...)."),
         ("filter[from]" = Option<String>, Query, pattern = r"^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?| ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]))?$", description = "Only entries at or after this instant (ISO 8601; without a zone it is UTC)."),
         ("filter[to]" = Option<String>, Query, pattern = r"^([0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])(T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?| ([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]))?$", description = "Only entries at or before this instant (ISO 8601; without a zone it is UTC)."),
     ),

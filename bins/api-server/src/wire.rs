@@ -42,9 +42,9 @@ fn string_enum(
 
 fn channel_schema() -> Schema {
     string_enum(
-        ["api", "smtp"],
+        ["api", "smtp", "dashboard"],
         false,
-        "The front door: the HTTP API or the SMTP relay.",
+        "The front door: the HTTP API, the SMTP relay, or the dashboard (a member changing the token).",
     )
 }
 
@@ -632,6 +632,23 @@ impl utoipa::PartialSchema for OutcomeFilter {
 
 impl ToSchema for OutcomeFilter {}
 
+/// An action of a token's log (empty: any).
+#[derive(Debug, Clone, Copy)]
+pub struct ActionFilter;
+
+impl utoipa::PartialSchema for ActionFilter {
+    fn schema() -> RefOr<Schema> {
+        string_enum(
+            Action::ALL.iter().map(|a| a.as_str()).chain([""]),
+            false,
+            "Only entries of this action (empty: any).",
+        )
+        .into()
+    }
+}
+
+impl ToSchema for ActionFilter {}
+
 // --- team API: resources -----------------------------------------------------------------------
 
 /// The team.
@@ -765,6 +782,10 @@ pub struct LogEntry {
     /// (`leak_report`, `revoked_leaked`); `null` otherwise.
     #[schema(required = true)]
     pub leak_url: Option<String>,
+    /// Who made the change, for an entry of a change made in the dashboard (the member's
+    /// email); `null` otherwise.
+    #[schema(required = true)]
+    pub actor: Option<String>,
 }
 
 // --- secret scanning ---------------------------------------------------------------------------

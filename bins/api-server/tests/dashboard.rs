@@ -309,6 +309,26 @@ async fn owner_manages_a_token_end_to_end(backend: Backend) {
     assert!(only_sends.body.contains("<td>send</td>"));
     assert!(!only_sends.body.contains("<td>create</td>"));
 
+    // The Team API shows the same entries, with who made them.
+    let project_id = tokens.split('/').nth(4).unwrap();
+    let api_logs: serde_json::Value = common::client()
+        .get(format!(
+            "{}/v1/projects/{project_id}/tokens/{token_id}/logs?filter[action]=regenerate",
+            server.base
+        ))
+        .bearer_auth(&server.team_token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let entries = api_logs["data"].as_array().expect("a page of entries");
+    assert_eq!(entries.len(), 1, "{api_logs}");
+    assert_eq!(entries[0]["via"], "dashboard");
+    assert_eq!(entries[0]["action"], "regenerate");
+    assert_eq!(entries[0]["actor"], server.owner_email.as_str());
+
     // The audit log names the member for each change.
     let audit = owner.get(&format!("/teams/{team}/audit")).await;
     for action in ["token_created", "token_regenerated", "token_revoked"] {
