@@ -19,6 +19,8 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
+use lettermint_core::{ForProject, ForTeam};
+
 use crate::AppState;
 
 pub use session::{CSRF_COOKIE, SESSION_COOKIE, Viewer};
@@ -45,40 +47,40 @@ pub fn routes() -> Router<AppState> {
         .route("/teams/{team}/projects/{project}", get(pages::project))
         .route(
             "/teams/{team}/projects/{project}/tokens",
-            get(pages::project_tokens).post(pages::create_project_token),
+            get(pages::list::<ForProject>).post(pages::create::<ForProject>),
         )
         .route(
             "/teams/{team}/projects/{project}/tokens/new",
-            get(pages::new_project_token),
+            get(pages::new::<ForProject>),
         )
         .route(
             "/teams/{team}/projects/{project}/tokens/{token}/regenerate",
-            get(pages::confirm_regenerate_project_token).post(pages::regenerate_project_token),
+            get(pages::confirm_regenerate::<ForProject>).post(pages::regenerate::<ForProject>),
         )
         .route(
             "/teams/{team}/projects/{project}/tokens/{token}/revoke",
-            get(pages::confirm_revoke_project_token).post(pages::revoke_project_token),
+            get(pages::confirm_revoke::<ForProject>).post(pages::revoke::<ForProject>),
         )
         .route(
             "/teams/{team}/projects/{project}/tokens/{token}/logs",
-            get(pages::project_token_logs),
+            get(pages::token_logs::<ForProject>),
         )
         .route(
             "/teams/{team}/team-tokens",
-            get(pages::team_tokens).post(pages::create_team_token),
+            get(pages::list::<ForTeam>).post(pages::create::<ForTeam>),
         )
-        .route("/teams/{team}/team-tokens/new", get(pages::new_team_token))
+        .route("/teams/{team}/team-tokens/new", get(pages::new::<ForTeam>))
         .route(
             "/teams/{team}/team-tokens/{token}/regenerate",
-            get(pages::confirm_regenerate_team_token).post(pages::regenerate_team_token),
+            get(pages::confirm_regenerate::<ForTeam>).post(pages::regenerate::<ForTeam>),
         )
         .route(
             "/teams/{team}/team-tokens/{token}/revoke",
-            get(pages::confirm_revoke_team_token).post(pages::revoke_team_token),
+            get(pages::confirm_revoke::<ForTeam>).post(pages::revoke::<ForTeam>),
         )
         .route(
             "/teams/{team}/team-tokens/{token}/logs",
-            get(pages::team_token_logs),
+            get(pages::token_logs::<ForTeam>),
         )
         .route_layer(axum::middleware::from_fn(session::csrf_guard))
         .route("/assets/dashboard.css", get(stylesheet))

@@ -1,5 +1,6 @@
 //! The page handlers.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
 
 use askama::Template;
@@ -46,7 +47,7 @@ impl FromRequestParts<AppState> for Ctx {
 }
 
 /// The fields of a URL-encoded form (repeated names kept).
-struct Fields(Vec<(String, String)>);
+pub struct Fields(Vec<(String, String)>);
 
 impl Fields {
     fn parse(body: &Bytes) -> Self {
@@ -567,8 +568,13 @@ pub async fn project(
 // ---------------------------------------------------------------------------------------------
 // Tokens of either kind
 
-/// What differs between the project tokens and team tokens pages.
-struct Place<K: Owner> {
+/// Whose tokens a page shows, read from the URL (`/teams/{team}/projects/{project}/tokens/…`
+/// or `/teams/{team}/team-tokens/…`) for the logged-in viewer: extracting it checks the
+/// viewer's membership (404 otherwise).
+pub struct Place<K: Owner> {
+    viewer: Viewer,
+    /// The `{token}` of the URL, on a token's own pages.
+    token: Option<String>,
     owner: K::Id,
     member: Member,
     team: Team,
@@ -581,9 +587,15 @@ struct Place<K: Owner> {
     team_tab: bool,
 }
 
-trait DashKind: Owner {
+pub trait DashKind: Owner {
     /// Whether its tokens carry abilities (team tokens).
     const SHOWS_ABILITIES: bool;
+    /// The place named by the URL's parameters.
+    fn place(
+        state: &AppState,
+        viewer: Viewer,
+        params: &HashMap<String, String>,
+    ) -> impl Future<Output = Result<Place<Self>, DashError>> + Send;
     fn service(state: &AppState) -> &TokenService<Self>;
     fn abilities_text(abilities: &Self::Abilities) -> Option<String>;
     fn abilities_from(form: &Fields) -> Result<Self::Abilities, Error>;
@@ -592,6 +604,14 @@ trait DashKind: Owner {
 
 impl DashKind for ForProject {
     const SHOWS_ABILITIES: bool = false;
+    async fn place(
+        state: &AppState,
+        viewer: Viewer,
+        params: &HashMap<String, String>,
+    ) -> Result<Place<Self>, DashError> {
+        let param = |name: &str| params.get(name).map(String::as_str).unwrap_or_default();
+        project_place(state, viewer, param("team"), param("project")).await
+    }
     fn service(state: &AppState) -> &TokenService<Self> {
         &state.services.project_tokens
     }
@@ -608,6 +628,18 @@ impl DashKind for ForProject {
 
 impl DashKind for ForTeam {
     const SHOWS_ABILITIES: bool = true;
+    async fn place(
+        state: &AppState,
+        viewer: Viewer,
+        params: &HashMap<String, String>,
+    ) -> Result<Place<Self>, DashError> {
+        team_place(
+            state,
+            viewer,
+            params.get("team").map(String::as_str).unwrap_or_default(),
+        )
+        .await
+    }
     fn service(state: &AppState) -> &TokenService<Self> {
         &state.services.team_tokens
     }
@@ -634,16 +666,18 @@ impl DashKind for ForTeam {
 
 async fn project_place(
     state: &AppState,
-    viewer: &Viewer,
+    viewer: Viewer,
     team: &str,
     project: &str,
 ) -> Result<Place<ForProject>, DashError> {
-    let (member, team, project) = project_of(state, viewer, team, project).await?;
+    let (member, team, project) = project_of(state, &viewer, team, project).await?;
     let mut crumbs = team_crumbs(&team);
     let project_url = format!("/teams/{}/projects/{}", team.id, project.id);
     crumbs.push((project_url.clone(), project.name.as_str().to_owned()));
     crumbs.push((format!("{project_url}/tokens"), "API tokens".to_owned()));
     Ok(Place {
+        viewer,
+        token: None,
         owner: project.id,
         base: format!("{project_url}/tokens"),
         owner_label: format!("{} · {}", team.name.as_str(), project.name.as_str()),
@@ -657,14 +691,16 @@ async fn project_place(
 
 async fn team_place(
     state: &AppState,
-    viewer: &Viewer,
+    viewer: Viewer,
     team: &str,
 ) -> Result<Place<ForTeam>, DashError> {
-    let (member, team) = membership(state, viewer, team).await?;
+    let (member, team) = membership(state, &viewer, team).await?;
     let mut crumbs = team_crumbs(&team);
     let base = format!("/teams/{}/team-tokens", team.id);
     crumbs.push((base.clone(), "Team tokens".to_owned()));
     Ok(Place {
+        viewer,
+        token: None,
         owner: team.id,
         base,
         owner_label: team.name.as_str().to_owned(),
@@ -674,6 +710,27 @@ async fn team_place(
         member,
         team,
     })
+}
+
+impl<K: DashKind> FromRequestParts<AppState> for Place<K> {
+    type Rejection = DashError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, DashError> {
+        let viewer = Viewer::from_request_parts(parts, state).await?;
+        let Path(params) = Path::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|_| DashError::NotFound)?;
+        let mut place = K::place(state, viewer, &params).await?;
+        place.token = params.get("token").cloned();
+        Ok(place)
+    }
+}
+
+impl<K: Owner> Place<K> {
+    /// The `{token}` of the URL.
+    fn token(&self) -> Result<String, DashError> {
+        self.token.clone().ok_or(DashError::NotFound)
+    }
 }
 
 struct TokenRow {
@@ -1197,173 +1254,68 @@ async fn logs<K: DashKind>(
     ))
 }
 
-// Project tokens.
+// The handlers of both token pages, registered once per kind (`list::<ForProject>`, …).
 
-/// `GET …/projects/{project}/tokens`.
-pub async fn project_tokens(
+/// `GET …/tokens` (or `…/team-tokens`): the list.
+pub async fn list<K: DashKind>(
     State(state): State<AppState>,
-    viewer: Viewer,
-    Path((team, project)): Path<(String, String)>,
+    place: Place<K>,
     Query(query): Query<DoneQuery>,
 ) -> Page {
-    let place = project_place(&state, &viewer, &team, &project).await?;
+    let viewer = place.viewer.clone();
     list_tokens(&state, &viewer, place, &query).await
 }
 
-/// `GET …/projects/{project}/tokens/new`.
-pub async fn new_project_token(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path((team, project)): Path<(String, String)>,
-) -> Page {
-    let place = project_place(&state, &viewer, &team, &project).await?;
+/// `GET …/new`: the creation form.
+pub async fn new<K: DashKind>(place: Place<K>) -> Page {
+    let viewer = place.viewer.clone();
     new_token(&viewer, place).await
 }
 
-/// `POST …/projects/{project}/tokens`.
-pub async fn create_project_token(
+/// `POST …/tokens` (or `…/team-tokens`): create, show the value once.
+pub async fn create<K: DashKind>(
     State(state): State<AppState>,
-    viewer: Viewer,
-    Path((team, project)): Path<(String, String)>,
+    place: Place<K>,
     body: Bytes,
 ) -> Page {
-    let place = project_place(&state, &viewer, &team, &project).await?;
+    let viewer = place.viewer.clone();
     create_token(&state, &viewer, place, &body).await
 }
 
-/// `GET …/tokens/{token}/regenerate`.
-pub async fn confirm_regenerate_project_token(
+/// `GET …/{token}/regenerate`: the confirmation.
+pub async fn confirm_regenerate<K: DashKind>(
     State(state): State<AppState>,
-    viewer: Viewer,
-    Path((team, project, token)): Path<(String, String, String)>,
+    place: Place<K>,
 ) -> Page {
-    let place = project_place(&state, &viewer, &team, &project).await?;
+    let (viewer, token) = (place.viewer.clone(), place.token()?);
     confirm(&state, &viewer, place, &token, Change::Regenerate).await
 }
 
-/// `POST …/tokens/{token}/regenerate`.
-pub async fn regenerate_project_token(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path((team, project, token)): Path<(String, String, String)>,
-) -> Page {
-    let place = project_place(&state, &viewer, &team, &project).await?;
+/// `POST …/{token}/regenerate`: a new value, shown once.
+pub async fn regenerate<K: DashKind>(State(state): State<AppState>, place: Place<K>) -> Page {
+    let (viewer, token) = (place.viewer.clone(), place.token()?);
     apply(&state, &viewer, place, &token, Change::Regenerate).await
 }
 
-/// `GET …/tokens/{token}/revoke`.
-pub async fn confirm_revoke_project_token(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path((team, project, token)): Path<(String, String, String)>,
-) -> Page {
-    let place = project_place(&state, &viewer, &team, &project).await?;
+/// `GET …/{token}/revoke`: the confirmation.
+pub async fn confirm_revoke<K: DashKind>(State(state): State<AppState>, place: Place<K>) -> Page {
+    let (viewer, token) = (place.viewer.clone(), place.token()?);
     confirm(&state, &viewer, place, &token, Change::Revoke).await
 }
 
-/// `POST …/tokens/{token}/revoke`.
-pub async fn revoke_project_token(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path((team, project, token)): Path<(String, String, String)>,
-) -> Page {
-    let place = project_place(&state, &viewer, &team, &project).await?;
+/// `POST …/{token}/revoke`.
+pub async fn revoke<K: DashKind>(State(state): State<AppState>, place: Place<K>) -> Page {
+    let (viewer, token) = (place.viewer.clone(), place.token()?);
     apply(&state, &viewer, place, &token, Change::Revoke).await
 }
 
-/// `GET …/tokens/{token}/logs`.
-pub async fn project_token_logs(
+/// `GET …/{token}/logs`: the token's log, paged and filtered by kind.
+pub async fn token_logs<K: DashKind>(
     State(state): State<AppState>,
-    viewer: Viewer,
-    Path((team, project, token)): Path<(String, String, String)>,
+    place: Place<K>,
     Query(query): Query<DoneQuery>,
 ) -> Page {
-    let place = project_place(&state, &viewer, &team, &project).await?;
-    logs(&state, &viewer, place, &token, &query).await
-}
-
-// Team tokens.
-
-/// `GET /teams/{team}/team-tokens`.
-pub async fn team_tokens(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path(team): Path<String>,
-    Query(query): Query<DoneQuery>,
-) -> Page {
-    let place = team_place(&state, &viewer, &team).await?;
-    list_tokens(&state, &viewer, place, &query).await
-}
-
-/// `GET /teams/{team}/team-tokens/new`.
-pub async fn new_team_token(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path(team): Path<String>,
-) -> Page {
-    let place = team_place(&state, &viewer, &team).await?;
-    new_token(&viewer, place).await
-}
-
-/// `POST /teams/{team}/team-tokens`.
-pub async fn create_team_token(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path(team): Path<String>,
-    body: Bytes,
-) -> Page {
-    let place = team_place(&state, &viewer, &team).await?;
-    create_token(&state, &viewer, place, &body).await
-}
-
-/// `GET /teams/{team}/team-tokens/{token}/regenerate`.
-pub async fn confirm_regenerate_team_token(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path((team, token)): Path<(String, String)>,
-) -> Page {
-    let place = team_place(&state, &viewer, &team).await?;
-    confirm(&state, &viewer, place, &token, Change::Regenerate).await
-}
-
-/// `POST /teams/{team}/team-tokens/{token}/regenerate`.
-pub async fn regenerate_team_token(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path((team, token)): Path<(String, String)>,
-) -> Page {
-    let place = team_place(&state, &viewer, &team).await?;
-    apply(&state, &viewer, place, &token, Change::Regenerate).await
-}
-
-/// `GET /teams/{team}/team-tokens/{token}/revoke`.
-pub async fn confirm_revoke_team_token(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path((team, token)): Path<(String, String)>,
-) -> Page {
-    let place = team_place(&state, &viewer, &team).await?;
-    confirm(&state, &viewer, place, &token, Change::Revoke).await
-}
-
-/// `POST /teams/{team}/team-tokens/{token}/revoke`.
-pub async fn revoke_team_token(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path((team, token)): Path<(String, String)>,
-) -> Page {
-    let place = team_place(&state, &viewer, &team).await?;
-    apply(&state, &viewer, place, &token, Change::Revoke).await
-}
-
-/// `GET /teams/{team}/team-tokens/{token}/logs`.
-pub async fn team_token_logs(
-    State(state): State<AppState>,
-    viewer: Viewer,
-    Path((team, token)): Path<(String, String)>,
-    Query(query): Query<DoneQuery>,
-) -> Page {
-    let place = team_place(&state, &viewer, &team).await?;
+    let (viewer, token) = (place.viewer.clone(), place.token()?);
     logs(&state, &viewer, place, &token, &query).await
 }
 
