@@ -650,14 +650,20 @@ where
         tx.commit().await.fix()
     }
 
-    /// See `UsageRepository::prune_token_logs`.
-    pub async fn prune_token_logs(self, before: OffsetDateTime) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM token_logs WHERE at < $1")
-            .bind(D::instant(before))
+    /// Runs a pruning `DELETE` whose one parameter is an instant; how many rows went.
+    async fn delete_before(self, sql: &'static str, at: OffsetDateTime) -> Result<u64> {
+        let done = sqlx::query(sql)
+            .bind(D::instant(at))
             .execute(self.writer())
             .await
             .fix()?;
         Ok(D::rows_affected(&done))
+    }
+
+    /// See `UsageRepository::prune_token_logs`.
+    pub async fn prune_token_logs(self, before: OffsetDateTime) -> Result<u64> {
+        self.delete_before("DELETE FROM token_logs WHERE at < $1", before)
+            .await
     }
 
     // Messages.
@@ -789,12 +795,8 @@ where
 
     /// See `MessageRepository::prune_idempotency_records`.
     pub async fn prune_idempotency_records(self, before: OffsetDateTime) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
-            .bind(D::instant(before))
-            .execute(self.writer())
+        self.delete_before("DELETE FROM idempotency_keys WHERE created_at < $1", before)
             .await
-            .fix()?;
-        Ok(D::rows_affected(&done))
     }
 
     /// See `MessageRepository::list_messages`.
@@ -1299,12 +1301,8 @@ where
     /// See `SessionRepository::prune_sessions`. The idle expiry is never stored past the
     /// absolute one, so it alone says whether a session has ended.
     pub async fn prune_sessions(self, now: OffsetDateTime) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM sessions WHERE idle_expires_at <= $1")
-            .bind(D::instant(now))
-            .execute(self.writer())
+        self.delete_before("DELETE FROM sessions WHERE idle_expires_at <= $1", now)
             .await
-            .fix()?;
-        Ok(D::rows_affected(&done))
     }
 
     // Failed logins.
@@ -1356,12 +1354,8 @@ where
 
     /// See `LoginThrottleRepository::prune_login_failures`.
     pub async fn prune_login_failures(self, before: OffsetDateTime) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM login_failures WHERE at < $1")
-            .bind(D::instant(before))
-            .execute(self.writer())
+        self.delete_before("DELETE FROM login_failures WHERE at < $1", before)
             .await
-            .fix()?;
-        Ok(D::rows_affected(&done))
     }
 
     // Audit log.

@@ -499,14 +499,7 @@ impl AccountService {
         ip: Option<IpAddr>,
     ) -> Result<()> {
         check_member_change(actor, team, role)?;
-        if let Some(actor) = actor {
-            // The actor's team was checked above: nothing is read from another team.
-            let target = self
-                .member_of(account, team)
-                .await
-                .map_err(|_| Error::not_found("member"))?;
-            check_member_change(Some(actor), team, target.role)?;
-        }
+        self.check_target(actor, team, account).await?;
         let change = self
             .members
             .set_member_role(team, account, role, self.clock.now())
@@ -531,16 +524,7 @@ impl AccountService {
         account: AccountId,
         ip: Option<IpAddr>,
     ) -> Result<()> {
-        if let Some(actor) = actor {
-            if actor.team_id != team {
-                return Err(Error::not_found("team"));
-            }
-            let target = self
-                .member_of(account, team)
-                .await
-                .map_err(|_| Error::not_found("member"))?;
-            check_member_change(Some(actor), team, target.role)?;
-        }
+        self.check_target(actor, team, account).await?;
         member_change(self.members.delete_member(team, account).await?)?;
         self.audit(
             Some(team),
@@ -551,6 +535,28 @@ impl AccountService {
             ip,
         )
         .await
+    }
+
+    /// Whether `actor` (`None`: the operator) may change the member `account` of `team` as it
+    /// is now (admins do not touch owners). The actor's own team is checked before anything
+    /// of the team is read.
+    async fn check_target(
+        &self,
+        actor: Option<&Member>,
+        team: TeamId,
+        account: AccountId,
+    ) -> Result<()> {
+        let Some(actor) = actor else {
+            return Ok(());
+        };
+        if actor.team_id != team {
+            return Err(Error::not_found("team"));
+        }
+        let target = self
+            .member_of(account, team)
+            .await
+            .map_err(|_| Error::not_found("member"))?;
+        check_member_change(Some(actor), team, target.role)
     }
 
     /// A page of a team's audit log, newest first.
