@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 
-use lettermint_core::{Error, Message, UsageBatch};
+use lettermint_core::{Error, Message, Settle, UsageBatch};
 use sqlx::Database;
 use sqlx::migrate::Migrator;
 use time::OffsetDateTime;
@@ -88,4 +88,20 @@ pub trait Dialect: Send + Sync + 'static {
         conn: &mut Connection<Self>,
         batch: &UsageBatch,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Records how attempts ended, in a write transaction on `conn`: each message still under
+    /// its settle's lease takes the settlement's status, reply and next due instant, and loses
+    /// the lease. Answers, in the order of `settles`, the token and front door (`via`) of each
+    /// message settled, `None` for one whose lease had moved on.
+    fn settle_messages(
+        conn: &mut Connection<Self>,
+        settles: &[Settle],
+        now: OffsetDateTime,
+    ) -> impl Future<Output = Result<Vec<Option<(Uuid, String)>>, Error>> + Send;
 }
+
+/// The statement that settles one attempt (`$1` status, `$2` reply, `$3` now, `$4` next due
+/// instant, `$5` message, `$6` lease), for dialects that settle row by row.
+pub const SETTLE_ONE: &str = "UPDATE messages SET status = $1, last_reply = $2, \
+     status_changed_at = $3, due_at = $4, lease_id = NULL WHERE id = $5 AND lease_id = $6 \
+     RETURNING token_id, via";

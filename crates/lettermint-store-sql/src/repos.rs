@@ -875,25 +875,9 @@ where
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
-        let mut done = Vec::with_capacity(settles.len());
+        let settled = D::settle_messages(&mut tx, settles, now).await?;
         let mut log = UsageBatch::default();
-        for settle in settles {
-            let reply = settle.settlement.reply();
-            let settled: Option<(Uuid, String)> = sqlx::query_as(
-                "UPDATE messages SET status = $1, last_reply = $2, status_changed_at = $3, \
-                 due_at = $4, lease_id = NULL WHERE id = $5 AND lease_id = $6 \
-                 RETURNING token_id, via",
-            )
-            .bind(settle.settlement.status().as_str())
-            .bind(reply.to_line())
-            .bind(D::instant(now))
-            .bind(D::opt_instant(settle.settlement.retry_at()))
-            .bind(settle.message.as_uuid())
-            .bind(settle.lease.as_uuid())
-            .fetch_optional(&mut *tx)
-            .await
-            .fix()?;
-            done.push(settled.is_some());
+        for (settle, settled) in settles.iter().zip(&settled) {
             let Some((token, via)) = settled else {
                 continue;
             };
@@ -904,13 +888,13 @@ where
             };
             log.entries.push(TokenLogEntry {
                 id: LogEntryId::new(),
-                token_id: TokenId::from_uuid(token),
+                token_id: TokenId::from_uuid(*token),
                 at: now,
                 ip: None,
-                via: crate::decode::parse("via", &via)?,
+                via: crate::decode::parse("via", via)?,
                 action: Action::Delivery,
                 outcome,
-                status: reply.code.unwrap_or(0),
+                status: settle.settlement.reply().code.unwrap_or(0),
                 message_ids: vec![settle.message],
                 user_agent: None,
                 credential: None,
@@ -918,6 +902,7 @@ where
                 actor: None,
             });
         }
+        let done = settled.iter().map(Option::is_some).collect();
         if !log.entries.is_empty() {
             D::record_usage(&mut tx, &log).await?;
         }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use lettermint_core::{Message, MessageContent, Result, UsageBatch};
+use lettermint_core::{Message, MessageContent, Result, Settle, UsageBatch};
 use lettermint_store_sql::decode::{corrupt, to_json};
 use lettermint_store_sql::dialect::Dialect;
 use lettermint_store_sql::error::ResultExt;
@@ -121,6 +121,30 @@ impl Dialect for SqliteDialect {
             .fix()?;
         }
         Ok(())
+    }
+
+    async fn settle_messages(
+        conn: &mut SqliteConnection,
+        settles: &[Settle],
+        now: OffsetDateTime,
+    ) -> Result<Vec<Option<(Uuid, String)>>> {
+        // One writer, in process: a statement per attempt costs no round trip.
+        let mut settled = Vec::with_capacity(settles.len());
+        for settle in settles {
+            let row: Option<(Uuid, String)> =
+                sqlx::query_as(lettermint_store_sql::dialect::SETTLE_ONE)
+                    .bind(settle.settlement.status().as_str())
+                    .bind(settle.settlement.reply().to_line())
+                    .bind(Self::instant(now))
+                    .bind(Self::opt_instant(settle.settlement.retry_at()))
+                    .bind(settle.message.as_uuid())
+                    .bind(settle.lease.as_uuid())
+                    .fetch_optional(&mut *conn)
+                    .await
+                    .fix()?;
+            settled.push(row);
+        }
+        Ok(settled)
     }
 
     async fn record_usage(conn: &mut SqliteConnection, batch: &UsageBatch) -> Result<()> {
