@@ -38,7 +38,7 @@ impl Client {
 /// `X-Forwarded-For` that is not itself a trusted proxy (addresses further left were written by
 /// the client and could be anything).
 pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&canonical(peer)) {
+    if !is_trusted_proxy(peer, trusted) {
         return peer;
     }
     let mut chain: Vec<IpAddr> = Vec::new();
@@ -58,6 +58,12 @@ pub fn client_ip(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAdd
         .rev()
         .find(|ip| !trusted.contains(ip))
         .unwrap_or(peer)
+}
+
+/// Whether the socket peer is one of the trusted proxies (IPv4-mapped IPv6 peers match their
+/// IPv4 entries).
+pub fn is_trusted_proxy(peer: IpAddr, trusted: &[IpAddr]) -> bool {
+    trusted.contains(&canonical(peer))
 }
 
 fn canonical(ip: IpAddr) -> IpAddr {

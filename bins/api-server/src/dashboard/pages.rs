@@ -805,12 +805,8 @@ fn token_row<K: DashKind>(token: &Token<K>, now: OffsetDateTime) -> TokenRow {
     }
 }
 
-async fn list_tokens<K: DashKind>(
-    state: &AppState,
-    viewer: &Viewer,
-    place: Place<K>,
-    query: &DoneQuery,
-) -> Page {
+async fn list_tokens<K: DashKind>(state: &AppState, place: &Place<K>, query: &DoneQuery) -> Page {
+    let viewer = &place.viewer;
     let request = PageRequest::first(
         100,
         Sort {
@@ -841,14 +837,14 @@ async fn list_tokens<K: DashKind>(
             f: frame(
                 viewer,
                 format!("{} · {}", place.heading, place.owner_label),
-                place.crumbs,
+                place.crumbs.clone(),
             ),
             team_id: place.team.id,
             tab: "team-tokens",
             team_tab: place.team_tab,
-            owner_label: place.owner_label,
+            owner_label: place.owner_label.clone(),
             heading: place.heading,
-            base: place.base,
+            base: place.base.clone(),
             can_manage: place.member.role.manages_tokens(),
             show_abilities: K::SHOWS_ABILITIES,
             flash,
@@ -872,11 +868,8 @@ struct NewTokenPage {
     abilities: Vec<(String, bool)>,
 }
 
-fn new_token_page<K: DashKind>(
-    viewer: &Viewer,
-    place: &Place<K>,
-    form: Option<&Fields>,
-) -> NewTokenPage {
+fn new_token_page<K: DashKind>(place: &Place<K>, form: Option<&Fields>) -> NewTokenPage {
+    let viewer = &place.viewer;
     let mut crumbs = place.crumbs.clone();
     crumbs.push((format!("{}/new", place.base), "Create token".to_owned()));
     let checked = form.map(|f| f.all("abilities")).unwrap_or_default();
@@ -894,12 +887,9 @@ fn new_token_page<K: DashKind>(
     }
 }
 
-async fn new_token<K: DashKind>(viewer: &Viewer, place: Place<K>) -> Page {
+async fn new_token<K: DashKind>(place: &Place<K>) -> Page {
     lettermint_core::service::require_token_manager(&place.member)?;
-    Ok(render(
-        StatusCode::OK,
-        &new_token_page(viewer, &place, None),
-    ))
+    Ok(render(StatusCode::OK, &new_token_page(place, None)))
 }
 
 /// A date field (`YYYY-MM-DD`): the token works through that day (UTC).
@@ -932,15 +922,11 @@ struct SecretPage {
     back_label: &'static str,
 }
 
-async fn create_token<K: DashKind>(
-    state: &AppState,
-    viewer: &Viewer,
-    place: Place<K>,
-    body: &Bytes,
-) -> Page {
+async fn create_token<K: DashKind>(state: &AppState, place: &Place<K>, body: &Bytes) -> Page {
+    let viewer = &place.viewer;
     lettermint_core::service::require_token_manager(&place.member)?;
     let form = Fields::parse(body);
-    let mut page = new_token_page(viewer, &place, Some(&form));
+    let mut page = new_token_page(place, Some(&form));
     let expires = parse_expiry(&form.get("expires_at"));
     let abilities = K::abilities_from(&form);
     let mut invalid = false;
@@ -980,8 +966,7 @@ async fn create_token<K: DashKind>(
         .await;
     match issued {
         Ok(issued) => Ok(secret_page(
-            viewer,
-            &place,
+            place,
             "Token created",
             issued.token.name.as_str(),
             issued.secret.expose_secret(),
@@ -1007,13 +992,13 @@ async fn create_token<K: DashKind>(
 }
 
 fn secret_page<K: DashKind>(
-    viewer: &Viewer,
     place: &Place<K>,
     heading: &'static str,
     name: &str,
     secret: &str,
     regenerated: bool,
 ) -> Response {
+    let viewer = &place.viewer;
     render(
         StatusCode::OK,
         &SecretPage {
@@ -1051,11 +1036,11 @@ enum Change {
 
 async fn confirm<K: DashKind>(
     state: &AppState,
-    viewer: &Viewer,
-    place: Place<K>,
+    place: &Place<K>,
     token: &str,
     change: Change,
 ) -> Page {
+    let viewer = &place.viewer;
     lettermint_core::service::require_token_manager(&place.member)?;
     let token_id: TokenId = parse_id(token)?;
     let token = K::service(state)
@@ -1093,11 +1078,11 @@ async fn confirm<K: DashKind>(
 
 async fn apply<K: DashKind>(
     state: &AppState,
-    viewer: &Viewer,
-    place: Place<K>,
+    place: &Place<K>,
     token: &str,
     change: Change,
 ) -> Page {
+    let viewer = &place.viewer;
     lettermint_core::service::require_token_manager(&place.member)?;
     let token_id: TokenId = parse_id(token)?;
     let actor = Actor {
@@ -1111,8 +1096,7 @@ async fn apply<K: DashKind>(
                 .regenerate(K::service(state), actor, place.owner, token_id)
                 .await?;
             Ok(secret_page(
-                viewer,
-                &place,
+                place,
                 "Token regenerated",
                 issued.token.name.as_str(),
                 issued.secret.expose_secret(),
@@ -1161,11 +1145,11 @@ struct LogsPage {
 
 async fn logs<K: DashKind>(
     state: &AppState,
-    viewer: &Viewer,
-    place: Place<K>,
+    place: &Place<K>,
     token: &str,
     query: &DoneQuery,
 ) -> Page {
+    let viewer = &place.viewer;
     let token_id: TokenId = parse_id(token)?;
     let scope = Scope::Team(place.team.id);
     let service = K::service(state);
@@ -1262,14 +1246,12 @@ pub async fn list<K: DashKind>(
     place: Place<K>,
     Query(query): Query<DoneQuery>,
 ) -> Page {
-    let viewer = place.viewer.clone();
-    list_tokens(&state, &viewer, place, &query).await
+    list_tokens(&state, &place, &query).await
 }
 
 /// `GET …/new`: the creation form.
 pub async fn new<K: DashKind>(place: Place<K>) -> Page {
-    let viewer = place.viewer.clone();
-    new_token(&viewer, place).await
+    new_token(&place).await
 }
 
 /// `POST …/tokens` (or `…/team-tokens`): create, show the value once.
@@ -1278,8 +1260,7 @@ pub async fn create<K: DashKind>(
     place: Place<K>,
     body: Bytes,
 ) -> Page {
-    let viewer = place.viewer.clone();
-    create_token(&state, &viewer, place, &body).await
+    create_token(&state, &place, &body).await
 }
 
 /// `GET …/{token}/regenerate`: the confirmation.
@@ -1287,26 +1268,26 @@ pub async fn confirm_regenerate<K: DashKind>(
     State(state): State<AppState>,
     place: Place<K>,
 ) -> Page {
-    let (viewer, token) = (place.viewer.clone(), place.token()?);
-    confirm(&state, &viewer, place, &token, Change::Regenerate).await
+    let token = place.token()?;
+    confirm(&state, &place, &token, Change::Regenerate).await
 }
 
 /// `POST …/{token}/regenerate`: a new value, shown once.
 pub async fn regenerate<K: DashKind>(State(state): State<AppState>, place: Place<K>) -> Page {
-    let (viewer, token) = (place.viewer.clone(), place.token()?);
-    apply(&state, &viewer, place, &token, Change::Regenerate).await
+    let token = place.token()?;
+    apply(&state, &place, &token, Change::Regenerate).await
 }
 
 /// `GET …/{token}/revoke`: the confirmation.
 pub async fn confirm_revoke<K: DashKind>(State(state): State<AppState>, place: Place<K>) -> Page {
-    let (viewer, token) = (place.viewer.clone(), place.token()?);
-    confirm(&state, &viewer, place, &token, Change::Revoke).await
+    let token = place.token()?;
+    confirm(&state, &place, &token, Change::Revoke).await
 }
 
 /// `POST …/{token}/revoke`.
 pub async fn revoke<K: DashKind>(State(state): State<AppState>, place: Place<K>) -> Page {
-    let (viewer, token) = (place.viewer.clone(), place.token()?);
-    apply(&state, &viewer, place, &token, Change::Revoke).await
+    let token = place.token()?;
+    apply(&state, &place, &token, Change::Revoke).await
 }
 
 /// `GET …/{token}/logs`: the token's log, paged and filtered by kind.
@@ -1315,8 +1296,8 @@ pub async fn token_logs<K: DashKind>(
     place: Place<K>,
     Query(query): Query<DoneQuery>,
 ) -> Page {
-    let (viewer, token) = (place.viewer.clone(), place.token()?);
-    logs(&state, &viewer, place, &token, &query).await
+    let token = place.token()?;
+    logs(&state, &place, &token, &query).await
 }
 
 // ---------------------------------------------------------------------------------------------

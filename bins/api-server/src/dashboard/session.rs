@@ -101,7 +101,7 @@ pub fn is_secure(parts: &Parts, state: &AppState) -> bool {
     let from_trusted = parts
         .extensions
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-        .is_some_and(|c| state.config.trusted_proxies.contains(&c.0.ip()));
+        .is_some_and(|c| crate::client::is_trusted_proxy(c.0.ip(), &state.config.trusted_proxies));
     from_trusted
         && parts
             .headers
