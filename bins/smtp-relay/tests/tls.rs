@@ -267,3 +267,105 @@ async fn a_reloaded_certificate_serves_the_next_handshake() {
     assert!(handshake_with(second_der).await);
     assert!(!handshake_with(first_der).await);
 }
+
+/// The mail-worker's SMTP client (`lettermint_delivery::SmtpRelay`) with this relay as its
+/// smarthost: `url` names it, and the relay's certificate is trusted when `trust` says so.
+fn smarthost(w: &World, url: &str, trust: bool) -> lettermint_delivery::SmtpRelay {
+    let mut config = lettermint_delivery::SmarthostConfig::from_url(url).unwrap();
+    config.timeout = std::time::Duration::from_secs(5);
+    if trust {
+        use base64::Engine as _;
+        let pem = format!(
+            "-----BEGIN CERTIFICATE-----\n{}\n-----END CERTIFICATE-----\n",
+            base64::engine::general_purpose::STANDARD.encode(&w.cert)
+        );
+        let path = w._dir.path().join("relay-ca.pem");
+        std::fs::write(&path, pem).unwrap();
+        config.ca_file = Some(path);
+    }
+    lettermint_delivery::SmtpRelay::new(config).unwrap()
+}
+
+fn worker_envelope() -> lettre::address::Envelope {
+    lettre::address::Envelope::new(
+        Some("me@example.com".parse().unwrap()),
+        vec!["you@example.com".parse().unwrap()],
+    )
+    .unwrap()
+}
+
+const WORKER_MESSAGE: &[u8] = b"From: Me <me@example.com>\r\nTo: You <you@example.com>\r\n\
+Subject: Over TLS\r\nContent-Type: text/plain\r\n\r\nIt works.\r\n";
+
+#[tokio::test]
+async fn the_delivery_client_relays_over_starttls_and_implicit_tls_with_auth() {
+    use lettermint_delivery::Relay as _;
+    let w = world().await;
+    for url in [
+        format!(
+            "smtp://lettermint:{}@localhost:{}",
+            w.token,
+            w.starttls.port()
+        ),
+        format!(
+            "smtps://lettermint:{}@localhost:{}",
+            w.token,
+            w.implicit.port()
+        ),
+    ] {
+        let client = smarthost(&w, &url, true);
+        // Twice: the second message goes over the same, already authenticated session.
+        for _ in 0..2 {
+            let reply = client
+                .relay(&worker_envelope(), WORKER_MESSAGE)
+                .await
+                .unwrap_or_else(|e| panic!("{url}: {e:?}"));
+            assert_eq!(reply.code, Some(250));
+            let id = reply
+                .text
+                .strip_prefix("2.0.0 Ok: queued as ")
+                .unwrap_or_else(|| panic!("not queued: {reply:?}"));
+            let stored = w
+                .services
+                .messages
+                .get(w.project, id.parse().unwrap())
+                .await
+                .unwrap();
+            assert_eq!(stored.envelope_from, "me@example.com");
+            assert_eq!(stored.subject.as_deref(), Some("Over TLS"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_delivery_client_defers_on_a_refused_password_or_an_untrusted_certificate() {
+    use lettermint_delivery::Relay as _;
+    let w = world().await;
+    let port = w.starttls.port();
+    let wrong = smarthost(
+        &w,
+        &format!("smtp://lettermint:lm_wrong@localhost:{port}"),
+        true,
+    );
+    let err = wrong
+        .relay(&worker_envelope(), WORKER_MESSAGE)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, lettermint_core::FailureKind::Transient, "{err:?}");
+    assert_eq!(err.reply.code, Some(535), "{err:?}");
+    let untrusted = smarthost(
+        &w,
+        &format!("smtp://lettermint:{}@localhost:{port}", w.token),
+        false,
+    );
+    let err = untrusted
+        .relay(&worker_envelope(), WORKER_MESSAGE)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.reply.code),
+        (lettermint_core::FailureKind::Transient, None)
+    );
+    assert!(err.reply.text.contains("certificate"), "{err:?}");
+    assert!(!err.reply.text.contains(&w.token));
+}

@@ -13,6 +13,7 @@
 
 pub mod mime;
 pub mod relay;
+pub mod smtp;
 pub mod worker;
 
 pub use relay::{MaildirRelay, Relay, RelayError, SmarthostConfig, SmtpRelay, TlsMode};

@@ -4,13 +4,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use lettermint_core::{FailureKind, Reply};
-use lettre::transport::smtp::PoolConfig;
-use lettre::transport::smtp::authentication::Credentials;
-use lettre::transport::smtp::client::{Certificate, Tls, TlsParameters};
-use lettre::transport::smtp::response::Response;
-use lettre::{AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
+
+use crate::smtp::Client;
 
 /// Why a relay attempt failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,65 +168,28 @@ pub fn redact(input: &str) -> String {
     }
 }
 
-/// Relays through an upstream SMTP server with a connection pool.
+/// Relays through an upstream SMTP server over a pool of reused sessions (see [`crate::smtp`]:
+/// `PIPELINING` when offered, `STARTTLS` or implicit TLS, `AUTH PLAIN`/`LOGIN`).
 #[derive(Clone)]
 pub struct SmtpRelay {
-    transport: AsyncSmtpTransport<Tokio1Executor>,
-    config: SmarthostConfig,
+    client: Arc<Client>,
 }
 
 impl fmt::Debug for SmtpRelay {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SmtpRelay")
-            .field("config", &self.config)
-            .finish_non_exhaustive()
+            .field("client", &self.client)
+            .finish()
     }
 }
 
 impl SmtpRelay {
-    /// A relay for `config` (no connection is made until the first message).
+    /// A relay for `config` (no connection is made until the first message). Fails when the
+    /// TLS settings or the CA file are unusable.
     pub fn new(config: SmarthostConfig) -> Result<Self, ConfigError> {
-        let tls_parameters = || -> Result<TlsParameters, ConfigError> {
-            let mut builder = TlsParameters::builder(config.host.clone());
-            if let Some(path) = &config.ca_file {
-                let pem = std::fs::read(path)
-                    .map_err(|e| ConfigError::CaFile(path.display().to_string(), e.to_string()))?;
-                let cert = Certificate::from_pem(&pem)
-                    .map_err(|e| ConfigError::CaFile(path.display().to_string(), e.to_string()))?;
-                builder = builder.add_root_certificate(cert);
-            }
-            builder.build().map_err(|e| ConfigError::Tls(e.to_string()))
-        };
-        let tls = match config.tls {
-            TlsMode::Implicit => Tls::Wrapper(tls_parameters()?),
-            TlsMode::StartTlsRequired => Tls::Required(tls_parameters()?),
-            TlsMode::StartTlsOpportunistic => Tls::Opportunistic(tls_parameters()?),
-            TlsMode::None => Tls::None,
-        };
-        let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(&config.host)
-            .port(config.port)
-            .tls(tls)
-            .timeout(Some(config.timeout))
-            .pool_config(PoolConfig::new().max_size(config.max_connections.max(1)));
-        if let Some((user, password)) = &config.credentials {
-            builder = builder.credentials(Credentials::new(user.clone(), password.clone()));
-        }
-        if let Some(name) = &config.hello_name {
-            builder = builder.hello_name(lettre::transport::smtp::extension::ClientId::Domain(
-                name.clone(),
-            ));
-        }
         Ok(Self {
-            transport: builder.build(),
-            config,
+            client: Arc::new(Client::new(config)?),
         })
-    }
-}
-
-fn reply_of(response: &Response) -> Reply {
-    Reply {
-        code: Some(u16::from(response.code())),
-        text: response.message().collect::<Vec<_>>().join(" "),
     }
 }
 
@@ -238,53 +200,8 @@ impl Relay for SmtpRelay {
         envelope: &lettre::address::Envelope,
         data: &[u8],
     ) -> Result<Reply, RelayError> {
-        // The transport ends the data with CRLF "." CRLF after the message; a message that
-        // already ends with CRLF would gain an empty line, so hand it over without its own.
-        let data = data.strip_suffix(b"\r\n").unwrap_or(data);
-        match self.transport.send_raw(envelope, data).await {
-            Ok(response) => Ok(reply_of(&response)),
-            Err(error) => {
-                let code = error.status().map(u16::from);
-                let kind = if error.is_permanent() {
-                    FailureKind::Permanent
-                } else {
-                    // 4xx replies, timeouts, connection, TLS and protocol errors: the next
-                    // attempt may find the server (or the network) in a better state.
-                    FailureKind::Transient
-                };
-                Err(RelayError {
-                    kind,
-                    reply: Reply {
-                        code,
-                        text: error_text(&error),
-                    },
-                })
-            }
-        }
+        self.client.send(envelope, data).await
     }
-}
-
-/// What a failed attempt records: for a reply, the server's own text (the code is kept apart);
-/// otherwise the error and its causes, for the operator to read.
-fn error_text(error: &lettre::transport::smtp::Error) -> String {
-    use std::error::Error as _;
-    if error.status().is_some()
-        && let Some(server_text) = error.source()
-    {
-        return server_text.to_string();
-    }
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        // Layers often repeat their cause's text; keep each piece once.
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
 }
 
 /// The development sink: every message is written to `<dir>/new/` as one file (maildir style:

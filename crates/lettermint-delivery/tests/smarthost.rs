@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use lettermint_core::FailureKind;
 use lettermint_delivery::{Relay, SmarthostConfig, SmtpRelay};
-use lettermint_testkit::smtp_sink::{SmtpSink, Verdict};
+use lettermint_testkit::smtp_sink::{SinkOptions, SmtpSink, Verdict};
 
 fn envelope(to: &[&str]) -> lettre::address::Envelope {
     lettre::address::Envelope::new(
@@ -102,4 +102,183 @@ async fn starttls_is_required_unless_the_url_says_otherwise() {
         sink.received().is_empty(),
         "nothing may be sent without TLS"
     );
+}
+
+fn relay_with(url: &str, connections: u32) -> SmtpRelay {
+    let mut config = SmarthostConfig::from_url(url).unwrap();
+    config.timeout = Duration::from_secs(5);
+    config.max_connections = connections;
+    SmtpRelay::new(config).unwrap()
+}
+
+#[tokio::test]
+async fn servers_with_and_without_pipelining_get_the_same_transaction() {
+    let data = b"From: sender@example.com\r\nSubject: hi\r\n\r\n..two dots\r\n.\r\nend";
+    for pipelining in [true, false] {
+        let sink = SmtpSink::with_options(
+            SinkOptions {
+                pipelining,
+                ..SinkOptions::default()
+            },
+            |_, _| Verdict::Accept,
+        )
+        .await
+        .unwrap();
+        let relay = relay_with(&sink.url(), 1);
+        for n in 0..3 {
+            let to = format!("r{n}@example.net");
+            relay
+                .relay(&envelope(&[&to, "cc@example.org"]), data)
+                .await
+                .unwrap();
+        }
+        let got = sink.accepted();
+        assert_eq!(got.len(), 3, "pipelining {pipelining}");
+        for (n, message) in got.iter().enumerate() {
+            assert_eq!(message.from, "sender@example.com");
+            assert_eq!(
+                message.to,
+                [format!("r{n}@example.net"), "cc@example.org".into()]
+            );
+            // The data comes back unstuffed, ending with the CRLF the client had to add.
+            assert_eq!(message.data, [&data[..], b"\r\n"].concat());
+        }
+        assert_eq!(
+            sink.sessions(),
+            1,
+            "one session reused (pipelining {pipelining})"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_session_the_server_closed_is_replaced_and_no_message_is_lost_or_repeated() {
+    // The sink ends every session after one message, as a server that timed the idle client
+    // out: each later message finds its pooled session dead and goes over a new one.
+    let sink = SmtpSink::with_options(
+        SinkOptions {
+            messages_per_session: Some(1),
+            ..SinkOptions::default()
+        },
+        |_, _| Verdict::Accept,
+    )
+    .await
+    .unwrap();
+    let relay = relay_with(&sink.url(), 1);
+    for n in 0..5 {
+        let to = format!("r{n}@example.net");
+        let reply = relay
+            .relay(&envelope(&[&to]), b"Subject: x\r\n\r\nx\r\n")
+            .await
+            .unwrap();
+        assert_eq!(reply.code, Some(250));
+    }
+    let to: Vec<String> = sink
+        .accepted()
+        .into_iter()
+        .map(|m| m.to[0].clone())
+        .collect();
+    assert_eq!(
+        to,
+        (0..5)
+            .map(|n| format!("r{n}@example.net"))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(sink.sessions(), 5);
+}
+
+#[tokio::test]
+async fn a_refused_message_leaves_the_session_usable() {
+    let sink = SmtpSink::with_script(|_, n| {
+        if n == 0 {
+            Verdict::Reply(550, "5.7.1 content refused".into())
+        } else {
+            Verdict::Accept
+        }
+    })
+    .await
+    .unwrap();
+    let relay = relay_with(&sink.url(), 1);
+    let refused = relay
+        .relay(&envelope(&["a@example.net"]), b"Subject: x\r\n\r\nx\r\n")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (
+            refused.kind,
+            refused.reply.code,
+            refused.reply.text.as_str()
+        ),
+        (FailureKind::Permanent, Some(550), "5.7.1 content refused")
+    );
+    relay
+        .relay(&envelope(&["b@example.net"]), b"Subject: y\r\n\r\ny\r\n")
+        .await
+        .unwrap();
+    assert_eq!(sink.accepted().len(), 1);
+    assert_eq!(sink.sessions(), 1);
+}
+
+#[tokio::test]
+async fn credentials_are_never_sent_in_plain_text_unless_tls_none_says_so() {
+    // The sink offers no STARTTLS; `tls=opportunistic` would go on in plain text, but not with
+    // a password to send.
+    let sink = SmtpSink::start().await.unwrap();
+    let relay = relay(&format!(
+        "smtp://user:secret@{}?tls=opportunistic",
+        sink.addr()
+    ));
+    let err = relay
+        .relay(&envelope(&["a@example.net"]), b"Subject: x\r\n\r\nx\r\n")
+        .await
+        .unwrap_err();
+    assert_eq!((err.kind, err.reply.code), (FailureKind::Transient, None));
+    assert!(err.reply.text.contains("plain text"), "{:?}", err.reply);
+    assert!(!err.reply.text.contains("secret"));
+    assert!(sink.received().is_empty());
+}
+
+#[tokio::test]
+async fn eight_bit_content_arrives_intact() {
+    let sink = SmtpSink::start().await.unwrap();
+    let relay = relay(&sink.url());
+    let data = "Subject: caf\u{e9}\r\n\r\nCaf\u{e9} cr\u{e8}me\r\n".as_bytes();
+    relay
+        .relay(&envelope(&["a@example.net"]), data)
+        .await
+        .unwrap();
+    assert_eq!(sink.accepted()[0].data, data);
+}
+
+#[tokio::test]
+async fn auth_login_is_used_when_it_is_the_only_mechanism() {
+    let sink = SmtpSink::with_options(
+        SinkOptions {
+            auth_login: Some(("relay-user", "p@ss:word")),
+            ..SinkOptions::default()
+        },
+        |_, _| Verdict::Accept,
+    )
+    .await
+    .unwrap();
+    // `tls=none` is what allows a password without TLS.
+    let good = relay(&format!(
+        "smtp://relay-user:p%40ss%3Aword@{}?tls=none",
+        sink.addr()
+    ));
+    good.relay(&envelope(&["a@example.net"]), b"Subject: x\r\n\r\nx\r\n")
+        .await
+        .unwrap();
+    assert_eq!(sink.accepted().len(), 1);
+    let bad = relay(&format!("smtp://relay-user:wrong@{}?tls=none", sink.addr()));
+    let err = bad
+        .relay(&envelope(&["a@example.net"]), b"Subject: x\r\n\r\nx\r\n")
+        .await
+        .unwrap_err();
+    // A refused password is the configuration's fault, not the message's: retried later.
+    assert_eq!(
+        (err.kind, err.reply.code),
+        (FailureKind::Transient, Some(535))
+    );
+    assert_eq!(sink.accepted().len(), 1);
 }

@@ -1,6 +1,8 @@
 //! An SMTP server for tests and benchmarks: it accepts mail on a loopback port, keeps what it
 //! received, and answers `DATA` as a script says (accept, defer with 4xx, refuse with 5xx, or
 //! hold the reply back to simulate a slow upstream). Commands are parsed with `smtp-proto`.
+//! Like a real server it takes pipelined commands (RFC 2920), answering a group of them in one
+//! write; [`SinkOptions`] can turn that off, or make it end sessions after some messages.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -38,9 +40,32 @@ pub enum Verdict {
 
 type Script = dyn Fn(&Received, usize) -> Verdict + Send + Sync;
 
+/// How the sink behaves as a server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkOptions {
+    /// Offer `PIPELINING` in the `EHLO` reply.
+    pub pipelining: bool,
+    /// Close each session (without a reply) when the client starts another transaction after
+    /// this many messages, as a server does that timed an idle client out.
+    pub messages_per_session: Option<usize>,
+    /// Offer `AUTH LOGIN` (only) and require it, with this user and password, before `MAIL`.
+    pub auth_login: Option<(&'static str, &'static str)>,
+}
+
+impl Default for SinkOptions {
+    fn default() -> Self {
+        Self {
+            pipelining: true,
+            messages_per_session: None,
+            auth_login: None,
+        }
+    }
+}
+
 /// The running sink. Dropping it stops accepting connections.
 pub struct SmtpSink {
     addr: SocketAddr,
+    sessions: Arc<std::sync::atomic::AtomicUsize>,
     received: Arc<Mutex<Vec<Received>>>,
     arrived: Arc<Notify>,
     task: JoinHandle<()>,
@@ -71,17 +96,28 @@ impl SmtpSink {
     pub async fn with_script(
         script: impl Fn(&Received, usize) -> Verdict + Send + Sync + 'static,
     ) -> std::io::Result<Self> {
+        Self::with_options(SinkOptions::default(), script).await
+    }
+
+    /// A sink with `options`, answering as [`SmtpSink::with_script`] does.
+    pub async fn with_options(
+        options: SinkOptions,
+        script: impl Fn(&Received, usize) -> Verdict + Send + Sync + 'static,
+    ) -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
         let arrived = Arc::new(Notify::new());
         let script: Arc<Script> = Arc::new(script);
+        let sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let task = {
             let received = received.clone();
             let arrived = arrived.clone();
+            let sessions = sessions.clone();
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    let state = (received.clone(), arrived.clone(), script.clone());
+                    sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let state = (received.clone(), arrived.clone(), script.clone(), options);
                     tokio::spawn(async move {
                         let _ = session(stream, state).await;
                     });
@@ -90,6 +126,7 @@ impl SmtpSink {
         };
         Ok(Self {
             addr,
+            sessions,
             received,
             arrived,
             task,
@@ -106,6 +143,12 @@ impl SmtpSink {
     #[must_use]
     pub fn url(&self) -> String {
         format!("smtp://{}?tls=none", self.addr)
+    }
+
+    /// Connections accepted so far.
+    #[must_use]
+    pub fn sessions(&self) -> usize {
+        self.sessions.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Everything received so far, in order.
@@ -136,25 +179,80 @@ impl SmtpSink {
     }
 }
 
-type State = (Arc<Mutex<Vec<Received>>>, Arc<Notify>, Arc<Script>);
+type State = (
+    Arc<Mutex<Vec<Received>>>,
+    Arc<Notify>,
+    Arc<Script>,
+    SinkOptions,
+);
 
-async fn session(stream: TcpStream, (received, arrived, script): State) -> std::io::Result<()> {
+async fn session(
+    stream: TcpStream,
+    (received, arrived, script, options): State,
+) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
     let (read, mut write) = stream.into_split();
     let mut read = BufReader::new(read);
     write.write_all(b"220 sink.test ESMTP\r\n").await?;
     let mut from: Option<String> = None;
     let mut to: Vec<String> = Vec::new();
     let mut line = Vec::new();
+    // Replies not yet written: they go out together once no pipelined command is waiting.
+    let mut out: Vec<u8> = Vec::new();
+    let mut messages = 0;
+    let mut authenticated = options.auth_login.is_none();
     loop {
+        if read.buffer().is_empty() && !out.is_empty() {
+            write.write_all(&out).await?;
+            out.clear();
+        }
         line.clear();
         if read.read_until(b'\n', &mut line).await? == 0 {
             return Ok(());
         }
         let reply: Vec<u8> = match Request::parse(&mut line.iter()) {
             Ok(Request::Ehlo { .. }) => {
-                b"250-sink.test\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SMTPUTF8\r\n".to_vec()
+                let mut reply = b"250-sink.test\r\n".to_vec();
+                if options.pipelining {
+                    reply.extend_from_slice(b"250-PIPELINING\r\n");
+                }
+                if options.auth_login.is_some() {
+                    reply.extend_from_slice(b"250-AUTH LOGIN\r\n");
+                }
+                reply.extend_from_slice(b"250-8BITMIME\r\n250 SMTPUTF8\r\n");
+                reply
+            }
+            Ok(Request::Auth { mechanism, .. })
+                if mechanism == smtp_proto::AUTH_LOGIN && options.auth_login.is_some() =>
+            {
+                let (user, password) = options.auth_login.unwrap_or_default();
+                let mut answers = Vec::new();
+                for prompt in ["334 VXNlcm5hbWU6\r\n", "334 UGFzc3dvcmQ6\r\n"] {
+                    out.extend_from_slice(prompt.as_bytes());
+                    write.write_all(&out).await?;
+                    out.clear();
+                    line.clear();
+                    if read.read_until(b'\n', &mut line).await? == 0 {
+                        return Ok(());
+                    }
+                    answers.push(String::from_utf8_lossy(&line).trim_end().to_owned());
+                }
+                authenticated = answers == [base64(user), base64(password)];
+                if authenticated {
+                    b"235 2.7.0 Authentication successful\r\n".to_vec()
+                } else {
+                    b"535 5.7.8 Authentication credentials invalid\r\n".to_vec()
+                }
+            }
+            Ok(Request::Mail { .. }) if !authenticated => {
+                b"530 5.7.0 Authentication required\r\n".to_vec()
             }
             Ok(Request::Helo { .. }) => b"250 sink.test\r\n".to_vec(),
+            Ok(Request::Mail { .. })
+                if options.messages_per_session.is_some_and(|n| messages >= n) =>
+            {
+                return Ok(());
+            }
             Ok(Request::Mail { from: f }) => {
                 from = Some(f.address.to_string());
                 to.clear();
@@ -165,9 +263,10 @@ async fn session(stream: TcpStream, (received, arrived, script): State) -> std::
                 b"250 2.1.5 Ok\r\n".to_vec()
             }
             Ok(Request::Data) if from.is_some() && !to.is_empty() => {
-                write
-                    .write_all(b"354 End data with <CR><LF>.<CR><LF>\r\n")
-                    .await?;
+                out.extend_from_slice(b"354 End data with <CR><LF>.<CR><LF>\r\n");
+                write.write_all(&out).await?;
+                out.clear();
+                messages += 1;
                 let data = read_data(&mut read).await?;
                 let mut message = Received {
                     from: from.take().unwrap_or_default(),
@@ -197,14 +296,21 @@ async fn session(stream: TcpStream, (received, arrived, script): State) -> std::
             }
             Ok(Request::Noop { .. }) => b"250 2.0.0 Ok\r\n".to_vec(),
             Ok(Request::Quit) => {
-                write.write_all(b"221 2.0.0 Bye\r\n").await?;
+                out.extend_from_slice(b"221 2.0.0 Bye\r\n");
+                write.write_all(&out).await?;
                 return Ok(());
             }
             Ok(_) => b"503 5.5.1 Bad sequence of commands\r\n".to_vec(),
             Err(_) => b"500 5.5.2 Syntax error\r\n".to_vec(),
         };
-        write.write_all(&reply).await?;
+        out.extend_from_slice(&reply);
     }
+}
+
+/// Standard base64, as `AUTH LOGIN` exchanges user and password.
+fn base64(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 async fn read_data(read: &mut (impl AsyncBufReadExt + Unpin)) -> std::io::Result<Vec<u8>> {

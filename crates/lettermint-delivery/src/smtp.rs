@@ -1,0 +1,819 @@
+//! The SMTP client that talks to the smarthost: a pool of sessions, each set up once (greeting,
+//! `EHLO`, `STARTTLS`, `AUTH`) and then reused for transaction after transaction.
+//!
+//! With a server that offers `PIPELINING` (RFC 2920) a transaction is two round trips:
+//! `MAIL FROM`, every `RCPT TO` and `DATA` in one write, then the dot-stuffed message and its
+//! end marker. A reused session is not probed with `NOOP` first: when one turns out closed by the
+//! server (an idle timeout, a `421`) before the end of the message was sent — so the server
+//! cannot have taken the message — the transaction is repeated once on a new session.
+
+use std::fmt;
+use std::io;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use lettermint_core::{FailureKind, Reply};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+use crate::relay::{ConfigError, RelayError, SmarthostConfig, TlsMode};
+
+/// Longest reply line read from a server, and most lines in one reply: a server that sends
+/// more is broken (or hostile), and the session is dropped.
+const MAX_LINE: u64 = 4096;
+const MAX_LINES: usize = 128;
+
+/// A pooled session idle for longer than this is closed instead of reused: servers drop idle
+/// clients after a while (Postfix after 300 s), and a fresh session costs less than a failed one.
+pub const IDLE_LIMIT: Duration = Duration::from_secs(30);
+
+/// What the server said it can do, from its `EHLO` reply.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct Capabilities {
+    pub pipelining: bool,
+    pub eight_bit_mime: bool,
+    pub smtp_utf8: bool,
+    pub starttls: bool,
+    /// `AUTH` mechanisms, upper-cased.
+    pub auth: Vec<String>,
+}
+
+impl Capabilities {
+    /// Reads the keywords of an `EHLO` reply (every line after the first).
+    pub(crate) fn parse(lines: &[String]) -> Self {
+        let mut caps = Self::default();
+        for line in lines.iter().skip(1) {
+            let mut words = line.split_ascii_whitespace();
+            let Some(keyword) = words.next() else {
+                continue;
+            };
+            match keyword.to_ascii_uppercase().as_str() {
+                "PIPELINING" => caps.pipelining = true,
+                "8BITMIME" => caps.eight_bit_mime = true,
+                "SMTPUTF8" => caps.smtp_utf8 = true,
+                "STARTTLS" => caps.starttls = true,
+                "AUTH" => caps.auth = words.map(str::to_ascii_uppercase).collect(),
+                _ => {}
+            }
+        }
+        caps
+    }
+}
+
+/// One SMTP reply: its code and its lines' text (without the code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Response {
+    pub code: u16,
+    pub lines: Vec<String>,
+}
+
+impl Response {
+    fn is_positive(&self) -> bool {
+        (200..400).contains(&self.code)
+    }
+
+    fn reply(&self) -> Reply {
+        Reply {
+            code: Some(self.code),
+            text: self.lines.join(" "),
+        }
+    }
+
+    /// Parses one reply line: its code, its text, and whether it is the last line.
+    pub(crate) fn parse_line(line: &[u8]) -> Option<(u16, String, bool)> {
+        let line = line.strip_suffix(b"\n").unwrap_or(line);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let digits = line.get(..3)?;
+        if !digits.iter().all(u8::is_ascii_digit) {
+            return None;
+        }
+        let code = digits
+            .iter()
+            .fold(0u16, |n, d| n * 10 + u16::from(d - b'0'));
+        let (last, text) = match line.get(3) {
+            None => (true, &[][..]),
+            Some(b' ') => (true, &line[4..]),
+            Some(b'-') => (false, &line[4..]),
+            Some(_) => return None,
+        };
+        Some((code, String::from_utf8_lossy(text).into_owned(), last))
+    }
+}
+
+/// The byte stream of a session: plain TCP, or TLS over it.
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Why a session step failed.
+#[derive(Debug)]
+enum Failure {
+    /// The server answered with a negative reply.
+    Refused(Response),
+    /// The network, TLS or the protocol failed (no usable reply).
+    Broken(String),
+    /// No answer within the timeout.
+    TimedOut(&'static str),
+}
+
+impl Failure {
+    fn into_relay_error(self, setup: bool) -> RelayError {
+        match self {
+            // While setting a session up, nothing is wrong with the message: whatever the
+            // server said (a 554 greeting, a refused AUTH), the next attempt may succeed once
+            // the smarthost or the configuration is fixed.
+            Failure::Refused(response) => RelayError {
+                kind: if setup || response.code < 500 {
+                    FailureKind::Transient
+                } else {
+                    FailureKind::Permanent
+                },
+                reply: response.reply(),
+            },
+            Failure::Broken(text) => transient(text),
+            Failure::TimedOut(step) => {
+                transient(format!("timed out waiting for the smarthost ({step})"))
+            }
+        }
+    }
+}
+
+fn transient(text: String) -> RelayError {
+    RelayError {
+        kind: FailureKind::Transient,
+        reply: Reply { code: None, text },
+    }
+}
+
+fn broken(context: &str, error: &io::Error) -> Failure {
+    Failure::Broken(format!("{context}: {error}"))
+}
+
+/// One open session with the smarthost.
+struct Session {
+    io: BufReader<Stream>,
+    caps: Capabilities,
+    idle_since: Instant,
+    timeout: Duration,
+}
+
+impl Session {
+    async fn read_response(&mut self, step: &'static str) -> Result<Response, Failure> {
+        let timeout = self.timeout;
+        let io = &mut self.io;
+        tokio::time::timeout(timeout, read_response(io))
+            .await
+            .unwrap_or(Err(Failure::TimedOut(step)))
+    }
+
+    async fn write(&mut self, step: &'static str, bytes: &[u8]) -> Result<(), Failure> {
+        let timeout = self.timeout;
+        let io = self.io.get_mut();
+        tokio::time::timeout(timeout, async {
+            io.write_all(bytes).await?;
+            io.flush().await
+        })
+        .await
+        .unwrap_or_else(|_| Err(io::ErrorKind::TimedOut.into()))
+        .map_err(|e| broken(step, &e))
+    }
+
+    /// Sends one command and reads its reply (positive or not).
+    async fn command(&mut self, step: &'static str, line: &str) -> Result<Response, Failure> {
+        self.write(step, line.as_bytes()).await?;
+        self.read_response(step).await
+    }
+
+    /// Like [`Session::command`], but a negative reply is a failure.
+    async fn expect(&mut self, step: &'static str, line: &str) -> Result<Response, Failure> {
+        let response = self.command(step, line).await?;
+        if response.is_positive() {
+            Ok(response)
+        } else {
+            Err(Failure::Refused(response))
+        }
+    }
+
+    /// `EHLO`, falling back to `HELO` when the server does not know it.
+    async fn hello(&mut self, name: &str) -> Result<(), Failure> {
+        let response = self.command("EHLO", &format!("EHLO {name}\r\n")).await?;
+        if response.is_positive() {
+            self.caps = Capabilities::parse(&response.lines);
+            return Ok(());
+        }
+        self.expect("HELO", &format!("HELO {name}\r\n")).await?;
+        self.caps = Capabilities::default();
+        Ok(())
+    }
+
+    /// Ends the session politely (best effort).
+    async fn quit(mut self) {
+        let _ = self.command("QUIT", "QUIT\r\n").await;
+        let _ = self.io.get_mut().shutdown().await;
+    }
+}
+
+async fn read_response(io: &mut BufReader<Stream>) -> Result<Response, Failure> {
+    let mut lines = Vec::new();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let read = (&mut *io)
+            .take(MAX_LINE)
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(|e| broken("reading the reply", &e))?;
+        if read == 0 {
+            return Err(Failure::Broken(
+                "the smarthost closed the connection".to_owned(),
+            ));
+        }
+        if !line.ends_with(b"\n") {
+            return Err(Failure::Broken(
+                "the smarthost sent a reply line that is too long".to_owned(),
+            ));
+        }
+        let Some((code, text, last)) = Response::parse_line(&line) else {
+            return Err(Failure::Broken(format!(
+                "the smarthost sent a malformed reply: {:?}",
+                String::from_utf8_lossy(&line).trim_end()
+            )));
+        };
+        lines.push(text);
+        if last {
+            return Ok(Response { code, lines });
+        }
+        if lines.len() >= MAX_LINES {
+            return Err(Failure::Broken(
+                "the smarthost sent a reply of too many lines".to_owned(),
+            ));
+        }
+    }
+}
+
+/// How one transaction ended.
+enum Outcome {
+    /// The server took the message; the session can be reused.
+    Accepted(Response),
+    /// The server refused it; `reusable` when the session is back in a clean state.
+    Refused(Response, bool),
+    /// The session failed before the end of the message was sent: the server cannot have
+    /// taken it, so it may be sent again on another session.
+    BrokenBeforeData(Failure),
+    /// The session failed after the end of the message was sent (or a reply timed out): the
+    /// server may or may not have taken it.
+    BrokenAfterData(Failure),
+}
+
+/// The message as it goes after `DATA`: lines starting with `.` get another one, the message
+/// ends with CRLF, then the end marker.
+pub(crate) fn dot_stuffed(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 5);
+    let mut line_start = true;
+    for &byte in data {
+        if line_start && byte == b'.' {
+            out.push(b'.');
+        }
+        out.push(byte);
+        line_start = byte == b'\n';
+    }
+    if !out.ends_with(b"\r\n") {
+        if out.ends_with(b"\r") {
+            out.push(b'\n');
+        } else {
+            out.extend_from_slice(b"\r\n");
+        }
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+/// The `MAIL FROM` line for `envelope` with the parameters the message needs, or why the server
+/// cannot take it.
+fn mail_from(
+    envelope: &lettre::address::Envelope,
+    data: &[u8],
+    caps: &Capabilities,
+) -> Result<String, RelayError> {
+    let from = envelope.from().map(ToString::to_string).unwrap_or_default();
+    let mut line = format!("MAIL FROM:<{from}>");
+    if !data.is_ascii() {
+        if !caps.eight_bit_mime {
+            return Err(RelayError {
+                kind: FailureKind::Permanent,
+                reply: Reply {
+                    code: None,
+                    text: "the message has 8-bit content and the smarthost does not offer 8BITMIME"
+                        .to_owned(),
+                },
+            });
+        }
+        line.push_str(" BODY=8BITMIME");
+    }
+    let non_ascii = envelope.from().is_some_and(|a| !a.to_string().is_ascii())
+        || envelope.to().iter().any(|a| !a.to_string().is_ascii());
+    if non_ascii {
+        if !caps.smtp_utf8 {
+            return Err(RelayError {
+                kind: FailureKind::Permanent,
+                reply: Reply {
+                    code: None,
+                    text: "the envelope has non-ASCII addresses and the smarthost does not offer \
+                           SMTPUTF8"
+                        .to_owned(),
+                },
+            });
+        }
+        line.push_str(" SMTPUTF8");
+    }
+    line.push_str("\r\n");
+    Ok(line)
+}
+
+impl Session {
+    /// One mail transaction. A refusal before the message is sent is followed by `RSET`, so the
+    /// session stays usable.
+    async fn transaction(&mut self, mail: &str, rcpts: &[String], body: &[u8]) -> Outcome {
+        let before = |f: Failure| Outcome::BrokenBeforeData(f);
+        let refusal = if self.caps.pipelining {
+            let mut batch = String::with_capacity(mail.len() + rcpts.len() * 48 + 6);
+            batch.push_str(mail);
+            for rcpt in rcpts {
+                batch.push_str(rcpt);
+            }
+            batch.push_str("DATA\r\n");
+            if let Err(f) = self.write("MAIL", batch.as_bytes()).await {
+                return before(f);
+            }
+            // Every reply is read, in order, whatever the first ones said.
+            let mut replies = Vec::with_capacity(rcpts.len() + 2);
+            for step in std::iter::once("MAIL")
+                .chain(rcpts.iter().map(|_| "RCPT"))
+                .chain(std::iter::once("DATA"))
+            {
+                match self.read_response(step).await {
+                    Ok(response) => replies.push(response),
+                    Err(f) => return before(f),
+                }
+            }
+            let data_reply = replies.pop().expect("DATA reply");
+            let refused = replies.into_iter().find(|r| !r.is_positive());
+            match (refused, data_reply.code) {
+                (None, 354) => None,
+                // Some recipient was refused but others were not, so the server waits for the
+                // message: it cannot be taken back, only abandoned with the session.
+                (Some(refused), 354) => return Outcome::Refused(refused, false),
+                (Some(refused), _) => Some(refused),
+                (None, _) => Some(data_reply),
+            }
+        } else {
+            let mut refused = None;
+            for (step, line) in std::iter::once(("MAIL", mail))
+                .chain(rcpts.iter().map(|r| ("RCPT", r.as_str())))
+                .chain(std::iter::once(("DATA", "DATA\r\n")))
+            {
+                match self.command(step, line).await {
+                    Ok(response) if response.is_positive() => {}
+                    Ok(response) => {
+                        refused = Some(response);
+                        break;
+                    }
+                    Err(f) => return before(f),
+                }
+            }
+            refused
+        };
+        if let Some(refused) = refusal {
+            let clean = matches!(self.command("RSET", "RSET\r\n").await, Ok(r) if r.is_positive());
+            return Outcome::Refused(refused, clean);
+        }
+        if let Err(f) = self.write("DATA", body).await {
+            // Part of the message may have gone, but never the end marker after it all.
+            return Outcome::BrokenAfterData(f);
+        }
+        match self.read_response("end of data").await {
+            Ok(response) if response.is_positive() => Outcome::Accepted(response),
+            Ok(response) => Outcome::Refused(response, true),
+            Err(f) => Outcome::BrokenAfterData(f),
+        }
+    }
+}
+
+/// A pooled SMTP client for one smarthost.
+pub(crate) struct Client {
+    config: SmarthostConfig,
+    tls: Option<TlsConnector>,
+    server_name: rustls_pki_types::ServerName<'static>,
+    hello: String,
+    idle: Mutex<Vec<Session>>,
+    /// One permit per session in use: at most `max_connections` sessions exist.
+    slots: Arc<Semaphore>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    pub(crate) fn new(config: SmarthostConfig) -> Result<Self, ConfigError> {
+        let tls = match config.tls {
+            TlsMode::None => None,
+            _ => Some(tls_connector(&config)?),
+        };
+        let server_name = rustls_pki_types::ServerName::try_from(config.host.clone())
+            .map_err(|e| ConfigError::Tls(format!("host `{}`: {e}", config.host)))?;
+        let hello = match &config.hello_name {
+            Some(name) => name.clone(),
+            None => hostname::get()
+                .ok()
+                .and_then(|h| h.into_string().ok())
+                .filter(|h| !h.is_empty() && h.is_ascii() && !h.contains(char::is_whitespace))
+                .unwrap_or_else(|| "localhost".to_owned()),
+        };
+        Ok(Self {
+            slots: Arc::new(Semaphore::new(
+                usize::try_from(config.max_connections.max(1)).unwrap_or(1),
+            )),
+            config,
+            tls,
+            server_name,
+            hello,
+            idle: Mutex::new(Vec::new()),
+        })
+    }
+
+    /// Sends `data` to the envelope's recipients; the server's reply to the end of the data.
+    pub(crate) async fn send(
+        &self,
+        envelope: &lettre::address::Envelope,
+        data: &[u8],
+    ) -> Result<Reply, RelayError> {
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .map_err(|_| transient("the SMTP client is shutting down".to_owned()))?;
+        let rcpts: Vec<String> = envelope
+            .to()
+            .iter()
+            .map(|to| format!("RCPT TO:<{to}>\r\n"))
+            .collect();
+        let body = dot_stuffed(data);
+        loop {
+            let (mut session, reused) = match self.take_idle() {
+                Some(session) => (session, true),
+                None => (
+                    self.connect().await.map_err(|f| f.into_relay_error(true))?,
+                    false,
+                ),
+            };
+            let mail = mail_from(envelope, data, &session.caps)?;
+            match session.transaction(&mail, &rcpts, &body).await {
+                Outcome::Accepted(response) => {
+                    self.put_back(session);
+                    return Ok(response.reply());
+                }
+                Outcome::Refused(response, reusable) => {
+                    // 421: the server is closing this session; a reused one was simply too old.
+                    if response.code == 421 && reused {
+                        continue;
+                    }
+                    if reusable && response.code != 421 {
+                        self.put_back(session);
+                    }
+                    return Err(Failure::Refused(response).into_relay_error(false));
+                }
+                Outcome::BrokenBeforeData(_) if reused => continue,
+                Outcome::BrokenBeforeData(f) | Outcome::BrokenAfterData(f) => {
+                    return Err(f.into_relay_error(false));
+                }
+            }
+        }
+    }
+
+    fn take_idle(&self) -> Option<Session> {
+        let mut idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        while let Some(session) = idle.pop() {
+            if session.idle_since.elapsed() < IDLE_LIMIT {
+                return Some(session);
+            }
+            tokio::spawn(session.quit());
+        }
+        None
+    }
+
+    fn put_back(&self, mut session: Session) {
+        session.idle_since = Instant::now();
+        self.idle
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(session);
+    }
+
+    /// Opens and sets up a session: greeting, `EHLO`, TLS, `AUTH`.
+    async fn connect(&self) -> Result<Session, Failure> {
+        let address = (self.config.host.as_str(), self.config.port);
+        let tcp = tokio::time::timeout(self.config.timeout, TcpStream::connect(address))
+            .await
+            .map_err(|_| Failure::TimedOut("connect"))?
+            .map_err(|e| {
+                broken(
+                    &format!("connecting to {}:{}", self.config.host, self.config.port),
+                    &e,
+                )
+            })?;
+        // Commands go out whole, one write each: waiting for an ACK before sending the next
+        // write (Nagle) would only add latency.
+        let _ = tcp.set_nodelay(true);
+        let stream = if self.config.tls == TlsMode::Implicit {
+            Stream::Tls(Box::new(self.handshake(tcp).await?))
+        } else {
+            Stream::Plain(tcp)
+        };
+        let mut session = Session {
+            io: BufReader::new(stream),
+            caps: Capabilities::default(),
+            idle_since: Instant::now(),
+            timeout: self.config.timeout,
+        };
+        let greeting = session.read_response("greeting").await?;
+        if greeting.code != 220 {
+            return Err(Failure::Refused(greeting));
+        }
+        session.hello(&self.hello).await?;
+        let upgrade = match self.config.tls {
+            TlsMode::StartTlsRequired if !session.caps.starttls => {
+                return Err(Failure::Broken(
+                    "the smarthost does not offer STARTTLS, which this configuration requires \
+                     (smtp://…?tls=opportunistic or tls=none to allow plain text)"
+                        .to_owned(),
+                ));
+            }
+            TlsMode::StartTlsRequired => true,
+            TlsMode::StartTlsOpportunistic => session.caps.starttls,
+            TlsMode::Implicit | TlsMode::None => false,
+        };
+        if upgrade {
+            session.expect("STARTTLS", "STARTTLS\r\n").await?;
+            // Anything the server sent after its reply would be read as if it came over TLS
+            // (a command-injection attack on STARTTLS): refuse the session instead.
+            if !session.io.buffer().is_empty() {
+                return Err(Failure::Broken(
+                    "the smarthost sent data after its STARTTLS reply".to_owned(),
+                ));
+            }
+            let Stream::Plain(tcp) = session.io.into_inner() else {
+                unreachable!("STARTTLS on a plain stream only")
+            };
+            session.io = BufReader::new(Stream::Tls(Box::new(self.handshake(tcp).await?)));
+            session.hello(&self.hello).await?;
+        }
+        if let Some((user, password)) = &self.config.credentials {
+            let encrypted = matches!(session.io.get_ref(), Stream::Tls(_));
+            if !encrypted && self.config.tls != TlsMode::None {
+                return Err(Failure::Broken(
+                    "the smarthost offered no STARTTLS: refusing to send the AUTH password in \
+                     plain text (tls=none allows it)"
+                        .to_owned(),
+                ));
+            }
+            self.authenticate(&mut session, user, password).await?;
+        }
+        Ok(session)
+    }
+
+    async fn handshake(&self, tcp: TcpStream) -> Result<TlsStream<TcpStream>, Failure> {
+        let connector = self
+            .tls
+            .as_ref()
+            .ok_or_else(|| Failure::Broken("TLS is not configured".to_owned()))?;
+        tokio::time::timeout(
+            self.config.timeout,
+            connector.connect(self.server_name.clone(), tcp),
+        )
+        .await
+        .map_err(|_| Failure::TimedOut("TLS handshake"))?
+        .map_err(|e| broken("TLS handshake with the smarthost", &e))
+    }
+
+    async fn authenticate(
+        &self,
+        session: &mut Session,
+        user: &str,
+        password: &str,
+    ) -> Result<(), Failure> {
+        if session.caps.auth.iter().any(|m| m == "PLAIN") {
+            let token = BASE64.encode(format!("\0{user}\0{password}"));
+            session
+                .expect("AUTH", &format!("AUTH PLAIN {token}\r\n"))
+                .await?;
+            return Ok(());
+        }
+        if session.caps.auth.iter().any(|m| m == "LOGIN") {
+            for line in [
+                "AUTH LOGIN\r\n".to_owned(),
+                format!("{}\r\n", BASE64.encode(user)),
+            ] {
+                let response = session.command("AUTH", &line).await?;
+                if response.code != 334 {
+                    return Err(Failure::Refused(response));
+                }
+            }
+            session
+                .expect("AUTH", &format!("{}\r\n", BASE64.encode(password)))
+                .await?;
+            return Ok(());
+        }
+        Err(Failure::Broken(format!(
+            "the smarthost offers no AUTH mechanism this client knows (PLAIN, LOGIN); it offers: {}",
+            if session.caps.auth.is_empty() {
+                "none".to_owned()
+            } else {
+                session.caps.auth.join(" ")
+            }
+        )))
+    }
+}
+
+/// TLS settings for the smarthost: the system's trusted roots plus the configured CA file.
+fn tls_connector(config: &SmarthostConfig) -> Result<TlsConnector, ConfigError> {
+    use rustls_pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    if let Some(path) = &config.ca_file {
+        let shown = path.display().to_string();
+        let certs = rustls_pki_types::CertificateDer::pem_file_iter(path)
+            .map_err(|e| ConfigError::CaFile(shown.clone(), e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ConfigError::CaFile(shown.clone(), e.to_string()))?;
+        if certs.is_empty() {
+            return Err(ConfigError::CaFile(
+                shown,
+                "no PEM certificate in it".to_owned(),
+            ));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| ConfigError::CaFile(shown.clone(), e.to_string()))?;
+        }
+    }
+    let tls = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| ConfigError::Tls(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(tls)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reply_lines_parse() {
+        assert_eq!(
+            Response::parse_line(b"250-PIPELINING\r\n"),
+            Some((250, "PIPELINING".to_owned(), false))
+        );
+        assert_eq!(
+            Response::parse_line(b"550 5.1.1 no such user\r\n"),
+            Some((550, "5.1.1 no such user".to_owned(), true))
+        );
+        assert_eq!(
+            Response::parse_line(b"354\r\n"),
+            Some((354, String::new(), true))
+        );
+        assert_eq!(Response::parse_line(b"25x ok\r\n"), None);
+        assert_eq!(Response::parse_line(b"250:ok\r\n"), None);
+        assert_eq!(Response::parse_line(b"\r\n"), None);
+    }
+
+    #[test]
+    fn ehlo_keywords_are_read_case_blind() {
+        let lines: Vec<String> = [
+            "mx.example.com greets you",
+            "pipelining",
+            "8BITMIME",
+            "SIZE 10240000",
+            "AUTH plain LOGIN",
+            "STARTTLS",
+        ]
+        .map(str::to_owned)
+        .to_vec();
+        let caps = Capabilities::parse(&lines);
+        assert!(caps.pipelining && caps.eight_bit_mime && caps.starttls);
+        assert!(!caps.smtp_utf8);
+        assert_eq!(caps.auth, ["PLAIN", "LOGIN"]);
+        // The greeting line is not a keyword.
+        assert_eq!(
+            Capabilities::parse(&["PIPELINING".to_owned()]),
+            Capabilities::default()
+        );
+    }
+
+    #[test]
+    fn mail_from_asks_for_what_the_message_needs_and_refuses_what_the_server_lacks() {
+        let envelope = |from: &str| {
+            lettre::address::Envelope::new(
+                Some(from.parse().unwrap()),
+                vec!["to@example.net".parse().unwrap()],
+            )
+            .unwrap()
+        };
+        let all = Capabilities {
+            eight_bit_mime: true,
+            smtp_utf8: true,
+            ..Capabilities::default()
+        };
+        let ascii = envelope("a@example.com");
+        assert_eq!(
+            mail_from(&ascii, b"plain", &Capabilities::default()).unwrap(),
+            "MAIL FROM:<a@example.com>\r\n"
+        );
+        assert_eq!(
+            mail_from(&ascii, "caf\u{e9}".as_bytes(), &all).unwrap(),
+            "MAIL FROM:<a@example.com> BODY=8BITMIME\r\n"
+        );
+        let err = mail_from(&ascii, "caf\u{e9}".as_bytes(), &Capabilities::default()).unwrap_err();
+        assert_eq!(err.kind, FailureKind::Permanent);
+        assert!(err.reply.text.contains("8BITMIME"));
+        let utf8 = envelope("j\u{f6}rg@example.com");
+        assert_eq!(
+            mail_from(&utf8, b"plain", &all).unwrap(),
+            "MAIL FROM:<j\u{f6}rg@example.com> SMTPUTF8\r\n"
+        );
+        assert!(mail_from(&utf8, b"plain", &Capabilities::default()).is_err());
+    }
+
+    #[test]
+    fn data_is_dot_stuffed_and_terminated() {
+        assert_eq!(
+            dot_stuffed(b"a\r\n.b\r\n..c\r\n"),
+            b"a\r\n..b\r\n...c\r\n.\r\n"
+        );
+        assert_eq!(dot_stuffed(b".first"), b"..first\r\n.\r\n");
+        assert_eq!(dot_stuffed(b"no newline"), b"no newline\r\n.\r\n");
+        assert_eq!(dot_stuffed(b"cr only\r"), b"cr only\r\n.\r\n");
+        assert_eq!(dot_stuffed(b""), b"\r\n.\r\n");
+        assert_eq!(dot_stuffed(b"x\r\n.\r\n"), b"x\r\n..\r\n.\r\n");
+    }
+}
