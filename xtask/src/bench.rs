@@ -43,7 +43,8 @@ pub enum Bench {
     },
     /// Delivery: messages per second from the store to an in-process SMTP sink with 1, 2 and 4
     /// workers on SQLite and a throwaway PostgreSQL, beside the sink fed directly; then
-    /// `POST /v1/send` acceptance with and without two workers delivering (needs wrk).
+    /// `POST /v1/send` acceptance alone, with two workers delivering as fast as they can, and
+    /// with two workers paced to `--worker-rate` (needs wrk).
     Delivery {
         /// Messages per run.
         #[arg(long, default_value_t = 5000)]
@@ -54,6 +55,9 @@ pub enum Bench {
         /// Keep-alive connections of the acceptance runs.
         #[arg(long, default_value_t = 64)]
         connections: u32,
+        /// `max_rate` of each worker in the paced acceptance runs (messages per second).
+        #[arg(long, default_value_t = 500)]
+        worker_rate: u32,
         /// Only these stores (sqlite, postgres); default both.
         #[arg(long, value_delimiter = ',')]
         stores: Vec<String>,
@@ -101,11 +105,13 @@ pub fn run(runtime: &Runtime, bench: Bench) -> Result<()> {
             messages,
             seconds,
             connections,
+            worker_rate,
             stores,
         } => runtime.block_on(crate::bench_delivery::run(
             messages,
             Duration::from_secs(seconds),
             connections,
+            worker_rate.max(1),
             stores,
         )),
         Bench::Smtp { seconds, stores } => {

@@ -29,6 +29,7 @@ pub async fn run(
     messages: usize,
     window: Duration,
     connections: u32,
+    worker_rate: u32,
     stores: Vec<String>,
 ) -> Result<()> {
     let wanted = |name: &str| stores.is_empty() || stores.iter().any(|s| s == name);
@@ -68,7 +69,7 @@ pub async fn run(
     println!();
     println!("target: every run >= 0.70 of the floor");
     if let Some(pg) = &pg {
-        acceptance(pg, window, connections).await?;
+        acceptance(pg, window, connections, worker_rate).await?;
     }
     Ok(())
 }
@@ -315,7 +316,12 @@ async fn drain(url: &str, messages: usize, workers: usize) -> Result<f64> {
 /// `mail-worker` processes (release build, their default settings) delivering into the
 /// in-process sink, twice in alternation (the machine's speed drifts; each pair is compared).
 /// The workers always have a backlog here (acceptance outruns them): the worst case.
-async fn acceptance(pg: &TempPostgres, window: Duration, connections: u32) -> Result<()> {
+async fn acceptance(
+    pg: &TempPostgres,
+    window: Duration,
+    connections: u32,
+    worker_rate: u32,
+) -> Result<()> {
     let binary = crate::bench::build_release("api-server")?;
     let worker_binary = crate::bench::build_release("mail-worker")?;
     let url = pg.create_database().await;
@@ -329,7 +335,7 @@ async fn acceptance(pg: &TempPostgres, window: Duration, connections: u32) -> Re
     let sink = SmtpSink::start().await?;
     println!();
     println!(
-        "{:<30} {:>12} {:>9} {:>9} {:>8} {:>12} {:>9}",
+        "{:<32} {:>12} {:>9} {:>9} {:>8} {:>12} {:>9}",
         "POST /v1/send (postgres)",
         "requests/s",
         "p50 ms",
@@ -340,37 +346,44 @@ async fn acceptance(pg: &TempPostgres, window: Duration, connections: u32) -> Re
     );
     for round in 1..=2 {
         let alone = load(server.clone(), script.clone()).await??;
-        let before = sink.accepted().len();
-        let workers = (0..2)
-            .map(|_| spawn_worker(&worker_binary, &url, &sink.url()))
-            .collect::<Result<Vec<_>>>()?;
-        let with = load(server.clone(), script.clone()).await??;
-        let delivered = sink.accepted().len() - before;
-        for mut worker in workers {
-            let _ = std::process::Command::new("kill")
-                .args(["-TERM", &worker.id().to_string()])
-                .status();
-            let _ = worker.wait();
-        }
-        // The load runs a 2 s warm-up before its window; deliveries are counted over both.
-        let delivered_per_second = delivered as f64 / (window.as_secs_f64() + 2.0);
-        for (name, run, delivered, ratio) in [
-            (format!("alone ({round})"), &alone, "-".to_owned(), 1.0),
-            (
-                format!("with 2 mail-workers ({round})"),
+        print_row(&format!("alone ({round})"), &alone, None, 1.0);
+        for rate in [None, Some(worker_rate)] {
+            let before = sink.accepted_count();
+            let workers = (0..2)
+                .map(|_| spawn_worker(&worker_binary, &url, &sink.url(), rate))
+                .collect::<Result<Vec<_>>>()?;
+            let with = load(server.clone(), script.clone()).await??;
+            let delivered = sink.accepted_count() - before;
+            for mut worker in workers {
+                let _ = std::process::Command::new("kill")
+                    .args(["-TERM", &worker.id().to_string()])
+                    .status();
+                let _ = worker.wait();
+            }
+            // The load runs a 2 s warm-up before its window; deliveries are counted over both.
+            let delivered_per_second = delivered as f64 / (window.as_secs_f64() + 2.0);
+            let name = match rate {
+                None => format!("2 workers, no limit ({round})"),
+                Some(rate) => format!("2 workers, {rate}/s each ({round})"),
+            };
+            print_row(
+                &name,
                 &with,
-                format!("{delivered_per_second:.0}"),
+                Some(delivered_per_second),
                 with.per_second / alone.per_second,
-            ),
-        ] {
-            println!(
-                "{name:<30} {:>12.0} {:>9.2} {:>9.2} {:>8} {delivered:>12} {ratio:>9.2}",
-                run.per_second, run.p50_ms, run.p99_ms, run.errors
             );
         }
     }
     println!("target: acceptance with workers >= 0.85 of alone");
     Ok(())
+}
+
+fn print_row(name: &str, run: &crate::bench_api::Run, delivered: Option<f64>, ratio: f64) {
+    let delivered = delivered.map_or_else(|| "-".to_owned(), |d| format!("{d:.0}"));
+    println!(
+        "{name:<32} {:>12.0} {:>9.2} {:>9.2} {:>8} {delivered:>12} {ratio:>9.2}",
+        run.per_second, run.p50_ms, run.p99_ms, run.errors
+    );
 }
 
 /// A `mail-worker` on `url`, relaying to `smarthost`, as the benchmark's own workers are
@@ -379,8 +392,13 @@ fn spawn_worker(
     binary: &std::path::Path,
     url: &str,
     smarthost: &str,
+    max_rate: Option<u32>,
 ) -> Result<std::process::Child> {
     std::process::Command::new(binary)
+        .env(
+            "LETTERMINT_WORKER_MAX_RATE",
+            max_rate.unwrap_or(0).to_string(),
+        )
         .env("LETTERMINT_DATABASE_URL", url)
         .env("LETTERMINT_WORKER_SMARTHOST", smarthost)
         .env(

@@ -40,6 +40,8 @@ pub struct Config {
     pub lease: u64,
     /// Milliseconds to wait before looking again when nothing was due.
     pub idle_poll_ms: u64,
+    /// Most delivery attempts started per second by this worker; 0: no limit.
+    pub max_rate: u32,
     /// Seconds before the second attempt; doubles with each attempt.
     pub retry_first_delay: u64,
     /// Longest delay between attempts, in seconds.
@@ -64,6 +66,7 @@ impl Default for Config {
             batch: worker.batch,
             lease: worker.lease.as_secs(),
             idle_poll_ms: u64::try_from(worker.idle_poll.as_millis()).unwrap_or(500),
+            max_rate: 0,
             retry_first_delay: whole_seconds(worker.retry.first_delay),
             retry_max_delay: whole_seconds(worker.retry.max_delay),
             give_up_after: whole_seconds(worker.retry.give_up_after),
@@ -93,6 +96,7 @@ impl Config {
                 max_delay: seconds(self.retry_max_delay),
                 give_up_after: seconds(self.give_up_after),
             },
+            max_rate: std::num::NonZeroU32::new(self.max_rate),
         }
     }
 
@@ -182,6 +186,11 @@ pub struct Cli {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub idle_poll_ms: Option<u64>,
+    /// Most delivery attempts started per second by this worker (a smarthost's sending quota);
+    /// 0: no limit [env: LETTERMINT_WORKER_MAX_RATE] [default: 0]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_rate: Option<u32>,
     /// Seconds before the second attempt, doubling with each attempt
     /// [env: LETTERMINT_WORKER_RETRY_FIRST_DELAY] [default: 30]
     #[arg(long)]
@@ -205,7 +214,7 @@ pub struct Cli {
 }
 
 /// The keys read from `LETTERMINT_WORKER_*` variables.
-const ENV_KEYS: [&str; 13] = [
+const ENV_KEYS: [&str; 14] = [
     "smarthost",
     "smarthost_ca_file",
     "smarthost_connections",
@@ -215,6 +224,7 @@ const ENV_KEYS: [&str; 13] = [
     "batch",
     "lease",
     "idle_poll_ms",
+    "max_rate",
     "retry_first_delay",
     "retry_max_delay",
     "give_up_after",

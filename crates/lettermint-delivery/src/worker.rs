@@ -24,6 +24,10 @@ pub struct WorkerConfig {
     pub idle_poll: Duration,
     /// Retry schedule and give-up age.
     pub retry: RetryPolicy,
+    /// Most attempts this worker starts per second, on average (`None`: as many as the store
+    /// and the smarthost allow). For smarthosts with a sending quota, and to bound what a
+    /// worker takes from a machine it shares.
+    pub max_rate: Option<std::num::NonZeroU32>,
 }
 
 impl Default for WorkerConfig {
@@ -33,7 +37,63 @@ impl Default for WorkerConfig {
             lease: Duration::from_secs(300),
             idle_poll: Duration::from_millis(500),
             retry: RetryPolicy::default(),
+            max_rate: None,
         }
+    }
+}
+
+/// A token bucket that spaces attempt starts to a rate. Claims stay as large as without it
+/// (up to half a batch, fewer when the rate is below that per second), so pacing costs the
+/// store no extra round trips.
+#[derive(Debug)]
+struct Pacer {
+    per_second: f64,
+    capacity: f64,
+    tokens: f64,
+    at: tokio::time::Instant,
+}
+
+impl Pacer {
+    fn new(rate: std::num::NonZeroU32, half_batch: usize) -> Self {
+        let per_second = f64::from(rate.get());
+        let capacity = (half_batch as f64).min(per_second).max(1.0);
+        Self {
+            per_second,
+            capacity,
+            tokens: capacity,
+            at: tokio::time::Instant::now(),
+        }
+    }
+
+    fn refill(&mut self) {
+        let now = tokio::time::Instant::now();
+        let earned = now.duration_since(self.at).as_secs_f64() * self.per_second;
+        self.tokens = (self.tokens + earned).min(self.capacity);
+        self.at = now;
+    }
+
+    /// Takes what a claim of up to `room` attempts may start now: all of `room`, or the whole
+    /// bucket when `room` is larger, or nothing until the bucket holds that much.
+    fn take(&mut self, room: usize) -> usize {
+        self.refill();
+        let want = (room as f64).min(self.capacity);
+        if self.tokens < want {
+            return 0;
+        }
+        self.tokens -= want;
+        want as usize
+    }
+
+    /// Returns what a claim took and did not use (fewer messages were due).
+    fn give_back(&mut self, unused: usize) {
+        self.tokens = (self.tokens + unused as f64).min(self.capacity);
+    }
+
+    /// When a claim of up to `room` attempts may start.
+    fn ready_at(&self, room: usize) -> tokio::time::Instant {
+        let want = (room as f64).min(self.capacity);
+        let missing = (want - self.tokens).max(0.0);
+        self.at + Duration::from_secs_f64(missing / self.per_second)
     }
 }
 
@@ -203,6 +263,10 @@ impl Worker {
     /// and retried after the idle interval.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let batch = usize::try_from(self.config.batch.max(1)).unwrap_or(usize::MAX);
+        let mut pacer = self
+            .config
+            .max_rate
+            .map(|rate| Pacer::new(rate, batch.div_ceil(2)));
         let mut in_flight = JoinSet::new();
         let mut ended: Vec<Attempt> = Vec::new();
         let mut oldest_ended = tokio::time::Instant::now();
@@ -215,25 +279,43 @@ impl Worker {
                 self.record(std::mem::take(&mut ended)).await;
             }
             let mut idle = false;
+            // When the pacer holds the next claim back: the instant it allows it.
+            let mut paced_until = None;
             let room = batch.saturating_sub(in_flight.len());
             if room * 2 >= batch {
-                match self.claim(u32::try_from(room).unwrap_or(u32::MAX)).await {
-                    Ok(claims) => {
-                        idle = claims.is_empty();
-                        for claim in claims {
-                            let worker = self.clone();
-                            in_flight.spawn(async move { worker.attempt(claim).await });
+                let allowed = match &mut pacer {
+                    Some(pacer) => pacer.take(room),
+                    None => room,
+                };
+                if allowed == 0 {
+                    paced_until = pacer.as_ref().map(|p| p.ready_at(room));
+                } else {
+                    match self.claim(u32::try_from(allowed).unwrap_or(u32::MAX)).await {
+                        Ok(claims) => {
+                            idle = claims.is_empty();
+                            if let Some(pacer) = &mut pacer {
+                                pacer.give_back(allowed.saturating_sub(claims.len()));
+                            }
+                            for claim in claims {
+                                let worker = self.clone();
+                                in_flight.spawn(async move { worker.attempt(claim).await });
+                            }
                         }
-                    }
-                    Err(error) => {
-                        tracing::error!(%error, "cannot claim messages");
-                        idle = true;
+                        Err(error) => {
+                            tracing::error!(%error, "cannot claim messages");
+                            if let Some(pacer) = &mut pacer {
+                                pacer.give_back(allowed);
+                            }
+                            idle = true;
+                        }
                     }
                 }
             }
-            if in_flight.is_empty() && idle {
+            if in_flight.is_empty() && (idle || paced_until.is_some()) {
+                let wake = paced_until
+                    .unwrap_or_else(|| tokio::time::Instant::now() + self.config.idle_poll);
                 tokio::select! {
-                    () = tokio::time::sleep(self.config.idle_poll) => {}
+                    () = tokio::time::sleep_until(wake) => {}
                     changed = shutdown.changed() => {
                         if changed.is_err() {
                             break;
@@ -253,6 +335,7 @@ impl Worker {
                     }
                 }
                 () = tokio::time::sleep_until(record_by), if !ended.is_empty() => {}
+                () = tokio::time::sleep_until(paced_until.unwrap_or(record_by)), if paced_until.is_some() => {}
                 changed = shutdown.changed() => {
                     if changed.is_err() {
                         break;

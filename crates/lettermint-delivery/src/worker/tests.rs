@@ -298,3 +298,58 @@ async fn run_stops_when_told_and_keeps_polling_through_store_errors() {
         .expect("stops promptly")
         .unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn max_rate_spaces_attempts_without_shrinking_claims() {
+    // An endless supply of due messages: without a limit the worker would relay as fast as
+    // the (instant) relay answers.
+    let mut store = MockDeliveryRepository::new();
+    let claimed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = claimed.clone();
+    store.expect_claim_due().returning(move |_, _, limit| {
+        seen.lock()
+            .unwrap()
+            .push((tokio::time::Instant::now(), limit));
+        Ok((0..limit).map(|_| claim(1, b"M\r\n\r\n")).collect())
+    });
+    store
+        .expect_settle()
+        .returning(|settles, _| Ok(vec![true; settles.len()]));
+    let mut relay = MockRelay::new();
+    relay.expect_relay().returning(|_, _| Ok(reply(250, "ok")));
+    let worker = Worker::new(
+        Arc::new(store),
+        Arc::new(relay),
+        Arc::new(FixedClock(NOW)),
+        WorkerConfig {
+            batch: 8,
+            max_rate: std::num::NonZeroU32::new(40),
+            ..WorkerConfig::default()
+        },
+    );
+    let started = tokio::time::Instant::now();
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(async move { worker.run(shutdown).await });
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    let claimed = claimed.lock().unwrap().clone();
+    let total: u32 = claimed.iter().map(|(_, n)| n).sum();
+    // 40 per second for 5 s, plus the first burst of half a batch.
+    assert!((196..=204).contains(&total), "{total} attempts in 5 s");
+    assert!(
+        claimed.iter().all(|(_, n)| *n == 4),
+        "claims stay half a batch: {claimed:?}"
+    );
+    // Evenly spread: no second holds more than its share and a burst.
+    for second in 0..5 {
+        let from = started + std::time::Duration::from_secs(second);
+        let to = from + std::time::Duration::from_secs(1);
+        let in_second: u32 = claimed
+            .iter()
+            .filter(|(at, _)| (from..to).contains(at))
+            .map(|(_, n)| n)
+            .sum();
+        assert!(in_second <= 44, "{in_second} attempts in second {second}");
+    }
+}
