@@ -282,3 +282,41 @@ async fn auth_login_is_used_when_it_is_the_only_mechanism() {
     );
     assert_eq!(sink.accepted().len(), 1);
 }
+
+#[tokio::test]
+async fn a_reply_injected_after_starttls_drops_the_session() {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    // A server (or a man in the middle) that answers STARTTLS and appends a plain-text reply
+    // in the same write, hoping it is read as if it came over TLS.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.unwrap();
+        let (read, mut write) = stream.into_split();
+        let mut read = BufReader::new(read);
+        write.write_all(b"220 mx.test ESMTP\r\n").await.unwrap();
+        let mut line = String::new();
+        while read.read_line(&mut line).await.unwrap() > 0 {
+            let reply: &[u8] = if line.starts_with("EHLO") {
+                b"250-mx.test\r\n250 STARTTLS\r\n"
+            } else if line.starts_with("STARTTLS") {
+                b"220 2.0.0 Ready to start TLS\r\n250 2.0.0 injected\r\n"
+            } else {
+                b"502 5.5.2 no\r\n"
+            };
+            write.write_all(reply).await.unwrap();
+            line.clear();
+        }
+    });
+    let relay = relay(&format!("smtp://localhost:{}", addr.port()));
+    let err = relay
+        .relay(&envelope(&["a@example.net"]), b"Subject: x\r\n\r\nx\r\n")
+        .await
+        .unwrap_err();
+    assert_eq!((err.kind, err.reply.code), (FailureKind::Transient, None));
+    assert!(
+        err.reply.text.contains("after its STARTTLS reply"),
+        "{:?}",
+        err.reply
+    );
+}
