@@ -519,7 +519,13 @@ impl Client {
                     false,
                 ),
             };
-            let mail = mail_from(envelope, data, &session.caps)?;
+            let mail = match mail_from(envelope, data, &session.caps) {
+                Ok(mail) => mail,
+                Err(error) => {
+                    self.put_back(session);
+                    return Err(error);
+                }
+            };
             match session.transaction(&mail, &rcpts, &body).await {
                 Outcome::Accepted(response) => {
                     self.put_back(session);
