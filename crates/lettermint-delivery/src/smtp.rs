@@ -75,8 +75,9 @@ pub(crate) struct Response {
 }
 
 impl Response {
-    fn is_positive(&self) -> bool {
-        (200..400).contains(&self.code)
+    /// A 2xx reply: the command succeeded.
+    fn is_success(&self) -> bool {
+        (200..300).contains(&self.code)
     }
 
     fn reply(&self) -> Reply {
@@ -232,10 +233,15 @@ impl Session {
         self.read_response(step).await
     }
 
-    /// Like [`Session::command`], but a negative reply is a failure.
-    async fn expect(&mut self, step: &'static str, line: &str) -> Result<Response, Failure> {
+    /// Like [`Session::command`], but any reply other than `code` is a failure.
+    async fn expect(
+        &mut self,
+        step: &'static str,
+        line: &str,
+        code: u16,
+    ) -> Result<Response, Failure> {
         let response = self.command(step, line).await?;
-        if response.is_positive() {
+        if response.code == code {
             Ok(response)
         } else {
             Err(Failure::Refused(response))
@@ -245,19 +251,24 @@ impl Session {
     /// `EHLO`, falling back to `HELO` when the server does not know it.
     async fn hello(&mut self, name: &str) -> Result<(), Failure> {
         let response = self.command("EHLO", &format!("EHLO {name}\r\n")).await?;
-        if response.is_positive() {
+        if response.code == 250 {
             self.caps = Capabilities::parse(&response.lines);
             return Ok(());
         }
-        self.expect("HELO", &format!("HELO {name}\r\n")).await?;
+        self.expect("HELO", &format!("HELO {name}\r\n"), 250)
+            .await?;
         self.caps = Capabilities::default();
         Ok(())
     }
 
-    /// Ends the session politely (best effort).
+    /// Ends the session politely (best effort, within one timeout).
     async fn quit(mut self) {
-        let _ = self.command("QUIT", "QUIT\r\n").await;
-        let _ = self.io.get_mut().shutdown().await;
+        let timeout = self.timeout;
+        let _ = tokio::time::timeout(timeout, async {
+            let _ = self.command("QUIT", "QUIT\r\n").await;
+            let _ = self.io.get_mut().shutdown().await;
+        })
+        .await;
     }
 }
 
@@ -299,12 +310,26 @@ async fn read_response(io: &mut BufReader<Stream>) -> Result<Response, Failure> 
     }
 }
 
+/// Bytes of a message written (and timed) at once.
+const BODY_CHUNK: usize = 64 * 1024;
+
+/// Where a refusal leaves the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Refusal {
+    /// Refused before the data; `RSET` brought the session back to a clean state.
+    Reusable,
+    /// Refused before the data, and the session cannot be trusted any more.
+    Dropped,
+    /// Refused at the end of the data; the session is clean.
+    AfterData,
+}
+
 /// How one transaction ended.
 enum Outcome {
     /// The server took the message; the session can be reused.
     Accepted(Response),
-    /// The server refused it; `reusable` when the session is back in a clean state.
-    Refused(Response, bool),
+    /// The server refused it.
+    Refused(Response, Refusal),
     /// The session failed before the end of the message was sent: the server cannot have
     /// taken it, so it may be sent again on another session.
     BrokenBeforeData(Failure),
@@ -313,24 +338,34 @@ enum Outcome {
     BrokenAfterData(Failure),
 }
 
-/// The message as it goes after `DATA`: lines starting with `.` get another one, the message
-/// ends with CRLF, then the end marker.
+/// The message as it goes after `DATA`: every line ends with CRLF (a bare CR or a bare LF, which
+/// RFC 5321 forbids a client to send, becomes CRLF: a server that took a bare CR or LF for a line
+/// end could otherwise see an end of data inside the message and read the rest as commands),
+/// lines starting with `.` get another one, the message ends with CRLF, then the end marker.
 pub(crate) fn dot_stuffed(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 64 + 5);
     let mut line_start = true;
-    for &byte in data {
-        if line_start && byte == b'.' {
-            out.push(b'.');
+    let mut bytes = data.iter().copied().peekable();
+    while let Some(byte) = bytes.next() {
+        match byte {
+            b'\r' | b'\n' => {
+                if byte == b'\r' && bytes.peek() == Some(&b'\n') {
+                    bytes.next();
+                }
+                out.extend_from_slice(b"\r\n");
+                line_start = true;
+            }
+            _ => {
+                if line_start && byte == b'.' {
+                    out.push(b'.');
+                }
+                out.push(byte);
+                line_start = false;
+            }
         }
-        out.push(byte);
-        line_start = byte == b'\n';
     }
-    if !out.ends_with(b"\r\n") {
-        if out.ends_with(b"\r") {
-            out.push(b'\n');
-        } else {
-            out.extend_from_slice(b"\r\n");
-        }
+    if !line_start || out.is_empty() {
+        out.extend_from_slice(b"\r\n");
     }
     out.extend_from_slice(b".\r\n");
     out
@@ -405,12 +440,12 @@ impl Session {
                 }
             }
             let data_reply = replies.pop().expect("DATA reply");
-            let refused = replies.into_iter().find(|r| !r.is_positive());
+            let refused = replies.into_iter().find(|r| !r.is_success());
             match (refused, data_reply.code) {
                 (None, 354) => None,
                 // Some recipient was refused but others were not, so the server waits for the
                 // message: it cannot be taken back, only abandoned with the session.
-                (Some(refused), 354) => return Outcome::Refused(refused, false),
+                (Some(refused), 354) => return Outcome::Refused(refused, Refusal::Dropped),
                 (Some(refused), _) => Some(refused),
                 (None, _) => Some(data_reply),
             }
@@ -420,8 +455,11 @@ impl Session {
                 .chain(rcpts.iter().map(|r| ("RCPT", r.as_str())))
                 .chain(std::iter::once(("DATA", "DATA\r\n")))
             {
+                let expected = if step == "DATA" { 354 } else { 250 };
                 match self.command(step, line).await {
-                    Ok(response) if response.is_positive() => {}
+                    Ok(response)
+                        if response.code == expected
+                            || (expected == 250 && response.is_success()) => {}
                     Ok(response) => {
                         refused = Some(response);
                         break;
@@ -432,16 +470,27 @@ impl Session {
             refused
         };
         if let Some(refused) = refusal {
-            let clean = matches!(self.command("RSET", "RSET\r\n").await, Ok(r) if r.is_positive());
-            return Outcome::Refused(refused, clean);
+            let clean = matches!(self.command("RSET", "RSET\r\n").await, Ok(r) if r.code == 250);
+            return Outcome::Refused(
+                refused,
+                if clean {
+                    Refusal::Reusable
+                } else {
+                    Refusal::Dropped
+                },
+            );
         }
-        if let Err(f) = self.write("DATA", body).await {
-            // Part of the message may have gone, but never the end marker after it all.
-            return Outcome::BrokenAfterData(f);
+        // In chunks, each within the timeout: a large message on a slow link needs more than
+        // one command's time, but a stalled one is still noticed.
+        for chunk in body.chunks(BODY_CHUNK) {
+            if let Err(f) = self.write("DATA", chunk).await {
+                // Part of the message may have gone, perhaps all of it with its end marker.
+                return Outcome::BrokenAfterData(f);
+            }
         }
         match self.read_response("end of data").await {
-            Ok(response) if response.is_positive() => Outcome::Accepted(response),
-            Ok(response) => Outcome::Refused(response, true),
+            Ok(response) if response.is_success() => Outcome::Accepted(response),
+            Ok(response) => Outcome::Refused(response, Refusal::AfterData),
             Err(f) => Outcome::BrokenAfterData(f),
         }
     }
@@ -500,10 +549,17 @@ impl Client {
         envelope: &lettre::address::Envelope,
         data: &[u8],
     ) -> Result<Reply, RelayError> {
-        let _slot = self
-            .slots
-            .acquire()
+        // Nothing is sent while waiting for a session, so giving up here is always safe (and
+        // keeps an attempt well inside its lease when the smarthost is slow).
+        let _slot = tokio::time::timeout(self.config.timeout, self.slots.acquire())
             .await
+            .map_err(|_| {
+                transient(format!(
+                    "all {} sessions to the smarthost stayed busy for {} s",
+                    self.config.max_connections.max(1),
+                    self.config.timeout.as_secs()
+                ))
+            })?
             .map_err(|_| transient("the SMTP client is shutting down".to_owned()))?;
         let rcpts: Vec<String> = envelope
             .to()
@@ -511,13 +567,13 @@ impl Client {
             .map(|to| format!("RCPT TO:<{to}>\r\n"))
             .collect();
         let body = dot_stuffed(data);
+        // A pooled session first; if it turns out dead before the data, once more on a new one.
+        let mut pooled = self.take_idle();
         loop {
-            let (mut session, reused) = match self.take_idle() {
-                Some(session) => (session, true),
-                None => (
-                    self.connect().await.map_err(|f| f.into_relay_error(true))?,
-                    false,
-                ),
+            let reused = pooled.is_some();
+            let mut session = match pooled.take() {
+                Some(session) => session,
+                None => self.connect().await.map_err(|f| f.into_relay_error(true))?,
             };
             let mail = match mail_from(envelope, data, &session.caps) {
                 Ok(mail) => mail,
@@ -531,17 +587,17 @@ impl Client {
                     self.put_back(session);
                     return Ok(response.reply());
                 }
-                Outcome::Refused(response, reusable) => {
-                    // 421: the server is closing this session; a reused one was simply too old.
-                    if response.code == 421 && reused {
-                        continue;
-                    }
-                    if reusable && response.code != 421 {
+                // 421 before the data: the server is closing this session (a reused one was
+                // simply too old) and cannot have taken the message.
+                Outcome::Refused(response, Refusal::Reusable | Refusal::Dropped)
+                    if response.code == 421 && reused => {}
+                Outcome::Refused(response, refusal) => {
+                    if refusal != Refusal::Dropped && response.code != 421 {
                         self.put_back(session);
                     }
                     return Err(Failure::Refused(response).into_relay_error(false));
                 }
-                Outcome::BrokenBeforeData(_) if reused => continue,
+                Outcome::BrokenBeforeData(_) if reused => {}
                 Outcome::BrokenBeforeData(f) | Outcome::BrokenAfterData(f) => {
                     return Err(f.into_relay_error(false));
                 }
@@ -615,7 +671,7 @@ impl Client {
             TlsMode::Implicit | TlsMode::None => false,
         };
         if upgrade {
-            session.expect("STARTTLS", "STARTTLS\r\n").await?;
+            session.expect("STARTTLS", "STARTTLS\r\n", 220).await?;
             // Anything the server sent after its reply would be read as if it came over TLS
             // (a command-injection attack on STARTTLS): refuse the session instead.
             if !session.io.buffer().is_empty() {
@@ -666,7 +722,7 @@ impl Client {
         if session.caps.auth.iter().any(|m| m == "PLAIN") {
             let token = BASE64.encode(format!("\0{user}\0{password}"));
             session
-                .expect("AUTH", &format!("AUTH PLAIN {token}\r\n"))
+                .expect("AUTH", &format!("AUTH PLAIN {token}\r\n"), 235)
                 .await?;
             return Ok(());
         }
@@ -681,7 +737,7 @@ impl Client {
                 }
             }
             session
-                .expect("AUTH", &format!("{}\r\n", BASE64.encode(password)))
+                .expect("AUTH", &format!("{}\r\n", BASE64.encode(password)), 235)
                 .await?;
             return Ok(());
         }
@@ -821,5 +877,13 @@ mod tests {
         assert_eq!(dot_stuffed(b"cr only\r"), b"cr only\r\n.\r\n");
         assert_eq!(dot_stuffed(b""), b"\r\n.\r\n");
         assert_eq!(dot_stuffed(b"x\r\n.\r\n"), b"x\r\n..\r\n.\r\n");
+        // Bare CR and bare LF become CRLF, and a dot after them is stuffed: nothing inside a
+        // message can end its data early on a server that takes them for line ends.
+        assert_eq!(
+            dot_stuffed(b"a\r.\rMAIL FROM:<x>\r\n"),
+            b"a\r\n..\r\nMAIL FROM:<x>\r\n.\r\n"
+        );
+        assert_eq!(dot_stuffed(b"a\n.\nb"), b"a\r\n..\r\nb\r\n.\r\n");
+        assert_eq!(dot_stuffed(b"a\n\r\nb"), b"a\r\n\r\nb\r\n.\r\n");
     }
 }

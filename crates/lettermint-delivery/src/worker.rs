@@ -93,7 +93,9 @@ impl Pacer {
     fn ready_at(&self, room: usize) -> tokio::time::Instant {
         let want = (room as f64).min(self.capacity);
         let missing = (want - self.tokens).max(0.0);
-        self.at + Duration::from_secs_f64(missing / self.per_second)
+        // Rounded up a millisecond, so that a token short by a rounding error is not waited
+        // for with a zero sleep.
+        self.at + Duration::from_secs_f64(missing / self.per_second) + Duration::from_millis(1)
     }
 }
 
@@ -178,7 +180,25 @@ impl Worker {
         let outcome = match mime::render(message)
             .and_then(|data| mime::envelope(message).map(|envelope| (envelope, data)))
         {
-            Ok((envelope, data)) => self.relay.relay(&envelope, &data).await,
+            // An attempt must end (and be recorded) inside its lease, or another worker could
+            // claim the message and send it alongside this one.
+            Ok((envelope, data)) => {
+                let limit = self.config.lease / 2;
+                tokio::time::timeout(limit, self.relay.relay(&envelope, &data))
+                    .await
+                    .unwrap_or_else(|_| {
+                        Err(RelayError {
+                            kind: FailureKind::Transient,
+                            reply: Reply {
+                                code: None,
+                                text: format!(
+                                    "the attempt did not end within half the lease ({} s)",
+                                    limit.as_secs()
+                                ),
+                            },
+                        })
+                    })
+            }
             Err(e) => Err(RelayError {
                 kind: FailureKind::Permanent,
                 reply: Reply {

@@ -320,3 +320,38 @@ async fn a_reply_injected_after_starttls_drops_the_session() {
         err.reply
     );
 }
+
+#[tokio::test]
+async fn a_421_after_the_data_is_a_deferral_not_a_second_upload() {
+    // The second message's data is answered 421 on a reused session: the server had the whole
+    // message, so sending it again at once could deliver it twice.
+    let sink = SmtpSink::with_script(|_, n| {
+        if n == 1 {
+            Verdict::Reply(421, "4.3.0 shutting down".into())
+        } else {
+            Verdict::Accept
+        }
+    })
+    .await
+    .unwrap();
+    let relay = relay_with(&sink.url(), 1);
+    relay
+        .relay(&envelope(&["a@example.net"]), b"Subject: 1\r\n\r\n1\r\n")
+        .await
+        .unwrap();
+    let err = relay
+        .relay(&envelope(&["b@example.net"]), b"Subject: 2\r\n\r\n2\r\n")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.reply.code),
+        (FailureKind::Transient, Some(421))
+    );
+    assert_eq!(sink.received().len(), 2, "the refused message went once");
+    // The session that said 421 is not reused.
+    relay
+        .relay(&envelope(&["c@example.net"]), b"Subject: 3\r\n\r\n3\r\n")
+        .await
+        .unwrap();
+    assert_eq!(sink.sessions(), 2);
+}

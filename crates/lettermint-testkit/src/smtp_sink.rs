@@ -43,10 +43,11 @@ type Script = dyn Fn(&Received, usize) -> Verdict + Send + Sync;
 /// How the sink behaves as a server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SinkOptions {
-    /// Offer `PIPELINING` in the `EHLO` reply.
+    /// Offer `PIPELINING` in the `EHLO` reply. Without it, a client that sends a command
+    /// before the reply to the previous one gets `503` and the session ends.
     pub pipelining: bool,
-    /// Close each session (without a reply) when the client starts another transaction after
-    /// this many messages, as a server does that timed an idle client out.
+    /// End each session with a `421` when the client starts another transaction after this many
+    /// messages, as a server does that timed an idle client out.
     pub messages_per_session: Option<usize>,
     /// Offer `AUTH LOGIN` (only) and require it, with this user and password, before `MAIL`.
     pub auth_login: Option<(&'static str, &'static str)>,
@@ -273,6 +274,14 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
             Ok(Request::Mail { .. })
                 if options.messages_per_session.is_some_and(|n| messages >= n) =>
             {
+                out.extend_from_slice(b"421 4.4.2 sink.test closing the session\r\n");
+                write.write_all(&out).await?;
+                return Ok(());
+            }
+            // A client that pipelines commands the server did not offer PIPELINING for.
+            _ if !options.pipelining && !read.buffer().is_empty() => {
+                out.extend_from_slice(b"503 5.5.0 improper command pipelining\r\n");
+                write.write_all(&out).await?;
                 return Ok(());
             }
             Ok(Request::Mail { from: f }) => {

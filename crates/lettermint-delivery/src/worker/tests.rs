@@ -353,3 +353,46 @@ async fn max_rate_spaces_attempts_without_shrinking_claims() {
         assert!(in_second <= 44, "{in_second} attempts in second {second}");
     }
 }
+
+/// A smarthost that never answers.
+#[derive(Debug)]
+struct Silent;
+
+#[async_trait::async_trait]
+impl Relay for Silent {
+    async fn relay(
+        &self,
+        _: &lettre::address::Envelope,
+        _: &[u8],
+    ) -> Result<Reply, crate::relay::RelayError> {
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_ends_within_half_its_lease() {
+    let c = claim(1, b"Subject: x\r\n\r\nbody\r\n");
+    let mut store = MockDeliveryRepository::new();
+    claiming(&mut store, vec![c.clone()]);
+    store
+        .expect_settle()
+        .withf(|settles, _| {
+            matches!(
+                &settles[0].settlement,
+                Settlement::Deferred { reply, .. }
+                    if reply.text.contains("within half the lease (150 s)")
+            )
+        })
+        .times(1)
+        .returning(|settles, _| Ok(vec![true; settles.len()]));
+    let worker = Worker::new(
+        Arc::new(store),
+        Arc::new(Silent),
+        Arc::new(FixedClock(NOW)),
+        WorkerConfig::default(),
+    );
+    let started = tokio::time::Instant::now();
+    let pass = worker.pass().await.unwrap();
+    assert_eq!(pass.deferred, 1);
+    assert_eq!(started.elapsed(), std::time::Duration::from_secs(150));
+}
