@@ -115,6 +115,7 @@ impl SmtpSink {
         let accepted_count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let shared = Arc::new(Shared {
             received: received.clone(),
+            numbered: std::sync::atomic::AtomicUsize::new(0),
             accepted_count: accepted_count.clone(),
             arrived: arrived.clone(),
             script,
@@ -198,6 +199,7 @@ impl SmtpSink {
 /// What every session of one sink shares.
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
+    numbered: std::sync::atomic::AtomicUsize,
     accepted_count: Arc<std::sync::atomic::AtomicUsize>,
     arrived: Arc<Notify>,
     script: Arc<Script>,
@@ -207,6 +209,7 @@ struct Shared {
 async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
     let Shared {
         received,
+        numbered,
         accepted_count,
         arrived,
         script,
@@ -305,7 +308,8 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                     data,
                     accepted: false,
                 };
-                let n = received.lock().expect("sink lock").len();
+                // Numbered as they arrive, over all sessions at once.
+                let n = numbered.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
                 let verdict = script(&message, n);
                 let reply = match verdict {
                     Verdict::Accept => "250 2.0.0 Ok: queued".to_owned(),
