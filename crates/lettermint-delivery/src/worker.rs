@@ -279,8 +279,9 @@ impl Worker {
     /// Up to `batch` attempts are in flight; once half of them have ended, the next claim tops
     /// the set up, so the relay never waits for the slowest message of a batch. Ended attempts
     /// are recorded together, in one transaction, when half a batch has ended, when nothing
-    /// else is in flight, or [`RECORD_WITHIN`] after the oldest ended. Store errors are logged
-    /// and retried after the idle interval.
+    /// else is in flight, or [`RECORD_WITHIN`] after the oldest ended. One recording at a time
+    /// runs beside the loop, so claims and relaying go on while it commits. Store errors are
+    /// logged and retried after the idle interval.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let batch = usize::try_from(self.config.batch.max(1)).unwrap_or(usize::MAX);
         let mut pacer = self
@@ -290,19 +291,30 @@ impl Worker {
         let mut in_flight = JoinSet::new();
         let mut ended: Vec<Attempt> = Vec::new();
         let mut oldest_ended = tokio::time::Instant::now();
+        // The recording under way, if any (at most one).
+        let mut recording: JoinSet<Pass> = JoinSet::new();
         loop {
             if *shutdown.borrow() {
                 break;
             }
             let overdue = !ended.is_empty() && oldest_ended.elapsed() >= RECORD_WITHIN;
-            if ended.len() * 2 >= batch || (!ended.is_empty() && in_flight.is_empty()) || overdue {
-                self.record(std::mem::take(&mut ended)).await;
+            if recording.is_empty()
+                && (ended.len() * 2 >= batch
+                    || (!ended.is_empty() && in_flight.is_empty())
+                    || overdue)
+            {
+                let worker = self.clone();
+                let attempts = std::mem::take(&mut ended);
+                recording.spawn(async move { worker.record(attempts).await });
             }
             let mut idle = false;
             // When the pacer holds the next claim back: the instant it allows it.
             let mut paced_until = None;
             let room = batch.saturating_sub(in_flight.len());
-            if room * 2 >= batch {
+            // A batch of ended attempts waiting behind a slow recording: claim no more (their
+            // leases are running) until it commits.
+            let held = !recording.is_empty() && ended.len() >= batch;
+            if room * 2 >= batch && !held {
                 let allowed = match &mut pacer {
                     Some(pacer) => pacer.take(room),
                     None => room,
@@ -331,11 +343,12 @@ impl Worker {
                     }
                 }
             }
-            if in_flight.is_empty() && (idle || paced_until.is_some()) {
+            if in_flight.is_empty() && (idle || held || paced_until.is_some()) {
                 let wake = paced_until
                     .unwrap_or_else(|| tokio::time::Instant::now() + self.config.idle_poll);
                 tokio::select! {
                     () = tokio::time::sleep_until(wake) => {}
+                    _ = recording.join_next(), if !recording.is_empty() => {}
                     changed = shutdown.changed() => {
                         if changed.is_err() {
                             break;
@@ -354,7 +367,8 @@ impl Worker {
                         ended.push(attempt);
                     }
                 }
-                () = tokio::time::sleep_until(record_by), if !ended.is_empty() => {}
+                () = tokio::time::sleep_until(record_by), if !ended.is_empty() && recording.is_empty() => {}
+                _ = recording.join_next(), if !recording.is_empty() => {}
                 () = tokio::time::sleep_until(paced_until.unwrap_or(record_by)), if paced_until.is_some() => {}
                 changed = shutdown.changed() => {
                     if changed.is_err() {
@@ -368,6 +382,7 @@ impl Worker {
                 ended.push(attempt);
             }
         }
+        while recording.join_next().await.is_some() {}
         self.record(ended).await;
     }
 }

@@ -396,3 +396,98 @@ async fn an_attempt_ends_within_half_its_lease() {
     assert_eq!(pass.deferred, 1);
     assert_eq!(started.elapsed(), std::time::Duration::from_secs(150));
 }
+
+/// A store whose settlements take a second to commit, with an endless supply of due messages.
+#[derive(Debug, Default)]
+struct SlowCommits {
+    /// When each claim and each settlement started, in order.
+    calls: std::sync::Mutex<Vec<(&'static str, tokio::time::Instant)>>,
+}
+
+#[async_trait::async_trait]
+impl lettermint_core::repo::DeliveryRepository for SlowCommits {
+    async fn claim_due(
+        &self,
+        _: time::OffsetDateTime,
+        _: time::OffsetDateTime,
+        limit: u32,
+    ) -> lettermint_core::Result<Vec<Claim>> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(("claim", tokio::time::Instant::now()));
+        Ok((0..limit).map(|_| claim(1, b"M\r\n\r\n")).collect())
+    }
+
+    async fn settle(
+        &self,
+        settles: &[Settle],
+        _: time::OffsetDateTime,
+    ) -> lettermint_core::Result<Vec<bool>> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push(("settle", tokio::time::Instant::now()));
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        Ok(vec![true; settles.len()])
+    }
+}
+
+/// A smarthost that answers after 50 to 400 ms, in turn.
+#[derive(Debug, Default)]
+struct Staggered(std::sync::atomic::AtomicU64);
+
+#[async_trait::async_trait]
+impl Relay for Staggered {
+    async fn relay(
+        &self,
+        _: &lettre::address::Envelope,
+        _: &[u8],
+    ) -> Result<Reply, crate::relay::RelayError> {
+        let n = self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        tokio::time::sleep(std::time::Duration::from_millis(50 * (1 + n % 8))).await;
+        Ok(reply(250, "ok"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn claims_and_relaying_go_on_while_a_recording_commits() {
+    let store = Arc::new(SlowCommits::default());
+    let worker = Worker::new(
+        store.clone(),
+        Arc::new(Staggered::default()),
+        Arc::new(FixedClock(NOW)),
+        WorkerConfig {
+            batch: 8,
+            ..WorkerConfig::default()
+        },
+    );
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(async move { worker.run(shutdown).await });
+    tokio::time::sleep(std::time::Duration::from_millis(4500)).await;
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    let calls = store.calls.lock().unwrap().clone();
+    let settles: Vec<_> = calls.iter().filter(|(what, _)| *what == "settle").collect();
+    assert!(settles.len() >= 3, "{calls:?}");
+    // Never two recordings at once: each starts after the one before has committed.
+    for pair in settles.windows(2) {
+        assert!(
+            pair[1].1 - pair[0].1 >= std::time::Duration::from_secs(1),
+            "{calls:?}"
+        );
+    }
+    // Claims went on while the first recording took its second.
+    let first = settles[0].1;
+    let during = calls
+        .iter()
+        .filter(|(what, at)| {
+            *what == "claim" && *at > first && *at < first + std::time::Duration::from_secs(1)
+        })
+        .count();
+    assert!(during > 0, "no claim while recording: {calls:?}");
+    // And they stopped once a batch of ended attempts waited behind it: at most two batches
+    // were claimed per recording.
+    let claims = calls.iter().filter(|(what, _)| *what == "claim").count();
+    assert!(claims <= 2 * settles.len() + 2, "{calls:?}");
+}
