@@ -1,8 +1,8 @@
 //! `cargo xtask bench delivery`: messages per second from the store to an SMTP sink through
 //! 1, 2 and 4 delivery workers, on SQLite and on a throwaway PostgreSQL, beside a floor measured
 //! in the same run (the same sink fed directly by one client with the workers' concurrency);
-//! then `POST /v1/send` acceptance through the release api-server with and without two workers
-//! delivering from the same PostgreSQL.
+//! then `POST /v1/send` acceptance through the release api-server alone, with two workers
+//! delivering from the same PostgreSQL as fast as they can, and with two paced to a rate.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -312,10 +312,10 @@ async fn drain(url: &str, messages: usize, workers: usize) -> Result<f64> {
     Ok(messages as f64 / elapsed.as_secs_f64())
 }
 
-/// `POST /v1/send` through the release api-server on PostgreSQL, alone and then with two
-/// `mail-worker` processes (release build, their default settings) delivering into the
-/// in-process sink, twice in alternation (the machine's speed drifts; each pair is compared).
-/// The workers always have a backlog here (acceptance outruns them): the worst case.
+/// `POST /v1/send` through the release api-server on PostgreSQL: alone, then with two
+/// `mail-worker` processes (release build) delivering into the in-process sink unpaced, then
+/// paced to `worker_rate` each; twice (the machine's speed drifts: each row is compared with the
+/// "alone" run of its round). The workers always have a backlog here (acceptance outruns them).
 async fn acceptance(
     pg: &TempPostgres,
     window: Duration,

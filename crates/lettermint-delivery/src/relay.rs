@@ -20,6 +20,27 @@ pub struct RelayError {
     pub reply: Reply,
 }
 
+impl RelayError {
+    /// A failure no server answered (`code` is `None`) that a later attempt may get past.
+    #[must_use]
+    pub fn transient(text: impl Into<String>) -> Self {
+        Self::unanswered(FailureKind::Transient, text.into())
+    }
+
+    /// A failure no server answered that no later attempt can get past.
+    #[must_use]
+    pub fn permanent(text: impl Into<String>) -> Self {
+        Self::unanswered(FailureKind::Permanent, text.into())
+    }
+
+    fn unanswered(kind: FailureKind, text: String) -> Self {
+        Self {
+            kind,
+            reply: Reply { code: None, text },
+        }
+    }
+}
+
 /// Hands a message to the next hop.
 #[cfg_attr(test, mockall::automock)]
 #[async_trait]
@@ -259,20 +280,10 @@ impl Relay for MaildirRelay {
                 code: Some(250),
                 text: format!("2.0.0 written to maildir as {name}"),
             }),
-            Ok(Err(e)) => Err(RelayError {
-                kind: FailureKind::Transient,
-                reply: Reply {
-                    code: None,
-                    text: format!("maildir write failed: {e}"),
-                },
-            }),
-            Err(e) => Err(RelayError {
-                kind: FailureKind::Transient,
-                reply: Reply {
-                    code: None,
-                    text: format!("maildir writer stopped: {e}"),
-                },
-            }),
+            Ok(Err(e)) => Err(RelayError::transient(format!("maildir write failed: {e}"))),
+            Err(e) => Err(RelayError::transient(format!(
+                "maildir writer stopped: {e}"
+            ))),
         }
     }
 }

@@ -179,18 +179,11 @@ impl Failure {
                 },
                 reply: response.reply(),
             },
-            Failure::Broken(text) => transient(text),
+            Failure::Broken(text) => RelayError::transient(text),
             Failure::TimedOut(step) => {
-                transient(format!("timed out waiting for the smarthost ({step})"))
+                RelayError::transient(format!("timed out waiting for the smarthost ({step})"))
             }
         }
-    }
-}
-
-fn transient(text: String) -> RelayError {
-    RelayError {
-        kind: FailureKind::Transient,
-        reply: Reply { code: None, text },
     }
 }
 
@@ -382,14 +375,9 @@ fn mail_from(
     let mut line = format!("MAIL FROM:<{from}>");
     if !data.is_ascii() {
         if !caps.eight_bit_mime {
-            return Err(RelayError {
-                kind: FailureKind::Permanent,
-                reply: Reply {
-                    code: None,
-                    text: "the message has 8-bit content and the smarthost does not offer 8BITMIME"
-                        .to_owned(),
-                },
-            });
+            return Err(RelayError::permanent(
+                "the message has 8-bit content and the smarthost does not offer 8BITMIME",
+            ));
         }
         line.push_str(" BODY=8BITMIME");
     }
@@ -397,15 +385,9 @@ fn mail_from(
         || envelope.to().iter().any(|a| !a.to_string().is_ascii());
     if non_ascii {
         if !caps.smtp_utf8 {
-            return Err(RelayError {
-                kind: FailureKind::Permanent,
-                reply: Reply {
-                    code: None,
-                    text: "the envelope has non-ASCII addresses and the smarthost does not offer \
-                           SMTPUTF8"
-                        .to_owned(),
-                },
-            });
+            return Err(RelayError::permanent(
+                "the envelope has non-ASCII addresses and the smarthost does not offer SMTPUTF8",
+            ));
         }
         line.push_str(" SMTPUTF8");
     }
@@ -455,11 +437,11 @@ impl Session {
                 .chain(rcpts.iter().map(|r| ("RCPT", r.as_str())))
                 .chain(std::iter::once(("DATA", "DATA\r\n")))
             {
-                let expected = if step == "DATA" { 354 } else { 250 };
                 match self.command(step, line).await {
+                    // DATA must be answered 354 exactly; MAIL and RCPT with any 2xx.
                     Ok(response)
-                        if response.code == expected
-                            || (expected == 250 && response.is_success()) => {}
+                        if (step == "DATA" && response.code == 354)
+                            || (step != "DATA" && response.is_success()) => {}
                     Ok(response) => {
                         refused = Some(response);
                         break;
@@ -554,13 +536,13 @@ impl Client {
         let _slot = tokio::time::timeout(self.config.timeout, self.slots.acquire())
             .await
             .map_err(|_| {
-                transient(format!(
+                RelayError::transient(format!(
                     "all {} sessions to the smarthost stayed busy for {} s",
                     self.config.max_connections.max(1),
                     self.config.timeout.as_secs()
                 ))
             })?
-            .map_err(|_| transient("the SMTP client is shutting down".to_owned()))?;
+            .map_err(|_| RelayError::transient("the SMTP client is shutting down"))?;
         let rcpts: Vec<String> = envelope
             .to()
             .iter()

@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lettermint_core::repo::DeliveryRepository;
-use lettermint_core::{Claim, Clock, FailureKind, Reply, RetryPolicy, Settle, Settlement};
+use lettermint_core::{Claim, Clock, RetryPolicy, Settle, Settlement};
 use rand::RngExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -187,25 +187,13 @@ impl Worker {
                 tokio::time::timeout(limit, self.relay.relay(&envelope, &data))
                     .await
                     .unwrap_or_else(|_| {
-                        Err(RelayError {
-                            kind: FailureKind::Transient,
-                            reply: Reply {
-                                code: None,
-                                text: format!(
-                                    "the attempt did not end within half the lease ({} s)",
-                                    limit.as_secs()
-                                ),
-                            },
-                        })
+                        Err(RelayError::transient(format!(
+                            "the attempt did not end within half the lease ({} s)",
+                            limit.as_secs()
+                        )))
                     })
             }
-            Err(e) => Err(RelayError {
-                kind: FailureKind::Permanent,
-                reply: Reply {
-                    code: None,
-                    text: e.to_string(),
-                },
-            }),
+            Err(e) => Err(RelayError::permanent(e.to_string())),
         };
         let settlement = match outcome {
             Ok(reply) => Settlement::Delivered(reply),

@@ -84,27 +84,24 @@ impl Db {
 
     /// Runs a command that must succeed.
     pub fn ok(&self, args: &[&str]) -> Ran {
-        let ran: Ran = self.cmd(args).output().expect("run token-admin").into();
-        assert_eq!(
-            ran.code,
-            Some(0),
-            "`token-admin {}` failed on {}:\nstdout: {}\nstderr: {}",
-            args.join(" "),
-            self.backend,
-            ran.stdout,
-            ran.stderr
-        );
-        ran
+        self.succeeded(
+            args,
+            self.cmd(args).output().expect("run token-admin").into(),
+        )
     }
 
     /// Runs a command that must succeed, with `input` on its standard input.
     pub fn ok_with_input(&self, args: &[&str], input: &str) -> Ran {
-        let ran: Ran = self
+        let output = self
             .cmd(args)
             .write_stdin(input)
             .output()
-            .expect("run token-admin")
-            .into();
+            .expect("run token-admin");
+        self.succeeded(args, output.into())
+    }
+
+    /// `ran`, once it is checked to have exited 0.
+    fn succeeded(&self, args: &[&str], ran: Ran) -> Ran {
         assert_eq!(
             ran.code,
             Some(0),
