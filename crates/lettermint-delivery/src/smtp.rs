@@ -201,9 +201,16 @@ struct Session {
 
 impl Session {
     async fn read_response(&mut self, step: &'static str) -> Result<Response, Failure> {
-        let timeout = self.timeout;
+        self.read_response_within(step, self.timeout).await
+    }
+
+    async fn read_response_within(
+        &mut self,
+        step: &'static str,
+        wait: Duration,
+    ) -> Result<Response, Failure> {
         let io = &mut self.io;
-        tokio::time::timeout(timeout, read_response(io))
+        tokio::time::timeout(wait, read_response(io))
             .await
             .unwrap_or(Err(Failure::TimedOut(step)))
     }
@@ -305,6 +312,10 @@ async fn read_response(io: &mut BufReader<Stream>) -> Result<Response, Failure> 
 
 /// Bytes of a message written (and timed) at once.
 const BODY_CHUNK: usize = 64 * 1024;
+
+/// How long the reply to the end of the data may take (RFC 5321, 4.5.3.2.6: ten minutes), when
+/// `smarthost_timeout` is shorter. The worker still ends the attempt at half its lease.
+const END_OF_DATA_WAIT: Duration = Duration::from_secs(600);
 
 /// Where a refusal leaves the session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -470,7 +481,10 @@ impl Session {
                 return Outcome::BrokenAfterData(f);
             }
         }
-        match self.read_response("end of data").await {
+        // The server may scan the message before it answers; giving up here is what makes a
+        // duplicate (the server may accept it after all), so this waits longer than a command.
+        let wait = self.timeout.max(END_OF_DATA_WAIT);
+        match self.read_response_within("end of data", wait).await {
             Ok(response) if response.is_success() => Outcome::Accepted(response),
             Ok(response) => Outcome::Refused(response, Refusal::AfterData),
             Err(f) => Outcome::BrokenAfterData(f),

@@ -355,3 +355,21 @@ async fn a_421_after_the_data_is_a_deferral_not_a_second_upload() {
         .unwrap();
     assert_eq!(sink.sessions(), 2);
 }
+
+#[tokio::test]
+async fn a_slow_answer_to_the_end_of_the_data_is_waited_for() {
+    // The server takes longer than a command's timeout to accept the data (a content scan):
+    // giving up would defer a message the server then delivers, and send it again later.
+    let sink = SmtpSink::with_script(|_, _| Verdict::Delay(Duration::from_secs(2)))
+        .await
+        .unwrap();
+    let mut config = SmarthostConfig::from_url(&sink.url()).unwrap();
+    config.timeout = Duration::from_secs(1);
+    let relay = SmtpRelay::new(config).unwrap();
+    let reply = relay
+        .relay(&envelope(&["a@example.net"]), b"Subject: slow\r\n\r\nx\r\n")
+        .await
+        .unwrap();
+    assert_eq!(reply.code, Some(250));
+    assert_eq!(sink.accepted().len(), 1);
+}
