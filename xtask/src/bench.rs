@@ -405,3 +405,113 @@ pub fn memory_mb(pid: u32, key: &str) -> Option<f64> {
         .ok()?;
     Some(kb / 1024.0)
 }
+
+/// CPU time spent on this machine, from `/proc` (Linux): per program name (every PostgreSQL
+/// server process counts as `postgres`) and for the whole machine, kernel threads included.
+#[derive(Debug, Clone)]
+pub struct CpuTime {
+    at: Instant,
+    /// Process id → (program, ticks).
+    by_process: std::collections::HashMap<u32, (String, u64)>,
+    /// This process's children that ended and were waited for (a load generator that ran to its
+    /// end is counted here, no longer among the processes).
+    ended_children: u64,
+    machine_busy: u64,
+}
+
+/// Clock ticks per second of `/proc`'s CPU times (`USER_HZ`, 100 on Linux).
+const USER_HZ: f64 = 100.0;
+
+impl CpuTime {
+    /// Reads the counters now; `None` where `/proc` cannot be read.
+    pub fn now() -> Option<Self> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        // user nice system idle iowait irq softirq steal …: busy is all but idle and iowait.
+        let fields: Vec<u64> = stat
+            .lines()
+            .next()?
+            .split_whitespace()
+            .skip(1)
+            .filter_map(|f| f.parse().ok())
+            .collect();
+        let machine_busy = fields
+            .iter()
+            .take(8)
+            .enumerate()
+            .filter(|(i, _)| *i != 3 && *i != 4)
+            .map(|(_, v)| v)
+            .sum();
+        let mut by_process = std::collections::HashMap::new();
+        for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+                continue; // exited meanwhile
+            };
+            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+                continue;
+            };
+            let program = &stat[open + 1..close];
+            let program = if program.starts_with("postgres") || program.starts_with("postmaster") {
+                "postgres"
+            } else {
+                program
+            };
+            // After the name: state, ppid, …; utime and stime are the 12th and 13th of these.
+            let times: Vec<u64> = stat[close + 1..]
+                .split_whitespace()
+                .skip(11)
+                .take(2)
+                .filter_map(|f| f.parse().ok())
+                .collect();
+            by_process.insert(pid, (program.to_owned(), times.iter().sum::<u64>()));
+        }
+        let own = std::fs::read_to_string("/proc/self/stat").ok()?;
+        // cutime and cstime: the two fields after utime and stime.
+        let ended_children = own[own.rfind(')')? + 1..]
+            .split_whitespace()
+            .skip(13)
+            .take(2)
+            .filter_map(|f| f.parse::<u64>().ok())
+            .sum();
+        Some(Self {
+            at: Instant::now(),
+            by_process,
+            ended_children,
+            machine_busy,
+        })
+    }
+
+    /// Cores each of `programs` used on average since `earlier` (processes that exited in
+    /// between are not counted), then those of this process's children that ended in between,
+    /// then the whole machine's busy cores.
+    pub fn cores_since(&self, earlier: &Self, programs: &[&str]) -> (Vec<f64>, f64, f64) {
+        let seconds = self.at.duration_since(earlier.at).as_secs_f64().max(1e-3);
+        let cores = |ticks: u64| ticks as f64 / USER_HZ / seconds;
+        let per_program = programs
+            .iter()
+            .map(|program| {
+                let ticks = self
+                    .by_process
+                    .iter()
+                    .filter(|(_, (name, _))| name == program)
+                    .map(|(pid, (_, now))| {
+                        let then = earlier.by_process.get(pid).map_or(0, |(_, t)| *t);
+                        now.saturating_sub(then)
+                    })
+                    .sum();
+                cores(ticks)
+            })
+            .collect();
+        (
+            per_program,
+            cores(self.ended_children.saturating_sub(earlier.ended_children)),
+            cores(self.machine_busy.saturating_sub(earlier.machine_busy)),
+        )
+    }
+}

@@ -20,6 +20,8 @@ use lettermint_store::OpenOptions;
 use lettermint_testkit::pg::{Durability, TempPostgres};
 use lettermint_testkit::smtp_sink::SmtpSink;
 
+use crate::bench::CpuTime;
+
 /// Messages claimed per pass by each worker, and the floor's concurrency.
 const BATCH: u32 = 32;
 /// Connections each worker (and the floor) keeps to the sink.
@@ -345,14 +347,19 @@ async fn acceptance(
         "of alone"
     );
     for round in 1..=2 {
+        let cpu_before = CpuTime::now();
         let alone = load(server.clone(), script.clone()).await??;
+        let cpu = cpu_used(cpu_before.as_ref());
         print_row(&format!("alone ({round})"), &alone, None, 1.0);
+        print_cpu(cpu);
         for rate in [None, Some(worker_rate)] {
             let before = sink.accepted_count();
             let workers = (0..2)
                 .map(|_| spawn_worker(&worker_binary, &url, &sink.url(), rate))
                 .collect::<Result<Vec<_>>>()?;
+            let cpu_before = CpuTime::now();
             let with = load(server.clone(), script.clone()).await??;
+            let cpu = cpu_used(cpu_before.as_ref());
             let delivered = sink.accepted_count() - before;
             for mut worker in workers {
                 let _ = std::process::Command::new("kill")
@@ -372,10 +379,38 @@ async fn acceptance(
                 Some(delivered_per_second),
                 with.per_second / alone.per_second,
             );
+            print_cpu(cpu);
         }
     }
     println!("target: acceptance with workers >= 0.85 of alone");
     Ok(())
+}
+
+/// The programs whose CPU each acceptance row reports; `xtask` is this process (the sink).
+const PROGRAMS: [&str; 4] = ["api-server", "postgres", "mail-worker", "xtask"];
+
+/// Cores each of [`PROGRAMS`], wrk (a child that ended), and the whole machine used since
+/// `before`.
+fn cpu_used(before: Option<&CpuTime>) -> Option<(Vec<f64>, f64, f64)> {
+    Some(CpuTime::now()?.cores_since(before?, &PROGRAMS))
+}
+
+fn print_cpu(cpu: Option<(Vec<f64>, f64, f64)>) {
+    let Some((programs, wrk, machine)) = cpu else {
+        return;
+    };
+    let programs: Vec<String> = PROGRAMS
+        .iter()
+        .zip(programs)
+        .map(|(name, cores)| {
+            let name = if *name == "xtask" { "sink" } else { name };
+            format!("{name} {cores:.2}")
+        })
+        .collect();
+    println!(
+        "  cores used: {}, wrk {wrk:.2}; whole machine {machine:.2}",
+        programs.join(", ")
+    );
 }
 
 fn print_row(name: &str, run: &crate::bench_api::Run, delivered: Option<f64>, ratio: f64) {
