@@ -58,6 +58,9 @@ pub enum Bench {
         /// `max_rate` of each worker in the paced acceptance runs (messages per second).
         #[arg(long, default_value_t = 500)]
         worker_rate: u32,
+        /// Rounds of acceptance runs (alone, unpaced, paced); the summary is their median.
+        #[arg(long, default_value_t = 3)]
+        rounds: u32,
         /// Only these stores (sqlite, postgres); default both.
         #[arg(long, value_delimiter = ',')]
         stores: Vec<String>,
@@ -106,12 +109,14 @@ pub fn run(runtime: &Runtime, bench: Bench) -> Result<()> {
             seconds,
             connections,
             worker_rate,
+            rounds,
             stores,
         } => runtime.block_on(crate::bench_delivery::run(
             messages,
             Duration::from_secs(seconds),
             connections,
             worker_rate.max(1),
+            rounds.max(1),
             stores,
         )),
         Bench::Smtp { seconds, stores } => {

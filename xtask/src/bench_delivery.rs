@@ -32,6 +32,7 @@ pub async fn run(
     window: Duration,
     connections: u32,
     worker_rate: u32,
+    rounds: u32,
     stores: Vec<String>,
 ) -> Result<()> {
     let wanted = |name: &str| stores.is_empty() || stores.iter().any(|s| s == name);
@@ -71,7 +72,7 @@ pub async fn run(
     println!();
     println!("target: every run >= 0.70 of the floor");
     if let Some(pg) = &pg {
-        acceptance(pg, window, connections, worker_rate).await?;
+        acceptance(pg, window, connections, worker_rate, rounds).await?;
     }
     Ok(())
 }
@@ -316,13 +317,14 @@ async fn drain(url: &str, messages: usize, workers: usize) -> Result<f64> {
 
 /// `POST /v1/send` through the release api-server on PostgreSQL: alone, then with two
 /// `mail-worker` processes (release build) delivering into the in-process sink unpaced, then
-/// paced to `worker_rate` each; twice (the machine's speed drifts: each row is compared with the
-/// "alone" run of its round). The workers always have a backlog here (acceptance outruns them).
+/// paced to `worker_rate` each; `rounds` times (the machine's speed drifts: each row is compared
+/// with the "alone" run of its round), then the median ratio of each kind. The workers always have a backlog here (acceptance outruns them).
 async fn acceptance(
     pg: &TempPostgres,
     window: Duration,
     connections: u32,
     worker_rate: u32,
+    rounds: u32,
 ) -> Result<()> {
     let binary = crate::bench::build_release("api-server")?;
     let worker_binary = crate::bench::build_release("mail-worker")?;
@@ -346,7 +348,10 @@ async fn acceptance(
         "delivered/s",
         "of alone"
     );
-    for round in 1..=2 {
+    // Of alone, per round: two unpaced workers, two paced ones.
+    let mut unpaced = Vec::new();
+    let mut paced = Vec::new();
+    for round in 1..=rounds {
         let cpu_before = CpuTime::now();
         let alone = load(server.clone(), script.clone()).await??;
         let cpu = cpu_used(cpu_before.as_ref());
@@ -373,17 +378,41 @@ async fn acceptance(
                 None => format!("2 workers, no limit ({round})"),
                 Some(rate) => format!("2 workers, {rate}/s each ({round})"),
             };
-            print_row(
-                &name,
-                &with,
-                Some(delivered_per_second),
-                with.per_second / alone.per_second,
-            );
+            let ratio = with.per_second / alone.per_second;
+            print_row(&name, &with, Some(delivered_per_second), ratio);
             print_cpu(cpu);
+            match rate {
+                None => unpaced.push(ratio),
+                Some(_) => paced.push(ratio),
+            }
         }
+    }
+    println!();
+    for (name, ratios) in [
+        ("2 workers, no limit".to_owned(), unpaced),
+        (format!("2 workers, {worker_rate}/s each"), paced),
+    ] {
+        let (median, low, high) = spread(ratios);
+        let verdict = if median >= 0.85 { "" } else { "  (below 0.85)" };
+        println!(
+            "{name:<32} median {median:.2} of alone over {rounds} round(s) (lowest {low:.2}, \
+             highest {high:.2}){verdict}"
+        );
     }
     println!("target: acceptance with workers >= 0.85 of alone");
     Ok(())
+}
+
+/// The median, lowest and highest of `ratios` (not empty).
+fn spread(mut ratios: Vec<f64>) -> (f64, f64, f64) {
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    let median = if n % 2 == 1 {
+        ratios[n / 2]
+    } else {
+        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+    };
+    (median, ratios[0], ratios[n - 1])
 }
 
 /// The programs whose CPU each acceptance row reports; `xtask` is this process (the sink).
