@@ -270,11 +270,6 @@ pub trait MessageRepository: Send + Sync {
 
 /// What delivery workers need: claiming due messages and settling attempts (see
 /// [`crate::delivery`]).
-///
-/// A store may commit claims and settlements without waiting for the disk (the PostgreSQL
-/// store does): a crash of the database itself can then forget the last moments of them, and
-/// their messages are attempted again — a repeated delivery, never a lost message. Accepting
-/// a message is always durable before it is answered.
 #[cfg_attr(any(test, feature = "mocks"), automock)]
 #[async_trait]
 pub trait DeliveryRepository: Send + Sync {

@@ -37,10 +37,6 @@ impl Dialect for PgDialect {
     const TEXT_CAST: &'static str = "::text";
     const INSTANT_CAST: &'static str = "::timestamptz";
     const BEGIN_WRITE: Option<&'static str> = None;
-    // Workers commit claims and settlements often; waiting for each to be flushed put them in
-    // the queue of WAL flushes that every accepted message's commit waits in.
-    const BEGIN_BOOKKEEPING: Option<&'static str> =
-        Some("BEGIN; SET LOCAL synchronous_commit = off");
     const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
 

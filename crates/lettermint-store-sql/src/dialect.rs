@@ -38,12 +38,6 @@ pub trait Dialect: Send + Sync + 'static {
     const INSTANT_CAST: &'static str;
     /// The statement that begins a write transaction (`None`: the driver's `BEGIN`).
     const BEGIN_WRITE: Option<&'static str>;
-    /// How a transaction of delivery bookkeeping (a claim, a settlement) begins where it may
-    /// commit without waiting for its log to reach the disk (`None`: as [`Dialect::BEGIN_WRITE`],
-    /// and a claim is one statement outside any explicit transaction). A database crash can then
-    /// forget the last moments of claims and settlements: their messages are attempted again,
-    /// a repeated delivery that at-least-once allows. Accepting a message never takes this path.
-    const BEGIN_BOOKKEEPING: Option<&'static str>;
     /// What ends the sub-select of due messages in a delivery claim, so that concurrent claims
     /// take disjoint messages without waiting on each other (`FOR UPDATE SKIP LOCKED`; nothing
     /// where one writer serialises every claim).

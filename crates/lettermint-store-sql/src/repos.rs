@@ -123,14 +123,6 @@ where
         .fix()
     }
 
-    /// Begins a transaction of delivery bookkeeping (see [`Dialect::BEGIN_BOOKKEEPING`]).
-    async fn begin_bookkeeping(self) -> Result<Transaction<'static, DB>> {
-        match D::BEGIN_BOOKKEEPING {
-            Some(begin) => self.writer().begin_with(begin).await.fix(),
-            None => self.begin_write().await,
-        }
-    }
-
     /// See `StoreHealth::ping`.
     pub async fn ping(self) -> Result<()> {
         sqlx::query("SELECT 1").execute(self.reader()).await.fix()?;
@@ -840,9 +832,8 @@ where
 
     // Delivery.
 
-    /// See `DeliveryRepository::claim_due`: one statement on the writer (in a bookkeeping
-    /// transaction where the dialect has one); the due messages are picked oldest due first
-    /// under the dialect's claim lock.
+    /// See `DeliveryRepository::claim_due`: one statement on the writer; the due messages are
+    /// picked oldest due first under the dialect's claim lock.
     pub async fn claim_due(
         self,
         now: OffsetDateTime,
@@ -858,19 +849,14 @@ where
              RETURNING *",
             lock = D::CLAIM_LOCK,
         );
-        let query = sqlx::query_as(AssertSqlSafe(sql))
+        let rows: Vec<MessageRow<I>> = sqlx::query_as(AssertSqlSafe(sql))
             .bind(lease.as_uuid())
             .bind(D::instant(lease_until))
             .bind(D::instant(now))
-            .bind(i64::from(limit));
-        let rows: Vec<MessageRow<I>> = if D::BEGIN_BOOKKEEPING.is_some() {
-            let mut tx = self.begin_bookkeeping().await?;
-            let rows = query.fetch_all(&mut *tx).await.fix()?;
-            tx.commit().await.fix()?;
-            rows
-        } else {
-            query.fetch_all(self.writer()).await.fix()?
-        };
+            .bind(i64::from(limit))
+            .fetch_all(self.writer())
+            .await
+            .fix()?;
         let mut claims = rows
             .into_iter()
             .map(|r| {
@@ -883,12 +869,12 @@ where
     }
 
     /// See `DeliveryRepository::settle`: each status change conditional on its lease, and
-    /// the token log entries of delivered and failed messages, in one bookkeeping transaction.
+    /// the token log entries of delivered and failed messages, in one write transaction.
     pub async fn settle(self, settles: &[Settle], now: OffsetDateTime) -> Result<Vec<bool>> {
         if settles.is_empty() {
             return Ok(Vec::new());
         }
-        let mut tx = self.begin_bookkeeping().await?;
+        let mut tx = self.begin_write().await?;
         let settled = D::settle_messages(&mut tx, settles, now).await?;
         let mut log = UsageBatch::default();
         for (settle, settled) in settles.iter().zip(&settled) {

@@ -42,7 +42,6 @@ impl Dialect for SqliteDialect {
     // Takes the write lock at once: a transaction that reads and then writes never meets
     // another writer in between.
     const BEGIN_WRITE: Option<&'static str> = Some("BEGIN IMMEDIATE");
-    const BEGIN_BOOKKEEPING: Option<&'static str> = None;
     const CLAIM_LOCK: &'static str = "";
     // BEGIN IMMEDIATE (above) holds the one write lock for the whole transaction.
     const FOR_UPDATE: &'static str = "";
