@@ -427,6 +427,31 @@ pub struct CpuTime {
 /// Clock ticks per second of `/proc`'s CPU times (`USER_HZ`, 100 on Linux).
 const USER_HZ: f64 = 100.0;
 
+/// Where `utime` (then `stime`) and `cutime` (then `cstime`) stand among the fields of
+/// `/proc/<pid>/stat` that follow the program's name (state, ppid, …).
+const UTIME: usize = 11;
+const CUTIME: usize = 13;
+
+/// The program's name in a `/proc/<pid>/stat` text, and the sum of the two tick counts that
+/// start at field `first` after the name.
+fn process_ticks(stat: &str, first: usize) -> Option<(&str, u64)> {
+    let (open, close) = (stat.find('(')?, stat.rfind(')')?);
+    let mut fields = stat[close + 1..].split_whitespace().skip(first);
+    let ticks = fields.next()?.parse::<u64>().ok()? + fields.next()?.parse::<u64>().ok()?;
+    Some((&stat[open + 1..close], ticks))
+}
+
+/// Cores used over an interval (see [`CpuTime::cores_since`]).
+#[derive(Debug, Clone)]
+pub struct CoresUsed {
+    /// Per program asked for, in order.
+    pub programs: Vec<f64>,
+    /// This process's children that ended and were waited for in the interval.
+    pub ended_children: f64,
+    /// The whole machine, kernel threads included.
+    pub machine: f64,
+}
+
 impl CpuTime {
     /// Reads the counters now; `None` where `/proc` cannot be read.
     pub fn now() -> Option<Self> {
@@ -458,32 +483,18 @@ impl CpuTime {
             let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
                 continue; // exited meanwhile
             };
-            let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            let Some((program, ticks)) = process_ticks(&stat, UTIME) else {
                 continue;
             };
-            let program = &stat[open + 1..close];
             let program = if program.starts_with("postgres") || program.starts_with("postmaster") {
                 "postgres"
             } else {
                 program
             };
-            // After the name: state, ppid, …; utime and stime are the 12th and 13th of these.
-            let times: Vec<u64> = stat[close + 1..]
-                .split_whitespace()
-                .skip(11)
-                .take(2)
-                .filter_map(|f| f.parse().ok())
-                .collect();
-            by_process.insert(pid, (program.to_owned(), times.iter().sum::<u64>()));
+            by_process.insert(pid, (program.to_owned(), ticks));
         }
         let own = std::fs::read_to_string("/proc/self/stat").ok()?;
-        // cutime and cstime: the two fields after utime and stime.
-        let ended_children = own[own.rfind(')')? + 1..]
-            .split_whitespace()
-            .skip(13)
-            .take(2)
-            .filter_map(|f| f.parse::<u64>().ok())
-            .sum();
+        let (_, ended_children) = process_ticks(&own, CUTIME)?;
         Some(Self {
             at: Instant::now(),
             by_process,
@@ -493,12 +504,12 @@ impl CpuTime {
     }
 
     /// Cores each of `programs` used on average since `earlier` (processes that exited in
-    /// between are not counted), then those of this process's children that ended in between,
-    /// then the whole machine's busy cores.
-    pub fn cores_since(&self, earlier: &Self, programs: &[&str]) -> (Vec<f64>, f64, f64) {
+    /// between are not counted), those of this process's children that ended in between, and
+    /// the whole machine's busy cores.
+    pub fn cores_since(&self, earlier: &Self, programs: &[&str]) -> CoresUsed {
         let seconds = self.at.duration_since(earlier.at).as_secs_f64().max(1e-3);
         let cores = |ticks: u64| ticks as f64 / USER_HZ / seconds;
-        let per_program = programs
+        let programs = programs
             .iter()
             .map(|program| {
                 let ticks = self
@@ -513,10 +524,10 @@ impl CpuTime {
                 cores(ticks)
             })
             .collect();
-        (
-            per_program,
-            cores(self.ended_children.saturating_sub(earlier.ended_children)),
-            cores(self.machine_busy.saturating_sub(earlier.machine_busy)),
-        )
+        CoresUsed {
+            programs,
+            ended_children: cores(self.ended_children.saturating_sub(earlier.ended_children)),
+            machine: cores(self.machine_busy.saturating_sub(earlier.machine_busy)),
+        }
     }
 }

@@ -20,7 +20,7 @@ use lettermint_store::OpenOptions;
 use lettermint_testkit::pg::{Durability, TempPostgres};
 use lettermint_testkit::smtp_sink::SmtpSink;
 
-use crate::bench::CpuTime;
+use crate::bench::{CoresUsed, CpuTime};
 
 /// Messages claimed per pass by each worker, and the floor's concurrency.
 const BATCH: u32 = 32;
@@ -318,7 +318,8 @@ async fn drain(url: &str, messages: usize, workers: usize) -> Result<f64> {
 /// `POST /v1/send` through the release api-server on PostgreSQL: alone, then with two
 /// `mail-worker` processes (release build) delivering into the in-process sink unpaced, then
 /// paced to `worker_rate` each; `rounds` times (the machine's speed drifts: each row is compared
-/// with the "alone" run of its round), then the median ratio of each kind. The workers always have a backlog here (acceptance outruns them).
+/// with the "alone" run of its round), then the median ratio of each kind. The workers always
+/// have a backlog here (acceptance outruns them).
 async fn acceptance(
     pg: &TempPostgres,
     window: Duration,
@@ -332,9 +333,15 @@ async fn acceptance(
     let server = Arc::new(crate::bench_api::Server::start(&binary, &url)?);
     let dir = tempfile::tempdir()?;
     let script = dir.path().join("send.lua");
-    // wrk blocks: run it off the runtime, so that the sink keeps its threads.
+    // wrk blocks: run it off the runtime, so that the sink keeps its threads. Each load
+    // answers the cores used while it ran.
     let load = |server: Arc<crate::bench_api::Server>, script: std::path::PathBuf| {
-        tokio::task::spawn_blocking(move || server.send_load(&script, window, connections))
+        tokio::task::spawn_blocking(move || {
+            let before = CpuTime::now();
+            let run = server.send_load(&script, window, connections)?;
+            let cores = before.and_then(|b| Some(CpuTime::now()?.cores_since(&b, &PROGRAMS)));
+            Ok::<_, anyhow::Error>((run, cores))
+        })
     };
     let sink = SmtpSink::start().await?;
     println!();
@@ -353,20 +360,16 @@ async fn acceptance(
     let mut paced = Vec::new();
     for round in 1..=rounds {
         quiesce(&url).await?;
-        let cpu_before = CpuTime::now();
-        let alone = load(server.clone(), script.clone()).await??;
-        let cpu = cpu_used(cpu_before.as_ref());
+        let (alone, cores) = load(server.clone(), script.clone()).await??;
         print_row(&format!("alone ({round})"), &alone, None, 1.0);
-        print_cpu(cpu);
+        print_cores(cores);
         for rate in [None, Some(worker_rate)] {
             quiesce(&url).await?;
             let before = sink.accepted_count();
             let workers = (0..2)
                 .map(|_| spawn_worker(&worker_binary, &url, &sink.url(), rate))
                 .collect::<Result<Vec<_>>>()?;
-            let cpu_before = CpuTime::now();
-            let with = load(server.clone(), script.clone()).await??;
-            let cpu = cpu_used(cpu_before.as_ref());
+            let (with, cores) = load(server.clone(), script.clone()).await??;
             let delivered = sink.accepted_count() - before;
             for mut worker in workers {
                 let _ = std::process::Command::new("kill")
@@ -382,7 +385,7 @@ async fn acceptance(
             };
             let ratio = with.per_second / alone.per_second;
             print_row(&name, &with, Some(delivered_per_second), ratio);
-            print_cpu(cpu);
+            print_cores(cores);
             match rate {
                 None => unpaced.push(ratio),
                 Some(_) => paced.push(ratio),
@@ -432,27 +435,24 @@ fn spread(mut ratios: Vec<f64>) -> (f64, f64, f64) {
 /// The programs whose CPU each acceptance row reports; `xtask` is this process (the sink).
 const PROGRAMS: [&str; 4] = ["api-server", "postgres", "mail-worker", "xtask"];
 
-/// Cores each of [`PROGRAMS`], wrk (a child that ended), and the whole machine used since
-/// `before`.
-fn cpu_used(before: Option<&CpuTime>) -> Option<(Vec<f64>, f64, f64)> {
-    Some(CpuTime::now()?.cores_since(before?, &PROGRAMS))
-}
-
-fn print_cpu(cpu: Option<(Vec<f64>, f64, f64)>) {
-    let Some((programs, wrk, machine)) = cpu else {
+/// Prints the cores [`PROGRAMS`], wrk (the child that ended) and the whole machine used.
+fn print_cores(cores: Option<CoresUsed>) {
+    let Some(cores) = cores else {
         return;
     };
     let programs: Vec<String> = PROGRAMS
         .iter()
-        .zip(programs)
+        .zip(cores.programs)
         .map(|(name, cores)| {
             let name = if *name == "xtask" { "sink" } else { name };
             format!("{name} {cores:.2}")
         })
         .collect();
     println!(
-        "  cores used: {}, wrk {wrk:.2}; whole machine {machine:.2}",
-        programs.join(", ")
+        "  cores used: {}, wrk {:.2}; whole machine {:.2}",
+        programs.join(", "),
+        cores.ended_children,
+        cores.machine
     );
 }
 
