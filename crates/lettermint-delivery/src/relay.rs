@@ -191,17 +191,9 @@ pub fn redact(input: &str) -> String {
 
 /// Relays through an upstream SMTP server over a pool of reused sessions (see [`crate::smtp`]:
 /// `PIPELINING` when offered, `STARTTLS` or implicit TLS, `AUTH PLAIN`/`LOGIN`).
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct SmtpRelay {
     client: Arc<Client>,
-}
-
-impl fmt::Debug for SmtpRelay {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SmtpRelay")
-            .field("client", &self.client)
-            .finish()
-    }
 }
 
 impl SmtpRelay {

@@ -48,11 +48,15 @@ fn reply(code: u16, text: &str) -> Reply {
 }
 
 fn worker(store: MockDeliveryRepository, relay: MockRelay) -> Worker {
+    worker_with(store, relay, WorkerConfig::default())
+}
+
+fn worker_with(store: MockDeliveryRepository, relay: MockRelay, config: WorkerConfig) -> Worker {
     Worker::new(
         Arc::new(store),
         Arc::new(relay),
         Arc::new(FixedClock(NOW)),
-        WorkerConfig::default(),
+        config,
     )
 }
 
@@ -229,10 +233,9 @@ async fn run_records_ended_attempts_together_and_tops_up_claims() {
     });
     let mut relay = MockRelay::new();
     relay.expect_relay().returning(|_, _| Ok(reply(250, "ok")));
-    let worker = Worker::new(
-        Arc::new(store),
-        Arc::new(relay),
-        Arc::new(FixedClock(NOW)),
+    let worker = worker_with(
+        store,
+        relay,
         WorkerConfig {
             batch: 4,
             idle_poll: std::time::Duration::from_millis(5),
@@ -280,10 +283,9 @@ async fn run_stops_when_told_and_keeps_polling_through_store_errors() {
         }
     });
     let relay = MockRelay::new();
-    let worker = Worker::new(
-        Arc::new(store),
-        Arc::new(relay),
-        Arc::new(FixedClock(NOW)),
+    let worker = worker_with(
+        store,
+        relay,
         WorkerConfig {
             idle_poll: std::time::Duration::from_millis(5),
             ..WorkerConfig::default()
@@ -317,10 +319,9 @@ async fn max_rate_spaces_attempts_without_shrinking_claims() {
         .returning(|settles, _| Ok(vec![true; settles.len()]));
     let mut relay = MockRelay::new();
     relay.expect_relay().returning(|_, _| Ok(reply(250, "ok")));
-    let worker = Worker::new(
-        Arc::new(store),
-        Arc::new(relay),
-        Arc::new(FixedClock(NOW)),
+    let worker = worker_with(
+        store,
+        relay,
         WorkerConfig {
             batch: 8,
             max_rate: std::num::NonZeroU32::new(40),
