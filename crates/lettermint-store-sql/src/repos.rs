@@ -19,6 +19,7 @@ use sqlx::migrate::Migrate;
 use sqlx::{
     AssertSqlSafe, Database, Encode, Executor, FromRow, IntoArguments, Pool, Transaction, Type,
 };
+use std::collections::HashMap;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -876,7 +877,11 @@ where
         }
         let mut tx = self.begin_write().await?;
         let settled = D::settle_messages(&mut tx, settles, now).await?;
+        // One log entry per token, channel and final reply code, naming every message it
+        // covers (as a batch send's entry does): a row per message was a third of what
+        // delivery cost the database.
         let mut log = UsageBatch::default();
+        let mut entry_of: HashMap<(Uuid, &str, Outcome, u16), usize> = HashMap::new();
         for (settle, settled) in settles.iter().zip(&settled) {
             let Some((token, via)) = settled else {
                 continue;
@@ -886,6 +891,13 @@ where
                 Settlement::Failed(_) => Outcome::Failed,
                 Settlement::Deferred { .. } => continue,
             };
+            let status = settle.settlement.reply().code.unwrap_or(0);
+            let key = (*token, via.as_str(), outcome, status);
+            if let Some(&at) = entry_of.get(&key) {
+                log.entries[at].message_ids.push(settle.message);
+                continue;
+            }
+            entry_of.insert(key, log.entries.len());
             log.entries.push(TokenLogEntry {
                 id: LogEntryId::new(),
                 token_id: TokenId::from_uuid(*token),
@@ -894,7 +906,7 @@ where
                 via: crate::decode::parse("via", via)?,
                 action: Action::Delivery,
                 outcome,
-                status: settle.settlement.reply().code.unwrap_or(0),
+                status,
                 message_ids: vec![settle.message],
                 user_agent: None,
                 credential: None,

@@ -100,6 +100,7 @@ macro_rules! conformance_suite {
             due_messages_are_claimed_under_a_lease_oldest_first,
             concurrent_claims_take_disjoint_messages,
             settlements_need_the_current_lease_and_log_the_outcome,
+            one_settlement_logs_an_entry_per_token_and_outcome,
             messages_page_newest_first_and_filter_by_status,
             rotation_keeps_both_values_during_the_overlap_only,
             regenerate_and_revoke_end_the_overlap_at_once,
@@ -2987,6 +2988,95 @@ pub async fn settlements_need_the_current_lease_and_log_the_outcome(f: &dyn Fixt
                 None
             ),
         ]
+    );
+}
+
+/// The attempts of one settlement are logged together: one entry per token, channel, outcome
+/// and reply code, naming every message it covers in the order settled; deferrals and stale
+/// leases log nothing.
+pub async fn one_settlement_logs_an_entry_per_token_and_outcome(f: &dyn Fixture) {
+    let store = f.store();
+    let t0 = now();
+    let (_, shop, ours) = accepted(&*store, 5, t0).await;
+    let (_, blog, theirs) = accepted(&*store, 1, t0).await;
+    let claims = store
+        .claim_due(t0, t0 + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 6);
+    let lease_of = |id: MessageId| claims.iter().find(|c| c.message.id == id).unwrap().lease;
+    let reply = |code: u16| Reply {
+        code: Some(code),
+        text: "2.0.0 Ok".into(),
+    };
+    let settle = |id: MessageId, settlement: Settlement| Settle {
+        message: id,
+        lease: lease_of(id),
+        settlement,
+    };
+    let t1 = t0 + Duration::seconds(1);
+    let done = store
+        .settle(
+            &[
+                settle(ours[3].id, Settlement::Delivered(reply(250))),
+                settle(theirs[0].id, Settlement::Delivered(reply(250))),
+                settle(ours[0].id, Settlement::Failed(reply(550))),
+                settle(
+                    ours[1].id,
+                    Settlement::Deferred {
+                        reply: reply(451),
+                        retry_at: t1 + Duration::minutes(1),
+                    },
+                ),
+                settle(ours[2].id, Settlement::Delivered(reply(250))),
+                settle(ours[4].id, Settlement::Delivered(reply(251))),
+                Settle {
+                    message: ours[1].id,
+                    lease: LeaseId::new(),
+                    settlement: Settlement::Delivered(reply(250)),
+                },
+            ],
+            t1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, vec![true, true, true, true, true, true, false]);
+    let logged = |token: TokenId| {
+        let store = store.clone();
+        async move {
+            let mut entries: Vec<_> = store
+                .list_token_logs(
+                    token,
+                    &LogFilter::default(),
+                    PageRequest::first(50, sort(LogSortKey::At, Direction::Ascending)).keyset(),
+                )
+                .await
+                .unwrap()
+                .into_iter()
+                .filter(|e| e.action == Action::Delivery)
+                .map(|e| (e.outcome, e.status, e.message_ids, e.via, e.at))
+                .collect();
+            entries.sort_by_key(|e| e.1);
+            entries
+        }
+    };
+    assert_eq!(
+        logged(shop.id).await,
+        vec![
+            (
+                Outcome::Delivered,
+                250,
+                vec![ours[3].id, ours[2].id],
+                Channel::Api,
+                t1
+            ),
+            (Outcome::Delivered, 251, vec![ours[4].id], Channel::Api, t1),
+            (Outcome::Failed, 550, vec![ours[0].id], Channel::Api, t1),
+        ]
+    );
+    assert_eq!(
+        logged(blog.id).await,
+        vec![(Outcome::Delivered, 250, vec![theirs[0].id], Channel::Api, t1)]
     );
 }
 
