@@ -293,10 +293,7 @@ async fn api_and_smtp_messages_arrive_with_their_envelope_and_headers() {
         .await;
 
     let log = api.delivery_log().await;
-    assert!(
-        log.contains(&(Outcome::Delivered, 250, id)),
-        "{log:?}"
-    );
+    assert!(log.contains(&(Outcome::Delivered, 250, id)), "{log:?}");
     assert!(
         log.contains(&(Outcome::Delivered, 250, smtp_ids[0])),
         "{log:?}"
@@ -343,10 +340,7 @@ async fn a_4xx_defers_and_later_delivers_and_a_5xx_fails_at_once() {
 
     let log = api.delivery_log().await;
     assert!(log.contains(&(Outcome::Failed, 550, hard)), "{log:?}");
-    assert!(
-        log.contains(&(Outcome::Delivered, 250, soft)),
-        "{log:?}"
-    );
+    assert!(log.contains(&(Outcome::Delivered, 250, soft)), "{log:?}");
     assert_eq!(log.len(), 2, "a deferral is not a log event: {log:?}");
     assert_eq!(running.terminate().code(), Some(0));
 }

@@ -3076,7 +3076,13 @@ pub async fn one_settlement_logs_an_entry_per_token_and_outcome(f: &dyn Fixture)
     );
     assert_eq!(
         logged(blog.id).await,
-        vec![(Outcome::Delivered, 250, vec![theirs[0].id], Channel::Api, t1)]
+        vec![(
+            Outcome::Delivered,
+            250,
+            vec![theirs[0].id],
+            Channel::Api,
+            t1
+        )]
     );
 }
 
