@@ -231,6 +231,9 @@ const ENV_KEYS: [&str; 14] = [
     "admin_listen",
 ];
 
+const HOUR: u64 = 3600;
+const DAY: u64 = 24 * HOUR;
+
 /// Layers defaults, file, environment and flags, then checks what no single layer can.
 pub fn load(cli: &Cli) -> Result<Config, Box<figment::Error>> {
     let config: Config = lettermint_runtime::process::layered_config(
@@ -242,6 +245,18 @@ pub fn load(cli: &Cli) -> Result<Config, Box<figment::Error>> {
     let invalid = |what: String| Err(Box::new(figment::Error::from(what)));
     if config.batch == 0 {
         return invalid("`batch` must be at least 1".to_owned());
+    }
+    // Upper bounds far above any useful value, so that no setting can overflow a date.
+    for (name, value, most) in [
+        ("smarthost_timeout", config.smarthost_timeout, HOUR),
+        ("lease", config.lease, DAY),
+        ("retry_first_delay", config.retry_first_delay, 30 * DAY),
+        ("retry_max_delay", config.retry_max_delay, 30 * DAY),
+        ("give_up_after", config.give_up_after, 365 * DAY),
+    ] {
+        if value > most {
+            return invalid(format!("`{name}` ({value} s) must be at most {most} s"));
+        }
     }
     if config.smarthost_timeout == 0 || config.lease <= config.smarthost_timeout * 2 {
         return invalid(format!(
@@ -319,6 +334,22 @@ mod tests {
             jail.set_env("LETTERMINT_WORKER_BATCH", "0");
             let err = load(&Cli::default()).unwrap_err().to_string();
             assert!(err.contains("`batch`"), "{err}");
+            jail.set_env("LETTERMINT_WORKER_BATCH", "8");
+            for name in [
+                "smarthost_timeout",
+                "lease",
+                "retry_first_delay",
+                "retry_max_delay",
+                "give_up_after",
+            ] {
+                jail.set_env(
+                    format!("LETTERMINT_WORKER_{}", name.to_uppercase()),
+                    "400000000000",
+                );
+                let err = load(&Cli::default()).unwrap_err().to_string();
+                assert!(err.contains(&format!("`{name}`")), "{err}");
+                jail.set_env(format!("LETTERMINT_WORKER_{}", name.to_uppercase()), "60");
+            }
             Ok(())
         });
     }

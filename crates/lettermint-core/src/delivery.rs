@@ -171,12 +171,17 @@ impl RetryPolicy {
             .checked_mul(1_i32 << exponent.min(30))
             .unwrap_or(self.max_delay)
             .min(self.max_delay);
-        let delay = delay * jitter.clamp(0.5, 1.0);
-        let retry_at = now + delay;
-        if retry_at - first_due > self.give_up_after {
-            return Settlement::Failed(reply);
+        // Checked throughout: a retry instant past what a date can hold is past any give-up
+        // age, so it fails rather than overflow.
+        let retry_at =
+            time::Duration::checked_seconds_f64(delay.as_seconds_f64() * jitter.clamp(0.5, 1.0))
+                .and_then(|delay| now.checked_add(delay));
+        match retry_at {
+            Some(retry_at) if retry_at - first_due <= self.give_up_after => {
+                Settlement::Deferred { reply, retry_at }
+            }
+            _ => Settlement::Failed(reply),
         }
-        Settlement::Deferred { reply, retry_at }
     }
 }
 
@@ -271,6 +276,28 @@ mod tests {
             policy.settle_failure(&message(6), FailureKind::Transient, reply(451), late, 1.0),
             Settlement::Failed(reply(451))
         );
+    }
+
+    #[test]
+    fn delays_beyond_the_calendar_fail_instead_of_overflowing() {
+        let policy = RetryPolicy {
+            first_delay: Duration::MAX,
+            max_delay: Duration::MAX,
+            give_up_after: Duration::MAX,
+        };
+        let now = datetime!(2026-01-01 00:01 UTC);
+        for attempts in [1, 2, 40] {
+            assert_eq!(
+                policy.settle_failure(
+                    &message(attempts),
+                    FailureKind::Transient,
+                    reply(451),
+                    now,
+                    1.0
+                ),
+                Settlement::Failed(reply(451))
+            );
+        }
     }
 
     #[test]

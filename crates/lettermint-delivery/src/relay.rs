@@ -149,11 +149,12 @@ impl SmarthostConfig {
             }
             (other, _) => return Err(bad(&format!("scheme `{other}`: use smtp or smtps"))),
         };
+        // Percent-decoding only: `+` and `&` stand for themselves in a URL's user part (form
+        // decoding would turn them into a space and a cut).
         let decode = |s: &str| {
-            url::form_urlencoded::parse(format!("x={s}").as_bytes())
-                .next()
-                .map(|(_, v)| v.into_owned())
-                .unwrap_or_default()
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
         };
         let credentials = if url.username().is_empty() {
             None
@@ -299,6 +300,12 @@ mod tests {
         let c = SmarthostConfig::from_url("smtps://u%40x:p%3Aw@h").unwrap();
         assert_eq!((c.port, c.tls), (465, TlsMode::Implicit));
         assert_eq!(c.credentials, Some(("u@x".to_owned(), "p:w".to_owned())));
+        // `+` and `&` are themselves in the user part; `%2B` is a plus too.
+        let c = SmarthostConfig::from_url("smtp://a+b:pa+ss&x%2B@h").unwrap();
+        assert_eq!(
+            c.credentials,
+            Some(("a+b".to_owned(), "pa+ss&x+".to_owned()))
+        );
     }
 
     #[test]

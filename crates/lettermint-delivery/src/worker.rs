@@ -143,8 +143,10 @@ impl Worker {
     /// Claims up to `limit` due messages under a new lease.
     async fn claim(&self, limit: u32) -> lettermint_core::Result<Vec<Claim>> {
         let now = self.clock.now();
-        let lease_until =
-            now + time::Duration::try_from(self.config.lease).unwrap_or(time::Duration::minutes(5));
+        let lease_until = time::Duration::try_from(self.config.lease)
+            .ok()
+            .and_then(|lease| now.checked_add(lease))
+            .unwrap_or(now + time::Duration::minutes(5));
         let claims = self.store.claim_due(now, lease_until, limit).await?;
         metrics::counter!("lettermint_delivery_claimed_total").increment(claims.len() as u64);
         Ok(claims)
@@ -177,23 +179,36 @@ impl Worker {
     /// One attempt: render, relay, and decide what it comes to (not yet recorded).
     async fn attempt(&self, claim: Claim) -> Attempt {
         let message = &claim.message;
-        let outcome = match mime::render(message)
-            .and_then(|data| mime::envelope(message).map(|envelope| (envelope, data)))
-        {
+        // A panic while building or relaying (a bug) ends the attempt as a transient failure,
+        // so that the message is still settled, retried and in the end given up on.
+        let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            mime::render(message)
+                .and_then(|data| mime::envelope(message).map(|envelope| (envelope, data)))
+        }));
+        let outcome = match built {
             // An attempt must end (and be recorded) inside its lease, or another worker could
             // claim the message and send it alongside this one.
-            Ok((envelope, data)) => {
+            Ok(Ok((envelope, data))) => {
                 let limit = self.config.lease / 2;
-                tokio::time::timeout(limit, self.relay.relay(&envelope, &data))
-                    .await
-                    .unwrap_or_else(|_| {
-                        Err(RelayError::transient(format!(
-                            "the attempt did not end within half the lease ({} s)",
-                            limit.as_secs()
-                        )))
-                    })
+                let relay = self.relay.clone();
+                let relayed = tokio::spawn(async move {
+                    tokio::time::timeout(limit, relay.relay(&envelope, &data)).await
+                });
+                match relayed.await {
+                    Ok(Ok(result)) => result,
+                    Ok(Err(_)) => Err(RelayError::transient(format!(
+                        "the attempt did not end within half the lease ({} s)",
+                        limit.as_secs()
+                    ))),
+                    Err(e) => Err(RelayError::transient(format!(
+                        "the attempt ended unexpectedly: {e}"
+                    ))),
+                }
             }
-            Err(e) => Err(RelayError::permanent(e.to_string())),
+            Ok(Err(e)) => Err(RelayError::permanent(e.to_string())),
+            Err(_) => Err(RelayError::transient(
+                "building the message failed unexpectedly (a panic; see the worker's log)",
+            )),
         };
         let settlement = match outcome {
             Ok(reply) => Settlement::Delivered(reply),
@@ -224,7 +239,18 @@ impl Worker {
         }
         let (attempts, settles): (Vec<u32>, Vec<Settle>) =
             ended.into_iter().map(|a| (a.attempts, a.settle)).unzip();
-        match self.store.settle(&settles, self.clock.now()).await {
+        // A failed commit is tried again a few times (a settlement is conditional on its
+        // lease, so one that did commit before its answer was lost is not applied twice):
+        // giving up at once would send every delivered message of the group again once
+        // its lease ended.
+        let mut result = self.store.settle(&settles, self.clock.now()).await;
+        for delay in SETTLE_RETRIES {
+            let Err(error) = &result else { break };
+            tracing::warn!(%error, attempts = settles.len(), "cannot record attempts; trying again");
+            tokio::time::sleep(delay).await;
+            result = self.store.settle(&settles, self.clock.now()).await;
+        }
+        match result {
             Ok(recorded) => {
                 for ((settle, attempt), recorded) in settles.iter().zip(attempts).zip(recorded) {
                     if !recorded {
@@ -365,15 +391,36 @@ impl Worker {
                 }
             }
         }
-        while let Some(done) = in_flight.join_next().await {
-            if let Ok(attempt) = done {
-                ended.push(attempt);
+        // Stopping: no more claims. Attempts in hand are recorded as they end (one recording at
+        // a time, as above), not after the slowest, so that a stop cut short by the caller
+        // leaves only the attempts still in flight to be retried when their leases end.
+        loop {
+            if recording.is_empty() && !ended.is_empty() {
+                let worker = self.clone();
+                let attempts = std::mem::take(&mut ended);
+                recording.spawn(async move { worker.record(attempts).await });
+            }
+            if in_flight.is_empty() && recording.is_empty() {
+                break;
+            }
+            tokio::select! {
+                done = in_flight.join_next(), if !in_flight.is_empty() => {
+                    if let Some(Ok(attempt)) = done {
+                        ended.push(attempt);
+                    }
+                }
+                _ = recording.join_next(), if !recording.is_empty() => {}
             }
         }
-        while recording.join_next().await.is_some() {}
-        self.record(ended).await;
     }
 }
+
+/// The waits before trying a failed recording again.
+const SETTLE_RETRIES: [Duration; 3] = [
+    Duration::from_millis(250),
+    Duration::from_secs(1),
+    Duration::from_secs(4),
+];
 
 /// Longest time an ended attempt waits to be recorded with others.
 pub const RECORD_WITHIN: Duration = Duration::from_millis(50);

@@ -172,7 +172,7 @@ async fn a_message_that_cannot_be_built_fails_without_reaching_the_relay() {
     assert_eq!(pass.failed, 1);
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_lost_lease_or_a_store_error_leaves_the_message_to_its_lease() {
     let (a, b) = (claim(1, b"A\r\n\r\n"), claim(1, b"B\r\n\r\n"));
     let a_id = a.message.id;
@@ -196,17 +196,92 @@ async fn a_lost_lease_or_a_store_error_leaves_the_message_to_its_lease() {
         &mut store,
         vec![claim(1, b"C\r\n\r\n"), claim(1, b"D\r\n\r\n")],
     );
+    // A store that keeps failing: tried once and again after each wait, then left.
     store
         .expect_settle()
-        .times(1)
+        .times(1 + SETTLE_RETRIES.len())
         .returning(|_, _| Err(lettermint_core::Error::Storage("connection reset".into())));
     let mut relay = MockRelay::new();
     relay
         .expect_relay()
         .times(2)
         .returning(|_, _| Ok(reply(250, "ok")));
+    let started = tokio::time::Instant::now();
     let pass = worker(store, relay).pass().await.unwrap();
     assert_eq!((pass.claimed, pass.delivered, pass.unsettled), (2, 0, 2));
+    assert_eq!(
+        started.elapsed(),
+        SETTLE_RETRIES.iter().sum::<std::time::Duration>()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recording_that_fails_once_is_tried_again() {
+    let c = claim(1, b"Subject: x\r\n\r\n");
+    let (id, lease) = (c.message.id, c.lease);
+    let mut store = MockDeliveryRepository::new();
+    claiming(&mut store, vec![c]);
+    let mut seq = mockall::Sequence::new();
+    store
+        .expect_settle()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Err(lettermint_core::Error::Storage("connection reset".into())));
+    store
+        .expect_settle()
+        .withf(move |settles, _| {
+            settles.len() == 1 && settles[0].message == id && settles[0].lease == lease
+        })
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|settles, _| Ok(vec![true; settles.len()]));
+    let mut relay = MockRelay::new();
+    relay
+        .expect_relay()
+        .times(1)
+        .returning(|_, _| Ok(reply(250, "ok")));
+    let pass = worker(store, relay).pass().await.unwrap();
+    assert_eq!((pass.claimed, pass.delivered, pass.unsettled), (1, 1, 0));
+}
+
+/// A smarthost client with a bug.
+#[derive(Debug)]
+struct Panicking;
+
+#[async_trait::async_trait]
+impl Relay for Panicking {
+    async fn relay(
+        &self,
+        _: &lettre::address::Envelope,
+        _: &[u8],
+    ) -> Result<Reply, crate::relay::RelayError> {
+        panic!("a bug in the relay")
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_attempt_is_settled_as_a_transient_failure() {
+    let c = claim(1, b"Subject: x\r\n\r\n");
+    let mut store = MockDeliveryRepository::new();
+    claiming(&mut store, vec![c]);
+    store
+        .expect_settle()
+        .withf(|settles, _| {
+            matches!(
+                &settles[0].settlement,
+                Settlement::Deferred { reply, .. } if reply.text.contains("ended unexpectedly")
+            )
+        })
+        .times(1)
+        .returning(|settles, _| Ok(vec![true; settles.len()]));
+    let worker = Worker::new(
+        Arc::new(store),
+        Arc::new(Panicking),
+        Arc::new(FixedClock(NOW)),
+        WorkerConfig::default(),
+    );
+    let pass = worker.pass().await.unwrap();
+    assert_eq!((pass.claimed, pass.deferred), (1, 1));
 }
 
 #[tokio::test]
@@ -491,4 +566,94 @@ async fn claims_and_relaying_go_on_while_a_recording_commits() {
     // were claimed per recording.
     let claims = calls.iter().filter(|(what, _)| *what == "claim").count();
     assert!(claims <= 2 * settles.len() + 2, "{calls:?}");
+}
+
+/// A store with one batch of due messages, recording when each settlement arrives.
+#[derive(Debug, Default)]
+struct OneBatch {
+    claims: std::sync::Mutex<Vec<Claim>>,
+    settled: std::sync::Mutex<Vec<(MessageId, tokio::time::Instant)>>,
+}
+
+#[async_trait::async_trait]
+impl lettermint_core::repo::DeliveryRepository for OneBatch {
+    async fn claim_due(
+        &self,
+        _: time::OffsetDateTime,
+        _: time::OffsetDateTime,
+        _: u32,
+    ) -> lettermint_core::Result<Vec<Claim>> {
+        Ok(std::mem::take(&mut *self.claims.lock().unwrap()))
+    }
+
+    async fn settle(
+        &self,
+        settles: &[Settle],
+        _: time::OffsetDateTime,
+    ) -> lettermint_core::Result<Vec<bool>> {
+        let at = tokio::time::Instant::now();
+        self.settled
+            .lock()
+            .unwrap()
+            .extend(settles.iter().map(|s| (s.message, at)));
+        Ok(vec![true; settles.len()])
+    }
+}
+
+/// A smarthost that answers "fast" messages after 10 ms and the others after 100 s.
+#[derive(Debug)]
+struct FastAndSlow;
+
+#[async_trait::async_trait]
+impl Relay for FastAndSlow {
+    async fn relay(
+        &self,
+        _: &lettre::address::Envelope,
+        data: &[u8],
+    ) -> Result<Reply, crate::relay::RelayError> {
+        let wait = if data.starts_with(b"fast") {
+            10
+        } else {
+            100_000
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(wait)).await;
+        Ok(reply(250, "ok"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_records_each_attempt_as_it_ends_not_after_the_slowest() {
+    let (fast, slow) = (claim(1, b"fast\r\n\r\n"), claim(1, b"slow\r\n\r\n"));
+    let (fast_id, slow_id) = (fast.message.id, slow.message.id);
+    let store = Arc::new(OneBatch {
+        claims: std::sync::Mutex::new(vec![fast, slow]),
+        ..OneBatch::default()
+    });
+    let worker = Worker::new(
+        store.clone(),
+        Arc::new(FastAndSlow),
+        Arc::new(FixedClock(NOW)),
+        WorkerConfig::default(),
+    );
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let started = tokio::time::Instant::now();
+    let running = tokio::spawn(async move { worker.run(shutdown).await });
+    // Told to stop before either attempt has ended (and before a recording was due).
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    let settled = store.settled.lock().unwrap().clone();
+    let when = |id| {
+        settled
+            .iter()
+            .find(|(m, _)| *m == id)
+            .map(|(_, at)| at.duration_since(started))
+            .unwrap()
+    };
+    assert_eq!(settled.len(), 2);
+    assert!(
+        when(fast_id) < std::time::Duration::from_secs(1),
+        "{settled:?}"
+    );
+    assert!(when(slow_id) >= std::time::Duration::from_secs(100));
 }
