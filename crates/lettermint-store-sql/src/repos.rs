@@ -11,8 +11,8 @@ use lettermint_core::page::{Keyset, LogSortKey, MessageSortKey, ProjectSortKey, 
 use lettermint_core::repo::{MemberChange, NewProjectToken, ProjectWithFirstToken};
 use lettermint_core::{
     Account, Action, AuditEntry, Claim, Email, Error, IdempotencyRecord, IpAllowlist, LogFilter,
-    Member, Message, MessageStatus, Name, Outcome, PasswordHash, Project, Result, Role, Route,
-    Session, Settle, Settlement, Submission, SubmissionOutcome, Team, Token, TokenDigest,
+    Member, Message, MessageStatus, Name, Outcome, PasswordHash, Project, Reply, Result, Role,
+    Route, Session, Settle, Settlement, Submission, SubmissionOutcome, Team, Token, TokenDigest,
     TokenHint, TokenLogEntry, TokenStatusFilter, UsageBatch,
 };
 use sqlx::migrate::Migrate;
@@ -858,13 +858,31 @@ where
             .fetch_all(self.writer())
             .await
             .fix()?;
-        let mut claims = rows
-            .into_iter()
-            .map(|r| {
-                r.into_message(D::read_instant)
-                    .map(|message| Claim { message, lease })
-            })
-            .collect::<Result<Vec<_>>>()?;
+        // A row that cannot be read (edited by hand, or written by an incompatible version)
+        // fails on its own: were the claim to fail as a whole, the same batch would be
+        // claimed together again at every lease end and none of it delivered.
+        let mut claims = Vec::with_capacity(rows.len());
+        let mut unreadable = Vec::new();
+        for row in rows {
+            let id = row.id();
+            match row.into_message(D::read_instant) {
+                Ok(message) => claims.push(Claim { message, lease }),
+                Err(error) => {
+                    tracing::error!(message_id = %id, %error, "a claimed message cannot be read; it fails");
+                    unreadable.push(Settle {
+                        message: id,
+                        lease,
+                        settlement: Settlement::Failed(Reply {
+                            code: None,
+                            text: format!("the stored message cannot be read: {error}"),
+                        }),
+                    });
+                }
+            }
+        }
+        if !unreadable.is_empty() {
+            self.settle(&unreadable, now).await?;
+        }
         claims.sort_by_key(|c| (c.message.first_due(), c.message.id));
         Ok(claims)
     }

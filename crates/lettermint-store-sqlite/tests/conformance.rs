@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use lettermint_core::{Store, TeamId};
+use lettermint_core::{MessageId, Store, TeamId};
 use lettermint_store_sqlite::{SqliteConfig, SqliteStore};
 use lettermint_testkit::conformance::{Fixture, collect_values};
 
@@ -45,6 +45,14 @@ impl Fixture for SqliteFixture {
     async fn delete_team(&self, team: TeamId) {
         sqlx::query("DELETE FROM teams WHERE id = $1")
             .bind(team.as_uuid())
+            .execute(self.store.pool())
+            .await
+            .unwrap();
+    }
+
+    async fn corrupt_message(&self, message: MessageId) {
+        sqlx::query("UPDATE messages SET metadata = 'not json' WHERE id = $1")
+            .bind(message.as_uuid())
             .execute(self.store.pool())
             .await
             .unwrap();

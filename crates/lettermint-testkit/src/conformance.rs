@@ -43,6 +43,8 @@ pub trait Fixture: Send + Sync {
     async fn dump_all_values(&self) -> Vec<Vec<u8>>;
     /// Deletes a team's row (no service deletes teams; its cascades are part of the schema).
     async fn delete_team(&self, team: TeamId);
+    /// Overwrites a message's metadata with text that is not JSON, as a hand edit might.
+    async fn corrupt_message(&self, message: MessageId);
 }
 
 /// Every value the statements `selects` return, for [`Fixture::dump_all_values`]: each
@@ -101,6 +103,7 @@ macro_rules! conformance_suite {
             concurrent_claims_take_disjoint_messages,
             settlements_need_the_current_lease_and_log_the_outcome,
             one_settlement_logs_an_entry_per_token_and_outcome,
+            an_unreadable_message_fails_alone_and_its_batch_is_claimed,
             messages_page_newest_first_and_filter_by_status,
             rotation_keeps_both_values_during_the_overlap_only,
             regenerate_and_revoke_end_the_overlap_at_once,
@@ -3084,6 +3087,40 @@ pub async fn one_settlement_logs_an_entry_per_token_and_outcome(f: &dyn Fixture)
             t1
         )]
     );
+}
+
+/// A claimed row that cannot be read fails on its own (a `failed` entry in its token's log, and
+/// never due again); the rest of the batch is claimed as usual.
+pub async fn an_unreadable_message_fails_alone_and_its_batch_is_claimed(f: &dyn Fixture) {
+    let store = f.store();
+    let t0 = now();
+    let (_, tok, messages) = accepted(&*store, 3, t0).await;
+    f.corrupt_message(messages[1].id).await;
+    let claims = store
+        .claim_due(t0, t0 + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&claims), vec![messages[0].id, messages[2].id]);
+    let log = store
+        .list_token_logs(
+            tok.id,
+            &LogFilter::default(),
+            PageRequest::first(50, sort(LogSortKey::At, Direction::Ascending)).keyset(),
+        )
+        .await
+        .unwrap();
+    let delivery: Vec<_> = log
+        .iter()
+        .filter(|e| e.action == Action::Delivery)
+        .map(|e| (e.outcome, e.status, e.message_ids.clone()))
+        .collect();
+    assert_eq!(delivery, vec![(Outcome::Failed, 0, vec![messages[1].id])]);
+    // Never due again: the next claims see only the others, once their lease has run out.
+    let later = store
+        .claim_due(t0 + Duration::minutes(6), t0 + Duration::minutes(11), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&later), vec![messages[0].id, messages[2].id]);
 }
 
 /// A project's messages page newest first (or oldest first), filtered by status, and never
