@@ -2717,6 +2717,21 @@ fn ids_of(claims: &[Claim]) -> Vec<MessageId> {
     claims.iter().map(|c| c.message.id).collect()
 }
 
+/// A token's `delivery` log entries, oldest first.
+async fn delivery_log(store: &dyn Store, token: TokenId) -> Vec<TokenLogEntry> {
+    store
+        .list_token_logs(
+            token,
+            &LogFilter::default(),
+            PageRequest::first(50, sort(LogSortKey::At, Direction::Ascending)).keyset(),
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.action == Action::Delivery)
+        .collect()
+}
+
 /// Delivery claims: due messages oldest first, up to the limit, each `processed` with one more
 /// attempt under one lease; not claimable again while the lease runs; claimable again once it
 /// has run out; a scheduled message only from its time on.
@@ -2941,27 +2956,10 @@ pub async fn settlements_need_the_current_lease_and_log_the_outcome(f: &dyn Fixt
         "delivered and failed messages are never due again"
     );
 
-    let log = store
-        .list_token_logs(
-            tok.id,
-            &LogFilter::default(),
-            PageRequest::first(50, sort(LogSortKey::At, Direction::Ascending)).keyset(),
-        )
+    let delivery: Vec<_> = delivery_log(&*store, tok.id)
         .await
-        .unwrap();
-    let delivery: Vec<_> = log
-        .iter()
-        .filter(|e| e.action == Action::Delivery)
-        .map(|e| {
-            (
-                e.outcome,
-                e.status,
-                e.message_ids.clone(),
-                e.via,
-                e.at,
-                e.ip,
-            )
-        })
+        .into_iter()
+        .map(|e| (e.outcome, e.status, e.message_ids, e.via, e.at, e.ip))
         .collect();
     assert_eq!(
         delivery,
@@ -3047,16 +3045,9 @@ pub async fn one_settlement_logs_an_entry_per_token_and_outcome(f: &dyn Fixture)
     let logged = |token: TokenId| {
         let store = store.clone();
         async move {
-            let mut entries: Vec<_> = store
-                .list_token_logs(
-                    token,
-                    &LogFilter::default(),
-                    PageRequest::first(50, sort(LogSortKey::At, Direction::Ascending)).keyset(),
-                )
+            let mut entries: Vec<_> = delivery_log(&*store, token)
                 .await
-                .unwrap()
                 .into_iter()
-                .filter(|e| e.action == Action::Delivery)
                 .map(|e| (e.outcome, e.status, e.message_ids, e.via, e.at))
                 .collect();
             entries.sort_by_key(|e| e.1);
@@ -3101,18 +3092,10 @@ pub async fn an_unreadable_message_fails_alone_and_its_batch_is_claimed(f: &dyn 
         .await
         .unwrap();
     assert_eq!(ids_of(&claims), vec![messages[0].id, messages[2].id]);
-    let log = store
-        .list_token_logs(
-            tok.id,
-            &LogFilter::default(),
-            PageRequest::first(50, sort(LogSortKey::At, Direction::Ascending)).keyset(),
-        )
+    let delivery: Vec<_> = delivery_log(&*store, tok.id)
         .await
-        .unwrap();
-    let delivery: Vec<_> = log
-        .iter()
-        .filter(|e| e.action == Action::Delivery)
-        .map(|e| (e.outcome, e.status, e.message_ids.clone()))
+        .into_iter()
+        .map(|e| (e.outcome, e.status, e.message_ids))
         .collect();
     assert_eq!(delivery, vec![(Outcome::Failed, 0, vec![messages[1].id])]);
     // Never due again: the next claims see only the others, once their lease has run out.
