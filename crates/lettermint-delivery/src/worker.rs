@@ -231,6 +231,13 @@ impl Worker {
         }
     }
 
+    /// Records the ended attempts beside the loop (the caller keeps one recording at a time).
+    fn start_recording(&self, recording: &mut JoinSet<Pass>, ended: &mut Vec<Attempt>) {
+        let worker = self.clone();
+        let attempts = std::mem::take(ended);
+        recording.spawn(async move { worker.record(attempts).await });
+    }
+
     /// Records ended attempts in one store transaction; what was recorded.
     async fn record(&self, ended: Vec<Attempt>) -> Pass {
         let mut pass = Pass::default();
@@ -317,9 +324,7 @@ impl Worker {
                     || (!ended.is_empty() && in_flight.is_empty())
                     || overdue)
             {
-                let worker = self.clone();
-                let attempts = std::mem::take(&mut ended);
-                recording.spawn(async move { worker.record(attempts).await });
+                self.start_recording(&mut recording, &mut ended);
             }
             let mut idle = false;
             // When the pacer holds the next claim back: the instant it allows it.
@@ -396,9 +401,7 @@ impl Worker {
         // leaves only the attempts still in flight to be retried when their leases end.
         loop {
             if recording.is_empty() && !ended.is_empty() {
-                let worker = self.clone();
-                let attempts = std::mem::take(&mut ended);
-                recording.spawn(async move { worker.record(attempts).await });
+                self.start_recording(&mut recording, &mut ended);
             }
             if in_flight.is_empty() && recording.is_empty() {
                 break;
