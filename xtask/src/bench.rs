@@ -64,6 +64,13 @@ pub enum Bench {
         /// Only these stores (sqlite, postgres); default both.
         #[arg(long, value_delimiter = ',')]
         stores: Vec<String>,
+        /// Each worker's `batch` (attempts in flight, messages claimed at once); also the
+        /// floor's concurrency. The default is `mail-worker`'s.
+        #[arg(long, default_value_t = lettermint_delivery::WorkerConfig::default().batch)]
+        batch: u32,
+        /// Only the floor and the drains: no acceptance runs (and no wrk needed).
+        #[arg(long)]
+        no_acceptance: bool,
     },
     /// Dashboard logins (argon2id) through the release api-server: logins per second and
     /// latency with 32 concurrent clients, beside the in-process argon2id floor; and
@@ -111,14 +118,18 @@ pub fn run(runtime: &Runtime, bench: Bench) -> Result<()> {
             worker_rate,
             rounds,
             stores,
-        } => runtime.block_on(crate::bench_delivery::run(
+            batch,
+            no_acceptance,
+        } => runtime.block_on(crate::bench_delivery::run(crate::bench_delivery::Options {
             messages,
-            Duration::from_secs(seconds),
+            window: Duration::from_secs(seconds),
             connections,
-            worker_rate.max(1),
-            rounds.max(1),
+            worker_rate: worker_rate.max(1),
+            rounds: rounds.max(1),
             stores,
-        )),
+            batch: batch.max(1),
+            acceptance: !no_acceptance,
+        })),
         Bench::Smtp { seconds, stores } => {
             runtime.block_on(crate::bench_smtp::run(Duration::from_secs(seconds), stores))
         }

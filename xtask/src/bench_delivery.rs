@@ -22,26 +22,48 @@ use lettermint_testkit::smtp_sink::SmtpSink;
 
 use crate::bench::{CoresUsed, CpuTime};
 
-/// Messages claimed per pass by each worker, and the floor's concurrency.
-const BATCH: u32 = 32;
 /// Connections each worker (and the floor) keeps to the sink.
 const CONNECTIONS: u32 = 8;
 
-pub async fn run(
-    messages: usize,
-    window: Duration,
-    connections: u32,
-    worker_rate: u32,
-    rounds: u32,
-    stores: Vec<String>,
-) -> Result<()> {
+/// What `bench delivery` runs (its command line).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Messages per drain.
+    pub messages: usize,
+    /// Length of each acceptance run.
+    pub window: Duration,
+    /// wrk's keep-alive connections.
+    pub connections: u32,
+    /// `max_rate` of each paced worker.
+    pub worker_rate: u32,
+    /// Rounds of acceptance runs.
+    pub rounds: u32,
+    /// Only these stores (empty: both).
+    pub stores: Vec<String>,
+    /// Each worker's `batch`, and the floor's concurrency.
+    pub batch: u32,
+    /// Whether the acceptance runs follow the drains.
+    pub acceptance: bool,
+}
+
+pub async fn run(options: Options) -> Result<()> {
+    let Options {
+        messages,
+        window,
+        connections,
+        worker_rate,
+        rounds,
+        stores,
+        batch,
+        acceptance: with_acceptance,
+    } = options;
     let wanted = |name: &str| stores.is_empty() || stores.iter().any(|s| s == name);
     println!(
-        "machine: {} cores; {messages} API messages (~1.2 KB of MIME each) per run; workers claim \
-         {BATCH} at a time over {CONNECTIONS} connections to an in-process SMTP sink",
+        "machine: {} cores; {messages} API messages (~1.2 KB of MIME each) per run; workers keep \
+         {batch} attempts in flight over {CONNECTIONS} connections to an in-process SMTP sink",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
-    let floor = floor(messages).await?;
+    let floor = floor(messages, batch).await?;
     println!();
     println!("{:<28} {:>12} {:>10}", "run", "messages/s", "of floor");
     println!(
@@ -60,19 +82,19 @@ pub async fn run(
                 "sqlite://{}/delivery-{workers}.sqlite",
                 dir.path().display()
             );
-            let rate = drain(&url, messages, workers).await?;
+            let rate = drain(&url, messages, workers, batch).await?;
             report(&format!("sqlite, {workers} worker(s)"), rate, floor);
         }
         if let Some(pg) = &pg {
             let url = pg.create_database().await;
-            let rate = drain(&url, messages, workers).await?;
+            let rate = drain(&url, messages, workers, batch).await?;
             report(&format!("postgres, {workers} worker(s)"), rate, floor);
         }
     }
     println!();
     println!("target: every run >= 0.70 of the floor");
-    if let Some(pg) = &pg {
-        acceptance(pg, window, connections, worker_rate, rounds).await?;
+    if let Some(pg) = pg.as_ref().filter(|_| with_acceptance) {
+        acceptance(pg, window, connections, worker_rate, rounds, batch).await?;
     }
     Ok(())
 }
@@ -129,8 +151,8 @@ fn template(
     }
 }
 
-/// The sink fed directly: the same relay client, `BATCH` messages in flight, no store.
-async fn floor(messages: usize) -> Result<f64> {
+/// The sink fed directly: the same relay client, `batch` messages in flight, no store.
+async fn floor(messages: usize, batch: u32) -> Result<f64> {
     let sink = SmtpSink::start().await?;
     let relay = relay_to(&sink)?;
     let template = template(
@@ -139,15 +161,20 @@ async fn floor(messages: usize) -> Result<f64> {
         lettermint_core::TokenId::new(),
     );
     // Warm the pool, then measure.
-    send_direct(&relay, &template, usize::try_from(BATCH).unwrap_or(32)).await?;
+    send_direct(&relay, &template, batch, batch as usize).await?;
     let started = Instant::now();
-    send_direct(&relay, &template, messages).await?;
+    send_direct(&relay, &template, batch, messages).await?;
     let rate = messages as f64 / started.elapsed().as_secs_f64();
     Ok(rate)
 }
 
-async fn send_direct(relay: &Arc<dyn Relay>, template: &Message, count: usize) -> Result<()> {
-    let semaphore = Arc::new(tokio::sync::Semaphore::new(BATCH as usize));
+async fn send_direct(
+    relay: &Arc<dyn Relay>,
+    template: &Message,
+    in_flight: u32,
+    count: usize,
+) -> Result<()> {
+    let semaphore = Arc::new(tokio::sync::Semaphore::new(in_flight as usize));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..count {
         let permit = semaphore.clone().acquire_owned().await?;
@@ -253,6 +280,7 @@ fn start_workers(
     store: &Arc<dyn lettermint_core::Store>,
     sink: &SmtpSink,
     count: usize,
+    batch: u32,
 ) -> Result<(tokio::sync::watch::Sender<bool>, Running)> {
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut running = Vec::new();
@@ -262,7 +290,7 @@ fn start_workers(
             relay_to(sink)?,
             Arc::new(SystemClock),
             WorkerConfig {
-                batch: BATCH,
+                batch,
                 idle_poll: Duration::from_millis(20),
                 ..WorkerConfig::default()
             },
@@ -274,12 +302,12 @@ fn start_workers(
 }
 
 /// Fills a fresh store with `messages` and times `workers` workers delivering all of them.
-async fn drain(url: &str, messages: usize, workers: usize) -> Result<f64> {
+async fn drain(url: &str, messages: usize, workers: usize, batch: u32) -> Result<f64> {
     let (store, services, template, credential) = project(url).await?;
     fill(&services, &template, credential, messages).await?;
     let sink = SmtpSink::start().await?;
     let started = Instant::now();
-    let (stop, running) = start_workers(&store, &sink, workers)?;
+    let (stop, running) = start_workers(&store, &sink, workers, batch)?;
     let accepted = sink
         .wait_for_accepted(messages, Duration::from_secs(600))
         .await
@@ -326,6 +354,7 @@ async fn acceptance(
     connections: u32,
     worker_rate: u32,
     rounds: u32,
+    batch: u32,
 ) -> Result<()> {
     let binary = crate::bench::build_release("api-server")?;
     let worker_binary = crate::bench::build_release("mail-worker")?;
@@ -367,7 +396,7 @@ async fn acceptance(
             quiesce(&url).await?;
             let before = sink.accepted_count();
             let workers = (0..2)
-                .map(|_| spawn_worker(&worker_binary, &url, &sink.url(), rate))
+                .map(|_| spawn_worker(&worker_binary, &url, &sink.url(), rate, batch))
                 .collect::<Result<Vec<_>>>()?;
             let (with, cores) = load(server.clone(), script.clone()).await??;
             let delivered = sink.accepted_count() - before;
@@ -471,6 +500,7 @@ fn spawn_worker(
     url: &str,
     smarthost: &str,
     max_rate: Option<u32>,
+    batch: u32,
 ) -> Result<std::process::Child> {
     std::process::Command::new(binary)
         .env(
@@ -483,7 +513,7 @@ fn spawn_worker(
             "LETTERMINT_WORKER_SMARTHOST_CONNECTIONS",
             CONNECTIONS.to_string(),
         )
-        .env("LETTERMINT_WORKER_BATCH", BATCH.to_string())
+        .env("LETTERMINT_WORKER_BATCH", batch.to_string())
         .env("LETTERMINT_WORKER_IDLE_POLL_MS", "20")
         .env("LETTERMINT_WORKER_ADMIN_LISTEN", "127.0.0.1:0")
         .env("LETTERMINT_LOG", "warn")
