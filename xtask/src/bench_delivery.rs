@@ -49,13 +49,9 @@ pub struct Options {
 pub async fn run(options: Options) -> Result<()> {
     let Options {
         messages,
-        window,
-        connections,
-        worker_rate,
-        rounds,
-        stores,
+        ref stores,
         batch,
-        acceptance: with_acceptance,
+        ..
     } = options;
     let wanted = |name: &str| stores.is_empty() || stores.iter().any(|s| s == name);
     println!(
@@ -93,8 +89,8 @@ pub async fn run(options: Options) -> Result<()> {
     }
     println!();
     println!("target: every run >= 0.70 of the floor");
-    if let Some(pg) = pg.as_ref().filter(|_| with_acceptance) {
-        acceptance(pg, window, connections, worker_rate, rounds, batch).await?;
+    if let Some(pg) = pg.as_ref().filter(|_| options.acceptance) {
+        acceptance(pg, &options).await?;
     }
     Ok(())
 }
@@ -348,14 +344,15 @@ async fn drain(url: &str, messages: usize, workers: usize, batch: u32) -> Result
 /// paced to `worker_rate` each; `rounds` times (the machine's speed drifts: each row is compared
 /// with the "alone" run of its round), then the median ratio of each kind. The workers always
 /// have a backlog here (acceptance outruns them).
-async fn acceptance(
-    pg: &TempPostgres,
-    window: Duration,
-    connections: u32,
-    worker_rate: u32,
-    rounds: u32,
-    batch: u32,
-) -> Result<()> {
+async fn acceptance(pg: &TempPostgres, options: &Options) -> Result<()> {
+    let &Options {
+        window,
+        connections,
+        worker_rate,
+        rounds,
+        batch,
+        ..
+    } = options;
     let binary = crate::bench::build_release("api-server")?;
     let worker_binary = crate::bench::build_release("mail-worker")?;
     let url = pg.create_database().await;
