@@ -60,6 +60,15 @@ impl Capabilities {
                 "SMTPUTF8" => caps.smtp_utf8 = true,
                 "STARTTLS" => caps.starttls = true,
                 "AUTH" => caps.auth = words.map(str::to_ascii_uppercase).collect(),
+                // The pre-RFC 2554 spelling (`AUTH=PLAIN LOGIN`), which some servers still
+                // send alone.
+                upper if upper.starts_with("AUTH=") && caps.auth.is_empty() => {
+                    caps.auth = std::iter::once(&keyword[5..])
+                        .chain(words)
+                        .filter(|w| !w.is_empty())
+                        .map(str::to_ascii_uppercase)
+                        .collect();
+                }
                 _ => {}
             }
         }
@@ -92,7 +101,8 @@ impl Response {
         let line = line.strip_suffix(b"\n").unwrap_or(line);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         let digits = line.get(..3)?;
-        if !digits.iter().all(u8::is_ascii_digit) {
+        // RFC 5321, 4.2: the first digit is 2 to 5 (1yz is never sent), the others digits.
+        if !(b'2'..=b'5').contains(&digits[0]) || !digits.iter().all(u8::is_ascii_digit) {
             return None;
         }
         let code = digits
@@ -172,10 +182,10 @@ impl Failure {
             // server said (a 554 greeting, a refused AUTH), the next attempt may succeed once
             // the smarthost or the configuration is fixed.
             Failure::Refused(response) => RelayError {
-                kind: if setup || response.code < 500 {
+                kind: if setup {
                     FailureKind::Transient
                 } else {
-                    FailureKind::Permanent
+                    kind_of(response.code)
                 },
                 reply: response.reply(),
             },
@@ -255,6 +265,11 @@ impl Session {
             self.caps = Capabilities::parse(&response.lines);
             return Ok(());
         }
+        // Only a server that does not know EHLO gets HELO: after any other refusal (a `4xx`
+        // for now) a session without the extensions would fail 8-bit messages for good.
+        if !matches!(response.code, 500 | 502 | 504) {
+            return Err(Failure::Refused(response));
+        }
         self.expect("HELO", &format!("HELO {name}\r\n"), 250)
             .await?;
         self.caps = Capabilities::default();
@@ -273,6 +288,7 @@ impl Session {
 }
 
 async fn read_response(io: &mut BufReader<Stream>) -> Result<Response, Failure> {
+    let mut first_code = None;
     let mut lines = Vec::new();
     let mut line = Vec::new();
     loop {
@@ -288,9 +304,11 @@ async fn read_response(io: &mut BufReader<Stream>) -> Result<Response, Failure> 
             ));
         }
         if !line.ends_with(b"\n") {
-            return Err(Failure::Broken(
-                "the smarthost sent a reply line that is too long".to_owned(),
-            ));
+            return Err(Failure::Broken(if read as u64 >= MAX_LINE {
+                "the smarthost sent a reply line that is too long".to_owned()
+            } else {
+                "the smarthost closed the connection in the middle of a reply".to_owned()
+            }));
         }
         let Some((code, text, last)) = Response::parse_line(&line) else {
             return Err(Failure::Broken(format!(
@@ -298,6 +316,13 @@ async fn read_response(io: &mut BufReader<Stream>) -> Result<Response, Failure> 
                 String::from_utf8_lossy(&line).trim_end()
             )));
         };
+        // Every line of a reply carries the same code (RFC 5321, 4.2.1).
+        if *first_code.get_or_insert(code) != code {
+            return Err(Failure::Broken(format!(
+                "the smarthost sent a reply whose lines disagree on its code: {:?}",
+                String::from_utf8_lossy(&line).trim_end()
+            )));
+        }
         lines.push(text);
         if last {
             return Ok(Response { code, lines });
@@ -332,8 +357,8 @@ enum Refusal {
 enum Outcome {
     /// The server took the message; the session can be reused.
     Accepted(Response),
-    /// The server refused it.
-    Refused(Response, Refusal),
+    /// The server refused it, for now or for good.
+    Refused(Response, FailureKind, Refusal),
     /// The session failed before the end of the message was sent: the server cannot have
     /// taken it, so it may be sent again on another session.
     BrokenBeforeData(Failure),
@@ -375,6 +400,19 @@ pub(crate) fn dot_stuffed(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// The message's header section: everything before the first empty line.
+fn header_section(data: &[u8]) -> &[u8] {
+    let mut line_start = 0;
+    while let Some(end) = data[line_start..].iter().position(|&b| b == b'\n') {
+        let line = &data[line_start..line_start + end];
+        if line.is_empty() || line == b"\r" {
+            return &data[..line_start];
+        }
+        line_start += end + 1;
+    }
+    data
+}
+
 /// The `MAIL FROM` line for `envelope` with the parameters the message needs, or why the server
 /// cannot take it.
 fn mail_from(
@@ -394,11 +432,15 @@ fn mail_from(
     }
     let non_ascii = envelope.from().is_some_and(|a| !a.to_string().is_ascii())
         || envelope.to().iter().any(|a| !a.to_string().is_ascii());
-    if non_ascii {
+    // UTF-8 in the header section (RFC 6532, as an SMTP client may submit it) needs SMTPUTF8
+    // too (RFC 6531, 3.2), not only 8BITMIME.
+    if non_ascii || !header_section(data).is_ascii() {
         if !caps.smtp_utf8 {
-            return Err(RelayError::permanent(
-                "the envelope has non-ASCII addresses and the smarthost does not offer SMTPUTF8",
-            ));
+            return Err(RelayError::permanent(if non_ascii {
+                "the envelope has non-ASCII addresses and the smarthost does not offer SMTPUTF8"
+            } else {
+                "the message has UTF-8 headers and the smarthost does not offer SMTPUTF8"
+            }));
         }
         line.push_str(" SMTPUTF8");
     }
@@ -406,7 +448,49 @@ fn mail_from(
     Ok(line)
 }
 
+/// What a refusal makes of the message: `4xx` for now, `5xx` for good.
+fn kind_of(code: u16) -> FailureKind {
+    if code < 500 {
+        FailureKind::Transient
+    } else {
+        FailureKind::Permanent
+    }
+}
+
+/// The refusal that decides a transaction refused before the data, with what it makes of the
+/// message: `MAIL`'s; else the first recipient refused for good (one is enough to make the
+/// message, which is not split, impossible); else the first recipient refused for now. A `552`
+/// at `RCPT` is a limit on recipients, which RFC 5321 (4.5.3.1.10) says to treat as `452`.
+fn deciding_refusal(
+    mail: Response,
+    rcpts: impl IntoIterator<Item = Response>,
+) -> Option<(Response, FailureKind)> {
+    if !mail.is_success() {
+        let kind = kind_of(mail.code);
+        return Some((mail, kind));
+    }
+    let mut temporary = None;
+    for reply in rcpts.into_iter().filter(|r| !r.is_success()) {
+        if reply.code >= 500 && reply.code != 552 {
+            return Some((reply, FailureKind::Permanent));
+        }
+        temporary.get_or_insert(reply);
+    }
+    temporary.map(|reply| (reply, FailureKind::Transient))
+}
+
 impl Session {
+    /// `RSET` after a refusal before the data; the session is kept if the server agrees.
+    async fn reset(&mut self, refused: Response, kind: FailureKind) -> Outcome {
+        let clean = matches!(self.command("RSET", "RSET\r\n").await, Ok(r) if r.code == 250);
+        let refusal = if clean {
+            Refusal::Reusable
+        } else {
+            Refusal::Dropped
+        };
+        Outcome::Refused(refused, kind, refusal)
+    }
+
     /// One mail transaction. A refusal before the message is sent is followed by `RSET`, so the
     /// session stays usable.
     async fn transaction(&mut self, mail: &str, rcpts: &[String], body: &[u8]) -> Outcome {
@@ -433,45 +517,55 @@ impl Session {
                 }
             }
             let data_reply = replies.pop().expect("DATA reply");
-            let refused = replies.into_iter().find(|r| !r.is_success());
-            match (refused, data_reply.code) {
+            let mut replies = replies.into_iter();
+            let mail_reply = replies.next().expect("MAIL reply");
+            match (deciding_refusal(mail_reply, replies), data_reply.code) {
                 (None, 354) => None,
                 // Some recipient was refused but others were not, so the server waits for the
                 // message: it cannot be taken back, only abandoned with the session.
-                (Some(refused), 354) => return Outcome::Refused(refused, Refusal::Dropped),
+                (Some((refused, kind)), 354) => {
+                    return Outcome::Refused(refused, kind, Refusal::Dropped);
+                }
                 (Some(refused), _) => Some(refused),
-                (None, _) => Some(data_reply),
+                (None, code) => Some((data_reply, kind_of(code))),
             }
         } else {
-            let mut refused = None;
-            for (step, line) in std::iter::once(("MAIL", mail))
-                .chain(rcpts.iter().map(|r| ("RCPT", r.as_str())))
-                .chain(std::iter::once(("DATA", "DATA\r\n")))
-            {
-                match self.command(step, line).await {
-                    // DATA must be answered 354 exactly; MAIL and RCPT with any 2xx.
-                    Ok(response)
-                        if (step == "DATA" && response.code == 354)
-                            || (step != "DATA" && response.is_success()) => {}
-                    Ok(response) => {
-                        refused = Some(response);
-                        break;
-                    }
+            match self.command("MAIL", mail).await {
+                Ok(response) if response.is_success() => {}
+                Ok(response) => {
+                    let kind = kind_of(response.code);
+                    return self.reset(response, kind).await;
+                }
+                Err(f) => return before(f),
+            }
+            // Every recipient is tried, as with pipelining, so that one refused for good is
+            // found whatever its place.
+            let mut refusals = Vec::new();
+            for rcpt in rcpts {
+                match self.command("RCPT", rcpt).await {
+                    Ok(response) if response.is_success() => {}
+                    Ok(response) => refusals.push(response),
                     Err(f) => return before(f),
                 }
             }
-            refused
-        };
-        if let Some(refused) = refusal {
-            let clean = matches!(self.command("RSET", "RSET\r\n").await, Ok(r) if r.code == 250);
-            return Outcome::Refused(
-                refused,
-                if clean {
-                    Refusal::Reusable
-                } else {
-                    Refusal::Dropped
+            let accepted = Response {
+                code: 250,
+                lines: Vec::new(),
+            };
+            match deciding_refusal(accepted, refusals) {
+                Some(refused) => Some(refused),
+                None => match self.command("DATA", "DATA\r\n").await {
+                    Ok(response) if response.code == 354 => None,
+                    Ok(response) => {
+                        let kind = kind_of(response.code);
+                        Some((response, kind))
+                    }
+                    Err(f) => return before(f),
                 },
-            );
+            }
+        };
+        if let Some((refused, kind)) = refusal {
+            return self.reset(refused, kind).await;
         }
         // In chunks, each within the timeout: a large message on a slow link needs more than
         // one command's time, but a stalled one is still noticed.
@@ -486,7 +580,10 @@ impl Session {
         let wait = self.timeout.max(END_OF_DATA_WAIT);
         match self.read_response_within("end of data", wait).await {
             Ok(response) if response.is_success() => Outcome::Accepted(response),
-            Ok(response) => Outcome::Refused(response, Refusal::AfterData),
+            Ok(response) => {
+                let kind = kind_of(response.code);
+                Outcome::Refused(response, kind, Refusal::AfterData)
+            }
             Err(f) => Outcome::BrokenAfterData(f),
         }
     }
@@ -585,13 +682,16 @@ impl Client {
                 }
                 // 421 before the data: the server is closing this session (a reused one was
                 // simply too old) and cannot have taken the message.
-                Outcome::Refused(response, Refusal::Reusable | Refusal::Dropped)
+                Outcome::Refused(response, _, Refusal::Reusable | Refusal::Dropped)
                     if response.code == 421 && reused => {}
-                Outcome::Refused(response, refusal) => {
+                Outcome::Refused(response, kind, refusal) => {
                     if refusal != Refusal::Dropped && response.code != 421 {
                         self.put_back(session);
                     }
-                    return Err(Failure::Refused(response).into_relay_error(false));
+                    return Err(RelayError {
+                        kind,
+                        reply: response.reply(),
+                    });
                 }
                 Outcome::BrokenBeforeData(_) if reused => {}
                 Outcome::BrokenBeforeData(f) | Outcome::BrokenAfterData(f) => {
@@ -606,13 +706,15 @@ impl Client {
             .idle
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while let Some(session) = idle.pop() {
-            if session.idle_since.elapsed() < IDLE_LIMIT {
-                return Some(session);
-            }
-            tokio::spawn(session.quit());
+        // Every session idle too long is closed, not only those on top: after a burst, the
+        // ones underneath would otherwise stay open (and closed by the server) until the next.
+        while let Some(stale) = idle
+            .iter()
+            .position(|session| session.idle_since.elapsed() >= IDLE_LIMIT)
+        {
+            tokio::spawn(idle.remove(stale).quit());
         }
-        None
+        idle.pop()
     }
 
     fn put_back(&self, mut session: Session) {
@@ -803,6 +905,21 @@ mod tests {
         assert_eq!(Response::parse_line(b"25x ok\r\n"), None);
         assert_eq!(Response::parse_line(b"250:ok\r\n"), None);
         assert_eq!(Response::parse_line(b"\r\n"), None);
+        // Only 2yz to 5yz are replies.
+        assert_eq!(Response::parse_line(b"999 odd\r\n"), None);
+        assert_eq!(Response::parse_line(b"100 odd\r\n"), None);
+        assert_eq!(Response::parse_line(b"099 odd\r\n"), None);
+    }
+
+    #[test]
+    fn the_header_section_ends_at_the_first_empty_line() {
+        assert_eq!(
+            header_section(b"A: 1\r\nB: 2\r\n\r\nbody"),
+            b"A: 1\r\nB: 2\r\n"
+        );
+        assert_eq!(header_section(b"A: 1\n\nbody\n\nmore"), b"A: 1\n");
+        assert_eq!(header_section(b"\r\nbody"), b"");
+        assert_eq!(header_section(b"A: 1\r\nB: 2"), b"A: 1\r\nB: 2");
     }
 
     #[test]
@@ -821,6 +938,9 @@ mod tests {
         assert!(caps.pipelining && caps.eight_bit_mime && caps.starttls);
         assert!(!caps.smtp_utf8);
         assert_eq!(caps.auth, ["PLAIN", "LOGIN"]);
+        // The old `AUTH=` spelling, alone.
+        let old = ["mx", "AUTH=PLAIN login"].map(str::to_owned);
+        assert_eq!(Capabilities::parse(&old).auth, ["PLAIN", "LOGIN"]);
         // The greeting line is not a keyword.
         assert_eq!(
             Capabilities::parse(&["PIPELINING".to_owned()]),
@@ -848,12 +968,30 @@ mod tests {
             "MAIL FROM:<a@example.com>\r\n"
         );
         assert_eq!(
-            mail_from(&ascii, "caf\u{e9}".as_bytes(), &all).unwrap(),
+            mail_from(&ascii, "Subject: x\r\n\r\ncaf\u{e9}".as_bytes(), &all).unwrap(),
             "MAIL FROM:<a@example.com> BODY=8BITMIME\r\n"
         );
-        let err = mail_from(&ascii, "caf\u{e9}".as_bytes(), &Capabilities::default()).unwrap_err();
+        let err = mail_from(
+            &ascii,
+            "Subject: x\r\n\r\ncaf\u{e9}".as_bytes(),
+            &Capabilities::default(),
+        )
+        .unwrap_err();
         assert_eq!(err.kind, FailureKind::Permanent);
         assert!(err.reply.text.contains("8BITMIME"));
+        // UTF-8 in a header (RFC 6532) needs SMTPUTF8 as well.
+        let headers = "Subject: caf\u{e9}\n\nplain".as_bytes();
+        assert_eq!(
+            mail_from(&ascii, headers, &all).unwrap(),
+            "MAIL FROM:<a@example.com> BODY=8BITMIME SMTPUTF8\r\n"
+        );
+        let eight_bit_only = Capabilities {
+            eight_bit_mime: true,
+            ..Capabilities::default()
+        };
+        let err = mail_from(&ascii, headers, &eight_bit_only).unwrap_err();
+        assert_eq!(err.kind, FailureKind::Permanent);
+        assert!(err.reply.text.contains("SMTPUTF8"), "{err:?}");
         let utf8 = envelope("j\u{f6}rg@example.com");
         assert_eq!(
             mail_from(&utf8, b"plain", &all).unwrap(),

@@ -373,3 +373,201 @@ async fn a_slow_answer_to_the_end_of_the_data_is_waited_for() {
     assert_eq!(reply.code, Some(250));
     assert_eq!(sink.accepted().len(), 1);
 }
+
+/// A hand-scripted server on a loopback port: `answer` gives the reply to each command line
+/// (`None`: the usual positive one); every line it read is kept, in order.
+async fn scripted_server(
+    answer: impl Fn(&str) -> Option<&'static str> + Send + Sync + 'static,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let answer = std::sync::Arc::new(answer);
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let (log, answer) = (log.clone(), answer.clone());
+            tokio::spawn(async move {
+                let (read, mut write) = stream.into_split();
+                let mut read = BufReader::new(read);
+                write.write_all(b"220 mx.test ESMTP\r\n").await.unwrap();
+                let mut line = String::new();
+                let mut in_data = false;
+                while read.read_line(&mut line).await.unwrap_or(0) > 0 {
+                    let command = line.trim_end().to_owned();
+                    line.clear();
+                    log.lock().unwrap().push(command.clone());
+                    if in_data {
+                        if command == "." {
+                            in_data = false;
+                            write.write_all(b"250 2.0.0 queued\r\n").await.unwrap();
+                        }
+                        continue;
+                    }
+                    let verb = command.get(..4).unwrap_or("").to_ascii_uppercase();
+                    let reply = answer(&command).unwrap_or(match verb.as_str() {
+                        "EHLO" => "250-mx.test\r\n250 8BITMIME",
+                        "DATA" => "354 go ahead",
+                        "QUIT" => "221 bye",
+                        _ => "250 ok",
+                    });
+                    in_data = verb == "DATA" && reply.starts_with("354");
+                    write
+                        .write_all(format!("{reply}\r\n").as_bytes())
+                        .await
+                        .unwrap();
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+#[tokio::test]
+async fn a_recipient_refused_for_good_fails_the_message_whatever_its_place() {
+    for pipelining in [true, false] {
+        let (port, seen) = scripted_server(move |command| {
+            if command.starts_with("EHLO") && pipelining {
+                Some("250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME")
+            } else if command.starts_with("RCPT TO:<full@") {
+                Some("452 4.2.2 mailbox full")
+            } else if command.starts_with("RCPT TO:<gone@") {
+                Some("550 5.1.1 no such user")
+            } else if command.starts_with("DATA") {
+                Some("554 5.5.1 no valid recipients")
+            } else {
+                None
+            }
+        })
+        .await;
+        let relay = relay(&format!("smtp://127.0.0.1:{port}?tls=none"));
+        // The temporary refusal comes first: retrying could never deliver the message.
+        let err = relay
+            .relay(
+                &envelope(&["full@example.net", "gone@example.net"]),
+                b"Subject: x\r\n\r\nx\r\n",
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.kind, err.reply.code),
+            (FailureKind::Permanent, Some(550)),
+            "pipelining {pipelining}: {err:?}"
+        );
+        // Only temporary refusals: deferred.
+        let err = relay
+            .relay(&envelope(&["full@example.net"]), b"Subject: x\r\n\r\nx\r\n")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.kind, err.reply.code),
+            (FailureKind::Transient, Some(452)),
+            "pipelining {pipelining}: {err:?}"
+        );
+        let seen = seen.lock().unwrap().clone();
+        assert!(
+            !seen.iter().any(|l| l == "x"),
+            "no data may be sent (pipelining {pipelining}): {seen:?}"
+        );
+        assert_eq!(
+            seen.iter().filter(|l| l.starts_with("RCPT")).count(),
+            3,
+            "every recipient is tried (pipelining {pipelining}): {seen:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn too_many_recipients_is_temporary_and_a_busy_ehlo_is_not_answered_with_helo() {
+    // RFC 5321, 4.5.3.1.10: a 552 at RCPT is a recipient limit, to be treated as 452.
+    let (port, _) = scripted_server(|command| {
+        command
+            .starts_with("RCPT TO:<many@")
+            .then_some("552 5.5.3 too many recipients")
+    })
+    .await;
+    let err = relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+        .relay(&envelope(&["many@example.net"]), b"Subject: x\r\n\r\nx\r\n")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.reply.code),
+        (FailureKind::Transient, Some(552))
+    );
+
+    // A server that refuses EHLO for now must not get HELO: a session without 8BITMIME would
+    // fail this 8-bit message for good.
+    let (port, seen) = scripted_server(|command| {
+        command
+            .starts_with("EHLO")
+            .then_some("421 4.3.2 busy, try later")
+    })
+    .await;
+    let err = relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+        .relay(
+            &envelope(&["a@example.net"]),
+            "Subject: x\r\n\r\nd\u{e9}j\u{e0}\r\n".as_bytes(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.reply.code),
+        (FailureKind::Transient, Some(421))
+    );
+    assert!(
+        !seen.lock().unwrap().iter().any(|l| l.starts_with("HELO")),
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn utf8_headers_need_smtputf8() {
+    let data = "From: sender@example.com\r\nSubject: r\u{e9}sum\u{e9}\r\n\r\nx\r\n".as_bytes();
+    // 8BITMIME only: refused for good, nothing sent.
+    let (port, seen) = scripted_server(|_| None).await;
+    let err = relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+        .relay(&envelope(&["a@example.net"]), data)
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, FailureKind::Permanent);
+    assert!(err.reply.text.contains("SMTPUTF8"), "{err:?}");
+    assert!(
+        !seen.lock().unwrap().iter().any(|l| l.starts_with("MAIL")),
+        "{seen:?}"
+    );
+    // Offered: MAIL FROM carries SMTPUTF8.
+    let (port, seen) = scripted_server(|command| {
+        command
+            .starts_with("EHLO")
+            .then_some("250-mx.test\r\n250-8BITMIME\r\n250 SMTPUTF8")
+    })
+    .await;
+    relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+        .relay(&envelope(&["a@example.net"]), data)
+        .await
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let mail = seen.iter().find(|l| l.starts_with("MAIL")).unwrap();
+    assert_eq!(
+        mail, "MAIL FROM:<sender@example.com> BODY=8BITMIME SMTPUTF8",
+        "{seen:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_reply_whose_lines_disagree_on_the_code_is_not_trusted() {
+    let (port, seen) = scripted_server(|command| {
+        command
+            .starts_with("MAIL")
+            .then_some("250-2.1.0 sender ok\r\n550 5.7.1 but no")
+    })
+    .await;
+    let err = relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+        .relay(&envelope(&["a@example.net"]), b"Subject: x\r\n\r\nx\r\n")
+        .await
+        .unwrap_err();
+    assert_eq!((err.kind, err.reply.code), (FailureKind::Transient, None));
+    assert!(err.reply.text.contains("disagree"), "{err:?}");
+    assert!(!seen.lock().unwrap().iter().any(|l| l == "x"), "{seen:?}");
+}
