@@ -246,16 +246,30 @@ pub fn load(cli: &Cli) -> Result<Config, Box<figment::Error>> {
     if config.batch == 0 {
         return invalid("`batch` must be at least 1".to_owned());
     }
-    // Upper bounds far above any useful value, so that no setting can overflow a date.
-    for (name, value, most) in [
-        ("smarthost_timeout", config.smarthost_timeout, HOUR),
-        ("lease", config.lease, DAY),
-        ("retry_first_delay", config.retry_first_delay, 30 * DAY),
-        ("retry_max_delay", config.retry_max_delay, 30 * DAY),
-        ("give_up_after", config.give_up_after, 365 * DAY),
+    // Upper bounds far above any useful value, so that no setting can overflow a date; lower
+    // bounds where zero would make a loop spin (a deferred message retried at once, again and
+    // again; an idle worker querying the store without pause).
+    for (name, value, least, most, unit) in [
+        ("smarthost_timeout", config.smarthost_timeout, 0, HOUR, "s"),
+        ("lease", config.lease, 0, DAY, "s"),
+        (
+            "retry_first_delay",
+            config.retry_first_delay,
+            1,
+            30 * DAY,
+            "s",
+        ),
+        ("retry_max_delay", config.retry_max_delay, 1, 30 * DAY, "s"),
+        ("give_up_after", config.give_up_after, 0, 365 * DAY, "s"),
+        ("idle_poll_ms", config.idle_poll_ms, 1, HOUR * 1000, "ms"),
     ] {
         if value > most {
-            return invalid(format!("`{name}` ({value} s) must be at most {most} s"));
+            return invalid(format!(
+                "`{name}` ({value} {unit}) must be at most {most} {unit}"
+            ));
+        }
+        if value < least {
+            return invalid(format!("`{name}` must be at least {least} {unit}"));
         }
     }
     if config.smarthost_timeout == 0 || config.lease <= config.smarthost_timeout * 2 {
@@ -349,6 +363,19 @@ mod tests {
                 let err = load(&Cli::default()).unwrap_err().to_string();
                 assert!(err.contains(&format!("`{name}`")), "{err}");
                 jail.set_env(format!("LETTERMINT_WORKER_{}", name.to_uppercase()), "60");
+            }
+            jail.set_env("LETTERMINT_WORKER_LEASE", "600");
+            // Zero would retry a deferred message at once, forever, or poll without pause.
+            for name in ["retry_first_delay", "retry_max_delay", "idle_poll_ms"] {
+                let key = format!("LETTERMINT_WORKER_{}", name.to_uppercase());
+                jail.set_env(&key, "0");
+                let err = load(&Cli::default()).unwrap_err().to_string();
+                assert!(
+                    err.contains(&format!("`{name}` must be at least 1")),
+                    "{err}"
+                );
+                jail.set_env(&key, "1");
+                load(&Cli::default()).unwrap();
             }
             Ok(())
         });

@@ -78,13 +78,27 @@ async fn run(config: Config) -> anyhow::Result<()> {
         .with_state(store);
     let admin_task = tokio::spawn(axum::serve(admin, admin_router).into_future());
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let delivering = tokio::spawn(async move { worker.run(stopped).await });
-    lettermint_runtime::signal::shutdown_requested().await;
+    let mut delivering = tokio::spawn(async move { worker.run(stopped).await });
+    tokio::select! {
+        () = lettermint_runtime::signal::shutdown_requested() => {}
+        // The loop ends only when asked to. Ended otherwise (a panic), the process must not
+        // stay up looking healthy while it delivers nothing: it exits with an error for its
+        // supervisor to restart it, and the messages it held come back when their lease ends.
+        ended = &mut delivering => {
+            admin_task.abort();
+            let why = match ended {
+                Err(e) if e.is_panic() => "it panicked (see the message above)",
+                _ => "it returned without being asked to",
+            };
+            tracing::error!("the delivery loop stopped: {why}");
+            anyhow::bail!("the delivery loop stopped: {why}");
+        }
+    }
     tracing::info!("shutting down: finishing the messages in hand");
     let _ = stop.send(true);
     // Messages in hand finish their attempt; one cut short stays claimed until its lease ends
     // and is then delivered again (at least once).
-    if tokio::time::timeout(Duration::from_secs(90), delivering)
+    if tokio::time::timeout(Duration::from_secs(90), &mut delivering)
         .await
         .is_err()
     {

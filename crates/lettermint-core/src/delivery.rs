@@ -149,9 +149,10 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// The settlement of a failed attempt: `Failed` when the failure is permanent or the message
-    /// has been due for longer than [`RetryPolicy::give_up_after`], else `Deferred` after an
+    /// was first due [`RetryPolicy::give_up_after`] ago or longer, else `Deferred` after an
     /// exponential delay (`first_delay * 2^(attempts-1)`, capped at `max_delay`) scaled by
-    /// `jitter` (a factor in `0.5..=1.0` drawn by the caller, so the rule stays deterministic).
+    /// `jitter` (a factor in `0.5..=1.0` drawn by the caller, so the rule stays deterministic),
+    /// but never later than that age: the last attempt is made when it is reached.
     #[must_use]
     pub fn settle_failure(
         &self,
@@ -176,11 +177,19 @@ impl RetryPolicy {
         let retry_at =
             time::Duration::checked_seconds_f64(delay.as_seconds_f64() * jitter.clamp(0.5, 1.0))
                 .and_then(|delay| now.checked_add(delay));
-        match retry_at {
-            Some(retry_at) if retry_at - first_due <= self.give_up_after => {
+        let deadline = first_due.checked_add(self.give_up_after);
+        if deadline.is_some_and(|deadline| now >= deadline) {
+            return Settlement::Failed(reply);
+        }
+        match (retry_at, deadline) {
+            (Some(retry_at), Some(deadline)) => Settlement::Deferred {
+                reply,
+                retry_at: retry_at.min(deadline),
+            },
+            (None, Some(retry_at)) | (Some(retry_at), None) => {
                 Settlement::Deferred { reply, retry_at }
             }
-            _ => Settlement::Failed(reply),
+            (None, None) => Settlement::Failed(reply),
         }
     }
 }
@@ -272,6 +281,20 @@ mod tests {
             policy.settle_failure(&message(5), FailureKind::Transient, reply(451), early, 1.0),
             Settlement::Deferred { .. }
         ));
+        // A retry that would come after the age is made when the age is reached, not skipped.
+        let just_before = datetime!(2026-01-01 01:59:50 UTC);
+        assert_eq!(
+            policy
+                .settle_failure(
+                    &message(5),
+                    FailureKind::Transient,
+                    reply(451),
+                    just_before,
+                    1.0
+                )
+                .retry_at(),
+            Some(late)
+        );
         assert_eq!(
             policy.settle_failure(&message(6), FailureKind::Transient, reply(451), late, 1.0),
             Settlement::Failed(reply(451))

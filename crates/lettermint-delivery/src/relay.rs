@@ -260,12 +260,24 @@ impl Relay for MaildirRelay {
         let name = format!("{}.lettermint.eml", uuid::Uuid::now_v7());
         let tmp = self.dir.join("tmp").join(&name);
         let new = self.dir.join("new").join(&name);
+        let new_dir = self.dir.join("new");
         let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::Write as _;
-            let mut out = std::fs::File::create(&tmp)?;
-            out.write_all(&file)?;
-            out.sync_all()?;
-            std::fs::rename(&tmp, &new)
+            let write = || -> std::io::Result<()> {
+                let mut out = std::fs::File::create(&tmp)?;
+                out.write_all(&file)?;
+                out.sync_all()?;
+                std::fs::rename(&tmp, &new)?;
+                // The rename is durable only once the directory is: without this, a crash
+                // could lose a file whose message is already recorded delivered.
+                std::fs::File::open(&new_dir)?.sync_all()
+            };
+            let result = write();
+            // A half-written file (a full disk) is not left to fill it further at each retry.
+            if result.is_err() {
+                let _ = std::fs::remove_file(&tmp);
+            }
+            result
         })
         .await;
         match written {
@@ -351,6 +363,29 @@ mod tests {
             "Return-Path: <a@example.com>\r\nDelivered-To: b@example.com\r\n\
              Delivered-To: c@example.com\r\nSubject: hi\r\n\r\nbody\r\n"
         );
+        assert_eq!(
+            std::fs::read_dir(sink.dir().join("tmp")).unwrap().count(),
+            0
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failed_maildir_write_defers_and_leaves_no_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = MaildirRelay::new(dir.path().join("mail")).unwrap();
+        // The file is written to tmp/, then cannot be moved: as a write that fails midway.
+        std::fs::remove_dir(sink.dir().join("new")).unwrap();
+        let envelope = lettre::address::Envelope::new(
+            Some("a@example.com".parse().unwrap()),
+            vec!["b@example.com".parse().unwrap()],
+        )
+        .unwrap();
+        let err = sink
+            .relay(&envelope, b"Subject: hi\r\n\r\nbody\r\n")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind, FailureKind::Transient);
+        assert!(err.reply.text.contains("maildir write failed"), "{err:?}");
         assert_eq!(
             std::fs::read_dir(sink.dir().join("tmp")).unwrap().count(),
             0

@@ -367,7 +367,7 @@ impl Worker {
                     .unwrap_or_else(|| tokio::time::Instant::now() + self.config.idle_poll);
                 tokio::select! {
                     () = tokio::time::sleep_until(wake) => {}
-                    _ = recording.join_next(), if !recording.is_empty() => {}
+                    done = recording.join_next(), if !recording.is_empty() => { log_abnormal_end(done, "a recording"); }
                     changed = shutdown.changed() => {
                         if changed.is_err() {
                             break;
@@ -379,7 +379,7 @@ impl Worker {
             let record_by = oldest_ended + RECORD_WITHIN;
             tokio::select! {
                 done = in_flight.join_next(), if !in_flight.is_empty() => {
-                    if let Some(Ok(attempt)) = done {
+                    if let Some(attempt) = log_abnormal_end(done, "an attempt") {
                         if ended.is_empty() {
                             oldest_ended = tokio::time::Instant::now();
                         }
@@ -387,7 +387,7 @@ impl Worker {
                     }
                 }
                 () = tokio::time::sleep_until(record_by), if !ended.is_empty() && recording.is_empty() => {}
-                _ = recording.join_next(), if !recording.is_empty() => {}
+                done = recording.join_next(), if !recording.is_empty() => { log_abnormal_end(done, "a recording"); }
                 () = tokio::time::sleep_until(paced_until.unwrap_or(record_by)), if paced_until.is_some() => {}
                 changed = shutdown.changed() => {
                     if changed.is_err() {
@@ -408,11 +408,11 @@ impl Worker {
             }
             tokio::select! {
                 done = in_flight.join_next(), if !in_flight.is_empty() => {
-                    if let Some(Ok(attempt)) = done {
+                    if let Some(attempt) = log_abnormal_end(done, "an attempt") {
                         ended.push(attempt);
                     }
                 }
-                _ = recording.join_next(), if !recording.is_empty() => {}
+                done = recording.join_next(), if !recording.is_empty() => { log_abnormal_end(done, "a recording"); }
             }
         }
     }
@@ -448,3 +448,15 @@ impl Pass {
 
 #[cfg(test)]
 mod tests;
+
+/// The output of a task that ended, if it ended normally; a task that panicked is logged (its
+/// messages stay claimed and come back when their lease ends).
+fn log_abnormal_end<T>(done: Option<Result<T, tokio::task::JoinError>>, what: &str) -> Option<T> {
+    match done? {
+        Ok(output) => Some(output),
+        Err(error) => {
+            tracing::error!(%error, "{what} task ended abnormally; its messages are retried when their lease ends");
+            None
+        }
+    }
+}

@@ -850,7 +850,7 @@ where
              RETURNING *",
             lock = D::CLAIM_LOCK,
         );
-        let rows: Vec<MessageRow<I>> = sqlx::query_as(AssertSqlSafe(sql))
+        let rows = sqlx::query(AssertSqlSafe(sql))
             .bind(lease.as_uuid())
             .bind(D::instant(lease_until))
             .bind(D::instant(now))
@@ -860,12 +860,30 @@ where
             .fix()?;
         // A row that cannot be read (edited by hand, or written by an incompatible version)
         // fails on its own: were the claim to fail as a whole, the same batch would be
-        // claimed together again at every lease end and none of it delivered.
+        // claimed together again at every lease end and none of it delivered. Each row is
+        // decoded by itself, and a decoder that panics on a value out of its range (sqlx's
+        // timestamps do, on PostgreSQL's `infinity` or a year past 9999) fails only its row.
         let mut claims = Vec::with_capacity(rows.len());
         let mut unreadable = Vec::new();
         for row in rows {
-            let id = row.id();
-            match row.into_message(D::read_instant) {
+            let Ok((id,)) = <(Uuid,)>::from_row(&row) else {
+                // Without its id the row cannot even be failed: it comes back at its lease
+                // end, and is logged each time.
+                tracing::error!("a claimed message has no readable id; it is left to its lease");
+                continue;
+            };
+            let id = MessageId::from_uuid(id);
+            let read = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                MessageRow::<I>::from_row(&row)
+            }))
+            .unwrap_or_else(|_| {
+                Err(sqlx::Error::Decode(
+                    "a value is out of the range this program can represent".into(),
+                ))
+            })
+            .fix()
+            .and_then(|row| row.into_message(D::read_instant));
+            match read {
                 Ok(message) => claims.push(Claim { message, lease }),
                 Err(error) => {
                     tracing::error!(message_id = %id, %error, "a claimed message cannot be read; it fails");
@@ -880,8 +898,12 @@ where
                 }
             }
         }
-        if !unreadable.is_empty() {
-            self.settle(&unreadable, now).await?;
+        // Failing them is best effort: the readable claims go on whatever happens here, and
+        // an unreadable row left claimed comes back at its lease end.
+        if !unreadable.is_empty()
+            && let Err(error) = self.settle(&unreadable, now).await
+        {
+            tracing::error!(%error, "unreadable claimed messages could not be failed; they come back at their lease end");
         }
         claims.sort_by_key(|c| (c.message.first_due(), c.message.id));
         Ok(claims)

@@ -57,6 +57,14 @@ impl Fixture for SqliteFixture {
             .await
             .unwrap();
     }
+
+    async fn corrupt_message_beyond_decoding(&self, message: MessageId) {
+        sqlx::query("UPDATE messages SET scheduled_at = 'not a time' WHERE id = $1")
+            .bind(message.as_uuid())
+            .execute(self.store.pool())
+            .await
+            .unwrap();
+    }
 }
 
 async fn fixture() -> SqliteFixture {

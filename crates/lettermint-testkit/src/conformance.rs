@@ -45,6 +45,9 @@ pub trait Fixture: Send + Sync {
     async fn delete_team(&self, team: TeamId);
     /// Overwrites a message's metadata with text that is not JSON, as a hand edit might.
     async fn corrupt_message(&self, message: MessageId);
+    /// Makes a column of a message's row undecodable as its type (a value out of range, or of
+    /// another type), as a hand edit can.
+    async fn corrupt_message_beyond_decoding(&self, message: MessageId);
 }
 
 /// Every value the statements `selects` return, for [`Fixture::dump_all_values`]: each
@@ -3085,25 +3088,31 @@ pub async fn one_settlement_logs_an_entry_per_token_and_outcome(f: &dyn Fixture)
 pub async fn an_unreadable_message_fails_alone_and_its_batch_is_claimed(f: &dyn Fixture) {
     let store = f.store();
     let t0 = now();
-    let (_, tok, messages) = accepted(&*store, 3, t0).await;
+    let (_, tok, messages) = accepted(&*store, 4, t0).await;
     f.corrupt_message(messages[1].id).await;
+    f.corrupt_message_beyond_decoding(messages[2].id).await;
     let claims = store
         .claim_due(t0, t0 + Duration::minutes(5), 10)
         .await
         .unwrap();
-    assert_eq!(ids_of(&claims), vec![messages[0].id, messages[2].id]);
+    assert_eq!(ids_of(&claims), vec![messages[0].id, messages[3].id]);
     let delivery: Vec<_> = delivery_log(&*store, tok.id)
         .await
         .into_iter()
-        .map(|e| (e.outcome, e.status, e.message_ids))
+        .map(|mut e| {
+            e.message_ids.sort();
+            (e.outcome, e.status, e.message_ids)
+        })
         .collect();
-    assert_eq!(delivery, vec![(Outcome::Failed, 0, vec![messages[1].id])]);
+    let mut failed = vec![messages[1].id, messages[2].id];
+    failed.sort();
+    assert_eq!(delivery, vec![(Outcome::Failed, 0, failed)]);
     // Never due again: the next claims see only the others, once their lease has run out.
     let later = store
         .claim_due(t0 + Duration::minutes(6), t0 + Duration::minutes(11), 10)
         .await
         .unwrap();
-    assert_eq!(ids_of(&later), vec![messages[0].id, messages[2].id]);
+    assert_eq!(ids_of(&later), vec![messages[0].id, messages[3].id]);
 }
 
 /// A project's messages page newest first (or oldest first), filtered by status, and never
