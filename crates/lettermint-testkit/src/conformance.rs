@@ -106,6 +106,7 @@ macro_rules! conformance_suite {
             concurrent_claims_take_disjoint_messages,
             settlements_need_the_current_lease_and_log_the_outcome,
             one_settlement_logs_an_entry_per_token_and_outcome,
+            a_settlement_of_several_attempts_answers_each_on_its_own,
             an_unreadable_message_fails_alone_and_its_batch_is_claimed,
             messages_page_newest_first_and_filter_by_status,
             rotation_keeps_both_values_during_the_overlap_only,
@@ -3080,6 +3081,85 @@ pub async fn one_settlement_logs_an_entry_per_token_and_outcome(f: &dyn Fixture)
             Channel::Api,
             t1
         )]
+    );
+}
+
+/// One settlement of several attempts answers each on its own: an attempt under a stale lease
+/// records nothing, whatever its neighbours; a message named twice (an old lease, then its
+/// current one) is recorded once, by the settle that holds its lease.
+pub async fn a_settlement_of_several_attempts_answers_each_on_its_own(f: &dyn Fixture) {
+    let store = f.store();
+    let t0 = now();
+    let (p, _, messages) = accepted(&*store, 3, t0).await;
+    let old = store
+        .claim_due(t0, t0 + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    // The leases run out; the messages are claimed again under a new one.
+    let t1 = t0 + Duration::minutes(6);
+    let new = store
+        .claim_due(t1, t1 + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&new), ids_of(&old));
+    let (old, new) = (old[0].lease, new[0].lease);
+    let reply = |code: u16| Reply {
+        code: Some(code),
+        text: format!("{code} reply"),
+    };
+    let settle = |message: MessageId, lease: LeaseId, settlement: Settlement| Settle {
+        message,
+        lease,
+        settlement,
+    };
+    let t2 = t1 + Duration::seconds(1);
+    let done = store
+        .settle(
+            &[
+                settle(messages[0].id, new, Settlement::Delivered(reply(250))),
+                settle(messages[1].id, old, Settlement::Delivered(reply(250))),
+            ],
+            t2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, vec![true, false]);
+    let retry_at = t2 + Duration::minutes(1);
+    let done = store
+        .settle(
+            &[
+                settle(messages[2].id, old, Settlement::Failed(reply(550))),
+                settle(messages[2].id, new, Settlement::Delivered(reply(251))),
+                settle(
+                    messages[1].id,
+                    new,
+                    Settlement::Deferred {
+                        reply: reply(451),
+                        retry_at,
+                    },
+                ),
+            ],
+            t2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, vec![false, true, true]);
+    let mut seen = Vec::new();
+    for m in &messages {
+        let m = store.get_message(p.id, m.id).await.unwrap().unwrap();
+        seen.push((m.status, m.delivery.last_reply, m.delivery.next_attempt_at));
+    }
+    assert_eq!(
+        seen,
+        vec![
+            (MessageStatus::Delivered, Some("250 250 reply".into()), None),
+            (
+                MessageStatus::Deferred,
+                Some("451 451 reply".into()),
+                Some(retry_at)
+            ),
+            (MessageStatus::Delivered, Some("251 251 reply".into()), None),
+        ]
     );
 }
 
