@@ -204,9 +204,9 @@ impl Dialect for SqliteDialect {
 /// Settles per statement, at most (5 parameters each, far below SQLite's 32,766).
 const SETTLE_CHUNK: usize = 256;
 
-/// Settles `settles` (each message named once) in one statement: the statement's hand-off to
-/// SQLite's thread, not its execution, was most of what a settlement cost when each attempt had
-/// its own.
+/// Settles `settles` (each message named once) in one statement. Each statement is a hand-off
+/// to the connection's SQLite thread and back; with one per attempt, a one-worker drain spent
+/// more time switching threads than in SQLite (docs/performance.md).
 async fn settle_chunk(
     conn: &mut SqliteConnection,
     settles: &[Settle],
