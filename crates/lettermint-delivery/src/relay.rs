@@ -267,17 +267,22 @@ impl Relay for MaildirRelay {
                 let mut out = std::fs::File::create(&tmp)?;
                 out.write_all(&file)?;
                 out.sync_all()?;
-                std::fs::rename(&tmp, &new)?;
-                // The rename is durable only once the directory is: without this, a crash
-                // could lose a file whose message is already recorded delivered.
-                std::fs::File::open(&new_dir)?.sync_all()
+                std::fs::rename(&tmp, &new)
             };
             let result = write();
             // A half-written file (a full disk) is not left to fill it further at each retry.
             if result.is_err() {
                 let _ = std::fs::remove_file(&tmp);
+                return result;
             }
-            result
+            // The rename is durable only once the directory is: without this, a crash could
+            // lose a file whose message is already recorded delivered. The file is in `new/`
+            // by now, so a failure here is logged rather than retried (a retry would write a
+            // second copy).
+            if let Err(error) = std::fs::File::open(&new_dir).and_then(|d| d.sync_all()) {
+                tracing::warn!(%error, dir = %new_dir.display(), "cannot sync the maildir");
+            }
+            Ok(())
         })
         .await;
         match written {

@@ -400,6 +400,13 @@ pub(crate) fn dot_stuffed(data: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Whether the header section holds UTF-8 beyond ASCII (not other 8-bit bytes, such as
+/// Latin-1, which SMTPUTF8 does not describe).
+fn utf8_headers(data: &[u8]) -> bool {
+    let headers = header_section(data);
+    !headers.is_ascii() && std::str::from_utf8(headers).is_ok()
+}
+
 /// The message's header section: everything before the first empty line.
 fn header_section(data: &[u8]) -> &[u8] {
     let mut line_start = 0;
@@ -432,16 +439,18 @@ fn mail_from(
     }
     let non_ascii = envelope.from().is_some_and(|a| !a.to_string().is_ascii())
         || envelope.to().iter().any(|a| !a.to_string().is_ascii());
-    // UTF-8 in the header section (RFC 6532, as an SMTP client may submit it) needs SMTPUTF8
-    // too (RFC 6531, 3.2), not only 8BITMIME.
-    if non_ascii || !header_section(data).is_ascii() {
+    if non_ascii {
         if !caps.smtp_utf8 {
-            return Err(RelayError::permanent(if non_ascii {
-                "the envelope has non-ASCII addresses and the smarthost does not offer SMTPUTF8"
-            } else {
-                "the message has UTF-8 headers and the smarthost does not offer SMTPUTF8"
-            }));
+            return Err(RelayError::permanent(
+                "the envelope has non-ASCII addresses and the smarthost does not offer SMTPUTF8",
+            ));
         }
+        line.push_str(" SMTPUTF8");
+    } else if caps.smtp_utf8 && utf8_headers(data) {
+        // UTF-8 in the header section (RFC 6532, as an SMTP client may submit it) is declared
+        // where the server understands it (RFC 6531, 3.2). Where it does not, the message
+        // goes as before, with `8BITMIME`, as Postfix sends a message whose client did not
+        // ask for SMTPUTF8: failing it would refuse mail such a smarthost takes today.
         line.push_str(" SMTPUTF8");
     }
     line.push_str("\r\n");
@@ -544,6 +553,14 @@ impl Session {
             for rcpt in rcpts {
                 match self.command("RCPT", rcpt).await {
                     Ok(response) if response.is_success() => {}
+                    // The server is closing the session: no more commands.
+                    Ok(response) if response.code == 421 => {
+                        return Outcome::Refused(
+                            response,
+                            FailureKind::Transient,
+                            Refusal::Dropped,
+                        );
+                    }
                     Ok(response) => refusals.push(response),
                     Err(f) => return before(f),
                 }
@@ -979,7 +996,8 @@ mod tests {
         .unwrap_err();
         assert_eq!(err.kind, FailureKind::Permanent);
         assert!(err.reply.text.contains("8BITMIME"));
-        // UTF-8 in a header (RFC 6532) needs SMTPUTF8 as well.
+        // UTF-8 in a header (RFC 6532) is declared with SMTPUTF8 where the server offers it,
+        // and goes with 8BITMIME alone where it does not; other 8-bit headers never claim it.
         let headers = "Subject: caf\u{e9}\n\nplain".as_bytes();
         assert_eq!(
             mail_from(&ascii, headers, &all).unwrap(),
@@ -989,9 +1007,14 @@ mod tests {
             eight_bit_mime: true,
             ..Capabilities::default()
         };
-        let err = mail_from(&ascii, headers, &eight_bit_only).unwrap_err();
-        assert_eq!(err.kind, FailureKind::Permanent);
-        assert!(err.reply.text.contains("SMTPUTF8"), "{err:?}");
+        assert_eq!(
+            mail_from(&ascii, headers, &eight_bit_only).unwrap(),
+            "MAIL FROM:<a@example.com> BODY=8BITMIME\r\n"
+        );
+        assert_eq!(
+            mail_from(&ascii, b"Subject: caf\xe9\n\nplain", &all).unwrap(),
+            "MAIL FROM:<a@example.com> BODY=8BITMIME\r\n"
+        );
         let utf8 = envelope("j\u{f6}rg@example.com");
         assert_eq!(
             mail_from(&utf8, b"plain", &all).unwrap(),

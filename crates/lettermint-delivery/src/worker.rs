@@ -263,7 +263,9 @@ impl Worker {
                     if !recorded {
                         tracing::warn!(
                             message_id = %settle.message,
-                            "lease ran out before the attempt settled; the message was claimed again"
+                            "attempt not recorded: its lease is no longer the message's (it ran \
+                             out and the message was claimed again, or a try of this recording \
+                             whose answer was lost had recorded it)"
                         );
                         pass.unsettled += 1;
                         continue;

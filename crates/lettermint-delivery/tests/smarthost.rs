@@ -441,7 +441,7 @@ async fn a_recipient_refused_for_good_fails_the_message_whatever_its_place() {
             }
         })
         .await;
-        let relay = relay(&format!("smtp://127.0.0.1:{port}?tls=none"));
+        let relay = relay_with(&format!("smtp://127.0.0.1:{port}?tls=none"), 1);
         // The temporary refusal comes first: retrying could never deliver the message.
         let err = relay
             .relay(
@@ -481,19 +481,44 @@ async fn a_recipient_refused_for_good_fails_the_message_whatever_its_place() {
 #[tokio::test]
 async fn too_many_recipients_is_temporary_and_a_busy_ehlo_is_not_answered_with_helo() {
     // RFC 5321, 4.5.3.1.10: a 552 at RCPT is a recipient limit, to be treated as 452.
-    let (port, _) = scripted_server(|command| {
+    for pipelining in [true, false] {
+        let (port, _) = scripted_server(move |command| {
+            if command.starts_with("EHLO") && pipelining {
+                Some("250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME")
+            } else if command.starts_with("RCPT TO:<many@") {
+                Some("552 5.5.3 too many recipients")
+            } else if command.starts_with("DATA") {
+                Some("554 5.5.1 no valid recipients")
+            } else {
+                None
+            }
+        })
+        .await;
+        let err = relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+            .relay(&envelope(&["many@example.net"]), b"Subject: x\r\n\r\nx\r\n")
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.kind, err.reply.code),
+            (FailureKind::Transient, Some(552)),
+            "pipelining {pipelining}"
+        );
+    }
+
+    // A server that does not know EHLO gets HELO, and the message goes (7-bit).
+    let (port, seen) = scripted_server(|command| {
         command
-            .starts_with("RCPT TO:<many@")
-            .then_some("552 5.5.3 too many recipients")
+            .starts_with("EHLO")
+            .then_some("502 5.5.2 command not recognized")
     })
     .await;
-    let err = relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
-        .relay(&envelope(&["many@example.net"]), b"Subject: x\r\n\r\nx\r\n")
+    relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+        .relay(&envelope(&["a@example.net"]), b"Subject: x\r\n\r\nx\r\n")
         .await
-        .unwrap_err();
-    assert_eq!(
-        (err.kind, err.reply.code),
-        (FailureKind::Transient, Some(552))
+        .unwrap();
+    assert!(
+        seen.lock().unwrap().iter().any(|l| l.starts_with("HELO")),
+        "{seen:?}"
     );
 
     // A server that refuses EHLO for now must not get HELO: a session without 8BITMIME would
@@ -522,18 +547,18 @@ async fn too_many_recipients_is_temporary_and_a_busy_ehlo_is_not_answered_with_h
 }
 
 #[tokio::test]
-async fn utf8_headers_need_smtputf8() {
+async fn utf8_headers_are_declared_with_smtputf8_where_offered() {
     let data = "From: sender@example.com\r\nSubject: r\u{e9}sum\u{e9}\r\n\r\nx\r\n".as_bytes();
-    // 8BITMIME only: refused for good, nothing sent.
+    // 8BITMIME only: sent as before.
     let (port, seen) = scripted_server(|_| None).await;
-    let err = relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+    relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
         .relay(&envelope(&["a@example.net"]), data)
         .await
-        .unwrap_err();
-    assert_eq!(err.kind, FailureKind::Permanent);
-    assert!(err.reply.text.contains("SMTPUTF8"), "{err:?}");
-    assert!(
-        !seen.lock().unwrap().iter().any(|l| l.starts_with("MAIL")),
+        .unwrap();
+    let seen = seen.lock().unwrap().clone();
+    let mail = seen.iter().find(|l| l.starts_with("MAIL")).unwrap();
+    assert_eq!(
+        mail, "MAIL FROM:<sender@example.com> BODY=8BITMIME",
         "{seen:?}"
     );
     // Offered: MAIL FROM carries SMTPUTF8.
@@ -570,4 +595,34 @@ async fn a_reply_whose_lines_disagree_on_the_code_is_not_trusted() {
     assert_eq!((err.kind, err.reply.code), (FailureKind::Transient, None));
     assert!(err.reply.text.contains("disagree"), "{err:?}");
     assert!(!seen.lock().unwrap().iter().any(|l| l == "x"), "{seen:?}");
+}
+
+#[tokio::test]
+async fn a_421_at_rcpt_ends_the_transaction_without_pipelining() {
+    // The server is closing: no further command may follow (RFC 5321, 3.8).
+    let (port, seen) = scripted_server(|command| {
+        command
+            .starts_with("RCPT TO:<first@")
+            .then_some("421 4.3.2 shutting down")
+    })
+    .await;
+    let err = relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+        .relay(
+            &envelope(&["first@example.net", "second@example.net"]),
+            b"Subject: x\r\n\r\nx\r\n",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.reply.code),
+        (FailureKind::Transient, Some(421))
+    );
+    let seen = seen.lock().unwrap().clone();
+    let after = seen
+        .iter()
+        .skip_while(|l| !l.starts_with("RCPT TO:<first@"))
+        .skip(1)
+        .filter(|l| !l.starts_with("QUIT"))
+        .count();
+    assert_eq!(after, 0, "nothing but QUIT after the 421: {seen:?}");
 }

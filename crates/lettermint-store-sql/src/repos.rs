@@ -866,6 +866,7 @@ where
         let mut claims = Vec::with_capacity(rows.len());
         let mut unreadable = Vec::new();
         for row in rows {
+            // `RETURNING *`: `id` is the first column of `messages` in both schemas.
             let Ok((id,)) = <(Uuid,)>::from_row(&row) else {
                 // Without its id the row cannot even be failed: it comes back at its lease
                 // end, and is logged each time.

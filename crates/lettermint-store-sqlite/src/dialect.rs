@@ -213,12 +213,16 @@ async fn settle_chunk(
     now: OffsetDateTime,
 ) -> Result<Vec<Option<(Uuid, String)>>> {
     use std::fmt::Write as _;
-    let mut sql = String::with_capacity(256 + settles.len() * 32);
+    // Rows of parameters for a power of two at least `settles.len()`, the rest bound to NULL
+    // (matching no message): a few statement texts, each prepared once, instead of one per
+    // size crowding the connection's statement cache.
+    let rows = settles.len().next_power_of_two();
+    let mut sql = String::with_capacity(256 + rows * 32);
     sql.push_str(
         "UPDATE messages AS m SET status = v.column3, last_reply = v.column4, \
          status_changed_at = $1, due_at = v.column5, lease_id = NULL FROM (VALUES ",
     );
-    for i in 0..settles.len() {
+    for i in 0..rows {
         let first = 2 + i * 5;
         let _ = write!(
             sql,
@@ -244,6 +248,14 @@ async fn settle_chunk(
             .bind(settle.settlement.status().as_str())
             .bind(settle.settlement.reply().to_line())
             .bind(SqliteDialect::opt_instant(settle.settlement.retry_at()));
+    }
+    for _ in settles.len()..rows {
+        query = query
+            .bind(None::<Uuid>)
+            .bind(None::<Uuid>)
+            .bind(None::<&str>)
+            .bind(None::<String>)
+            .bind(None::<i64>);
     }
     let rows = query.fetch_all(&mut *conn).await.fix()?;
     let mut by_message: HashMap<Uuid, (Uuid, String)> = rows

@@ -107,6 +107,7 @@ macro_rules! conformance_suite {
             settlements_need_the_current_lease_and_log_the_outcome,
             one_settlement_logs_an_entry_per_token_and_outcome,
             a_settlement_of_several_attempts_answers_each_on_its_own,
+            a_settlement_of_hundreds_of_attempts_records_each,
             an_unreadable_message_fails_alone_and_its_batch_is_claimed,
             messages_page_newest_first_and_filter_by_status,
             rotation_keeps_both_values_during_the_overlap_only,
@@ -3161,6 +3162,63 @@ pub async fn a_settlement_of_several_attempts_answers_each_on_its_own(f: &dyn Fi
             (MessageStatus::Delivered, Some("251 251 reply".into()), None),
         ]
     );
+}
+
+/// A settlement larger than a store may put in one statement records every attempt, and
+/// answers each (a stale lease among them stays unrecorded).
+pub async fn a_settlement_of_hundreds_of_attempts_records_each(f: &dyn Fixture) {
+    let store = f.store();
+    let t0 = now();
+    let (p, _, _) = accepted(&*store, 301, t0).await;
+    let claims = store
+        .claim_due(t0, t0 + Duration::minutes(5), 400)
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 301);
+    let settles: Vec<Settle> = claims
+        .iter()
+        .enumerate()
+        .map(|(n, c)| Settle {
+            message: c.message.id,
+            // One stale lease, in the second part of the batch.
+            lease: if n == 290 { LeaseId::new() } else { c.lease },
+            settlement: Settlement::Delivered(Reply {
+                code: Some(250),
+                text: format!("2.0.0 queued as {n}"),
+            }),
+        })
+        .collect();
+    let done = store
+        .settle(&settles, t0 + Duration::seconds(1))
+        .await
+        .unwrap();
+    assert_eq!(done.len(), 301);
+    assert_eq!(
+        done.iter()
+            .enumerate()
+            .filter(|(_, d)| !**d)
+            .map(|(n, _)| n)
+            .collect::<Vec<_>>(),
+        vec![290]
+    );
+    for (n, c) in claims.iter().enumerate().step_by(37) {
+        let m = store
+            .get_message(p.id, c.message.id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(m.status, MessageStatus::Delivered);
+        assert_eq!(
+            m.delivery.last_reply,
+            Some(format!("250 2.0.0 queued as {n}"))
+        );
+    }
+    let stale = store
+        .get_message(p.id, claims[290].message.id)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stale.status, MessageStatus::Processed);
 }
 
 /// A claimed row that cannot be read fails on its own (a `failed` entry in its token's log, and
