@@ -424,22 +424,39 @@ async fn scripted_server(
     (port, seen)
 }
 
+/// A [`scripted_server`] (offering `PIPELINING` or not) that refuses the recipients whose
+/// address starts with one of `refusals`' prefixes with its reply, and `DATA` when none was
+/// accepted.
+async fn refusing_recipients(
+    pipelining: bool,
+    refusals: &'static [(&'static str, &'static str)],
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    scripted_server(move |command| {
+        if command.starts_with("EHLO") && pipelining {
+            return Some("250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME");
+        }
+        if command.starts_with("DATA") {
+            return Some("554 5.5.1 no valid recipients");
+        }
+        let address = command.strip_prefix("RCPT TO:<")?;
+        refusals
+            .iter()
+            .find(|(prefix, _)| address.starts_with(prefix))
+            .map(|(_, reply)| *reply)
+    })
+    .await
+}
+
 #[tokio::test]
 async fn a_recipient_refused_for_good_fails_the_message_whatever_its_place() {
     for pipelining in [true, false] {
-        let (port, seen) = scripted_server(move |command| {
-            if command.starts_with("EHLO") && pipelining {
-                Some("250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME")
-            } else if command.starts_with("RCPT TO:<full@") {
-                Some("452 4.2.2 mailbox full")
-            } else if command.starts_with("RCPT TO:<gone@") {
-                Some("550 5.1.1 no such user")
-            } else if command.starts_with("DATA") {
-                Some("554 5.5.1 no valid recipients")
-            } else {
-                None
-            }
-        })
+        let (port, seen) = refusing_recipients(
+            pipelining,
+            &[
+                ("full@", "452 4.2.2 mailbox full"),
+                ("gone@", "550 5.1.1 no such user"),
+            ],
+        )
         .await;
         let relay = relay_with(&format!("smtp://127.0.0.1:{port}?tls=none"), 1);
         // The temporary refusal comes first: retrying could never deliver the message.
@@ -482,18 +499,8 @@ async fn a_recipient_refused_for_good_fails_the_message_whatever_its_place() {
 async fn too_many_recipients_is_temporary_and_a_busy_ehlo_is_not_answered_with_helo() {
     // RFC 5321, 4.5.3.1.10: a 552 at RCPT is a recipient limit, to be treated as 452.
     for pipelining in [true, false] {
-        let (port, _) = scripted_server(move |command| {
-            if command.starts_with("EHLO") && pipelining {
-                Some("250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME")
-            } else if command.starts_with("RCPT TO:<many@") {
-                Some("552 5.5.3 too many recipients")
-            } else if command.starts_with("DATA") {
-                Some("554 5.5.1 no valid recipients")
-            } else {
-                None
-            }
-        })
-        .await;
+        let (port, _) =
+            refusing_recipients(pipelining, &[("many@", "552 5.5.3 too many recipients")]).await;
         let err = relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
             .relay(&envelope(&["many@example.net"]), b"Subject: x\r\n\r\nx\r\n")
             .await
