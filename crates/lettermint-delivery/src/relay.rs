@@ -259,8 +259,8 @@ impl Relay for MaildirRelay {
         file.extend_from_slice(data);
         let name = format!("{}.lettermint.eml", uuid::Uuid::now_v7());
         let tmp = self.dir.join("tmp").join(&name);
-        let new = self.dir.join("new").join(&name);
         let new_dir = self.dir.join("new");
+        let new = new_dir.join(&name);
         let written = tokio::task::spawn_blocking(move || -> std::io::Result<()> {
             use std::io::Write as _;
             let write = || -> std::io::Result<()> {

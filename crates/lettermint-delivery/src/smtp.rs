@@ -466,18 +466,11 @@ fn kind_of(code: u16) -> FailureKind {
     }
 }
 
-/// The refusal that decides a transaction refused before the data, with what it makes of the
-/// message: `MAIL`'s; else the first recipient refused for good (one is enough to make the
-/// message, which is not split, impossible); else the first recipient refused for now. A `552`
-/// at `RCPT` is a limit on recipients, which RFC 5321 (4.5.3.1.10) says to treat as `452`.
-fn deciding_refusal(
-    mail: Response,
-    rcpts: impl IntoIterator<Item = Response>,
-) -> Option<(Response, FailureKind)> {
-    if !mail.is_success() {
-        let kind = kind_of(mail.code);
-        return Some((mail, kind));
-    }
+/// Among the replies to `RCPT`, the refusal that decides the transaction, with what it makes of
+/// the message: the first recipient refused for good (one is enough to make the message, which
+/// is not split, impossible); else the first recipient refused for now. A `552` at `RCPT` is a
+/// limit on recipients, which RFC 5321 (4.5.3.1.10) says to treat as `452`.
+fn deciding_refusal(rcpts: impl IntoIterator<Item = Response>) -> Option<(Response, FailureKind)> {
     let mut temporary = None;
     for reply in rcpts.into_iter().filter(|r| !r.is_success()) {
         if reply.code >= 500 && reply.code != 552 {
@@ -528,7 +521,14 @@ impl Session {
             let data_reply = replies.pop().expect("DATA reply");
             let mut replies = replies.into_iter();
             let mail_reply = replies.next().expect("MAIL reply");
-            match (deciding_refusal(mail_reply, replies), data_reply.code) {
+            // A refused `MAIL` decides (the recipients' `503`s follow from it).
+            let refused = if mail_reply.is_success() {
+                deciding_refusal(replies)
+            } else {
+                let kind = kind_of(mail_reply.code);
+                Some((mail_reply, kind))
+            };
+            match (refused, data_reply.code) {
                 (None, 354) => None,
                 // Some recipient was refused but others were not, so the server waits for the
                 // message: it cannot be taken back, only abandoned with the session.
@@ -565,11 +565,7 @@ impl Session {
                     Err(f) => return before(f),
                 }
             }
-            let accepted = Response {
-                code: 250,
-                lines: Vec::new(),
-            };
-            match deciding_refusal(accepted, refusals) {
+            match deciding_refusal(refusals) {
                 Some(refused) => Some(refused),
                 None => match self.command("DATA", "DATA\r\n").await {
                     Ok(response) if response.code == 354 => None,

@@ -79,7 +79,7 @@ async fn an_unreachable_smarthost_is_transient() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let relay = relay(&format!("smtp://127.0.0.1:{port}?tls=none"));
+    let relay = plain_relay(port);
     let err = relay
         .relay(&envelope(&["a@example.net"]), b"Subject: x\r\n\r\nx\r\n")
         .await
@@ -447,6 +447,19 @@ async fn refusing_recipients(
     .await
 }
 
+/// A [`scripted_server`] that answers the commands starting with `prefix` with `reply`.
+async fn answering(
+    prefix: &'static str,
+    reply: &'static str,
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    scripted_server(move |command| command.starts_with(prefix).then_some(reply)).await
+}
+
+/// A relay to a scripted server on `port`, in plain text.
+fn plain_relay(port: u16) -> SmtpRelay {
+    relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+}
+
 #[tokio::test]
 async fn a_recipient_refused_for_good_fails_the_message_whatever_its_place() {
     for pipelining in [true, false] {
@@ -501,7 +514,7 @@ async fn too_many_recipients_is_temporary_and_a_busy_ehlo_is_not_answered_with_h
     for pipelining in [true, false] {
         let (port, _) =
             refusing_recipients(pipelining, &[("many@", "552 5.5.3 too many recipients")]).await;
-        let err = relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+        let err = plain_relay(port)
             .relay(&envelope(&["many@example.net"]), b"Subject: x\r\n\r\nx\r\n")
             .await
             .unwrap_err();
@@ -513,13 +526,8 @@ async fn too_many_recipients_is_temporary_and_a_busy_ehlo_is_not_answered_with_h
     }
 
     // A server that does not know EHLO gets HELO, and the message goes (7-bit).
-    let (port, seen) = scripted_server(|command| {
-        command
-            .starts_with("EHLO")
-            .then_some("502 5.5.2 command not recognized")
-    })
-    .await;
-    relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+    let (port, seen) = answering("EHLO", "502 5.5.2 command not recognized").await;
+    plain_relay(port)
         .relay(&envelope(&["a@example.net"]), b"Subject: x\r\n\r\nx\r\n")
         .await
         .unwrap();
@@ -530,13 +538,8 @@ async fn too_many_recipients_is_temporary_and_a_busy_ehlo_is_not_answered_with_h
 
     // A server that refuses EHLO for now must not get HELO: a session without 8BITMIME would
     // fail this 8-bit message for good.
-    let (port, seen) = scripted_server(|command| {
-        command
-            .starts_with("EHLO")
-            .then_some("421 4.3.2 busy, try later")
-    })
-    .await;
-    let err = relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+    let (port, seen) = answering("EHLO", "421 4.3.2 busy, try later").await;
+    let err = plain_relay(port)
         .relay(
             &envelope(&["a@example.net"]),
             "Subject: x\r\n\r\nd\u{e9}j\u{e0}\r\n".as_bytes(),
@@ -558,7 +561,7 @@ async fn utf8_headers_are_declared_with_smtputf8_where_offered() {
     let data = "From: sender@example.com\r\nSubject: r\u{e9}sum\u{e9}\r\n\r\nx\r\n".as_bytes();
     // 8BITMIME only: sent as before.
     let (port, seen) = scripted_server(|_| None).await;
-    relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+    plain_relay(port)
         .relay(&envelope(&["a@example.net"]), data)
         .await
         .unwrap();
@@ -569,13 +572,8 @@ async fn utf8_headers_are_declared_with_smtputf8_where_offered() {
         "{seen:?}"
     );
     // Offered: MAIL FROM carries SMTPUTF8.
-    let (port, seen) = scripted_server(|command| {
-        command
-            .starts_with("EHLO")
-            .then_some("250-mx.test\r\n250-8BITMIME\r\n250 SMTPUTF8")
-    })
-    .await;
-    relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+    let (port, seen) = answering("EHLO", "250-mx.test\r\n250-8BITMIME\r\n250 SMTPUTF8").await;
+    plain_relay(port)
         .relay(&envelope(&["a@example.net"]), data)
         .await
         .unwrap();
@@ -589,13 +587,8 @@ async fn utf8_headers_are_declared_with_smtputf8_where_offered() {
 
 #[tokio::test]
 async fn a_reply_whose_lines_disagree_on_the_code_is_not_trusted() {
-    let (port, seen) = scripted_server(|command| {
-        command
-            .starts_with("MAIL")
-            .then_some("250-2.1.0 sender ok\r\n550 5.7.1 but no")
-    })
-    .await;
-    let err = relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+    let (port, seen) = answering("MAIL", "250-2.1.0 sender ok\r\n550 5.7.1 but no").await;
+    let err = plain_relay(port)
         .relay(&envelope(&["a@example.net"]), b"Subject: x\r\n\r\nx\r\n")
         .await
         .unwrap_err();
@@ -607,13 +600,8 @@ async fn a_reply_whose_lines_disagree_on_the_code_is_not_trusted() {
 #[tokio::test]
 async fn a_421_at_rcpt_ends_the_transaction_without_pipelining() {
     // The server is closing: no further command may follow (RFC 5321, 3.8).
-    let (port, seen) = scripted_server(|command| {
-        command
-            .starts_with("RCPT TO:<first@")
-            .then_some("421 4.3.2 shutting down")
-    })
-    .await;
-    let err = relay(&format!("smtp://127.0.0.1:{port}?tls=none"))
+    let (port, seen) = answering("RCPT TO:<first@", "421 4.3.2 shutting down").await;
+    let err = plain_relay(port)
         .relay(
             &envelope(&["first@example.net", "second@example.net"]),
             b"Subject: x\r\n\r\nx\r\n",

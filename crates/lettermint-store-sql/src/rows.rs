@@ -170,11 +170,6 @@ pub struct MessageRow<T> {
 }
 
 impl<T> MessageRow<T> {
-    /// The message's id (readable even when the rest of the row is not).
-    pub fn id(&self) -> MessageId {
-        MessageId::from_uuid(self.id)
-    }
-
     /// The message, reading instants with `instant`.
     pub fn into_message(
         self,
