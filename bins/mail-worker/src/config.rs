@@ -48,6 +48,9 @@ pub struct Config {
     pub retry_max_delay: u64,
     /// Seconds after which a message still failing transiently fails for good.
     pub give_up_after: u64,
+    /// Attempts of a message made alone that may be interrupted (the worker stopped during
+    /// each) before the message fails without another try.
+    pub crash_limit: u32,
     /// Address of the admin HTTP listener (`/healthz`, `/readyz`, `/metrics`).
     pub admin_listen: SocketAddr,
 }
@@ -70,6 +73,7 @@ impl Default for Config {
             retry_first_delay: whole_seconds(worker.retry.first_delay),
             retry_max_delay: whole_seconds(worker.retry.max_delay),
             give_up_after: whole_seconds(worker.retry.give_up_after),
+            crash_limit: worker.crash_limit,
             admin_listen: SocketAddr::from(([127, 0, 0, 1], 1589)),
         }
     }
@@ -97,6 +101,7 @@ impl Config {
                 give_up_after: seconds(self.give_up_after),
             },
             max_rate: std::num::NonZeroU32::new(self.max_rate),
+            crash_limit: self.crash_limit,
         }
     }
 
@@ -206,6 +211,12 @@ pub struct Cli {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub give_up_after: Option<u64>,
+    /// Attempts of a message made alone that may be interrupted (the worker stopped during
+    /// each) before it fails without another try
+    /// [env: LETTERMINT_WORKER_CRASH_LIMIT] [default: 3]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub crash_limit: Option<u32>,
     /// Address of the admin HTTP listener (/healthz, /readyz, /metrics); port 0 picks one
     /// [env: LETTERMINT_WORKER_ADMIN_LISTEN] [default: 127.0.0.1:1589]
     #[arg(long)]
@@ -214,7 +225,7 @@ pub struct Cli {
 }
 
 /// The keys read from `LETTERMINT_WORKER_*` variables.
-const ENV_KEYS: [&str; 14] = [
+const ENV_KEYS: [&str; 15] = [
     "smarthost",
     "smarthost_ca_file",
     "smarthost_connections",
@@ -228,6 +239,7 @@ const ENV_KEYS: [&str; 14] = [
     "retry_first_delay",
     "retry_max_delay",
     "give_up_after",
+    "crash_limit",
     "admin_listen",
 ];
 
@@ -262,6 +274,13 @@ pub fn load(cli: &Cli) -> Result<Config, Box<figment::Error>> {
         ("retry_max_delay", config.retry_max_delay, 1, 30 * DAY, "s"),
         ("give_up_after", config.give_up_after, 0, 365 * DAY, "s"),
         ("idle_poll_ms", config.idle_poll_ms, 1, HOUR * 1000, "ms"),
+        (
+            "crash_limit",
+            u64::from(config.crash_limit),
+            1,
+            1000,
+            "attempts",
+        ),
     ] {
         if value > most {
             return invalid(format!(
@@ -377,6 +396,15 @@ mod tests {
                 jail.set_env(&key, "1");
                 load(&Cli::default()).unwrap();
             }
+            // Zero would fail every message taken over from an interrupted attempt untried.
+            jail.set_env("LETTERMINT_WORKER_CRASH_LIMIT", "0");
+            let err = load(&Cli::default()).unwrap_err().to_string();
+            assert!(err.contains("`crash_limit` must be at least 1"), "{err}");
+            jail.set_env("LETTERMINT_WORKER_CRASH_LIMIT", "1001");
+            let err = load(&Cli::default()).unwrap_err().to_string();
+            assert!(err.contains("`crash_limit`"), "{err}");
+            jail.set_env("LETTERMINT_WORKER_CRASH_LIMIT", "1");
+            assert_eq!(load(&Cli::default()).unwrap().worker().crash_limit, 1);
             Ok(())
         });
     }

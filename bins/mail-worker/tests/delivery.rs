@@ -438,6 +438,86 @@ async fn sigkill_of_a_worker_mid_batch_loses_no_message() {
     assert_eq!(second.terminate().code(), Some(0));
 }
 
+/// A message that stops every worker that attempts it (here: the worker is killed whenever its
+/// data reaches the sink) is attempted alone once it has interrupted a batch, and fails untried
+/// after `crash_limit` interrupted attempts alone; the messages around it are delivered.
+#[tokio::test]
+async fn a_message_that_stops_every_worker_fails_and_spares_its_batch() {
+    let api = api(false).await;
+    let (arrived, poison_data) = std::sync::mpsc::channel::<()>();
+    let sink = SmtpSink::with_script(move |received, _| {
+        if received.data.windows(6).any(|w| w == b"poison") {
+            let _ = arrived.send(());
+            // Never answered: the worker is killed meanwhile.
+            Verdict::Delay(Duration::from_secs(3600))
+        } else {
+            Verdict::Accept
+        }
+    })
+    .await
+    .unwrap();
+    let bystanders = api
+        .enqueue_smtp(b"Subject: bystander\r\n\r\nbody\r\n", 6)
+        .await;
+    let poison = api
+        .enqueue_smtp(b"Subject: poison\r\n\r\nbody\r\n", 1)
+        .await[0];
+    let poison_data = Arc::new(std::sync::Mutex::new(poison_data));
+    let next_poison = || {
+        let poison_data = poison_data.clone();
+        tokio::task::spawn_blocking(move || {
+            poison_data
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(30))
+                .is_ok()
+        })
+    };
+    let args = [
+        "--lease",
+        "3",
+        "--smarthost-timeout",
+        "1",
+        "--crash-limit",
+        "2",
+    ];
+    // The first attempt, beside its batch; then two attempts alone: each time the worker dies.
+    for round in 0..3 {
+        let mut running = worker(&api.url, &sink.url(), &args);
+        assert!(
+            next_poison().await.unwrap(),
+            "round {round}: the poison message was not attempted: {}",
+            running.stderr()
+        );
+        running.kill();
+        let stored = api.message(poison).await;
+        assert_eq!(stored["status"], "processed", "round {round}: {stored}");
+    }
+    let mut last = worker(&api.url, &sink.url(), &args);
+    let failed = api.wait_for(poison, |m| m["status"] == "failed").await;
+    assert!(
+        failed["last_reply"]
+            .as_str()
+            .is_some_and(|r| r.contains("2 attempts") && r.contains("interrupted")),
+        "{failed}"
+    );
+    for id in &bystanders {
+        api.wait_for(*id, |m| m["status"] == "delivered").await;
+    }
+    assert!(
+        !next_poison().await.unwrap(),
+        "the failed message was attempted again"
+    );
+    let log = api.delivery_log().await;
+    assert!(log.contains(&(Outcome::Failed, 0, poison)), "{log:?}");
+    for id in &bystanders {
+        assert!(log.contains(&(Outcome::Delivered, 250, *id)), "{log:?}");
+    }
+    let stderr = last.stderr();
+    assert!(stderr.contains("fails without another try"), "{stderr}");
+    assert_eq!(last.terminate().code(), Some(0));
+}
+
 #[tokio::test]
 async fn two_workers_on_postgres_deliver_each_message_exactly_once() {
     let api = api(true).await;

@@ -203,6 +203,14 @@ pub struct DeliveryState {
     pub status_changed_at: Option<OffsetDateTime>,
     /// When a deferred message is due again (`None` in every other status).
     pub next_attempt_at: Option<OffsetDateTime>,
+    /// Attempts in a row, before the current one, whose worker stopped before recording how
+    /// they ended (the process died or lost the store). Counted by the claim that takes the
+    /// message over; 0 again once an outcome is recorded.
+    pub interrupted: u32,
+    /// Of [`DeliveryState::interrupted`], the attempts made alone: with nothing else in flight
+    /// in their worker, so that the message itself is the likely cause (see
+    /// [`crate::repo::DeliveryRepository::begin_alone`]).
+    pub interrupted_alone: u32,
 }
 
 /// Proof that a caller authenticated with a token: the token and the digest it presented.

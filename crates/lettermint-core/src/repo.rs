@@ -15,7 +15,9 @@ use crate::allowlist::IpAllowlist;
 use crate::audit::AuditEntry;
 use crate::delivery::{Claim, Settle};
 use crate::error::Result;
-use crate::id::{AccountId, AuditEntryId, MessageId, ProjectId, SessionId, TeamId, TokenId};
+use crate::id::{
+    AccountId, AuditEntryId, LeaseId, MessageId, ProjectId, SessionId, TeamId, TokenId,
+};
 use crate::kind::{ForProject, ForTeam, Owner};
 use crate::message::{IdempotencyRecord, Message, MessageStatus, Submission, SubmissionOutcome};
 use crate::model::{Project, ProjectToken, Route, Team, TeamToken, Token, TokenStatusFilter};
@@ -277,6 +279,10 @@ pub trait DeliveryRepository: Send + Sync {
     /// due instant has come, and processed ones whose lease ran out), oldest due first: each
     /// becomes `processed` under a new lease that runs until `lease_until`, with one more
     /// attempt counted. Concurrent claims never return the same message while its lease runs.
+    ///
+    /// A message taken over from a lease that ran out (its attempt was interrupted) has one
+    /// more [`DeliveryState::interrupted`](crate::DeliveryState::interrupted) attempt and
+    /// keeps its `interrupted_alone` count; any other message has both at 0.
     async fn claim_due(
         &self,
         now: OffsetDateTime,
@@ -288,6 +294,16 @@ pub trait DeliveryRepository: Send + Sync {
     /// message over). A delivered or failed message gets an entry in its token's log in the
     /// same transaction. Answers are in the order of `settles`.
     async fn settle(&self, settles: &[Settle], now: OffsetDateTime) -> Result<Vec<bool>>;
+    /// Records, before it starts, that a claimed attempt is made alone (nothing else in flight
+    /// in its worker): one more `interrupted_alone` attempt, which stands if the attempt never
+    /// records an outcome. The lease is extended to `lease_until`. False when `lease` is no
+    /// longer the message's lease (the attempt must not start).
+    async fn begin_alone(
+        &self,
+        message: MessageId,
+        lease: LeaseId,
+        lease_until: OffsetDateTime,
+    ) -> Result<bool>;
 }
 
 /// Accounts: the people who log in to the dashboard.

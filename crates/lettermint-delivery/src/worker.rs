@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lettermint_core::repo::DeliveryRepository;
-use lettermint_core::{Claim, Clock, RetryPolicy, Settle, Settlement};
+use lettermint_core::{Claim, Clock, Reply, RetryPolicy, Settle, Settlement};
 use rand::RngExt as _;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
@@ -28,6 +28,11 @@ pub struct WorkerConfig {
     /// and the smarthost allow). For smarthosts with a sending quota, and to bound what a
     /// worker takes from a machine it shares.
     pub max_rate: Option<std::num::NonZeroU32>,
+    /// A message taken over from an attempt that never recorded its outcome (its worker
+    /// stopped) is attempted alone, with nothing else in flight in this worker; once this many
+    /// of its attempts alone were interrupted too, it fails without another try, since it is
+    /// then most likely what stops workers. At least 1.
+    pub crash_limit: u32,
 }
 
 impl Default for WorkerConfig {
@@ -38,6 +43,7 @@ impl Default for WorkerConfig {
             idle_poll: Duration::from_millis(500),
             retry: RetryPolicy::default(),
             max_rate: None,
+            crash_limit: 3,
         }
     }
 }
@@ -140,26 +146,35 @@ impl Worker {
         }
     }
 
+    /// When a lease taken now ends.
+    fn lease_until(&self, now: time::OffsetDateTime) -> time::OffsetDateTime {
+        time::Duration::try_from(self.config.lease)
+            .ok()
+            .and_then(|lease| now.checked_add(lease))
+            .unwrap_or(now + time::Duration::minutes(5))
+    }
+
     /// Claims up to `limit` due messages under a new lease.
     async fn claim(&self, limit: u32) -> lettermint_core::Result<Vec<Claim>> {
         let now = self.clock.now();
-        let lease_until = time::Duration::try_from(self.config.lease)
-            .ok()
-            .and_then(|lease| now.checked_add(lease))
-            .unwrap_or(now + time::Duration::minutes(5));
-        let claims = self.store.claim_due(now, lease_until, limit).await?;
+        let claims = self
+            .store
+            .claim_due(now, self.lease_until(now), limit)
+            .await?;
         metrics::counter!("lettermint_delivery_claimed_total").increment(claims.len() as u64);
         Ok(claims)
     }
 
-    /// Claims one batch, relays all its messages concurrently, and records their outcomes in
-    /// one store transaction.
+    /// Claims one batch, relays its messages concurrently (those taken over from an
+    /// interrupted attempt one at a time afterwards, see [`WorkerConfig::crash_limit`]), and
+    /// records their outcomes.
     pub async fn pass(&self) -> lettermint_core::Result<Pass> {
         let claims = self.claim(self.config.batch).await?;
         let mut pass = Pass {
             claimed: claims.len(),
             ..Pass::default()
         };
+        let (alone, claims): (Vec<Claim>, Vec<Claim>) = claims.into_iter().partition(taken_over);
         let mut tasks = JoinSet::new();
         for claim in claims {
             let worker = self.clone();
@@ -173,7 +188,83 @@ impl Worker {
             }
         }
         pass.add(&self.record(ended).await);
+        for claim in alone {
+            pass.add(&self.attempt_alone(claim).await);
+        }
         Ok(pass)
+    }
+
+    /// One attempt of a message taken over from an interrupted attempt, made while nothing
+    /// else is in flight in this worker (the caller sees to it) and recorded before it
+    /// returns; or, past [`WorkerConfig::crash_limit`] interrupted attempts alone, no attempt
+    /// and a failure.
+    async fn attempt_alone(&self, claim: Claim) -> Pass {
+        let message = claim.message.id;
+        let crashes = claim.message.delivery.interrupted_alone;
+        if crashes >= self.config.crash_limit {
+            tracing::error!(
+                message_id = %message,
+                interrupted_alone = crashes,
+                "the message's attempts alone were all interrupted (the worker stopped); it fails \
+                 without another try"
+            );
+            metrics::counter!("lettermint_delivery_attempts_total", "status" => "failed")
+                .increment(1);
+            let settlement = Settlement::Failed(Reply {
+                code: None,
+                text: format!(
+                    "not attempted again: {crashes} attempts of this message, each made with no \
+                     other message in flight, were interrupted (the worker stopped during each); \
+                     the message may be what stops workers"
+                ),
+            });
+            let attempt = Attempt {
+                attempts: claim.message.delivery.attempts,
+                settle: Settle {
+                    message,
+                    lease: claim.lease,
+                    settlement,
+                },
+            };
+            return self.record(vec![attempt]).await;
+        }
+        let lease_until = self.lease_until(self.clock.now());
+        match self
+            .store
+            .begin_alone(message, claim.lease, lease_until)
+            .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(message_id = %message, "not attempted: the lease ran out and the message was claimed again");
+                return Pass {
+                    unsettled: 1,
+                    ..Pass::default()
+                };
+            }
+            Err(error) => {
+                tracing::error!(message_id = %message, %error, "cannot begin an attempt alone; the message is attempted again when its lease ends");
+                return Pass {
+                    unsettled: 1,
+                    ..Pass::default()
+                };
+            }
+        }
+        tracing::warn!(
+            message_id = %message,
+            interrupted = claim.message.delivery.interrupted,
+            interrupted_alone = crashes,
+            "attempting alone a message whose last attempt was interrupted"
+        );
+        let worker = self.clone();
+        let attempted = tokio::spawn(async move { worker.attempt(claim).await }).await;
+        match log_abnormal_end(Some(attempted), "an attempt alone") {
+            Some(attempt) => self.record(vec![attempt]).await,
+            None => Pass {
+                unsettled: 1,
+                ..Pass::default()
+            },
+        }
     }
 
     /// One attempt: render, relay, and decide what it comes to (not yet recorded).
@@ -305,6 +396,11 @@ impl Worker {
     /// else is in flight, or [`RECORD_WITHIN`] after the oldest ended. One recording at a time
     /// runs beside the loop, so claims and relaying go on while it commits. Store errors are
     /// logged and retried after the idle interval.
+    ///
+    /// Claimed messages taken over from an interrupted attempt wait until everything in flight
+    /// has ended and been recorded, and are then attempted one at a time, each recorded before
+    /// the next, with no claim meanwhile (see [`WorkerConfig::crash_limit`]). Those not yet
+    /// attempted at a stop come back when their lease ends.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let batch = usize::try_from(self.config.batch.max(1)).unwrap_or(usize::MAX);
         let mut pacer = self
@@ -316,6 +412,8 @@ impl Worker {
         let mut oldest_ended = tokio::time::Instant::now();
         // The recording under way, if any (at most one).
         let mut recording: JoinSet<Pass> = JoinSet::new();
+        // Claimed messages taken over from interrupted attempts, to be attempted alone.
+        let mut alone: std::collections::VecDeque<Claim> = std::collections::VecDeque::new();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -335,7 +433,7 @@ impl Worker {
             // A batch of ended attempts waiting behind a slow recording: claim no more (their
             // leases are running) until it commits.
             let held = !recording.is_empty() && ended.len() >= batch;
-            if room * 2 >= batch && !held {
+            if room * 2 >= batch && !held && alone.is_empty() {
                 let allowed = match &mut pacer {
                     Some(pacer) => pacer.take(room),
                     None => room,
@@ -350,6 +448,10 @@ impl Worker {
                                 pacer.give_back(allowed.saturating_sub(claims.len()));
                             }
                             for claim in claims {
+                                if taken_over(&claim) {
+                                    alone.push_back(claim);
+                                    continue;
+                                }
                                 let worker = self.clone();
                                 in_flight.spawn(async move { worker.attempt(claim).await });
                             }
@@ -363,6 +465,15 @@ impl Worker {
                         }
                     }
                 }
+            }
+            // Taken-over messages, once nothing else is in flight or waiting to be recorded.
+            if in_flight.is_empty()
+                && ended.is_empty()
+                && recording.is_empty()
+                && let Some(claim) = alone.pop_front()
+            {
+                self.attempt_alone(claim).await;
+                continue;
             }
             if in_flight.is_empty() && (idle || held || paced_until.is_some()) {
                 let wake = paced_until
@@ -418,6 +529,11 @@ impl Worker {
             }
         }
     }
+}
+
+/// Whether a claim took its message over from an attempt that never recorded its outcome.
+fn taken_over(claim: &Claim) -> bool {
+    claim.message.delivery.interrupted > 0
 }
 
 /// The waits before trying a failed recording again.

@@ -105,6 +105,15 @@ macro_rules! repositories {
                 ) -> Result<Vec<bool>> {
                     Sql(self).settle(settles, now).await
                 }
+
+                async fn begin_alone(
+                    &self,
+                    message: MessageId,
+                    lease: LeaseId,
+                    lease_until: OffsetDateTime,
+                ) -> Result<bool> {
+                    Sql(self).begin_alone(message, lease, lease_until).await
+                }
             }
 
             #[async_trait]

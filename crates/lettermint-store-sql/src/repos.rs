@@ -844,7 +844,9 @@ where
         let lease = LeaseId::new();
         let sql = format!(
             "UPDATE messages SET status = 'processed', attempts = attempts + 1, lease_id = $1, \
-             due_at = $2, status_changed_at = $3 \
+             due_at = $2, status_changed_at = $3, \
+             interrupted = CASE WHEN status = 'processed' THEN interrupted + 1 ELSE 0 END, \
+             interrupted_alone = CASE WHEN status = 'processed' THEN interrupted_alone ELSE 0 END \
              WHERE id IN (SELECT id FROM messages WHERE due_at <= $3 \
              ORDER BY due_at, id LIMIT $4{lock}) \
              RETURNING *",
@@ -908,6 +910,26 @@ where
         }
         claims.sort_by_key(|c| (c.message.first_due(), c.message.id));
         Ok(claims)
+    }
+
+    /// See `DeliveryRepository::begin_alone`.
+    pub async fn begin_alone(
+        self,
+        message: MessageId,
+        lease: LeaseId,
+        lease_until: OffsetDateTime,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE messages SET interrupted_alone = interrupted_alone + 1, due_at = $1 \
+             WHERE id = $2 AND lease_id = $3 AND status = 'processed'",
+        )
+        .bind(D::instant(lease_until))
+        .bind(message.as_uuid())
+        .bind(lease.as_uuid())
+        .execute(self.writer())
+        .await
+        .fix()?;
+        Ok(D::rows_affected(&done) == 1)
     }
 
     /// See `DeliveryRepository::settle`: each status change conditional on its lease, and

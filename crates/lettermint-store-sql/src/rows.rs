@@ -167,6 +167,8 @@ pub struct MessageRow<T> {
     last_reply: Option<String>,
     status_changed_at: Option<T>,
     due_at: Option<T>,
+    interrupted: i32,
+    interrupted_alone: i32,
 }
 
 impl<T> MessageRow<T> {
@@ -215,6 +217,10 @@ impl<T> MessageRow<T> {
                 } else {
                     None
                 },
+                interrupted: u32::try_from(self.interrupted)
+                    .map_err(|e| corrupt("interrupted", e))?,
+                interrupted_alone: u32::try_from(self.interrupted_alone)
+                    .map_err(|e| corrupt("interrupted_alone", e))?,
             },
         })
     }

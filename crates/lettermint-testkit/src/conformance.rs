@@ -104,6 +104,7 @@ macro_rules! conformance_suite {
             the_database_never_contains_a_secret,
             due_messages_are_claimed_under_a_lease_oldest_first,
             concurrent_claims_take_disjoint_messages,
+            claims_count_interrupted_attempts_and_attempts_alone,
             settlements_need_the_current_lease_and_log_the_outcome,
             one_settlement_logs_an_entry_per_token_and_outcome,
             a_settlement_of_several_attempts_answers_each_on_its_own,
@@ -2812,6 +2813,110 @@ pub async fn due_messages_are_claimed_under_a_lease_oldest_first(f: &dyn Fixture
     assert_eq!(ids_of(&scheduled), vec![later.id]);
     assert_eq!(scheduled[0].message.scheduled_at, later.scheduled_at);
     assert_eq!(store.claim_due(t0, lease_end, 0).await.unwrap(), vec![]);
+}
+
+/// A claim that takes a message over from a lease that ran out counts one more interrupted
+/// attempt; `begin_alone` counts an attempt alone and extends the lease, only under the current
+/// lease; a recorded outcome starts both counts again at the next claim.
+pub async fn claims_count_interrupted_attempts_and_attempts_alone(f: &dyn Fixture) {
+    let store = f.store();
+    let t0 = now();
+    let (p, _, messages) = accepted(&*store, 2, t0).await;
+    let (m0, m1) = (messages[0].id, messages[1].id);
+    let counts = |c: &Claim| {
+        (
+            c.message.delivery.interrupted,
+            c.message.delivery.interrupted_alone,
+        )
+    };
+    let first = store
+        .claim_due(t0, t0 + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&first), vec![m0, m1]);
+    assert!(first.iter().all(|c| counts(c) == (0, 0)));
+    let lease = first[0].lease;
+    assert!(
+        !store
+            .begin_alone(m0, LeaseId::new(), t0 + Duration::minutes(10))
+            .await
+            .unwrap(),
+        "another lease"
+    );
+    assert!(
+        store
+            .begin_alone(m0, lease, t0 + Duration::minutes(10))
+            .await
+            .unwrap()
+    );
+    let stored = store.get_message(p.id, m0).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.status,
+            stored.delivery.interrupted,
+            stored.delivery.interrupted_alone
+        ),
+        (MessageStatus::Processed, 0, 1)
+    );
+
+    // Both leases would have ended at 5 min; m0's was extended to 10.
+    let t6 = t0 + Duration::minutes(6);
+    let second = store
+        .claim_due(t6, t6 + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&second), vec![m1]);
+    assert_eq!(counts(&second[0]), (1, 0));
+    assert_eq!(second[0].message.delivery.attempts, 2);
+
+    // m0's lease ended at 10 min, m1's (second) ends at 11.
+    let t10_30 = t0 + Duration::seconds(630);
+    let third = store
+        .claim_due(t10_30, t10_30 + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&third), vec![m0]);
+    assert_eq!(counts(&third[0]), (1, 1));
+    assert!(
+        store
+            .begin_alone(m0, third[0].lease, t10_30 + Duration::minutes(5))
+            .await
+            .unwrap()
+    );
+
+    // m1's third claim finds it interrupted twice in a row.
+    let t12 = t0 + Duration::minutes(12);
+    let fourth = store
+        .claim_due(t12, t12 + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&fourth), vec![m1]);
+    assert_eq!(counts(&fourth[0]), (2, 0));
+
+    // An outcome recorded: the next claim starts both counts again.
+    let retry_at = t12 + Duration::minutes(1);
+    let deferred = Settlement::Deferred {
+        reply: Reply {
+            code: Some(451),
+            text: "4.3.0 try later".into(),
+        },
+        retry_at,
+    };
+    assert!(settle_one(&*store, m0, third[0].lease, &deferred, t12).await);
+    assert!(
+        !store
+            .begin_alone(m0, third[0].lease, t12 + Duration::minutes(5))
+            .await
+            .unwrap(),
+        "a settled attempt cannot begin"
+    );
+    let fifth = store
+        .claim_due(retry_at, retry_at + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&fifth), vec![m0]);
+    assert_eq!(counts(&fifth[0]), (0, 0));
+    assert_eq!(fifth[0].message.delivery.attempts, 3);
 }
 
 /// Two claims at the same time never return the same message.

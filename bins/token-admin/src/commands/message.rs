@@ -24,6 +24,10 @@ struct MessageJson {
     created_at: String,
     scheduled_at: Option<String>,
     attempts: u32,
+    /// Attempts in a row whose worker stopped before recording how they ended.
+    interrupted: u32,
+    /// Of those, attempts made with nothing else in flight in their worker.
+    interrupted_alone: u32,
     last_reply: Option<String>,
     status_changed_at: Option<String>,
     next_attempt_at: Option<String>,
@@ -45,6 +49,8 @@ impl From<&Message> for MessageJson {
             created_at: rfc3339(m.created_at),
             scheduled_at: m.scheduled_at.map(rfc3339),
             attempts: m.delivery.attempts,
+            interrupted: m.delivery.interrupted,
+            interrupted_alone: m.delivery.interrupted_alone,
             last_reply: m.delivery.last_reply.clone(),
             status_changed_at: m.delivery.status_changed_at.map(rfc3339),
             next_attempt_at: m.delivery.next_attempt_at.map(rfc3339),
@@ -170,6 +176,13 @@ pub(crate) async fn run(cmd: MessageCommand, ctx: &Ctx, con: &mut Console<'_>) -
                     ),
                     ("created", times.both(Some(m.created_at), "-")),
                     ("attempts", m.delivery.attempts.to_string()),
+                    (
+                        "interrupted",
+                        format!(
+                            "{} in a row, {} of them alone",
+                            m.delivery.interrupted, m.delivery.interrupted_alone
+                        ),
+                    ),
                     (
                         "last reply",
                         m.delivery

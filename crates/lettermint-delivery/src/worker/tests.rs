@@ -507,6 +507,15 @@ impl lettermint_core::repo::DeliveryRepository for SlowCommits {
         tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         Ok(vec![true; settles.len()])
     }
+
+    async fn begin_alone(
+        &self,
+        _: MessageId,
+        _: LeaseId,
+        _: time::OffsetDateTime,
+    ) -> lettermint_core::Result<bool> {
+        unreachable!("no claim here was taken over from an interrupted attempt")
+    }
 }
 
 /// A smarthost that answers after 50 to 400 ms, in turn.
@@ -598,6 +607,15 @@ impl lettermint_core::repo::DeliveryRepository for OneBatch {
             .extend(settles.iter().map(|s| (s.message, at)));
         Ok(vec![true; settles.len()])
     }
+
+    async fn begin_alone(
+        &self,
+        _: MessageId,
+        _: LeaseId,
+        _: time::OffsetDateTime,
+    ) -> lettermint_core::Result<bool> {
+        unreachable!("no claim here was taken over from an interrupted attempt")
+    }
 }
 
 /// A smarthost that answers "fast" messages after 10 ms and the others after 100 s.
@@ -656,4 +674,333 @@ async fn stopping_records_each_attempt_as_it_ends_not_after_the_slowest() {
         "{settled:?}"
     );
     assert!(when(slow_id) >= std::time::Duration::from_secs(100));
+}
+
+/// A claim taken over from `interrupted` attempts that never recorded an outcome, of which
+/// `alone` were made alone.
+fn taken_over(raw: &[u8], interrupted: u32, alone: u32) -> Claim {
+    let mut c = claim(interrupted + 1, raw);
+    c.message.delivery.interrupted = interrupted;
+    c.message.delivery.interrupted_alone = alone;
+    c
+}
+
+#[tokio::test]
+async fn a_message_taken_over_from_an_interrupted_attempt_is_counted_alone_before_its_attempt() {
+    let c = taken_over(b"Subject: x\r\n\r\nbody\r\n", 1, 0);
+    let (id, lease) = (c.message.id, c.lease);
+    let mut store = MockDeliveryRepository::new();
+    claiming(&mut store, vec![c]);
+    let mut seq = mockall::Sequence::new();
+    store
+        .expect_begin_alone()
+        .with(eq(id), eq(lease), eq(NOW + time::Duration::minutes(5)))
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _, _| Ok(true));
+    let mut relay = MockRelay::new();
+    relay
+        .expect_relay()
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|_, _| Ok(reply(250, "ok")));
+    store
+        .expect_settle()
+        .with(
+            eq(vec![Settle {
+                message: id,
+                lease,
+                settlement: Settlement::Delivered(reply(250, "ok")),
+            }]),
+            eq(NOW),
+        )
+        .times(1)
+        .in_sequence(&mut seq)
+        .returning(|settles, _| Ok(vec![true; settles.len()]));
+    let pass = worker(store, relay).pass().await.unwrap();
+    assert_eq!(
+        pass,
+        Pass {
+            claimed: 1,
+            delivered: 1,
+            ..Pass::default()
+        }
+    );
+}
+
+#[tokio::test]
+async fn an_attempt_alone_that_cannot_be_counted_is_not_made() {
+    let lost = taken_over(b"Subject: lost\r\n\r\n", 1, 0);
+    let unreachable = taken_over(b"Subject: down\r\n\r\n", 2, 1);
+    let lost_id = lost.message.id;
+    let mut store = MockDeliveryRepository::new();
+    claiming(&mut store, vec![lost, unreachable]);
+    store
+        .expect_begin_alone()
+        .returning(move |id, _, _| {
+            if id == lost_id {
+                Ok(false)
+            } else {
+                Err(lettermint_core::Error::Storage("connection refused".into()))
+            }
+        })
+        .times(2);
+    store.expect_settle().never();
+    let mut relay = MockRelay::new();
+    relay.expect_relay().never();
+    let pass = worker(store, relay).pass().await.unwrap();
+    assert_eq!(
+        pass,
+        Pass {
+            claimed: 2,
+            unsettled: 2,
+            ..Pass::default()
+        }
+    );
+}
+
+#[tokio::test]
+async fn a_message_interrupted_alone_crash_limit_times_fails_untried() {
+    let c = taken_over(b"Subject: poison\r\n\r\n", 4, 2);
+    let (id, lease) = (c.message.id, c.lease);
+    let mut store = MockDeliveryRepository::new();
+    claiming(&mut store, vec![c]);
+    store.expect_begin_alone().never();
+    store
+        .expect_settle()
+        .withf(move |settles, at| {
+            *at == NOW
+                && settles.len() == 1
+                && settles[0].message == id
+                && settles[0].lease == lease
+                && matches!(&settles[0].settlement, Settlement::Failed(Reply { code: None, text })
+                    if text.contains("2 attempts") && text.contains("interrupted"))
+        })
+        .times(1)
+        .returning(|settles, _| Ok(vec![true; settles.len()]));
+    let mut relay = MockRelay::new();
+    relay.expect_relay().never();
+    let config = WorkerConfig {
+        crash_limit: 2,
+        ..WorkerConfig::default()
+    };
+    let pass = worker_with(store, relay, config).pass().await.unwrap();
+    assert_eq!(
+        pass,
+        Pass {
+            claimed: 1,
+            failed: 1,
+            ..Pass::default()
+        }
+    );
+}
+
+/// What a store and a smarthost were asked, in order.
+#[derive(Debug, Default)]
+struct Journal(std::sync::Mutex<Vec<String>>);
+
+impl Journal {
+    fn push(&self, line: String) {
+        self.0.lock().unwrap().push(line);
+    }
+
+    fn lines(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+/// A store handing out one batch of due messages (named by their content's first line), and
+/// noting every call in a journal.
+#[derive(Debug)]
+struct JournalStore {
+    claims: std::sync::Mutex<Vec<Claim>>,
+    names: std::collections::HashMap<MessageId, String>,
+    journal: Arc<Journal>,
+}
+
+impl JournalStore {
+    fn new(claims: Vec<Claim>, journal: Arc<Journal>) -> Self {
+        let names = claims
+            .iter()
+            .map(|c| {
+                let MessageContent::Mime(raw) = &c.message.content else {
+                    unreachable!()
+                };
+                let name = String::from_utf8_lossy(raw)
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .to_owned();
+                (c.message.id, name)
+            })
+            .collect();
+        Self {
+            claims: std::sync::Mutex::new(claims),
+            names,
+            journal,
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl lettermint_core::repo::DeliveryRepository for JournalStore {
+    async fn claim_due(
+        &self,
+        _: time::OffsetDateTime,
+        _: time::OffsetDateTime,
+        _: u32,
+    ) -> lettermint_core::Result<Vec<Claim>> {
+        let claims = std::mem::take(&mut *self.claims.lock().unwrap());
+        if !claims.is_empty() {
+            self.journal.push("claim".into());
+        }
+        Ok(claims)
+    }
+
+    async fn settle(
+        &self,
+        settles: &[Settle],
+        _: time::OffsetDateTime,
+    ) -> lettermint_core::Result<Vec<bool>> {
+        let mut names: Vec<String> = settles
+            .iter()
+            .map(|s| {
+                format!(
+                    "{} {}",
+                    self.names[&s.message],
+                    s.settlement.status().as_str()
+                )
+            })
+            .collect();
+        names.sort();
+        self.journal.push(format!("settle {}", names.join(", ")));
+        Ok(vec![true; settles.len()])
+    }
+
+    async fn begin_alone(
+        &self,
+        message: MessageId,
+        _: LeaseId,
+        _: time::OffsetDateTime,
+    ) -> lettermint_core::Result<bool> {
+        self.journal.push(format!("alone {}", self.names[&message]));
+        Ok(true)
+    }
+}
+
+/// A smarthost that takes 10 ms per message and notes each one's start and end.
+#[derive(Debug)]
+struct JournalRelay(Arc<Journal>);
+
+#[async_trait::async_trait]
+impl Relay for JournalRelay {
+    async fn relay(
+        &self,
+        _: &lettre::address::Envelope,
+        data: &[u8],
+    ) -> Result<Reply, crate::relay::RelayError> {
+        let name = String::from_utf8_lossy(data)
+            .lines()
+            .next()
+            .unwrap()
+            .to_owned();
+        self.0.push(format!("relay {name}"));
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        self.0.push(format!("relayed {name}"));
+        Ok(reply(250, "ok"))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_attempts_taken_over_messages_one_at_a_time_with_nothing_else_in_flight() {
+    let journal = Arc::new(Journal::default());
+    let store = Arc::new(JournalStore::new(
+        vec![
+            claim(1, b"n1\r\n\r\n"),
+            taken_over(b"s1\r\n\r\n", 1, 0),
+            claim(1, b"n2\r\n\r\n"),
+            taken_over(b"poison\r\n\r\n", 5, 3),
+            taken_over(b"s2\r\n\r\n", 2, 2),
+        ],
+        journal.clone(),
+    ));
+    let worker = Worker::new(
+        store,
+        Arc::new(JournalRelay(journal.clone())),
+        Arc::new(FixedClock(NOW)),
+        WorkerConfig::default(),
+    );
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(async move { worker.run(shutdown).await });
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    let lines = journal.lines();
+    // The two others first, concurrently, and recorded together.
+    let mut first: Vec<&str> = lines[1..5].iter().map(String::as_str).collect();
+    first.sort_unstable();
+    assert_eq!(
+        (lines[0].as_str(), first, lines[5].as_str()),
+        (
+            "claim",
+            vec!["relay n1", "relay n2", "relayed n1", "relayed n2"],
+            "settle n1 delivered, n2 delivered"
+        ),
+        "{lines:#?}"
+    );
+    // Then each taken-over message alone, in claim order, counted before its attempt and
+    // recorded before the next starts; the one interrupted alone `crash_limit` times is failed
+    // untried.
+    assert_eq!(
+        lines[6..],
+        [
+            "alone s1",
+            "relay s1",
+            "relayed s1",
+            "settle s1 delivered",
+            "settle poison failed",
+            "alone s2",
+            "relay s2",
+            "relayed s2",
+            "settle s2 delivered",
+        ],
+        "{lines:#?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_attempts_a_claim_of_taken_over_messages_only() {
+    let journal = Arc::new(Journal::default());
+    let store = Arc::new(JournalStore::new(
+        vec![
+            taken_over(b"s1\r\n\r\n", 1, 0),
+            taken_over(b"s2\r\n\r\n", 1, 1),
+        ],
+        journal.clone(),
+    ));
+    let worker = Worker::new(
+        store,
+        Arc::new(JournalRelay(journal.clone())),
+        Arc::new(FixedClock(NOW)),
+        WorkerConfig::default(),
+    );
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(async move { worker.run(shutdown).await });
+    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    stop.send(true).unwrap();
+    running.await.unwrap();
+    assert_eq!(
+        journal.lines(),
+        [
+            "claim",
+            "alone s1",
+            "relay s1",
+            "relayed s1",
+            "settle s1 delivered",
+            "alone s2",
+            "relay s2",
+            "relayed s2",
+            "settle s2 delivered",
+        ]
+    );
 }
