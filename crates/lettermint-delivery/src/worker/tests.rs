@@ -911,21 +911,12 @@ impl Relay for JournalRelay {
     }
 }
 
-#[tokio::test(start_paused = true)]
-async fn run_attempts_taken_over_messages_one_at_a_time_with_nothing_else_in_flight() {
+/// What a worker asked of a [`JournalStore`] holding `claims` and of a [`JournalRelay`] in
+/// five seconds of running (paused time).
+async fn journal_of_a_run(claims: Vec<Claim>) -> Vec<String> {
     let journal = Arc::new(Journal::default());
-    let store = Arc::new(JournalStore::new(
-        vec![
-            claim(1, b"n1\r\n\r\n"),
-            taken_over(b"s1\r\n\r\n", 1, 0),
-            claim(1, b"n2\r\n\r\n"),
-            taken_over(b"poison\r\n\r\n", 5, 3),
-            taken_over(b"s2\r\n\r\n", 2, 2),
-        ],
-        journal.clone(),
-    ));
     let worker = Worker::new(
-        store,
+        Arc::new(JournalStore::new(claims, journal.clone())),
         Arc::new(JournalRelay(journal.clone())),
         Arc::new(FixedClock(NOW)),
         WorkerConfig::default(),
@@ -935,7 +926,19 @@ async fn run_attempts_taken_over_messages_one_at_a_time_with_nothing_else_in_fli
     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
     stop.send(true).unwrap();
     running.await.unwrap();
-    let lines = journal.lines();
+    journal.lines()
+}
+
+#[tokio::test(start_paused = true)]
+async fn run_attempts_taken_over_messages_one_at_a_time_with_nothing_else_in_flight() {
+    let lines = journal_of_a_run(vec![
+        claim(1, b"n1\r\n\r\n"),
+        taken_over(b"s1\r\n\r\n", 1, 0),
+        claim(1, b"n2\r\n\r\n"),
+        taken_over(b"poison\r\n\r\n", 5, 3),
+        taken_over(b"s2\r\n\r\n", 2, 2),
+    ])
+    .await;
     // The two others first, concurrently, and recorded together.
     let mut first: Vec<&str> = lines[1..5].iter().map(String::as_str).collect();
     first.sort_unstable();
@@ -970,27 +973,12 @@ async fn run_attempts_taken_over_messages_one_at_a_time_with_nothing_else_in_fli
 
 #[tokio::test(start_paused = true)]
 async fn run_attempts_a_claim_of_taken_over_messages_only() {
-    let journal = Arc::new(Journal::default());
-    let store = Arc::new(JournalStore::new(
-        vec![
+    assert_eq!(
+        journal_of_a_run(vec![
             taken_over(b"s1\r\n\r\n", 1, 0),
             taken_over(b"s2\r\n\r\n", 1, 1),
-        ],
-        journal.clone(),
-    ));
-    let worker = Worker::new(
-        store,
-        Arc::new(JournalRelay(journal.clone())),
-        Arc::new(FixedClock(NOW)),
-        WorkerConfig::default(),
-    );
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(async move { worker.run(shutdown).await });
-    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-    stop.send(true).unwrap();
-    running.await.unwrap();
-    assert_eq!(
-        journal.lines(),
+        ])
+        .await,
         [
             "claim",
             "alone s1",
