@@ -237,17 +237,11 @@ impl Worker {
             Ok(true) => {}
             Ok(false) => {
                 tracing::warn!(message_id = %message, "not attempted: the lease ran out and the message was claimed again");
-                return Pass {
-                    unsettled: 1,
-                    ..Pass::default()
-                };
+                return Pass::one_unsettled();
             }
             Err(error) => {
                 tracing::error!(message_id = %message, %error, "cannot begin an attempt alone; the message is attempted again when its lease ends");
-                return Pass {
-                    unsettled: 1,
-                    ..Pass::default()
-                };
+                return Pass::one_unsettled();
             }
         }
         tracing::warn!(
@@ -260,10 +254,7 @@ impl Worker {
         let attempted = tokio::spawn(async move { worker.attempt(claim).await }).await;
         match log_abnormal_end(Some(attempted), "an attempt alone") {
             Some(attempt) => self.record(vec![attempt]).await,
-            None => Pass {
-                unsettled: 1,
-                ..Pass::default()
-            },
+            None => Pass::one_unsettled(),
         }
     }
 
@@ -556,6 +547,14 @@ struct Attempt {
 }
 
 impl Pass {
+    /// One attempt that was not recorded (or not made) and is left to its lease.
+    fn one_unsettled() -> Self {
+        Self {
+            unsettled: 1,
+            ..Self::default()
+        }
+    }
+
     fn add(&mut self, other: &Pass) {
         self.delivered += other.delivered;
         self.deferred += other.deferred;

@@ -678,7 +678,7 @@ async fn stopping_records_each_attempt_as_it_ends_not_after_the_slowest() {
 
 /// A claim taken over from `interrupted` attempts that never recorded an outcome, of which
 /// `alone` were made alone.
-fn taken_over(raw: &[u8], interrupted: u32, alone: u32) -> Claim {
+fn taken_over_claim(raw: &[u8], interrupted: u32, alone: u32) -> Claim {
     let mut c = claim(interrupted + 1, raw);
     c.message.delivery.interrupted = interrupted;
     c.message.delivery.interrupted_alone = alone;
@@ -687,7 +687,7 @@ fn taken_over(raw: &[u8], interrupted: u32, alone: u32) -> Claim {
 
 #[tokio::test]
 async fn a_message_taken_over_from_an_interrupted_attempt_is_counted_alone_before_its_attempt() {
-    let c = taken_over(b"Subject: x\r\n\r\nbody\r\n", 1, 0);
+    let c = taken_over_claim(b"Subject: x\r\n\r\nbody\r\n", 1, 0);
     let (id, lease) = (c.message.id, c.lease);
     let mut store = MockDeliveryRepository::new();
     claiming(&mut store, vec![c]);
@@ -730,8 +730,8 @@ async fn a_message_taken_over_from_an_interrupted_attempt_is_counted_alone_befor
 
 #[tokio::test]
 async fn an_attempt_alone_that_cannot_be_counted_is_not_made() {
-    let lost = taken_over(b"Subject: lost\r\n\r\n", 1, 0);
-    let unreachable = taken_over(b"Subject: down\r\n\r\n", 2, 1);
+    let lost = taken_over_claim(b"Subject: lost\r\n\r\n", 1, 0);
+    let unreachable = taken_over_claim(b"Subject: down\r\n\r\n", 2, 1);
     let lost_id = lost.message.id;
     let mut store = MockDeliveryRepository::new();
     claiming(&mut store, vec![lost, unreachable]);
@@ -761,7 +761,7 @@ async fn an_attempt_alone_that_cannot_be_counted_is_not_made() {
 
 #[tokio::test]
 async fn a_message_interrupted_alone_crash_limit_times_fails_untried() {
-    let c = taken_over(b"Subject: poison\r\n\r\n", 4, 2);
+    let c = taken_over_claim(b"Subject: poison\r\n\r\n", 4, 2);
     let (id, lease) = (c.message.id, c.lease);
     let mut store = MockDeliveryRepository::new();
     claiming(&mut store, vec![c]);
@@ -933,10 +933,10 @@ async fn journal_of_a_run(claims: Vec<Claim>) -> Vec<String> {
 async fn run_attempts_taken_over_messages_one_at_a_time_with_nothing_else_in_flight() {
     let lines = journal_of_a_run(vec![
         claim(1, b"n1\r\n\r\n"),
-        taken_over(b"s1\r\n\r\n", 1, 0),
+        taken_over_claim(b"s1\r\n\r\n", 1, 0),
         claim(1, b"n2\r\n\r\n"),
-        taken_over(b"poison\r\n\r\n", 5, 3),
-        taken_over(b"s2\r\n\r\n", 2, 2),
+        taken_over_claim(b"poison\r\n\r\n", 5, 3),
+        taken_over_claim(b"s2\r\n\r\n", 2, 2),
     ])
     .await;
     // The two others first, concurrently, and recorded together.
@@ -975,8 +975,8 @@ async fn run_attempts_taken_over_messages_one_at_a_time_with_nothing_else_in_fli
 async fn run_attempts_a_claim_of_taken_over_messages_only() {
     assert_eq!(
         journal_of_a_run(vec![
-            taken_over(b"s1\r\n\r\n", 1, 0),
-            taken_over(b"s2\r\n\r\n", 1, 1),
+            taken_over_claim(b"s1\r\n\r\n", 1, 0),
+            taken_over_claim(b"s2\r\n\r\n", 1, 1),
         ])
         .await,
         [
