@@ -5,7 +5,8 @@
 # covered by the Rust tests) is delivered by mail-worker with STARTTLS required, trusting the
 # certificate through --smarthost-ca-file; Postfix writes it into its maildir, one copy per
 # recipient, Bcc included in the envelope and absent from the headers. The API then shows the
-# message as delivered with Postfix's reply.
+# message as delivered with Postfix's reply. Postfix takes two recipients per transaction here,
+# so a message to five goes in three transactions, one copy per recipient.
 #
 #   tests/interop/postfix.sh                  # uses target/debug/{api-server,mail-worker}
 #   BIN_DIR=target/release tests/interop/postfix.sh
@@ -70,7 +71,8 @@ postconf -c "$conf" -e \
   "maillog_file_prefixes = /tmp" \
   "maillog_file = $tmp/postfix.log" \
   "alias_maps =" \
-  "alias_database ="
+  "alias_database =" \
+  "smtpd_recipient_limit = 2"
 # smtpd on the free port instead of 25; nothing chrooted (the queue is a temporary directory).
 postconf -c "$conf" -M "smtp/inet=$port inet n - n - - smtpd"
 postconf -c "$conf" -F '*/*/chroot = n'
@@ -108,6 +110,19 @@ sent="$(curl -sS "$base/v1/send" -H "x-lettermint-token: $token" -H 'content-typ
 id="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["message_id"])' <<<"$sent")"
 echo "accepted: $id"
 
+# Five recipients, and Postfix takes two per transaction (smtpd_recipient_limit above): its
+# "452 4.5.3 Error: too many recipients" sends the others to the next transaction.
+sent="$(curl -sS "$base/v1/send" -H "x-lettermint-token: $token" -H 'content-type: application/json' -d '{
+  "from": "shop@example.com",
+  "to": ["r1@example.test", "r2@example.test", "r3@example.test"],
+  "cc": ["r4@example.test"],
+  "bcc": ["r5@example.test"],
+  "subject": "Five recipients, two per transaction",
+  "text": "Each of you gets one copy."
+}')"
+many="$(python3 -c 'import json,sys; print(json.load(sys.stdin)["message_id"])' <<<"$sent")"
+echo "accepted: $many"
+
 "$bin/mail-worker" --database-url "$db" --smarthost "smtp://localhost:$port" \
   --smarthost-ca-file "$conf/ca.pem" --admin-listen 127.0.0.1:0 --idle-poll-ms 100 \
   >"$tmp/worker.out" 2>"$tmp/worker.err" &
@@ -115,14 +130,27 @@ pids+=($!)
 
 fail() { echo "not ok - $1"; echo "--- mail-worker:"; tail -20 "$tmp/worker.err"; echo "--- postfix:"; tail -20 "$tmp/postfix.log" 2>/dev/null; exit 1; }
 
-files=()
+all=()
 for _ in $(seq 1 300); do
-  mapfile -t files < <(find "$tmp/mail/inbox/new" -type f 2>/dev/null)
-  [ "${#files[@]}" -ge 2 ] && break
+  mapfile -t all < <(find "$tmp/mail/inbox/new" -type f 2>/dev/null)
+  [ "${#all[@]}" -ge 7 ] && break
   sleep 0.1
 done
-[ "${#files[@]}" -eq 2 ] || fail "Postfix delivered ${#files[@]} copies, expected 2 (to and bcc)"
+sleep 0.5
+mapfile -t all < <(find "$tmp/mail/inbox/new" -type f 2>/dev/null)
+[ "${#all[@]}" -eq 7 ] || fail "Postfix delivered ${#all[@]} copies, expected 7 (2 + 5)"
+mapfile -t files < <(grep -l "^X-LM-Message-Id: $id" "${all[@]}")
+[ "${#files[@]}" -eq 2 ] || fail "Postfix delivered ${#files[@]} copies of $id, expected 2 (to and bcc)"
 echo "ok - Postfix delivered one copy per recipient"
+mapfile -t copies < <(grep -l "^X-LM-Message-Id: $many" "${all[@]}")
+got="$(grep -h '^Delivered-To: ' "${copies[@]}" | sort | tr '\n' ' ')"
+want="Delivered-To: r1@example.test Delivered-To: r2@example.test Delivered-To: r3@example.test Delivered-To: r4@example.test Delivered-To: r5@example.test "
+[ "$got" = "$want" ] || fail "copies of the five-recipient message: $got"
+# Postfix queued each transaction on its own: 2 + 2 + 1 recipients for this message, beside the
+# first message's one transaction of 2.
+queued="$(sed -n 's/.*postfix\/qmgr.*nrcpt=\([0-9]*\).*/\1/p' "$tmp/postfix.log" | sort | tr '\n' ' ')"
+[ "$queued" = "1 2 2 2 " ] || fail "Postfix's transactions held these numbers of recipients: $queued"
+echo "ok - five recipients through a limit of two per transaction: one copy each"
 
 for f in "${files[@]}"; do
   grep -q '^Subject: Delivered through Postfix' "$f" || fail "subject in $f"
@@ -148,4 +176,8 @@ case "$status" in
   "delivered 1 250 "*"queued as"*) echo "ok - the API shows it delivered: $status" ;;
   *) fail "message status: $status" ;;
 esac
+shown="$(curl -sS "$base/v1/messages/$many" -H "x-lettermint-token: $token")"
+status="$(python3 -c 'import json,sys; m=json.load(sys.stdin); print(m["status"], m["attempts"])' <<<"$shown")"
+[ "$status" = "delivered 1" ] || fail "five-recipient message status: $status"
+echo "ok - the five-recipient message is delivered in one attempt"
 echo "postfix interop: all passed"

@@ -355,8 +355,9 @@ enum Refusal {
 
 /// How one transaction ended.
 enum Outcome {
-    /// The server took the message; the session can be reused.
-    Accepted(Response),
+    /// The server took the message; the session can be reused. The indices are those of the
+    /// recipients it refused for its limit per transaction (usually none), still to be sent.
+    Accepted(Response, Vec<usize>),
     /// The server refused it, for now or for good.
     Refused(Response, FailureKind, Refusal),
     /// The session failed before the end of the message was sent: the server cannot have
@@ -466,19 +467,61 @@ fn kind_of(code: u16) -> FailureKind {
     }
 }
 
-/// Among the replies to `RCPT`, the refusal that decides the transaction, with what it makes of
-/// the message: the first recipient refused for good (one is enough to make the message, which
-/// is not split, impossible); else the first recipient refused for now. A `552` at `RCPT` is a
-/// limit on recipients, which RFC 5321 (4.5.3.1.10) says to treat as `452`.
-fn deciding_refusal(rcpts: impl IntoIterator<Item = Response>) -> Option<(Response, FailureKind)> {
-    let mut temporary = None;
-    for reply in rcpts.into_iter().filter(|r| !r.is_success()) {
-        if reply.code >= 500 && reply.code != 552 {
-            return Some((reply, FailureKind::Permanent));
-        }
-        temporary.get_or_insert(reply);
+/// Whether a refused recipient was refused only because the transaction already holds as many
+/// recipients as the server takes: `452` (or `552`, which RFC 5321, 4.5.3.1.10, says to read
+/// as `452` at `RCPT`) saying so with the enhanced status `X.5.3` (RFC 3463, "too many
+/// recipients") or in words. Such a recipient goes in another transaction; any other refusal
+/// is about the recipient itself.
+fn over_recipient_limit(reply: &Response) -> bool {
+    if reply.code != 452 && reply.code != 552 {
+        return false;
     }
-    temporary.map(|reply| (reply, FailureKind::Transient))
+    let text = reply.lines.join(" ");
+    let mut words = text.split_ascii_whitespace();
+    words
+        .next()
+        .is_some_and(|first| first == "4.5.3" || first == "5.5.3")
+        || text.to_ascii_lowercase().contains("too many recipients")
+}
+
+/// What the replies to a transaction's `RCPT`s decide.
+#[derive(Debug, PartialEq, Eq)]
+enum Recipients {
+    /// Every recipient was accepted.
+    Accepted,
+    /// Some were accepted; the others (their indices) were refused only for the server's limit
+    /// on recipients per transaction, and go in the next one.
+    OverLimit(Vec<usize>),
+    /// The transaction cannot go on: the refusal that decides, with what it makes of the
+    /// message. The first recipient refused for good (one is enough to make the message, which
+    /// is not split between attempts, impossible); else the first recipient refused for now.
+    Refused(Response, FailureKind),
+}
+
+/// Reads the replies to `RCPT`, in the order the recipients were sent.
+fn recipients_verdict(replies: impl IntoIterator<Item = Response>) -> Recipients {
+    let mut temporary = None;
+    let mut over_limit = Vec::new();
+    let mut over_limit_reply = None;
+    let mut accepted = 0usize;
+    for (i, reply) in replies.into_iter().enumerate() {
+        if reply.is_success() {
+            accepted += 1;
+        } else if reply.code >= 500 && reply.code != 552 {
+            return Recipients::Refused(reply, FailureKind::Permanent);
+        } else if over_recipient_limit(&reply) {
+            over_limit.push(i);
+            over_limit_reply.get_or_insert(reply);
+        } else {
+            temporary.get_or_insert(reply);
+        }
+    }
+    match (temporary, over_limit_reply) {
+        (Some(reply), _) => Recipients::Refused(reply, FailureKind::Transient),
+        (None, Some(reply)) if accepted == 0 => Recipients::Refused(reply, FailureKind::Transient),
+        (None, Some(_)) => Recipients::OverLimit(over_limit),
+        (None, None) => Recipients::Accepted,
+    }
 }
 
 impl Session {
@@ -494,10 +537,12 @@ impl Session {
     }
 
     /// One mail transaction. A refusal before the message is sent is followed by `RSET`, so the
-    /// session stays usable.
+    /// session stays usable. When the server took only some of the recipients because of its
+    /// limit per transaction, the message goes to those, and the answer names the others (their
+    /// indices in `rcpts`), for the next transaction.
     async fn transaction(&mut self, mail: &str, rcpts: &[String], body: &[u8]) -> Outcome {
         let before = |f: Failure| Outcome::BrokenBeforeData(f);
-        let refusal = if self.caps.pipelining {
+        let (refusal, over_limit) = if self.caps.pipelining {
             let mut batch = String::with_capacity(mail.len() + rcpts.len() * 48 + 6);
             batch.push_str(mail);
             for rcpt in rcpts {
@@ -522,21 +567,24 @@ impl Session {
             let mut replies = replies.into_iter();
             let mail_reply = replies.next().expect("MAIL reply");
             // A refused `MAIL` decides (the recipients' `503`s follow from it).
-            let refused = if mail_reply.is_success() {
-                deciding_refusal(replies)
+            let verdict = if mail_reply.is_success() {
+                recipients_verdict(replies)
             } else {
                 let kind = kind_of(mail_reply.code);
-                Some((mail_reply, kind))
+                Recipients::Refused(mail_reply, kind)
             };
-            match (refused, data_reply.code) {
-                (None, 354) => None,
+            match (verdict, data_reply.code) {
+                (Recipients::Accepted, 354) => (None, Vec::new()),
+                (Recipients::OverLimit(rest), 354) => (None, rest),
                 // Some recipient was refused but others were not, so the server waits for the
                 // message: it cannot be taken back, only abandoned with the session.
-                (Some((refused, kind)), 354) => {
+                (Recipients::Refused(refused, kind), 354) => {
                     return Outcome::Refused(refused, kind, Refusal::Dropped);
                 }
-                (Some(refused), _) => Some(refused),
-                (None, code) => Some((data_reply, kind_of(code))),
+                (Recipients::Refused(refused, kind), _) => (Some((refused, kind)), Vec::new()),
+                (Recipients::Accepted | Recipients::OverLimit(_), code) => {
+                    (Some((data_reply, kind_of(code))), Vec::new())
+                }
             }
         } else {
             match self.command("MAIL", mail).await {
@@ -549,10 +597,9 @@ impl Session {
             }
             // Every recipient is tried, as with pipelining, so that one refused for good is
             // found whatever its place.
-            let mut refusals = Vec::new();
+            let mut replies = Vec::with_capacity(rcpts.len());
             for rcpt in rcpts {
                 match self.command("RCPT", rcpt).await {
-                    Ok(response) if response.is_success() => {}
                     // The server is closing the session: no more commands.
                     Ok(response) if response.code == 421 => {
                         return Outcome::Refused(
@@ -561,20 +608,22 @@ impl Session {
                             Refusal::Dropped,
                         );
                     }
-                    Ok(response) => refusals.push(response),
+                    Ok(response) => replies.push(response),
                     Err(f) => return before(f),
                 }
             }
-            match deciding_refusal(refusals) {
-                Some(refused) => Some(refused),
-                None => match self.command("DATA", "DATA\r\n").await {
-                    Ok(response) if response.code == 354 => None,
-                    Ok(response) => {
-                        let kind = kind_of(response.code);
-                        Some((response, kind))
-                    }
-                    Err(f) => return before(f),
-                },
+            let over_limit = match recipients_verdict(replies) {
+                Recipients::Refused(refused, kind) => return self.reset(refused, kind).await,
+                Recipients::Accepted => Vec::new(),
+                Recipients::OverLimit(rest) => rest,
+            };
+            match self.command("DATA", "DATA\r\n").await {
+                Ok(response) if response.code == 354 => (None, over_limit),
+                Ok(response) => {
+                    let kind = kind_of(response.code);
+                    (Some((response, kind)), Vec::new())
+                }
+                Err(f) => return before(f),
             }
         };
         if let Some((refused, kind)) = refusal {
@@ -592,7 +641,7 @@ impl Session {
         // duplicate (the server may accept it after all), so this waits longer than a command.
         let wait = self.timeout.max(END_OF_DATA_WAIT);
         match self.read_response_within("end of data", wait).await {
-            Ok(response) if response.is_success() => Outcome::Accepted(response),
+            Ok(response) if response.is_success() => Outcome::Accepted(response, over_limit),
             Ok(response) => {
                 let kind = kind_of(response.code);
                 Outcome::Refused(response, kind, Refusal::AfterData)
@@ -667,31 +716,61 @@ impl Client {
                 ))
             })?
             .map_err(|_| RelayError::transient("the SMTP client is shutting down"))?;
-        let rcpts: Vec<String> = envelope
+        let mut rcpts: Vec<String> = envelope
             .to()
             .iter()
             .map(|to| format!("RCPT TO:<{to}>\r\n"))
             .collect();
         let body = dot_stuffed(data);
+        // Recipients the server took in earlier transactions of this attempt (when it takes
+        // fewer per transaction than the message has).
+        let mut sent = 0usize;
+        let failed = |sent: usize, kind: FailureKind, mut reply: Reply| {
+            if sent > 0 {
+                reply.text.push_str(&format!(
+                    " ({sent} recipient(s) had already been accepted in earlier transactions of \
+                     this attempt, the server taking fewer recipients per transaction than the \
+                     message has)"
+                ));
+            }
+            RelayError { kind, reply }
+        };
         // A pooled session first; if it turns out dead before the data, once more on a new one.
         let mut pooled = self.take_idle();
         loop {
             let reused = pooled.is_some();
             let mut session = match pooled.take() {
                 Some(session) => session,
-                None => self.connect().await.map_err(|f| f.into_relay_error(true))?,
+                None => match self.connect().await {
+                    Ok(session) => session,
+                    Err(f) => {
+                        let error = f.into_relay_error(true);
+                        return Err(failed(sent, error.kind, error.reply));
+                    }
+                },
             };
             let mail = match mail_from(envelope, data, &session.caps) {
                 Ok(mail) => mail,
                 Err(error) => {
                     self.put_back(session);
-                    return Err(error);
+                    return Err(failed(sent, error.kind, error.reply));
                 }
             };
             match session.transaction(&mail, &rcpts, &body).await {
-                Outcome::Accepted(response) => {
+                Outcome::Accepted(response, over_limit) if over_limit.is_empty() => {
                     self.put_back(session);
                     return Ok(response.reply());
+                }
+                // The server took some recipients, and refused the others only for its limit
+                // per transaction (RFC 5321, 4.5.3.1.10): they go in the next transaction, on
+                // the same session. Each one takes at least one recipient, so this ends.
+                Outcome::Accepted(_, over_limit) => {
+                    sent += rcpts.len() - over_limit.len();
+                    rcpts = over_limit
+                        .into_iter()
+                        .map(|i| std::mem::take(&mut rcpts[i]))
+                        .collect();
+                    pooled = Some(session);
                 }
                 // 421 before the data: the server is closing this session (a reused one was
                 // simply too old) and cannot have taken the message.
@@ -701,14 +780,12 @@ impl Client {
                     if refusal != Refusal::Dropped && response.code != 421 {
                         self.put_back(session);
                     }
-                    return Err(RelayError {
-                        kind,
-                        reply: response.reply(),
-                    });
+                    return Err(failed(sent, kind, response.reply()));
                 }
                 Outcome::BrokenBeforeData(_) if reused => {}
                 Outcome::BrokenBeforeData(f) | Outcome::BrokenAfterData(f) => {
-                    return Err(f.into_relay_error(false));
+                    let error = f.into_relay_error(false);
+                    return Err(failed(sent, error.kind, error.reply));
                 }
             }
         }
@@ -1038,5 +1115,57 @@ mod tests {
         );
         assert_eq!(dot_stuffed(b"a\n.\nb"), b"a\r\n..\r\nb\r\n.\r\n");
         assert_eq!(dot_stuffed(b"a\n\r\nb"), b"a\r\n\r\nb\r\n.\r\n");
+    }
+
+    fn reply(code: u16, text: &str) -> Response {
+        Response {
+            code,
+            lines: vec![text.to_owned()],
+        }
+    }
+
+    #[test]
+    fn only_a_limit_on_recipients_sends_some_of_them_to_another_transaction() {
+        let ok = || reply(250, "2.1.5 Ok");
+        let limit = || reply(452, "4.5.3 Error: too many recipients");
+        assert!(over_recipient_limit(&limit()));
+        assert!(over_recipient_limit(&reply(
+            552,
+            "5.5.3 Too many recipients"
+        )));
+        assert!(over_recipient_limit(&reply(452, "Too many recipients")));
+        assert!(!over_recipient_limit(&reply(452, "4.2.2 mailbox full")));
+        assert!(!over_recipient_limit(&reply(
+            451,
+            "4.5.3 too many recipients"
+        )));
+
+        assert_eq!(recipients_verdict([ok(), ok()]), Recipients::Accepted);
+        assert_eq!(
+            recipients_verdict([ok(), ok(), limit(), limit()]),
+            Recipients::OverLimit(vec![2, 3])
+        );
+        // None taken: nothing to send now.
+        assert_eq!(
+            recipients_verdict([limit(), limit()]),
+            Recipients::Refused(limit(), FailureKind::Transient)
+        );
+        // A recipient refused for itself decides, whatever the limit did to the others.
+        let full = reply(452, "4.2.2 mailbox full");
+        assert_eq!(
+            recipients_verdict([ok(), limit(), full.clone()]),
+            Recipients::Refused(full, FailureKind::Transient)
+        );
+        let gone = reply(550, "5.1.1 no such user");
+        assert_eq!(
+            recipients_verdict([ok(), limit(), gone.clone()]),
+            Recipients::Refused(gone, FailureKind::Permanent)
+        );
+        // 552 at RCPT is read as 452 (RFC 5321, 4.5.3.1.10).
+        let over = reply(552, "5.2.2 over quota");
+        assert_eq!(
+            recipients_verdict([over.clone()]),
+            Recipients::Refused(over, FailureKind::Transient)
+        );
     }
 }

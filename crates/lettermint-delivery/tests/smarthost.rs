@@ -621,3 +621,118 @@ async fn a_421_at_rcpt_ends_the_transaction_without_pipelining() {
         .count();
     assert_eq!(after, 0, "nothing but QUIT after the 421: {seen:?}");
 }
+
+#[tokio::test]
+async fn a_server_that_takes_fewer_recipients_per_transaction_gets_the_rest_in_the_next() {
+    let to = [
+        "a@example.net",
+        "b@example.net",
+        "c@example.org",
+        "d@example.org",
+        "e@example.com",
+    ];
+    let data = b"From: sender@example.com\r\nSubject: many\r\n\r\nfor five\r\n";
+    for pipelining in [true, false] {
+        let sink = SmtpSink::with_options(
+            SinkOptions {
+                pipelining,
+                max_recipients: Some(2),
+                ..SinkOptions::default()
+            },
+            |_, _| Verdict::Accept,
+        )
+        .await
+        .unwrap();
+        let reply = relay(&sink.url())
+            .relay(&envelope(&to), data)
+            .await
+            .unwrap();
+        assert_eq!(reply.code, Some(250), "pipelining {pipelining}");
+        let got = sink.accepted();
+        let transactions: Vec<Vec<String>> = got.iter().map(|m| m.to.clone()).collect();
+        assert_eq!(
+            transactions,
+            [&to[..2], &to[2..4], &to[4..]],
+            "each recipient exactly once, in order (pipelining {pipelining})"
+        );
+        assert!(
+            got.iter()
+                .all(|m| m.data == data && m.from == "sender@example.com")
+        );
+        assert_eq!(sink.sessions(), 1, "one session (pipelining {pipelining})");
+    }
+}
+
+#[tokio::test]
+async fn only_a_refusal_for_the_limit_splits_the_message() {
+    // A recipient refused for itself (a full mailbox) beside one accepted: nothing is sent,
+    // the message waits for its next attempt whole (it is not split between attempts).
+    for pipelining in [true, false] {
+        let (port, seen) =
+            refusing_recipients(pipelining, &[("full@", "452 4.2.2 mailbox full")]).await;
+        let err = plain_relay(port)
+            .relay(
+                &envelope(&["ok@example.net", "full@example.net"]),
+                b"Subject: x\r\n\r\nx\r\n",
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(
+            (err.kind, err.reply.code),
+            (FailureKind::Transient, Some(452)),
+            "pipelining {pipelining}: {err:?}"
+        );
+        let seen = seen.lock().unwrap().clone();
+        assert!(!seen.iter().any(|l| l == "x"), "no data: {seen:?}");
+    }
+
+    // A server that always answers one recipient "too many" while taking the others: it gets
+    // the message for those once, then the lone recipient is refused with nothing to send,
+    // and the attempt ends (deferred) saying that some recipients already have it.
+    let state = std::sync::atomic::AtomicBool::new(false);
+    let (port, seen) = scripted_server(move |command| {
+        use std::sync::atomic::Ordering;
+        if command.starts_with("MAIL") {
+            state.store(false, Ordering::SeqCst);
+        } else if command.starts_with("RCPT TO:<late@") {
+            return Some("452 4.5.3 Error: too many recipients");
+        } else if command.starts_with("RCPT") {
+            state.store(true, Ordering::SeqCst);
+        } else if command.starts_with("DATA") && !state.load(Ordering::SeqCst) {
+            return Some("554 5.5.1 no valid recipients");
+        }
+        None
+    })
+    .await;
+    let err = plain_relay(port)
+        .relay(
+            &envelope(&["a@example.net", "late@example.net", "b@example.net"]),
+            b"Subject: x\r\n\r\nx\r\n",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.reply.code),
+        (FailureKind::Transient, Some(452)),
+        "{err:?}"
+    );
+    assert!(
+        err.reply
+            .text
+            .contains("2 recipient(s) had already been accepted"),
+        "{err:?}"
+    );
+    let seen = seen.lock().unwrap().clone();
+    let rcpts: Vec<&String> = seen.iter().filter(|l| l.starts_with("RCPT")).collect();
+    assert_eq!(
+        rcpts,
+        [
+            "RCPT TO:<a@example.net>",
+            "RCPT TO:<late@example.net>",
+            "RCPT TO:<b@example.net>",
+            "RCPT TO:<late@example.net>"
+        ],
+        "{seen:?}"
+    );
+    assert_eq!(seen.iter().filter(|l| *l == "x").count(), 1, "{seen:?}");
+}

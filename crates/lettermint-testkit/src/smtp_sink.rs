@@ -51,6 +51,9 @@ pub struct SinkOptions {
     pub messages_per_session: Option<usize>,
     /// Offer `AUTH LOGIN` (only) and require it, with this user and password, before `MAIL`.
     pub auth_login: Option<(&'static str, &'static str)>,
+    /// Take at most this many recipients per transaction, answering the others
+    /// `452 4.5.3 Error: too many recipients` (as Postfix's `smtpd_recipient_limit` does).
+    pub max_recipients: Option<usize>,
 }
 
 impl Default for SinkOptions {
@@ -59,6 +62,7 @@ impl Default for SinkOptions {
             pipelining: true,
             messages_per_session: None,
             auth_login: None,
+            max_recipients: None,
         }
     }
 }
@@ -291,6 +295,11 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                 from = Some(f.address.to_string());
                 to.clear();
                 b"250 2.1.0 Ok\r\n".to_vec()
+            }
+            Ok(Request::Rcpt { .. })
+                if from.is_some() && options.max_recipients.is_some_and(|n| to.len() >= n) =>
+            {
+                b"452 4.5.3 Error: too many recipients\r\n".to_vec()
             }
             Ok(Request::Rcpt { to: t }) if from.is_some() => {
                 to.push(t.address.to_string());
