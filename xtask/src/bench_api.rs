@@ -37,13 +37,19 @@ pub(crate) fn body() -> String {
     .to_string()
 }
 
-pub async fn run(window: Duration, connections: u32, stores: Vec<String>) -> Result<()> {
-    let wanted = |name: &str| stores.is_empty() || stores.iter().any(|s| s == name);
+/// Fails, saying how to install it, when wrk is not on `PATH`.
+pub fn require_wrk() -> Result<()> {
     if Command::new("wrk").arg("--version").output().is_err() {
         bail!(
             "this benchmark drives the server with wrk: install it (Debian/Ubuntu: apt-get install wrk)"
         );
     }
+    Ok(())
+}
+
+pub async fn run(window: Duration, connections: u32, stores: Vec<String>) -> Result<()> {
+    let wanted = |name: &str| stores.is_empty() || stores.iter().any(|s| s == name);
+    require_wrk()?;
     let body = body();
     println!(
         "machine: {} cores; wrk with 2 threads, {connections} keep-alive connections, {} s per run, {} byte bodies",

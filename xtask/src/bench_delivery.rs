@@ -54,6 +54,13 @@ pub async fn run(options: Options) -> Result<()> {
         ..
     } = options;
     let wanted = |name: &str| stores.is_empty() || stores.iter().any(|s| s == name);
+    // Found missing before the drains rather than after them.
+    if options.acceptance
+        && wanted("postgres")
+        && let Err(error) = crate::bench_api::require_wrk()
+    {
+        bail!("{error}, or pass --no-acceptance to run the floor and the drains only");
+    }
     println!(
         "machine: {} cores; {messages} API messages (~1.2 KB of MIME each) per run; workers keep \
          {batch} attempts in flight over {CONNECTIONS} connections to an in-process SMTP sink",
