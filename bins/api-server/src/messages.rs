@@ -211,5 +211,6 @@ pub fn message_json(message: &Message) -> serde_json::Value {
         attempts: message.delivery.attempts,
         last_reply: message.delivery.last_reply.clone(),
         next_attempt_at: message.delivery.next_attempt_at.map(rfc3339),
+        delivered_to: message.delivery.delivered_to.clone(),
     })
 }

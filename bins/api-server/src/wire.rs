@@ -1042,7 +1042,7 @@ impl utoipa::PartialSchema for MessageStatusFilter {
 impl ToSchema for MessageStatusFilter {}
 
 /// A message: the upstream fields, then the delivery fields this server adds (`via`,
-/// `attempts`, `last_reply`, `next_attempt_at`). For messages submitted over SMTP the sender
+/// `attempts`, `last_reply`, `next_attempt_at`, `delivered_to`). For messages submitted over SMTP the sender
 /// and recipients are the envelope's (all recipients under `to`).
 #[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct MessageData {
@@ -1115,6 +1115,10 @@ pub struct MessageData {
     /// When the next attempt is due (null once delivered or failed).
     #[schema(required = true, format = DateTime)]
     pub next_attempt_at: Option<String>,
+    /// Recipients earlier attempts already reached while others were refused for now (later
+    /// attempts go to the others only); empty otherwise.
+    #[schema(example = json!([]))]
+    pub delivered_to: Vec<String>,
 }
 
 cursor_page!(

@@ -13,7 +13,7 @@ use lettermint_core::{
 };
 use lettermint_store::OpenOptions;
 use lettermint_testkit::process::{Binary, Running};
-use lettermint_testkit::smtp_sink::{Received, SmtpSink, Verdict};
+use lettermint_testkit::smtp_sink::{Received, SinkOptions, SmtpSink, Verdict};
 use serde_json::{Value, json};
 
 /// api-server in this process, on a fresh database.
@@ -342,6 +342,65 @@ async fn a_4xx_defers_and_later_delivers_and_a_5xx_fails_at_once() {
     assert!(log.contains(&(Outcome::Failed, 550, hard)), "{log:?}");
     assert!(log.contains(&(Outcome::Delivered, 250, soft)), "{log:?}");
     assert_eq!(log.len(), 2, "a deferral is not a log event: {log:?}");
+    assert_eq!(running.terminate().code(), Some(0));
+}
+
+#[tokio::test]
+async fn a_recipient_refused_for_now_is_retried_alone_and_no_recipient_gets_two_copies() {
+    // The smarthost takes two recipients per transaction, and defers the first transaction
+    // that holds `c@` (its data, after taking `a@` and `b@` in the transaction before).
+    let api = api(false).await;
+    let deferred_once = Arc::new(AtomicBool::new(false));
+    let sink = {
+        let deferred_once = deferred_once.clone();
+        SmtpSink::with_options(
+            SinkOptions {
+                max_recipients: Some(2),
+                ..SinkOptions::default()
+            },
+            move |message, _| {
+                if message.to.iter().any(|to| to.starts_with("c@"))
+                    && !deferred_once.swap(true, Ordering::SeqCst)
+                {
+                    Verdict::Reply(451, "4.7.1 greylisted, try again".into())
+                } else {
+                    Verdict::Accept
+                }
+            },
+        )
+        .await
+        .unwrap()
+    };
+    let id = api
+        .send(
+            json!({"from": "shop@example.com", "to": ["a@example.net", "b@example.net"],
+                     "bcc": ["c@example.net"], "subject": "s", "text": "three recipients"}),
+        )
+        .await;
+    let mut running = worker(&api.url, &sink.url(), &["--retry-first-delay", "1"]);
+    let delivered = api.wait_for(id, |m| m["status"] == "delivered").await;
+    assert_eq!(delivered["attempts"], 2, "{delivered}");
+    // What the first attempt reached, as recorded with its deferral.
+    assert_eq!(
+        delivered["delivered_to"],
+        json!(["a@example.net", "b@example.net"]),
+        "{delivered}"
+    );
+    assert!(deferred_once.load(Ordering::SeqCst));
+    let transactions: Vec<(Vec<String>, bool)> = sink
+        .received()
+        .into_iter()
+        .map(|m| (m.to, m.accepted))
+        .collect();
+    assert_eq!(
+        transactions,
+        [
+            (vec!["a@example.net".into(), "b@example.net".into()], true),
+            (vec!["c@example.net".into()], false),
+            // The second attempt goes to the recipient still without the message only.
+            (vec!["c@example.net".into()], true),
+        ]
+    );
     assert_eq!(running.terminate().code(), Some(0));
 }
 

@@ -32,6 +32,9 @@ pub struct Settle {
     pub lease: LeaseId,
     /// How the attempt ended.
     pub settlement: Settlement,
+    /// Every recipient that has the message so far, when this attempt reached some of them
+    /// without reaching all (`None`: what the store holds stays).
+    pub delivered_to: Option<Vec<String>>,
 }
 
 /// What an upstream server answered, or why none could be reached: kept on the message as its

@@ -211,6 +211,10 @@ pub struct DeliveryState {
     /// in their worker, so that the message itself is the likely cause (see
     /// [`crate::repo::DeliveryRepository::begin_alone`]).
     pub interrupted_alone: u32,
+    /// Recipients the smarthost already took the message for, in attempts that did not reach
+    /// every recipient (some were refused for now): later attempts go to the others only.
+    /// Empty until such an attempt.
+    pub delivered_to: Vec<String>,
 }
 
 /// Proof that a caller authenticated with a token: the token and the digest it presented.

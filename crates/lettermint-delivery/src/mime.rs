@@ -121,6 +121,30 @@ pub fn envelope(message: &Message) -> Result<lettre::address::Envelope, BuildErr
     lettre::address::Envelope::new(from, to).map_err(|e| BuildError::Builder(e.to_string()))
 }
 
+/// The envelope of the next attempt: [`envelope`] less the recipients earlier attempts already
+/// reached ([`lettermint_core::DeliveryState::delivered_to`]); `None` when none is left.
+pub fn pending_envelope(
+    message: &Message,
+) -> Result<Option<lettre::address::Envelope>, BuildError> {
+    let full = envelope(message)?;
+    let done = &message.delivery.delivered_to;
+    if done.is_empty() {
+        return Ok(Some(full));
+    }
+    let to: Vec<_> = full
+        .to()
+        .iter()
+        .filter(|a| !done.iter().any(|d| *d == a.to_string()))
+        .cloned()
+        .collect();
+    if to.is_empty() {
+        return Ok(None);
+    }
+    lettre::address::Envelope::new(full.from().cloned(), to)
+        .map(Some)
+        .map_err(|e| BuildError::Builder(e.to_string()))
+}
+
 fn body(email: &StructuredEmail) -> Result<MultiPart, BuildError> {
     let alternative = match (&email.text, &email.html) {
         (Some(text), Some(html)) => MultiPart::alternative_plain_html(text.clone(), html.clone()),

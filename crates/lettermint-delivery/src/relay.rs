@@ -18,6 +18,9 @@ pub struct RelayError {
     pub kind: FailureKind,
     /// What the server answered, or what went wrong.
     pub reply: Reply,
+    /// Recipients the message did reach in this attempt (a server that took some recipients
+    /// and refused the others for now); later attempts go to the others only.
+    pub delivered: Vec<String>,
 }
 
 impl RelayError {
@@ -37,6 +40,7 @@ impl RelayError {
         Self {
             kind,
             reply: Reply { code: None, text },
+            delivered: Vec::new(),
         }
     }
 }

@@ -188,6 +188,7 @@ impl Failure {
                     kind_of(response.code)
                 },
                 reply: response.reply(),
+                delivered: Vec::new(),
             },
             Failure::Broken(text) => RelayError::transient(text),
             Failure::TimedOut(step) => {
@@ -355,9 +356,9 @@ enum Refusal {
 
 /// How one transaction ended.
 enum Outcome {
-    /// The server took the message; the session can be reused. The indices are those of the
-    /// recipients it refused for its limit per transaction (usually none), still to be sent.
-    Accepted(Response, Vec<usize>),
+    /// The server took the message, for every recipient or (with the refused ones) for some;
+    /// the session can be reused.
+    Accepted(Response, Option<Partial>),
     /// The server refused it, for now or for good.
     Refused(Response, FailureKind, Refusal),
     /// The session failed before the end of the message was sent: the server cannot have
@@ -488,39 +489,58 @@ fn over_recipient_limit(reply: &Response) -> bool {
 #[derive(Debug, PartialEq, Eq)]
 enum Recipients {
     /// Every recipient was accepted.
-    Accepted,
-    /// Some were accepted; the others (their indices) were refused only for the server's limit
-    /// on recipients per transaction, and go in the next one.
-    OverLimit(Vec<usize>),
+    All,
+    /// Some were accepted, and the others refused for now: the message goes to the accepted.
+    Some(Partial),
     /// The transaction cannot go on: the refusal that decides, with what it makes of the
-    /// message. The first recipient refused for good (one is enough to make the message, which
-    /// is not split between attempts, impossible); else the first recipient refused for now.
+    /// message. The first recipient refused for good (one is enough to make the message
+    /// impossible: nothing is sent); else, with no recipient accepted, the first refused for
+    /// now.
     Refused(Response, FailureKind),
+}
+
+/// The recipients of a transaction that the server refused for now while it took others.
+#[derive(Debug, PartialEq, Eq)]
+struct Partial {
+    /// Their indices among the transaction's recipients.
+    refused: Vec<usize>,
+    /// Whether each was refused only for the server's limit on recipients per transaction (they
+    /// then go in the next transaction of the same attempt).
+    limit_only: bool,
+    /// The refusal to report if the attempt ends here: the first not for the limit, if any.
+    reply: Response,
 }
 
 /// Reads the replies to `RCPT`, in the order the recipients were sent.
 fn recipients_verdict(replies: impl IntoIterator<Item = Response>) -> Recipients {
-    let mut temporary = None;
-    let mut over_limit = Vec::new();
-    let mut over_limit_reply = None;
+    let mut refused = Vec::new();
+    let mut first_limit = None;
+    let mut first_other = None;
     let mut accepted = 0usize;
     for (i, reply) in replies.into_iter().enumerate() {
         if reply.is_success() {
             accepted += 1;
-        } else if reply.code >= 500 && reply.code != 552 {
+            continue;
+        }
+        if reply.code >= 500 && reply.code != 552 {
             return Recipients::Refused(reply, FailureKind::Permanent);
-        } else if over_recipient_limit(&reply) {
-            over_limit.push(i);
-            over_limit_reply.get_or_insert(reply);
+        }
+        refused.push(i);
+        if over_recipient_limit(&reply) {
+            first_limit.get_or_insert(reply);
         } else {
-            temporary.get_or_insert(reply);
+            first_other.get_or_insert(reply);
         }
     }
-    match (temporary, over_limit_reply) {
-        (Some(reply), _) => Recipients::Refused(reply, FailureKind::Transient),
-        (None, Some(reply)) if accepted == 0 => Recipients::Refused(reply, FailureKind::Transient),
-        (None, Some(_)) => Recipients::OverLimit(over_limit),
-        (None, None) => Recipients::Accepted,
+    let limit_only = first_other.is_none();
+    match first_other.or(first_limit) {
+        None => Recipients::All,
+        Some(reply) if accepted == 0 => Recipients::Refused(reply, FailureKind::Transient),
+        Some(reply) => Recipients::Some(Partial {
+            refused,
+            limit_only,
+            reply,
+        }),
     }
 }
 
@@ -537,12 +557,11 @@ impl Session {
     }
 
     /// One mail transaction. A refusal before the message is sent is followed by `RSET`, so the
-    /// session stays usable. When the server took only some of the recipients because of its
-    /// limit per transaction, the message goes to those, and the answer names the others (their
-    /// indices in `rcpts`), for the next transaction.
+    /// session stays usable. When the server took some recipients and refused the others for
+    /// now, the message goes to those it took, and the answer names the others.
     async fn transaction(&mut self, mail: &str, rcpts: &[String], body: &[u8]) -> Outcome {
         let before = |f: Failure| Outcome::BrokenBeforeData(f);
-        let (refusal, over_limit) = if self.caps.pipelining {
+        let (refusal, partial) = if self.caps.pipelining {
             let mut batch = String::with_capacity(mail.len() + rcpts.len() * 48 + 6);
             batch.push_str(mail);
             for rcpt in rcpts {
@@ -574,16 +593,16 @@ impl Session {
                 Recipients::Refused(mail_reply, kind)
             };
             match (verdict, data_reply.code) {
-                (Recipients::Accepted, 354) => (None, Vec::new()),
-                (Recipients::OverLimit(rest), 354) => (None, rest),
-                // Some recipient was refused but others were not, so the server waits for the
-                // message: it cannot be taken back, only abandoned with the session.
+                (Recipients::All, 354) => (None, None),
+                (Recipients::Some(partial), 354) => (None, Some(partial)),
+                // A recipient was refused for good but others were not, so the server waits
+                // for the message: it cannot be taken back, only abandoned with the session.
                 (Recipients::Refused(refused, kind), 354) => {
                     return Outcome::Refused(refused, kind, Refusal::Dropped);
                 }
-                (Recipients::Refused(refused, kind), _) => (Some((refused, kind)), Vec::new()),
-                (Recipients::Accepted | Recipients::OverLimit(_), code) => {
-                    (Some((data_reply, kind_of(code))), Vec::new())
+                (Recipients::Refused(refused, kind), _) => (Some((refused, kind)), None),
+                (Recipients::All | Recipients::Some(_), code) => {
+                    (Some((data_reply, kind_of(code))), None)
                 }
             }
         } else {
@@ -612,16 +631,16 @@ impl Session {
                     Err(f) => return before(f),
                 }
             }
-            let over_limit = match recipients_verdict(replies) {
+            let partial = match recipients_verdict(replies) {
                 Recipients::Refused(refused, kind) => return self.reset(refused, kind).await,
-                Recipients::Accepted => Vec::new(),
-                Recipients::OverLimit(rest) => rest,
+                Recipients::All => None,
+                Recipients::Some(partial) => Some(partial),
             };
             match self.command("DATA", "DATA\r\n").await {
-                Ok(response) if response.code == 354 => (None, over_limit),
+                Ok(response) if response.code == 354 => (None, partial),
                 Ok(response) => {
                     let kind = kind_of(response.code);
-                    (Some((response, kind)), Vec::new())
+                    (Some((response, kind)), None)
                 }
                 Err(f) => return before(f),
             }
@@ -641,7 +660,7 @@ impl Session {
         // duplicate (the server may accept it after all), so this waits longer than a command.
         let wait = self.timeout.max(END_OF_DATA_WAIT);
         match self.read_response_within("end of data", wait).await {
-            Ok(response) if response.is_success() => Outcome::Accepted(response, over_limit),
+            Ok(response) if response.is_success() => Outcome::Accepted(response, partial),
             Ok(response) => {
                 let kind = kind_of(response.code);
                 Outcome::Refused(response, kind, Refusal::AfterData)
@@ -716,24 +735,25 @@ impl Client {
                 ))
             })?
             .map_err(|_| RelayError::transient("the SMTP client is shutting down"))?;
-        let mut rcpts: Vec<String> = envelope
-            .to()
-            .iter()
-            .map(|to| format!("RCPT TO:<{to}>\r\n"))
-            .collect();
+        // The recipients still without the message, with their `RCPT` lines.
+        let mut to: Vec<String> = envelope.to().iter().map(ToString::to_string).collect();
+        let mut rcpts: Vec<String> = to.iter().map(|to| format!("RCPT TO:<{to}>\r\n")).collect();
         let body = dot_stuffed(data);
-        // Recipients the server took in earlier transactions of this attempt (when it takes
-        // fewer per transaction than the message has).
-        let mut sent = 0usize;
-        let failed = |sent: usize, kind: FailureKind, mut reply: Reply| {
-            if sent > 0 {
+        // Recipients the server took in earlier transactions of this attempt.
+        let mut delivered: Vec<String> = Vec::new();
+        let failed = |delivered: Vec<String>, kind: FailureKind, mut reply: Reply| {
+            if !delivered.is_empty() {
                 reply.text.push_str(&format!(
-                    " ({sent} recipient(s) had already been accepted in earlier transactions of \
-                     this attempt, the server taking fewer recipients per transaction than the \
-                     message has)"
+                    " (the message went to {} other recipient(s) in this attempt; later attempts \
+                     go only to those still without it)",
+                    delivered.len()
                 ));
             }
-            RelayError { kind, reply }
+            RelayError {
+                kind,
+                reply,
+                delivered,
+            }
         };
         // A pooled session first; if it turns out dead before the data, once more on a new one.
         let mut pooled = self.take_idle();
@@ -745,7 +765,7 @@ impl Client {
                     Ok(session) => session,
                     Err(f) => {
                         let error = f.into_relay_error(true);
-                        return Err(failed(sent, error.kind, error.reply));
+                        return Err(failed(delivered, error.kind, error.reply));
                     }
                 },
             };
@@ -753,24 +773,42 @@ impl Client {
                 Ok(mail) => mail,
                 Err(error) => {
                     self.put_back(session);
-                    return Err(failed(sent, error.kind, error.reply));
+                    return Err(failed(delivered, error.kind, error.reply));
                 }
             };
             match session.transaction(&mail, &rcpts, &body).await {
-                Outcome::Accepted(response, over_limit) if over_limit.is_empty() => {
+                Outcome::Accepted(response, None) => {
                     self.put_back(session);
                     return Ok(response.reply());
                 }
-                // The server took some recipients, and refused the others only for its limit
-                // per transaction (RFC 5321, 4.5.3.1.10): they go in the next transaction, on
-                // the same session. Each one takes at least one recipient, so this ends.
-                Outcome::Accepted(_, over_limit) => {
-                    sent += rcpts.len() - over_limit.len();
-                    rcpts = over_limit
-                        .into_iter()
-                        .map(|i| std::mem::take(&mut rcpts[i]))
-                        .collect();
-                    pooled = Some(session);
+                // The server took some recipients and refused the others for now.
+                Outcome::Accepted(_, Some(partial)) => {
+                    let mut refused = partial.refused.iter().copied().peekable();
+                    let (mut still_to, mut still_rcpts) = (Vec::new(), Vec::new());
+                    for (i, (to, rcpt)) in to.drain(..).zip(rcpts.drain(..)).enumerate() {
+                        if refused.next_if_eq(&i).is_some() {
+                            still_to.push(to);
+                            still_rcpts.push(rcpt);
+                        } else {
+                            delivered.push(to);
+                        }
+                    }
+                    (to, rcpts) = (still_to, still_rcpts);
+                    // Refused only for its limit per transaction (RFC 5321, 4.5.3.1.10): they
+                    // go in the next transaction, on the same session. Each one takes at least
+                    // one recipient, so this ends.
+                    if partial.limit_only {
+                        pooled = Some(session);
+                        continue;
+                    }
+                    // Refused for themselves (a full mailbox, a greylist): a later attempt
+                    // goes to them, and only to them.
+                    self.put_back(session);
+                    return Err(failed(
+                        delivered,
+                        FailureKind::Transient,
+                        partial.reply.reply(),
+                    ));
                 }
                 // 421 before the data: the server is closing this session (a reused one was
                 // simply too old) and cannot have taken the message.
@@ -780,12 +818,12 @@ impl Client {
                     if refusal != Refusal::Dropped && response.code != 421 {
                         self.put_back(session);
                     }
-                    return Err(failed(sent, kind, response.reply()));
+                    return Err(failed(delivered, kind, response.reply()));
                 }
                 Outcome::BrokenBeforeData(_) if reused => {}
                 Outcome::BrokenBeforeData(f) | Outcome::BrokenAfterData(f) => {
                     let error = f.into_relay_error(false);
-                    return Err(failed(sent, error.kind, error.reply));
+                    return Err(failed(delivered, error.kind, error.reply));
                 }
             }
         }
@@ -1125,7 +1163,7 @@ mod tests {
     }
 
     #[test]
-    fn only_a_limit_on_recipients_sends_some_of_them_to_another_transaction() {
+    fn recipients_refused_for_now_beside_accepted_ones_do_not_hold_the_message_back() {
         let ok = || reply(250, "2.1.5 Ok");
         let limit = || reply(452, "4.5.3 Error: too many recipients");
         assert!(over_recipient_limit(&limit()));
@@ -1140,22 +1178,35 @@ mod tests {
             "4.5.3 too many recipients"
         )));
 
-        assert_eq!(recipients_verdict([ok(), ok()]), Recipients::Accepted);
+        assert_eq!(recipients_verdict([ok(), ok()]), Recipients::All);
         assert_eq!(
             recipients_verdict([ok(), ok(), limit(), limit()]),
-            Recipients::OverLimit(vec![2, 3])
+            Recipients::Some(Partial {
+                refused: vec![2, 3],
+                limit_only: true,
+                reply: limit(),
+            })
+        );
+        // Refused for itself: reported, whatever the limit did to the others.
+        let full = reply(452, "4.2.2 mailbox full");
+        assert_eq!(
+            recipients_verdict([ok(), limit(), full.clone()]),
+            Recipients::Some(Partial {
+                refused: vec![1, 2],
+                limit_only: false,
+                reply: full.clone(),
+            })
         );
         // None taken: nothing to send now.
         assert_eq!(
             recipients_verdict([limit(), limit()]),
             Recipients::Refused(limit(), FailureKind::Transient)
         );
-        // A recipient refused for itself decides, whatever the limit did to the others.
-        let full = reply(452, "4.2.2 mailbox full");
         assert_eq!(
-            recipients_verdict([ok(), limit(), full.clone()]),
+            recipients_verdict([limit(), full.clone()]),
             Recipients::Refused(full, FailureKind::Transient)
         );
+        // One refused for good: the message is impossible, nothing is sent.
         let gone = reply(550, "5.1.1 no such user");
         assert_eq!(
             recipients_verdict([ok(), limit(), gone.clone()]),

@@ -224,6 +224,7 @@ impl Worker {
                     message,
                     lease: claim.lease,
                     settlement,
+                    delivered_to: None,
                 },
             };
             return self.record(vec![attempt]).await;
@@ -265,12 +266,18 @@ impl Worker {
         // so that the message is still settled, retried and in the end given up on.
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             mime::render(message)
-                .and_then(|data| mime::envelope(message).map(|envelope| (envelope, data)))
+                .and_then(|data| mime::pending_envelope(message).map(|envelope| (envelope, data)))
         }));
         let outcome = match built {
+            // Earlier attempts reached every recipient (only a hand-edited row gets here: the
+            // attempt that reaches the last one records the message delivered).
+            Ok(Ok((None, _))) => Ok(Reply {
+                code: None,
+                text: "every recipient already has the message".to_owned(),
+            }),
             // An attempt must end (and be recorded) inside its lease, or another worker could
             // claim the message and send it alongside this one.
-            Ok(Ok((envelope, data))) => {
+            Ok(Ok((Some(envelope), data))) => {
                 let limit = self.config.lease / 2;
                 let relay = self.relay.clone();
                 let relayed = tokio::spawn(async move {
@@ -292,13 +299,28 @@ impl Worker {
                 "building the message failed unexpectedly (a panic; see the worker's log)",
             )),
         };
-        let settlement = match outcome {
-            Ok(reply) => Settlement::Delivered(reply),
-            Err(RelayError { kind, reply }) => {
+        let (settlement, delivered_to) = match outcome {
+            Ok(reply) => (Settlement::Delivered(reply), None),
+            Err(RelayError {
+                kind,
+                reply,
+                delivered,
+            }) => {
                 let jitter = rand::rng().random_range(0.5..=1.0);
-                self.config
-                    .retry
-                    .settle_failure(message, kind, reply, self.clock.now(), jitter)
+                let settlement = self.config.retry.settle_failure(
+                    message,
+                    kind,
+                    reply,
+                    self.clock.now(),
+                    jitter,
+                );
+                // Recipients reached now join those reached before, for the next attempt.
+                let delivered_to = (!delivered.is_empty()).then(|| {
+                    let mut all = message.delivery.delivered_to.clone();
+                    all.extend(delivered);
+                    all
+                });
+                (settlement, delivered_to)
             }
         };
         metrics::counter!("lettermint_delivery_attempts_total", "status" => settlement.status().as_str())
@@ -309,6 +331,7 @@ impl Worker {
                 message: message.id,
                 lease: claim.lease,
                 settlement,
+                delivered_to,
             },
         }
     }

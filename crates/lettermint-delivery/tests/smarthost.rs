@@ -425,24 +425,34 @@ async fn scripted_server(
 }
 
 /// A [`scripted_server`] (offering `PIPELINING` or not) that refuses the recipients whose
-/// address starts with one of `refusals`' prefixes with its reply, and `DATA` when none was
-/// accepted.
+/// address starts with one of `refusals`' prefixes with its reply, and `DATA` when none of the
+/// transaction's recipients was accepted. One session at a time.
 async fn refusing_recipients(
     pipelining: bool,
     refusals: &'static [(&'static str, &'static str)],
 ) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let accepted = AtomicBool::new(false);
     scripted_server(move |command| {
         if command.starts_with("EHLO") && pipelining {
             return Some("250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME");
         }
+        if command.starts_with("MAIL") {
+            accepted.store(false, Ordering::SeqCst);
+            return None;
+        }
         if command.starts_with("DATA") {
-            return Some("554 5.5.1 no valid recipients");
+            return (!accepted.load(Ordering::SeqCst)).then_some("554 5.5.1 no valid recipients");
         }
         let address = command.strip_prefix("RCPT TO:<")?;
-        refusals
+        let refusal = refusals
             .iter()
             .find(|(prefix, _)| address.starts_with(prefix))
-            .map(|(_, reply)| *reply)
+            .map(|(_, reply)| *reply);
+        if refusal.is_none() {
+            accepted.store(true, Ordering::SeqCst);
+        }
+        refusal
     })
     .await
 }
@@ -664,46 +674,61 @@ async fn a_server_that_takes_fewer_recipients_per_transaction_gets_the_rest_in_t
 }
 
 #[tokio::test]
-async fn only_a_refusal_for_the_limit_splits_the_message() {
-    // A recipient refused for itself (a full mailbox) beside one accepted: nothing is sent,
-    // the message waits for its next attempt whole (it is not split between attempts).
+async fn recipients_refused_for_now_do_not_hold_the_message_back_from_the_others() {
+    // A recipient refused for itself (a full mailbox) beside accepted ones: the message goes to
+    // those, and the attempt is deferred naming them, so that the next goes to the other only.
     for pipelining in [true, false] {
         let (port, seen) =
             refusing_recipients(pipelining, &[("full@", "452 4.2.2 mailbox full")]).await;
         let err = plain_relay(port)
             .relay(
-                &envelope(&["ok@example.net", "full@example.net"]),
+                &envelope(&["ok@example.net", "full@example.net", "also@example.net"]),
                 b"Subject: x\r\n\r\nx\r\n",
             )
             .await
             .unwrap_err();
         assert_eq!(
-            (err.kind, err.reply.code),
-            (FailureKind::Transient, Some(452)),
+            (err.kind, err.reply.code, err.delivered.clone()),
+            (
+                FailureKind::Transient,
+                Some(452),
+                vec!["ok@example.net".to_owned(), "also@example.net".to_owned()]
+            ),
             "pipelining {pipelining}: {err:?}"
         );
+        assert!(
+            err.reply.text.contains("went to 2 other recipient(s)"),
+            "{err:?}"
+        );
         let seen = seen.lock().unwrap().clone();
-        assert!(!seen.iter().any(|l| l == "x"), "no data: {seen:?}");
+        assert_eq!(
+            seen.iter().filter(|l| *l == "x").count(),
+            1,
+            "sent once: {seen:?}"
+        );
     }
+
+    // A recipient refused for good: nothing is sent to anyone (the message cannot be delivered
+    // whole, and fails).
+    let (port, seen) = refusing_recipients(true, &[("gone@", "550 5.1.1 no such user")]).await;
+    let err = plain_relay(port)
+        .relay(
+            &envelope(&["ok@example.net", "gone@example.net"]),
+            b"Subject: x\r\n\r\nx\r\n",
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.reply.code, err.delivered.len()),
+        (FailureKind::Permanent, Some(550), 0)
+    );
+    assert!(!seen.lock().unwrap().iter().any(|l| l == "x"));
 
     // A server that always answers one recipient "too many" while taking the others: it gets
     // the message for those once, then the lone recipient is refused with nothing to send,
-    // and the attempt ends (deferred) saying that some recipients already have it.
-    let state = std::sync::atomic::AtomicBool::new(false);
-    let (port, seen) = scripted_server(move |command| {
-        use std::sync::atomic::Ordering;
-        if command.starts_with("MAIL") {
-            state.store(false, Ordering::SeqCst);
-        } else if command.starts_with("RCPT TO:<late@") {
-            return Some("452 4.5.3 Error: too many recipients");
-        } else if command.starts_with("RCPT") {
-            state.store(true, Ordering::SeqCst);
-        } else if command.starts_with("DATA") && !state.load(Ordering::SeqCst) {
-            return Some("554 5.5.1 no valid recipients");
-        }
-        None
-    })
-    .await;
+    // and the attempt ends (deferred) naming the recipients it reached.
+    let (port, seen) =
+        refusing_recipients(true, &[("late@", "452 4.5.3 Error: too many recipients")]).await;
     let err = plain_relay(port)
         .relay(
             &envelope(&["a@example.net", "late@example.net", "b@example.net"]),
@@ -712,14 +737,12 @@ async fn only_a_refusal_for_the_limit_splits_the_message() {
         .await
         .unwrap_err();
     assert_eq!(
-        (err.kind, err.reply.code),
-        (FailureKind::Transient, Some(452)),
-        "{err:?}"
-    );
-    assert!(
-        err.reply
-            .text
-            .contains("2 recipient(s) had already been accepted"),
+        (err.kind, err.reply.code, err.delivered.clone()),
+        (
+            FailureKind::Transient,
+            Some(452),
+            vec!["a@example.net".to_owned(), "b@example.net".to_owned()]
+        ),
         "{err:?}"
     );
     let seen = seen.lock().unwrap().clone();

@@ -169,9 +169,10 @@ impl Dialect for PgDialect {
         // workers cost the database.
         let rows: Vec<(Uuid, Uuid, Uuid, String)> = sqlx::query_as(
             "UPDATE messages AS m SET status = v.status, last_reply = v.reply, \
-             status_changed_at = $1, due_at = v.due_at, lease_id = NULL \
-             FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[]) \
-             AS v(id, lease, status, reply, due_at) \
+             status_changed_at = $1, due_at = v.due_at, lease_id = NULL, \
+             delivered_to = COALESCE(v.delivered_to, m.delivered_to) \
+             FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], \
+             $7::text[]) AS v(id, lease, status, reply, due_at, delivered_to) \
              WHERE m.id = v.id AND m.lease_id = v.lease \
              RETURNING m.id, v.lease, m.token_id, m.via",
         )
@@ -205,6 +206,12 @@ impl Dialect for PgDialect {
                 .iter()
                 .map(|s| s.settlement.retry_at())
                 .collect::<Vec<_>>(),
+        )
+        .bind(
+            settles
+                .iter()
+                .map(lettermint_store_sql::dialect::delivered_to)
+                .collect::<Result<Vec<_>>>()?,
         )
         .fetch_all(&mut *conn)
         .await

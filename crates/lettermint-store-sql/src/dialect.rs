@@ -101,7 +101,18 @@ pub trait Dialect: Send + Sync + 'static {
 }
 
 /// The statement that settles one attempt (`$1` status, `$2` reply, `$3` now, `$4` next due
-/// instant, `$5` message, `$6` lease), for dialects that settle row by row.
+/// instant, `$5` message, `$6` lease, `$7` [`delivered_to`] or NULL), for dialects that settle
+/// row by row.
 pub const SETTLE_ONE: &str = "UPDATE messages SET status = $1, last_reply = $2, \
-     status_changed_at = $3, due_at = $4, lease_id = NULL WHERE id = $5 AND lease_id = $6 \
+     status_changed_at = $3, due_at = $4, lease_id = NULL, \
+     delivered_to = COALESCE($7, delivered_to) WHERE id = $5 AND lease_id = $6 \
      RETURNING token_id, via";
+
+/// A settle's [`Settle::delivered_to`] as stored (a JSON array), or `None` to keep the stored one.
+pub fn delivered_to(settle: &Settle) -> Result<Option<String>, Error> {
+    settle
+        .delivered_to
+        .as_ref()
+        .map(crate::decode::to_json)
+        .transpose()
+}

@@ -897,6 +897,7 @@ where
                             code: None,
                             text: format!("the stored message cannot be read: {error}"),
                         }),
+                        delivered_to: None,
                     });
                 }
             }

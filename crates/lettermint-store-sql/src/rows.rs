@@ -169,6 +169,7 @@ pub struct MessageRow<T> {
     due_at: Option<T>,
     interrupted: i32,
     interrupted_alone: i32,
+    delivered_to: String,
 }
 
 impl<T> MessageRow<T> {
@@ -221,6 +222,7 @@ impl<T> MessageRow<T> {
                     .map_err(|e| corrupt("interrupted", e))?,
                 interrupted_alone: u32::try_from(self.interrupted_alone)
                     .map_err(|e| corrupt("interrupted_alone", e))?,
+                delivered_to: json("delivered_to", &self.delivered_to)?,
             },
         })
     }

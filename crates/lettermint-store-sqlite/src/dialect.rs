@@ -148,6 +148,7 @@ impl Dialect for SqliteDialect {
                     .bind(Self::opt_instant(settle.settlement.retry_at()))
                     .bind(settle.message.as_uuid())
                     .bind(settle.lease.as_uuid())
+                    .bind(lettermint_store_sql::dialect::delivered_to(settle)?)
                     .fetch_optional(&mut *conn)
                     .await
                     .fix()?;
@@ -201,7 +202,7 @@ impl Dialect for SqliteDialect {
     }
 }
 
-/// Settles per statement, at most (5 parameters each, far below SQLite's 32,766).
+/// Settles per statement, at most (6 parameters each, far below SQLite's 32,766).
 const SETTLE_CHUNK: usize = 256;
 
 /// Settles `settles` (each message named once) in one statement. Each statement is a hand-off
@@ -220,18 +221,20 @@ async fn settle_chunk(
     let mut sql = String::with_capacity(256 + rows * 32);
     sql.push_str(
         "UPDATE messages AS m SET status = v.column3, last_reply = v.column4, \
-         status_changed_at = $1, due_at = v.column5, lease_id = NULL FROM (VALUES ",
+         status_changed_at = $1, due_at = v.column5, lease_id = NULL, \
+         delivered_to = COALESCE(v.column6, m.delivered_to) FROM (VALUES ",
     );
     for i in 0..rows {
-        let first = 2 + i * 5;
+        let first = 2 + i * 6;
         let _ = write!(
             sql,
-            "{}(${first}, ${}, ${}, ${}, ${})",
+            "{}(${first}, ${}, ${}, ${}, ${}, ${})",
             if i == 0 { "" } else { ", " },
             first + 1,
             first + 2,
             first + 3,
-            first + 4
+            first + 4,
+            first + 5
         );
     }
     // SQLite's RETURNING sees only the updated table: the lease is matched by the WHERE.
@@ -247,7 +250,8 @@ async fn settle_chunk(
             .bind(settle.lease.as_uuid())
             .bind(settle.settlement.status().as_str())
             .bind(settle.settlement.reply().to_line())
-            .bind(SqliteDialect::opt_instant(settle.settlement.retry_at()));
+            .bind(SqliteDialect::opt_instant(settle.settlement.retry_at()))
+            .bind(lettermint_store_sql::dialect::delivered_to(settle)?);
     }
     for _ in settles.len()..rows {
         query = query
@@ -255,7 +259,8 @@ async fn settle_chunk(
             .bind(None::<Uuid>)
             .bind(None::<&str>)
             .bind(None::<String>)
-            .bind(None::<i64>);
+            .bind(None::<i64>)
+            .bind(None::<String>);
     }
     let rows = query.fetch_all(&mut *conn).await.fix()?;
     let mut by_message: HashMap<Uuid, (Uuid, String)> = rows

@@ -105,6 +105,7 @@ macro_rules! conformance_suite {
             due_messages_are_claimed_under_a_lease_oldest_first,
             concurrent_claims_take_disjoint_messages,
             claims_count_interrupted_attempts_and_attempts_alone,
+            recipients_reached_are_kept_across_attempts,
             settlements_need_the_current_lease_and_log_the_outcome,
             one_settlement_logs_an_entry_per_token_and_outcome,
             a_settlement_of_several_attempts_answers_each_on_its_own,
@@ -2713,6 +2714,7 @@ async fn settle_one(
         message,
         lease,
         settlement: settlement.clone(),
+        delivered_to: None,
     }];
     let done = store.settle(&settles, at).await.unwrap();
     assert_eq!(done.len(), 1);
@@ -2813,6 +2815,129 @@ pub async fn due_messages_are_claimed_under_a_lease_oldest_first(f: &dyn Fixture
     assert_eq!(ids_of(&scheduled), vec![later.id]);
     assert_eq!(scheduled[0].message.scheduled_at, later.scheduled_at);
     assert_eq!(store.claim_due(t0, lease_end, 0).await.unwrap(), vec![]);
+}
+
+/// The recipients an attempt reached are kept with the message (each settlement naming them,
+/// or keeping what is stored), in a settlement of several attempts and in one that names a
+/// message twice.
+pub async fn recipients_reached_are_kept_across_attempts(f: &dyn Fixture) {
+    let store = f.store();
+    let t0 = now();
+    let (p, _, messages) = accepted(&*store, 3, t0).await;
+    let (m0, m1, m2) = (messages[0].id, messages[1].id, messages[2].id);
+    assert!(messages[0].delivery.delivered_to.is_empty());
+    let first = store
+        .claim_due(t0, t0 + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&first), vec![m0, m1, m2]);
+    assert!(
+        first
+            .iter()
+            .all(|c| c.message.delivery.delivered_to.is_empty())
+    );
+    let deferred = |reply_code: u16| Settlement::Deferred {
+        reply: Reply {
+            code: Some(reply_code),
+            text: "4.2.2 mailbox full".into(),
+        },
+        retry_at: t0 + Duration::minutes(1),
+    };
+    let reached = |addresses: &[&str]| Some(addresses.iter().map(ToString::to_string).collect());
+    let done = store
+        .settle(
+            &[
+                Settle {
+                    message: m0,
+                    lease: first[0].lease,
+                    settlement: deferred(452),
+                    delivered_to: reached(&["a@example.net", "b@example.net"]),
+                },
+                Settle {
+                    message: m1,
+                    lease: first[1].lease,
+                    settlement: deferred(451),
+                    delivered_to: None,
+                },
+                Settle {
+                    message: m2,
+                    lease: first[2].lease,
+                    settlement: Settlement::Failed(Reply {
+                        code: Some(550),
+                        text: "5.1.1 no such user".into(),
+                    }),
+                    delivered_to: reached(&["c@example.net"]),
+                },
+            ],
+            t0,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, [true, true, true]);
+    let delivered_to = |id| {
+        let store = store.clone();
+        let p = p.id;
+        async move {
+            store
+                .get_message(p, id)
+                .await
+                .unwrap()
+                .unwrap()
+                .delivery
+                .delivered_to
+        }
+    };
+    assert_eq!(delivered_to(m0).await, ["a@example.net", "b@example.net"]);
+    assert!(delivered_to(m1).await.is_empty());
+    assert_eq!(delivered_to(m2).await, ["c@example.net"]);
+
+    // The next claim hands them to the worker; a settlement of the same message twice (one
+    // under a lease that moved on) records the current lease's only.
+    let t2 = t0 + Duration::minutes(2);
+    let second = store
+        .claim_due(t2, t2 + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&second), vec![m0, m1]);
+    assert_eq!(
+        second[0].message.delivery.delivered_to,
+        ["a@example.net", "b@example.net"]
+    );
+    let done = store
+        .settle(
+            &[
+                Settle {
+                    message: m0,
+                    lease: LeaseId::new(),
+                    settlement: deferred(452),
+                    delivered_to: reached(&["stale@example.net"]),
+                },
+                Settle {
+                    message: m0,
+                    lease: second[0].lease,
+                    settlement: deferred(452),
+                    delivered_to: reached(&["a@example.net", "b@example.net", "d@example.net"]),
+                },
+                Settle {
+                    message: m1,
+                    lease: second[1].lease,
+                    settlement: Settlement::Delivered(Reply {
+                        code: Some(250),
+                        text: "2.0.0 queued".into(),
+                    }),
+                    delivered_to: None,
+                },
+            ],
+            t2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, [false, true, true]);
+    assert_eq!(
+        delivered_to(m0).await,
+        ["a@example.net", "b@example.net", "d@example.net"]
+    );
+    assert!(delivered_to(m1).await.is_empty());
 }
 
 /// A claim that takes a message over from a lease that ran out counts one more interrupted
@@ -3042,11 +3167,13 @@ pub async fn settlements_need_the_current_lease_and_log_the_outcome(f: &dyn Fixt
                     message: messages[1].id,
                     lease: LeaseId::new(),
                     settlement: delivered.clone(),
+                    delivered_to: None,
                 },
                 Settle {
                     message: messages[1].id,
                     lease: retried[0].lease,
                     settlement: delivered.clone(),
+                    delivered_to: None,
                 },
             ],
             retry_at,
@@ -3124,6 +3251,7 @@ pub async fn one_settlement_logs_an_entry_per_token_and_outcome(f: &dyn Fixture)
         message: id,
         lease: lease_of(id),
         settlement,
+        delivered_to: None,
     };
     let t1 = t0 + Duration::seconds(1);
     let done = store
@@ -3145,6 +3273,7 @@ pub async fn one_settlement_logs_an_entry_per_token_and_outcome(f: &dyn Fixture)
                     message: ours[1].id,
                     lease: LeaseId::new(),
                     settlement: Settlement::Delivered(reply(250)),
+                    delivered_to: None,
                 },
             ],
             t1,
@@ -3217,6 +3346,7 @@ pub async fn a_settlement_of_several_attempts_answers_each_on_its_own(f: &dyn Fi
         message,
         lease,
         settlement,
+        delivered_to: None,
     };
     let t2 = t1 + Duration::seconds(1);
     let done = store
@@ -3291,6 +3421,7 @@ pub async fn a_settlement_of_hundreds_of_attempts_records_each(f: &dyn Fixture) 
                 code: Some(250),
                 text: format!("2.0.0 queued as {n}"),
             }),
+            delivered_to: None,
         })
         .collect();
     let done = store

@@ -28,6 +28,9 @@ struct MessageJson {
     interrupted: u32,
     /// Of those, attempts made with nothing else in flight in their worker.
     interrupted_alone: u32,
+    /// Recipients earlier attempts reached while others were refused for now (later attempts
+    /// go to the others only).
+    delivered_to: Vec<String>,
     last_reply: Option<String>,
     status_changed_at: Option<String>,
     next_attempt_at: Option<String>,
@@ -51,6 +54,7 @@ impl From<&Message> for MessageJson {
             attempts: m.delivery.attempts,
             interrupted: m.delivery.interrupted,
             interrupted_alone: m.delivery.interrupted_alone,
+            delivered_to: m.delivery.delivered_to.clone(),
             last_reply: m.delivery.last_reply.clone(),
             status_changed_at: m.delivery.status_changed_at.map(rfc3339),
             next_attempt_at: m.delivery.next_attempt_at.map(rfc3339),
@@ -170,6 +174,14 @@ pub(crate) async fn run(cmd: MessageCommand, ctx: &Ctx, con: &mut Console<'_>) -
                     ("status", m.status.as_str().to_owned()),
                     ("from", m.envelope_from.clone()),
                     ("to", m.envelope_to.join(", ")),
+                    (
+                        "already reached",
+                        if m.delivery.delivered_to.is_empty() {
+                            "-".to_owned()
+                        } else {
+                            m.delivery.delivered_to.join(", ")
+                        },
+                    ),
                     (
                         "subject",
                         m.subject.clone().unwrap_or_else(|| "-".to_owned()),

@@ -50,6 +50,7 @@ on_both_backends!(
     errors_are_one_line_with_an_exit_code,
     accounts_are_created_listed_and_their_passwords_reset,
     members_are_added_listed_changed_and_removed_keeping_an_owner,
+    messages_are_listed_and_shown_with_their_delivery_state,
 );
 
 mod sqlite_only {
@@ -146,6 +147,9 @@ mod help {
         &["member", "list"],
         &["member", "role"],
         &["member", "remove"],
+        &["message"],
+        &["message", "list"],
+        &["message", "show"],
     ];
 
     /// Every level has a help text that explains each argument.

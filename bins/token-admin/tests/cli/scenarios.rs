@@ -1871,3 +1871,148 @@ pub async fn members_are_added_listed_changed_and_removed_keeping_an_owner(db: &
         ["bob@example.com owner", "amy@example.com member"]
     );
 }
+
+pub async fn messages_are_listed_and_shown_with_their_delivery_state(db: &Db) {
+    use lettermint_core::{
+        CredentialSlot, Message, MessageContent, MessageStatus, Reply, Settle, Settlement,
+        Submission, SubmissionOutcome, TokenCredential, TokenKind,
+    };
+    let team = setup::team(db, "Acme");
+    let project = setup::project(db, &team, "Shop");
+    let value = setup::token(db, &project, "main")["token"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let services = db.services().await;
+    let caller = services
+        .auth
+        .authenticate_project(Some(&value), Channel::Smtp, None)
+        .await
+        .unwrap();
+    let route = services
+        .messages
+        .resolve_route(caller.project_id, None)
+        .await
+        .unwrap();
+    let id = MessageId::new();
+    let credential = TokenCredential {
+        token_id: caller.credential.token_id,
+        digest: PlainToken::parse_kind(&value, TokenKind::Project)
+            .unwrap()
+            .digest(),
+    };
+    let outcomes = services
+        .messages
+        .enqueue(&[Submission {
+            client_ip: None,
+            credential,
+            messages: vec![Message {
+                id,
+                project_id: caller.project_id,
+                route_id: route.id,
+                token_id: credential.token_id,
+                via: Channel::Smtp,
+                status: MessageStatus::Pending,
+                envelope_from: "shop@example.com".into(),
+                envelope_to: vec!["a@example.net".into(), "b@example.net".into()],
+                subject: Some("Two recipients".into()),
+                tag: None,
+                metadata: Default::default(),
+                idempotency_key: None,
+                scheduled_at: None,
+                created_at: now(),
+                content: MessageContent::Mime(b"Subject: Two recipients\r\n\r\nhi\r\n".to_vec()),
+                delivery: Default::default(),
+            }],
+            idempotency: None,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(
+        outcomes,
+        [SubmissionOutcome::Accepted(CredentialSlot::Current)]
+    );
+    let id = id.to_string();
+
+    let shown = db.json(&["message", "show", &id, "--project", &project]);
+    assert_eq!(
+        (&shown["status"], &shown["attempts"], &shown["delivered_to"]),
+        (
+            &Value::from("pending"),
+            &Value::from(0),
+            &serde_json::json!([])
+        )
+    );
+
+    // An attempt reached a@ while b@ was refused for now, as a worker records it.
+    let store = db.store().await;
+    let claims = store
+        .claim_due(now(), now() + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 1);
+    let retry_at = now() + Duration::minutes(10);
+    let done = store
+        .settle(
+            &[Settle {
+                message: claims[0].message.id,
+                lease: claims[0].lease,
+                settlement: Settlement::Deferred {
+                    reply: Reply {
+                        code: Some(452),
+                        text: "4.2.2 mailbox full".into(),
+                    },
+                    retry_at,
+                },
+                delivered_to: Some(vec!["a@example.net".into()]),
+            }],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, [true]);
+
+    let shown = db.json(&["message", "show", &id, "--project", "Shop"]);
+    assert_eq!(shown["status"], "deferred");
+    assert_eq!(shown["attempts"], 1);
+    assert_eq!(
+        shown["envelope_to"],
+        serde_json::json!(["a@example.net", "b@example.net"])
+    );
+    assert_eq!(shown["delivered_to"], serde_json::json!(["a@example.net"]));
+    assert_eq!(shown["last_reply"], "452 4.2.2 mailbox full");
+    assert_instant(&shown["next_attempt_at"]);
+    let text = db.ok(&["message", "show", &id, "--project", "Shop"]).stdout;
+    let line = |label: &str| {
+        text.lines()
+            .find(|l| l.trim_start().starts_with(label))
+            .unwrap_or_else(|| panic!("no `{label}` line in:\n{text}"))
+            .to_owned()
+    };
+    assert!(line("already reached").ends_with("a@example.net"), "{text}");
+    assert!(
+        line("last reply").ends_with("452 4.2.2 mailbox full"),
+        "{text}"
+    );
+
+    let listed = db.json(&[
+        "message",
+        "list",
+        "--project",
+        "Shop",
+        "--status",
+        "deferred",
+    ]);
+    let listed = listed.as_array().expect("a JSON array");
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!(listed[0]["id"], id.as_str());
+    let none = db.json(&[
+        "message",
+        "list",
+        "--project",
+        "Shop",
+        "--status",
+        "delivered",
+    ]);
+    assert_eq!(none, serde_json::json!([]));
+}

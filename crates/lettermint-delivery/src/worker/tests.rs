@@ -82,6 +82,7 @@ async fn a_relayed_message_is_settled_delivered_with_the_servers_reply() {
                 message: id,
                 lease,
                 settlement: Settlement::Delivered(reply(250, "2.0.0 queued as 1")),
+                delivered_to: None,
             }]),
             eq(NOW),
         )
@@ -137,16 +138,86 @@ async fn a_4xx_defers_with_backoff_and_a_5xx_fails_at_once() {
             Err(RelayError {
                 kind: FailureKind::Transient,
                 reply: reply(451, "4.3.0 try later"),
+                delivered: Vec::new(),
             })
         } else {
             Err(RelayError {
                 kind: FailureKind::Permanent,
                 reply: reply(550, "5.1.1 no such user"),
+                delivered: Vec::new(),
             })
         }
     });
     let pass = worker(store, relay).pass().await.unwrap();
     assert_eq!((pass.claimed, pass.deferred, pass.failed), (2, 1, 1));
+}
+
+#[tokio::test]
+async fn an_attempt_goes_to_the_recipients_still_without_the_message_and_records_those_reached() {
+    let to = [
+        "r1@example.com",
+        "r2@example.com",
+        "r3@example.com",
+        "r4@example.com",
+    ];
+    let mut c = claim(2, b"Subject: x\r\n\r\nbody\r\n");
+    c.message.envelope_to = to.iter().map(ToString::to_string).collect();
+    // An earlier attempt reached r1.
+    c.message.delivery.delivered_to = vec![to[0].into()];
+    let (id, lease) = (c.message.id, c.lease);
+    let mut store = MockDeliveryRepository::new();
+    claiming(&mut store, vec![c]);
+    store
+        .expect_settle()
+        .withf(move |settles, _| {
+            matches!(settles, [Settle { message, lease: l, settlement: Settlement::Deferred { reply, .. }, delivered_to: Some(done) }]
+                if *message == id && *l == lease && reply.code == Some(452)
+                    && *done == [to[0], to[2]])
+        })
+        .times(1)
+        .returning(|settles, _| Ok(vec![true; settles.len()]));
+    let mut relay = MockRelay::new();
+    relay
+        .expect_relay()
+        .withf(move |envelope, _| {
+            envelope
+                .to()
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                == to[1..]
+        })
+        .times(1)
+        // This attempt reaches r3; r2 and r4 are refused for now.
+        .returning(|_, _| {
+            Err(RelayError {
+                kind: FailureKind::Transient,
+                reply: reply(452, "4.2.2 mailbox full"),
+                delivered: vec!["r3@example.com".into()],
+            })
+        });
+    let pass = worker(store, relay).pass().await.unwrap();
+    assert_eq!((pass.claimed, pass.deferred), (1, 1));
+}
+
+#[tokio::test]
+async fn a_message_every_recipient_already_has_is_delivered_without_relaying() {
+    let mut c = claim(3, b"Subject: x\r\n\r\nbody\r\n");
+    c.message.delivery.delivered_to = c.message.envelope_to.clone();
+    let mut store = MockDeliveryRepository::new();
+    claiming(&mut store, vec![c]);
+    store
+        .expect_settle()
+        .withf(|settles, _| {
+            matches!(settles, [Settle { settlement: Settlement::Delivered(reply), delivered_to: None, .. }]
+                if reply.code.is_none())
+        })
+        .times(1)
+        .returning(|settles, _| Ok(vec![true; settles.len()]));
+    let mut relay = MockRelay::new();
+    relay.expect_relay().never();
+    let pass = worker(store, relay).pass().await.unwrap();
+    assert_eq!(pass.delivered, 1);
 }
 
 #[tokio::test]
@@ -711,6 +782,7 @@ async fn a_message_taken_over_from_an_interrupted_attempt_is_counted_alone_befor
                 message: id,
                 lease,
                 settlement: Settlement::Delivered(reply(250, "ok")),
+                delivered_to: None,
             }]),
             eq(NOW),
         )
