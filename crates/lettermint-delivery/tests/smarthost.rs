@@ -673,26 +673,45 @@ async fn a_server_that_takes_fewer_recipients_per_transaction_gets_the_rest_in_t
     }
 }
 
+/// Relays a one-line message to `to` through a [`refusing_recipients`] server: the error it
+/// ends with, and every line the server read.
+async fn refused_by(
+    pipelining: bool,
+    refusals: &'static [(&'static str, &'static str)],
+    to: &[&str],
+) -> (lettermint_delivery::RelayError, Vec<String>) {
+    let (port, seen) = refusing_recipients(pipelining, refusals).await;
+    let err = plain_relay(port)
+        .relay(&envelope(to), b"Subject: x\r\n\r\nx\r\n")
+        .await
+        .unwrap_err();
+    let seen = seen.lock().unwrap().clone();
+    (err, seen)
+}
+
+/// How many times the one-line message's body went to the server.
+fn bodies_sent(seen: &[String]) -> usize {
+    seen.iter().filter(|l| *l == "x").count()
+}
+
 #[tokio::test]
 async fn recipients_refused_for_now_do_not_hold_the_message_back_from_the_others() {
+    let addresses = |list: &[&str]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
     // A recipient refused for itself (a full mailbox) beside accepted ones: the message goes to
     // those, and the attempt is deferred naming them, so that the next goes to the other only.
     for pipelining in [true, false] {
-        let (port, seen) =
-            refusing_recipients(pipelining, &[("full@", "452 4.2.2 mailbox full")]).await;
-        let err = plain_relay(port)
-            .relay(
-                &envelope(&["ok@example.net", "full@example.net", "also@example.net"]),
-                b"Subject: x\r\n\r\nx\r\n",
-            )
-            .await
-            .unwrap_err();
+        let (err, seen) = refused_by(
+            pipelining,
+            &[("full@", "452 4.2.2 mailbox full")],
+            &["ok@example.net", "full@example.net", "also@example.net"],
+        )
+        .await;
         assert_eq!(
             (err.kind, err.reply.code, err.delivered.clone()),
             (
                 FailureKind::Transient,
                 Some(452),
-                vec!["ok@example.net".to_owned(), "also@example.net".to_owned()]
+                addresses(&["ok@example.net", "also@example.net"])
             ),
             "pipelining {pipelining}: {err:?}"
         );
@@ -700,52 +719,41 @@ async fn recipients_refused_for_now_do_not_hold_the_message_back_from_the_others
             err.reply.text.contains("went to 2 other recipient(s)"),
             "{err:?}"
         );
-        let seen = seen.lock().unwrap().clone();
-        assert_eq!(
-            seen.iter().filter(|l| *l == "x").count(),
-            1,
-            "sent once: {seen:?}"
-        );
+        assert_eq!(bodies_sent(&seen), 1, "sent once: {seen:?}");
     }
 
     // A recipient refused for good: nothing is sent to anyone (the message cannot be delivered
     // whole, and fails).
-    let (port, seen) = refusing_recipients(true, &[("gone@", "550 5.1.1 no such user")]).await;
-    let err = plain_relay(port)
-        .relay(
-            &envelope(&["ok@example.net", "gone@example.net"]),
-            b"Subject: x\r\n\r\nx\r\n",
-        )
-        .await
-        .unwrap_err();
+    let (err, seen) = refused_by(
+        true,
+        &[("gone@", "550 5.1.1 no such user")],
+        &["ok@example.net", "gone@example.net"],
+    )
+    .await;
     assert_eq!(
         (err.kind, err.reply.code, err.delivered.len()),
         (FailureKind::Permanent, Some(550), 0)
     );
-    assert!(!seen.lock().unwrap().iter().any(|l| l == "x"));
+    assert_eq!(bodies_sent(&seen), 0, "{seen:?}");
 
     // A server that always answers one recipient "too many" while taking the others: it gets
     // the message for those once, then the lone recipient is refused with nothing to send,
     // and the attempt ends (deferred) naming the recipients it reached.
-    let (port, seen) =
-        refusing_recipients(true, &[("late@", "452 4.5.3 Error: too many recipients")]).await;
-    let err = plain_relay(port)
-        .relay(
-            &envelope(&["a@example.net", "late@example.net", "b@example.net"]),
-            b"Subject: x\r\n\r\nx\r\n",
-        )
-        .await
-        .unwrap_err();
+    let (err, seen) = refused_by(
+        true,
+        &[("late@", "452 4.5.3 Error: too many recipients")],
+        &["a@example.net", "late@example.net", "b@example.net"],
+    )
+    .await;
     assert_eq!(
         (err.kind, err.reply.code, err.delivered.clone()),
         (
             FailureKind::Transient,
             Some(452),
-            vec!["a@example.net".to_owned(), "b@example.net".to_owned()]
+            addresses(&["a@example.net", "b@example.net"])
         ),
         "{err:?}"
     );
-    let seen = seen.lock().unwrap().clone();
     let rcpts: Vec<&String> = seen.iter().filter(|l| l.starts_with("RCPT")).collect();
     assert_eq!(
         rcpts,
@@ -757,5 +765,5 @@ async fn recipients_refused_for_now_do_not_hold_the_message_back_from_the_others
         ],
         "{seen:?}"
     );
-    assert_eq!(seen.iter().filter(|l| *l == "x").count(), 1, "{seen:?}");
+    assert_eq!(bodies_sent(&seen), 1, "{seen:?}");
 }
