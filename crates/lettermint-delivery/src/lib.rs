@@ -16,5 +16,5 @@ pub mod relay;
 pub mod smtp;
 pub mod worker;
 
-pub use relay::{MaildirRelay, Relay, RelayError, SmarthostConfig, SmtpRelay, TlsMode};
+pub use relay::{MaildirRelay, Reached, Relay, RelayError, SmarthostConfig, SmtpRelay, TlsMode};
 pub use worker::{Pass, Worker, WorkerConfig};

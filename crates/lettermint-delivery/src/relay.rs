@@ -18,9 +18,6 @@ pub struct RelayError {
     pub kind: FailureKind,
     /// What the server answered, or what went wrong.
     pub reply: Reply,
-    /// Recipients the message did reach in this attempt (a server that took some recipients
-    /// and refused the others for now); later attempts go to the others only.
-    pub delivered: Vec<String>,
 }
 
 impl RelayError {
@@ -40,8 +37,44 @@ impl RelayError {
         Self {
             kind,
             reply: Reply { code: None, text },
-            delivered: Vec::new(),
         }
+    }
+}
+
+/// The recipients an attempt reached so far, noted by the relay as soon as a server took the
+/// message for them and read by whoever started the attempt, even when it was cut off, failed
+/// or panicked after some of them (see [`Relay::relay_noting`]).
+#[derive(Debug, Clone, Default)]
+pub struct Reached(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl Reached {
+    /// Notes recipients the message reached.
+    pub fn extend(&self, recipients: impl IntoIterator<Item = String>) {
+        self.lock().extend(recipients);
+    }
+
+    /// How many were noted.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether none was.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// The recipients noted, in the order they were reached.
+    #[must_use]
+    pub fn to_vec(&self) -> Vec<String> {
+        self.lock().clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -55,6 +88,20 @@ pub trait Relay: Send + Sync + fmt::Debug {
         envelope: &lettre::address::Envelope,
         data: &[u8],
     ) -> Result<Reply, RelayError>;
+
+    /// As [`Relay::relay`], noting in `reached` each recipient the message reached as soon as
+    /// the server took it for them, so that an attempt that fails (or is cut off) after some
+    /// recipients knows which. A relay that reaches all recipients or none at once (the
+    /// default) notes nothing.
+    async fn relay_noting(
+        &self,
+        envelope: &lettre::address::Envelope,
+        data: &[u8],
+        reached: &Reached,
+    ) -> Result<Reply, RelayError> {
+        let _ = reached;
+        self.relay(envelope, data).await
+    }
 }
 
 /// How to reach the smarthost's TLS.
@@ -218,7 +265,16 @@ impl Relay for SmtpRelay {
         envelope: &lettre::address::Envelope,
         data: &[u8],
     ) -> Result<Reply, RelayError> {
-        self.client.send(envelope, data).await
+        self.client.send(envelope, data, &Reached::default()).await
+    }
+
+    async fn relay_noting(
+        &self,
+        envelope: &lettre::address::Envelope,
+        data: &[u8],
+        reached: &Reached,
+    ) -> Result<Reply, RelayError> {
+        self.client.send(envelope, data, reached).await
     }
 }
 

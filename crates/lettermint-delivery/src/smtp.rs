@@ -23,7 +23,7 @@ use tokio::sync::Semaphore;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
-use crate::relay::{ConfigError, RelayError, SmarthostConfig, TlsMode};
+use crate::relay::{ConfigError, Reached, RelayError, SmarthostConfig, TlsMode};
 
 /// Longest reply line read from a server, and most lines in one reply: a server that sends
 /// more is broken (or hostile), and the session is dropped.
@@ -188,7 +188,6 @@ impl Failure {
                     kind_of(response.code)
                 },
                 reply: response.reply(),
-                delivered: Vec::new(),
             },
             Failure::Broken(text) => RelayError::transient(text),
             Failure::TimedOut(step) => {
@@ -502,43 +501,44 @@ enum Recipients {
 /// The recipients of a transaction that the server refused for now while it took others.
 #[derive(Debug, PartialEq, Eq)]
 struct Partial {
-    /// Their indices among the transaction's recipients.
-    refused: Vec<usize>,
-    /// Whether each was refused only for the server's limit on recipients per transaction (they
-    /// then go in the next transaction of the same attempt).
-    limit_only: bool,
-    /// The refusal to report if the attempt ends here: the first not for the limit, if any.
-    reply: Response,
+    /// Indices (among the transaction's recipients) of those refused only for the server's limit
+    /// on recipients per transaction: they go in the next transaction of the same attempt.
+    over_limit: Vec<usize>,
+    /// Indices of those refused for themselves (a full mailbox, a greylist): they wait for a
+    /// later attempt.
+    deferred: Vec<usize>,
+    /// The first refusal of a deferred recipient, if any.
+    reply: Option<Response>,
 }
 
 /// Reads the replies to `RCPT`, in the order the recipients were sent.
 fn recipients_verdict(replies: impl IntoIterator<Item = Response>) -> Recipients {
-    let mut refused = Vec::new();
+    let mut over_limit = Vec::new();
+    let mut deferred = Vec::new();
     let mut first_limit = None;
     let mut first_other = None;
     let mut accepted = 0usize;
     for (i, reply) in replies.into_iter().enumerate() {
         if reply.is_success() {
             accepted += 1;
-            continue;
-        }
-        if reply.code >= 500 && reply.code != 552 {
+        } else if reply.code >= 500 && reply.code != 552 {
             return Recipients::Refused(reply, FailureKind::Permanent);
-        }
-        refused.push(i);
-        if over_recipient_limit(&reply) {
+        } else if over_recipient_limit(&reply) {
+            over_limit.push(i);
             first_limit.get_or_insert(reply);
         } else {
+            deferred.push(i);
             first_other.get_or_insert(reply);
         }
     }
-    let limit_only = first_other.is_none();
-    match first_other.or(first_limit) {
-        None => Recipients::All,
-        Some(reply) if accepted == 0 => Recipients::Refused(reply, FailureKind::Transient),
-        Some(reply) => Recipients::Some(Partial {
-            refused,
-            limit_only,
+    match (first_other, first_limit) {
+        (None, None) => Recipients::All,
+        (Some(reply), _) | (None, Some(reply)) if accepted == 0 => {
+            Recipients::Refused(reply, FailureKind::Transient)
+        }
+        (reply, _) => Recipients::Some(Partial {
+            over_limit,
+            deferred,
             reply,
         }),
     }
@@ -718,10 +718,12 @@ impl Client {
     }
 
     /// Sends `data` to the envelope's recipients; the server's reply to the end of the data.
+    /// Each recipient the server takes is noted in `reached` as soon as it has the message.
     pub(crate) async fn send(
         &self,
         envelope: &lettre::address::Envelope,
         data: &[u8],
+        reached: &Reached,
     ) -> Result<Reply, RelayError> {
         // Nothing is sent while waiting for a session, so giving up here is always safe (and
         // keeps an attempt well inside its lease when the smarthost is slow).
@@ -735,27 +737,32 @@ impl Client {
                 ))
             })?
             .map_err(|_| RelayError::transient("the SMTP client is shutting down"))?;
-        // The recipients still without the message, with their `RCPT` lines.
+        // The recipients still to try in this attempt, with their `RCPT` lines.
         let mut to: Vec<String> = envelope.to().iter().map(ToString::to_string).collect();
         let mut rcpts: Vec<String> = to.iter().map(|to| format!("RCPT TO:<{to}>\r\n")).collect();
         let body = dot_stuffed(data);
-        // Recipients the server took in earlier transactions of this attempt.
-        let mut delivered: Vec<String> = Vec::new();
-        let failed = |delivered: Vec<String>, kind: FailureKind, mut reply: Reply| {
-            if !delivered.is_empty() {
-                reply.text.push_str(&format!(
-                    " (the message went to {} other recipient(s) in this attempt; later attempts \
-                     go only to those still without it)",
-                    delivered.len()
-                ));
+        // Most recipients per transaction: unknown until the server refuses some for its limit,
+        // then as many as it took in that transaction.
+        let mut per_transaction: Option<usize> = None;
+        // The first refusal of a recipient refused for now (it waits for a later attempt).
+        let mut deferral: Option<Response> = None;
+        let failed = |kind: FailureKind, mut reply: Reply| {
+            let count = reached.len();
+            if count > 0 {
+                reply.text.push_str(&match kind {
+                    FailureKind::Transient => format!(
+                        " (the message reached {count} other recipient(s) in this attempt; later \
+                         attempts go only to those still without it)"
+                    ),
+                    FailureKind::Permanent => {
+                        format!(" (the message had already reached {count} other recipient(s))")
+                    }
+                });
             }
-            RelayError {
-                kind,
-                reply,
-                delivered,
-            }
+            RelayError { kind, reply }
         };
-        // A pooled session first; if it turns out dead before the data, once more on a new one.
+        // A pooled session first; if it turns out dead before the data, once more on a new one
+        // (the same holds for the session a transaction continues on).
         let mut pooled = self.take_idle();
         loop {
             let reused = pooled.is_some();
@@ -765,7 +772,7 @@ impl Client {
                     Ok(session) => session,
                     Err(f) => {
                         let error = f.into_relay_error(true);
-                        return Err(failed(delivered, error.kind, error.reply));
+                        return Err(failed(error.kind, error.reply));
                     }
                 },
             };
@@ -773,42 +780,53 @@ impl Client {
                 Ok(mail) => mail,
                 Err(error) => {
                     self.put_back(session);
-                    return Err(failed(delivered, error.kind, error.reply));
+                    return Err(failed(error.kind, error.reply));
                 }
             };
-            match session.transaction(&mail, &rcpts, &body).await {
-                Outcome::Accepted(response, None) => {
-                    self.put_back(session);
-                    return Ok(response.reply());
-                }
-                // The server took some recipients and refused the others for now.
-                Outcome::Accepted(_, Some(partial)) => {
-                    let mut refused = partial.refused.iter().copied().peekable();
+            let take = per_transaction.map_or(to.len(), |n| n.min(to.len()));
+            match session.transaction(&mail, &rcpts[..take], &body).await {
+                Outcome::Accepted(response, partial) => {
+                    let Partial {
+                        over_limit,
+                        deferred,
+                        reply,
+                    } = partial.unwrap_or(Partial {
+                        over_limit: Vec::new(),
+                        deferred: Vec::new(),
+                        reply: None,
+                    });
+                    if !over_limit.is_empty() {
+                        per_transaction = Some(take - over_limit.len() - deferred.len());
+                    }
+                    if let Some(reply) = reply {
+                        deferral.get_or_insert(reply);
+                    }
+                    // Recipients refused for their limit stay first, those not yet tried after
+                    // them; the others have the message, or wait for a later attempt.
                     let (mut still_to, mut still_rcpts) = (Vec::new(), Vec::new());
-                    for (i, (to, rcpt)) in to.drain(..).zip(rcpts.drain(..)).enumerate() {
-                        if refused.next_if_eq(&i).is_some() {
+                    let mut now_reached = Vec::new();
+                    for (i, (to, rcpt)) in to.drain(..take).zip(rcpts.drain(..take)).enumerate() {
+                        if over_limit.binary_search(&i).is_ok() {
                             still_to.push(to);
                             still_rcpts.push(rcpt);
-                        } else {
-                            delivered.push(to);
+                        } else if deferred.binary_search(&i).is_err() {
+                            now_reached.push(to);
                         }
                     }
+                    reached.extend(now_reached);
+                    still_to.append(&mut to);
+                    still_rcpts.append(&mut rcpts);
                     (to, rcpts) = (still_to, still_rcpts);
-                    // Refused only for its limit per transaction (RFC 5321, 4.5.3.1.10): they
-                    // go in the next transaction, on the same session. Each one takes at least
-                    // one recipient, so this ends.
-                    if partial.limit_only {
-                        pooled = Some(session);
-                        continue;
+                    if to.is_empty() {
+                        self.put_back(session);
+                        return match deferral {
+                            None => Ok(response.reply()),
+                            Some(refusal) => Err(failed(FailureKind::Transient, refusal.reply())),
+                        };
                     }
-                    // Refused for themselves (a full mailbox, a greylist): a later attempt
-                    // goes to them, and only to them.
-                    self.put_back(session);
-                    return Err(failed(
-                        delivered,
-                        FailureKind::Transient,
-                        partial.reply.reply(),
-                    ));
+                    // The rest go in the next transaction, on the same session (RFC 5321,
+                    // 4.5.3.1.10). Each transaction takes at least one recipient, so this ends.
+                    pooled = Some(session);
                 }
                 // 421 before the data: the server is closing this session (a reused one was
                 // simply too old) and cannot have taken the message.
@@ -818,12 +836,12 @@ impl Client {
                     if refusal != Refusal::Dropped && response.code != 421 {
                         self.put_back(session);
                     }
-                    return Err(failed(delivered, kind, response.reply()));
+                    return Err(failed(kind, response.reply()));
                 }
                 Outcome::BrokenBeforeData(_) if reused => {}
                 Outcome::BrokenBeforeData(f) | Outcome::BrokenAfterData(f) => {
                     let error = f.into_relay_error(false);
-                    return Err(failed(delivered, error.kind, error.reply));
+                    return Err(failed(error.kind, error.reply));
                 }
             }
         }
@@ -1182,19 +1200,19 @@ mod tests {
         assert_eq!(
             recipients_verdict([ok(), ok(), limit(), limit()]),
             Recipients::Some(Partial {
-                refused: vec![2, 3],
-                limit_only: true,
-                reply: limit(),
+                over_limit: vec![2, 3],
+                deferred: vec![],
+                reply: None,
             })
         );
-        // Refused for itself: reported, whatever the limit did to the others.
+        // Refused for itself: kept for a later attempt, while the limit's go on in this one.
         let full = reply(452, "4.2.2 mailbox full");
         assert_eq!(
-            recipients_verdict([ok(), limit(), full.clone()]),
+            recipients_verdict([ok(), limit(), full.clone(), reply(450, "4.7.1 greylisted")]),
             Recipients::Some(Partial {
-                refused: vec![1, 2],
-                limit_only: false,
-                reply: full.clone(),
+                over_limit: vec![1],
+                deferred: vec![2, 3],
+                reply: Some(full.clone()),
             })
         );
         // None taken: nothing to send now.

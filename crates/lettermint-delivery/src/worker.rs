@@ -10,7 +10,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use crate::mime;
-use crate::relay::{Relay, RelayError};
+use crate::relay::{Reached, Relay, RelayError};
 
 /// How a worker paces itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,6 +264,9 @@ impl Worker {
         let message = &claim.message;
         // A panic while building or relaying (a bug) ends the attempt as a transient failure,
         // so that the message is still settled, retried and in the end given up on.
+        // Recipients the message reached in this attempt, known even if the attempt is cut off
+        // or panics after some of them.
+        let reached = Reached::default();
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             mime::render(message)
                 .and_then(|data| mime::pending_envelope(message).map(|envelope| (envelope, data)))
@@ -280,8 +283,10 @@ impl Worker {
             Ok(Ok((Some(envelope), data))) => {
                 let limit = self.config.lease / 2;
                 let relay = self.relay.clone();
+                let reached = reached.clone();
                 let relayed = tokio::spawn(async move {
-                    tokio::time::timeout(limit, relay.relay(&envelope, &data)).await
+                    tokio::time::timeout(limit, relay.relay_noting(&envelope, &data, &reached))
+                        .await
                 });
                 match relayed.await {
                     Ok(Ok(result)) => result,
@@ -301,11 +306,7 @@ impl Worker {
         };
         let (settlement, delivered_to) = match outcome {
             Ok(reply) => (Settlement::Delivered(reply), None),
-            Err(RelayError {
-                kind,
-                reply,
-                delivered,
-            }) => {
+            Err(RelayError { kind, reply }) => {
                 let jitter = rand::rng().random_range(0.5..=1.0);
                 let settlement = self.config.retry.settle_failure(
                     message,
@@ -315,9 +316,9 @@ impl Worker {
                     jitter,
                 );
                 // Recipients reached now join those reached before, for the next attempt.
-                let delivered_to = (!delivered.is_empty()).then(|| {
+                let delivered_to = (!reached.is_empty()).then(|| {
                     let mut all = message.delivery.delivered_to.clone();
-                    all.extend(delivered);
+                    all.extend(reached.to_vec());
                     all
                 });
                 (settlement, delivered_to)

@@ -431,28 +431,43 @@ async fn refusing_recipients(
     pipelining: bool,
     refusals: &'static [(&'static str, &'static str)],
 ) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    let accepted = AtomicBool::new(false);
+    limiting_recipients(pipelining, usize::MAX, refusals).await
+}
+
+/// A [`refusing_recipients`] server that also takes at most `limit` recipients per transaction,
+/// answering the others `452 4.5.3 Error: too many recipients` as Postfix does.
+async fn limiting_recipients(
+    pipelining: bool,
+    limit: usize,
+    refusals: &'static [(&'static str, &'static str)],
+) -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let accepted = AtomicUsize::new(0);
     scripted_server(move |command| {
         if command.starts_with("EHLO") && pipelining {
             return Some("250-mx.test\r\n250-PIPELINING\r\n250 8BITMIME");
         }
         if command.starts_with("MAIL") {
-            accepted.store(false, Ordering::SeqCst);
+            accepted.store(0, Ordering::SeqCst);
             return None;
         }
         if command.starts_with("DATA") {
-            return (!accepted.load(Ordering::SeqCst)).then_some("554 5.5.1 no valid recipients");
+            return (accepted.load(Ordering::SeqCst) == 0)
+                .then_some("554 5.5.1 no valid recipients");
         }
         let address = command.strip_prefix("RCPT TO:<")?;
         let refusal = refusals
             .iter()
             .find(|(prefix, _)| address.starts_with(prefix))
             .map(|(_, reply)| *reply);
-        if refusal.is_none() {
-            accepted.store(true, Ordering::SeqCst);
+        if refusal.is_some() {
+            return refusal;
         }
-        refusal
+        if accepted.load(Ordering::SeqCst) >= limit {
+            return Some("452 4.5.3 Error: too many recipients");
+        }
+        accepted.fetch_add(1, Ordering::SeqCst);
+        None
     })
     .await
 }
@@ -673,20 +688,22 @@ async fn a_server_that_takes_fewer_recipients_per_transaction_gets_the_rest_in_t
     }
 }
 
-/// Relays a one-line message to `to` through a [`refusing_recipients`] server: the error it
-/// ends with, and every line the server read.
+/// Relays a one-line message to `to` through a [`limiting_recipients`] server: the error it
+/// ends with, the recipients it noted as reached, and every line the server read.
 async fn refused_by(
     pipelining: bool,
+    limit: usize,
     refusals: &'static [(&'static str, &'static str)],
     to: &[&str],
-) -> (lettermint_delivery::RelayError, Vec<String>) {
-    let (port, seen) = refusing_recipients(pipelining, refusals).await;
+) -> (lettermint_delivery::RelayError, Vec<String>, Vec<String>) {
+    let (port, seen) = limiting_recipients(pipelining, limit, refusals).await;
+    let reached = lettermint_delivery::Reached::default();
     let err = plain_relay(port)
-        .relay(&envelope(to), b"Subject: x\r\n\r\nx\r\n")
+        .relay_noting(&envelope(to), b"Subject: x\r\n\r\nx\r\n", &reached)
         .await
         .unwrap_err();
     let seen = seen.lock().unwrap().clone();
-    (err, seen)
+    (err, reached.to_vec(), seen)
 }
 
 /// How many times the one-line message's body went to the server.
@@ -694,29 +711,34 @@ fn bodies_sent(seen: &[String]) -> usize {
     seen.iter().filter(|l| *l == "x").count()
 }
 
+/// The `RCPT` commands the server read, by address, in order.
+fn rcpts_of(seen: &[String]) -> Vec<&str> {
+    seen.iter()
+        .filter_map(|l| l.strip_prefix("RCPT TO:<")?.strip_suffix('>'))
+        .collect()
+}
+
 #[tokio::test]
 async fn recipients_refused_for_now_do_not_hold_the_message_back_from_the_others() {
-    let addresses = |list: &[&str]| list.iter().map(ToString::to_string).collect::<Vec<_>>();
     // A recipient refused for itself (a full mailbox) beside accepted ones: the message goes to
-    // those, and the attempt is deferred naming them, so that the next goes to the other only.
+    // those, noted as reached, and the attempt is deferred, so that the next goes to the other
+    // only.
     for pipelining in [true, false] {
-        let (err, seen) = refused_by(
+        let (err, reached, seen) = refused_by(
             pipelining,
+            usize::MAX,
             &[("full@", "452 4.2.2 mailbox full")],
             &["ok@example.net", "full@example.net", "also@example.net"],
         )
         .await;
         assert_eq!(
-            (err.kind, err.reply.code, err.delivered.clone()),
-            (
-                FailureKind::Transient,
-                Some(452),
-                addresses(&["ok@example.net", "also@example.net"])
-            ),
+            (err.kind, err.reply.code),
+            (FailureKind::Transient, Some(452)),
             "pipelining {pipelining}: {err:?}"
         );
+        assert_eq!(reached, ["ok@example.net", "also@example.net"]);
         assert!(
-            err.reply.text.contains("went to 2 other recipient(s)"),
+            err.reply.text.contains("reached 2 other recipient(s)"),
             "{err:?}"
         );
         assert_eq!(bodies_sent(&seen), 1, "sent once: {seen:?}");
@@ -724,46 +746,101 @@ async fn recipients_refused_for_now_do_not_hold_the_message_back_from_the_others
 
     // A recipient refused for good: nothing is sent to anyone (the message cannot be delivered
     // whole, and fails).
-    let (err, seen) = refused_by(
+    let (err, reached, seen) = refused_by(
         true,
+        usize::MAX,
         &[("gone@", "550 5.1.1 no such user")],
         &["ok@example.net", "gone@example.net"],
     )
     .await;
     assert_eq!(
-        (err.kind, err.reply.code, err.delivered.len()),
+        (err.kind, err.reply.code, reached.len()),
         (FailureKind::Permanent, Some(550), 0)
     );
     assert_eq!(bodies_sent(&seen), 0, "{seen:?}");
 
     // A server that always answers one recipient "too many" while taking the others: it gets
     // the message for those once, then the lone recipient is refused with nothing to send,
-    // and the attempt ends (deferred) naming the recipients it reached.
-    let (err, seen) = refused_by(
-        true,
-        &[("late@", "452 4.5.3 Error: too many recipients")],
-        &["a@example.net", "late@example.net", "b@example.net"],
-    )
-    .await;
-    assert_eq!(
-        (err.kind, err.reply.code, err.delivered.clone()),
-        (
-            FailureKind::Transient,
-            Some(452),
-            addresses(&["a@example.net", "b@example.net"])
-        ),
-        "{err:?}"
-    );
-    let rcpts: Vec<&String> = seen.iter().filter(|l| l.starts_with("RCPT")).collect();
-    assert_eq!(
-        rcpts,
-        [
-            "RCPT TO:<a@example.net>",
-            "RCPT TO:<late@example.net>",
-            "RCPT TO:<b@example.net>",
-            "RCPT TO:<late@example.net>"
-        ],
-        "{seen:?}"
-    );
-    assert_eq!(bodies_sent(&seen), 1, "{seen:?}");
+    // and the attempt ends (deferred) having noted the recipients it reached.
+    for pipelining in [true, false] {
+        let (err, reached, seen) = refused_by(
+            pipelining,
+            usize::MAX,
+            &[("late@", "452 4.5.3 Error: too many recipients")],
+            &["a@example.net", "late@example.net", "b@example.net"],
+        )
+        .await;
+        assert_eq!(
+            (err.kind, err.reply.code),
+            (FailureKind::Transient, Some(452)),
+            "pipelining {pipelining}: {err:?}"
+        );
+        assert_eq!(reached, ["a@example.net", "b@example.net"]);
+        assert_eq!(
+            rcpts_of(&seen),
+            [
+                "a@example.net",
+                "late@example.net",
+                "b@example.net",
+                "late@example.net"
+            ],
+            "pipelining {pipelining}: {seen:?}"
+        );
+        assert_eq!(bodies_sent(&seen), 1, "{seen:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_limit_splits_the_rest_while_a_recipient_refused_for_itself_waits() {
+    // Two recipients per transaction, and one mailbox full: the others all get the message in
+    // this attempt, each once, the next transactions holding no more recipients than the
+    // server took; the attempt is then deferred for the full mailbox alone.
+    for pipelining in [true, false] {
+        let (err, reached, seen) = refused_by(
+            pipelining,
+            2,
+            &[("full@", "452 4.2.2 mailbox full")],
+            &[
+                "a@example.net",
+                "full@example.net",
+                "b@example.net",
+                "c@example.net",
+                "d@example.net",
+                "e@example.net",
+            ],
+        )
+        .await;
+        assert_eq!(
+            (err.kind, err.reply.code),
+            (FailureKind::Transient, Some(452)),
+            "pipelining {pipelining}: {err:?}"
+        );
+        assert!(err.reply.text.contains("mailbox full"), "{err:?}");
+        assert_eq!(
+            reached,
+            [
+                "a@example.net",
+                "b@example.net",
+                "c@example.net",
+                "d@example.net",
+                "e@example.net"
+            ]
+        );
+        assert_eq!(
+            rcpts_of(&seen),
+            [
+                "a@example.net",
+                "full@example.net",
+                "b@example.net",
+                "c@example.net",
+                "d@example.net",
+                "e@example.net",
+                "c@example.net",
+                "d@example.net",
+                "e@example.net",
+            ],
+            "pipelining {pipelining}: {seen:?}"
+        );
+        assert_eq!(bodies_sent(&seen), 3, "{seen:?}");
+    }
 }

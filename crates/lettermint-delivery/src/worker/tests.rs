@@ -90,14 +90,14 @@ async fn a_relayed_message_is_settled_delivered_with_the_servers_reply() {
         .returning(|settles, _| Ok(vec![true; settles.len()]));
     let mut relay = MockRelay::new();
     relay
-        .expect_relay()
-        .withf(|envelope, data| {
+        .expect_relay_noting()
+        .withf(|envelope, data, _| {
             envelope.to().len() == 1
                 && envelope.from().map(ToString::to_string).as_deref() == Some("a@example.com")
                 && data == b"Subject: x\r\n\r\nbody\r\n"
         })
         .times(1)
-        .returning(|_, _| Ok(reply(250, "2.0.0 queued as 1")));
+        .returning(|_, _, _| Ok(reply(250, "2.0.0 queued as 1")));
     let pass = worker(store, relay).pass().await.unwrap();
     assert_eq!(
         pass,
@@ -133,21 +133,22 @@ async fn a_4xx_defers_with_backoff_and_a_5xx_fails_at_once() {
         .times(1)
         .returning(|settles, _| Ok(vec![true; settles.len()]));
     let mut relay = MockRelay::new();
-    relay.expect_relay().times(2).returning(|_, data| {
-        if data.starts_with(b"Subject: soft") {
-            Err(RelayError {
-                kind: FailureKind::Transient,
-                reply: reply(451, "4.3.0 try later"),
-                delivered: Vec::new(),
-            })
-        } else {
-            Err(RelayError {
-                kind: FailureKind::Permanent,
-                reply: reply(550, "5.1.1 no such user"),
-                delivered: Vec::new(),
-            })
-        }
-    });
+    relay
+        .expect_relay_noting()
+        .times(2)
+        .returning(|_, data, _| {
+            if data.starts_with(b"Subject: soft") {
+                Err(RelayError {
+                    kind: FailureKind::Transient,
+                    reply: reply(451, "4.3.0 try later"),
+                })
+            } else {
+                Err(RelayError {
+                    kind: FailureKind::Permanent,
+                    reply: reply(550, "5.1.1 no such user"),
+                })
+            }
+        });
     let pass = worker(store, relay).pass().await.unwrap();
     assert_eq!((pass.claimed, pass.deferred, pass.failed), (2, 1, 1));
 }
@@ -178,8 +179,8 @@ async fn an_attempt_goes_to_the_recipients_still_without_the_message_and_records
         .returning(|settles, _| Ok(vec![true; settles.len()]));
     let mut relay = MockRelay::new();
     relay
-        .expect_relay()
-        .withf(move |envelope, _| {
+        .expect_relay_noting()
+        .withf(move |envelope, _, _| {
             envelope
                 .to()
                 .iter()
@@ -189,11 +190,11 @@ async fn an_attempt_goes_to_the_recipients_still_without_the_message_and_records
         })
         .times(1)
         // This attempt reaches r3; r2 and r4 are refused for now.
-        .returning(|_, _| {
+        .returning(|_, _, reached| {
+            reached.extend(["r3@example.com".to_owned()]);
             Err(RelayError {
                 kind: FailureKind::Transient,
                 reply: reply(452, "4.2.2 mailbox full"),
-                delivered: vec!["r3@example.com".into()],
             })
         });
     let pass = worker(store, relay).pass().await.unwrap();
@@ -215,7 +216,7 @@ async fn a_message_every_recipient_already_has_is_delivered_without_relaying() {
         .times(1)
         .returning(|settles, _| Ok(vec![true; settles.len()]));
     let mut relay = MockRelay::new();
-    relay.expect_relay().never();
+    relay.expect_relay_noting().never();
     let pass = worker(store, relay).pass().await.unwrap();
     assert_eq!(pass.delivered, 1);
 }
@@ -238,7 +239,7 @@ async fn a_message_that_cannot_be_built_fails_without_reaching_the_relay() {
         .times(1)
         .returning(|settles, _| Ok(vec![true; settles.len()]));
     let mut relay = MockRelay::new();
-    relay.expect_relay().never();
+    relay.expect_relay_noting().never();
     let pass = worker(store, relay).pass().await.unwrap();
     assert_eq!(pass.failed, 1);
 }
@@ -256,9 +257,9 @@ async fn a_lost_lease_or_a_store_error_leaves_the_message_to_its_lease() {
         .returning(move |settles, _| Ok(settles.iter().map(|s| s.message != a_id).collect()));
     let mut relay = MockRelay::new();
     relay
-        .expect_relay()
+        .expect_relay_noting()
         .times(2)
-        .returning(|_, _| Ok(reply(250, "ok")));
+        .returning(|_, _, _| Ok(reply(250, "ok")));
     let pass = worker(store, relay).pass().await.unwrap();
     assert_eq!((pass.claimed, pass.delivered, pass.unsettled), (2, 1, 1));
 
@@ -274,9 +275,9 @@ async fn a_lost_lease_or_a_store_error_leaves_the_message_to_its_lease() {
         .returning(|_, _| Err(lettermint_core::Error::Storage("connection reset".into())));
     let mut relay = MockRelay::new();
     relay
-        .expect_relay()
+        .expect_relay_noting()
         .times(2)
-        .returning(|_, _| Ok(reply(250, "ok")));
+        .returning(|_, _, _| Ok(reply(250, "ok")));
     let started = tokio::time::Instant::now();
     let pass = worker(store, relay).pass().await.unwrap();
     assert_eq!((pass.claimed, pass.delivered, pass.unsettled), (2, 0, 2));
@@ -308,9 +309,9 @@ async fn a_recording_that_fails_once_is_tried_again() {
         .returning(|settles, _| Ok(vec![true; settles.len()]));
     let mut relay = MockRelay::new();
     relay
-        .expect_relay()
+        .expect_relay_noting()
         .times(1)
-        .returning(|_, _| Ok(reply(250, "ok")));
+        .returning(|_, _, _| Ok(reply(250, "ok")));
     let pass = worker(store, relay).pass().await.unwrap();
     assert_eq!((pass.claimed, pass.delivered, pass.unsettled), (1, 1, 0));
 }
@@ -378,7 +379,9 @@ async fn run_records_ended_attempts_together_and_tops_up_claims() {
         Ok(vec![true; settles.len()])
     });
     let mut relay = MockRelay::new();
-    relay.expect_relay().returning(|_, _| Ok(reply(250, "ok")));
+    relay
+        .expect_relay_noting()
+        .returning(|_, _, _| Ok(reply(250, "ok")));
     let worker = worker_with(
         store,
         relay,
@@ -464,7 +467,9 @@ async fn max_rate_spaces_attempts_without_shrinking_claims() {
         .expect_settle()
         .returning(|settles, _| Ok(vec![true; settles.len()]));
     let mut relay = MockRelay::new();
-    relay.expect_relay().returning(|_, _| Ok(reply(250, "ok")));
+    relay
+        .expect_relay_noting()
+        .returning(|_, _, _| Ok(reply(250, "ok")));
     let worker = worker_with(
         store,
         relay,
@@ -542,6 +547,57 @@ async fn an_attempt_ends_within_half_its_lease() {
     let pass = worker.pass().await.unwrap();
     assert_eq!(pass.deferred, 1);
     assert_eq!(started.elapsed(), std::time::Duration::from_secs(150));
+}
+
+/// A smarthost that takes the message for the first recipient, then never answers again.
+#[derive(Debug)]
+struct SilentAfterOne;
+
+#[async_trait::async_trait]
+impl Relay for SilentAfterOne {
+    async fn relay(
+        &self,
+        _: &lettre::address::Envelope,
+        _: &[u8],
+    ) -> Result<Reply, crate::relay::RelayError> {
+        unreachable!("the worker relays noting whom it reached")
+    }
+
+    async fn relay_noting(
+        &self,
+        envelope: &lettre::address::Envelope,
+        _: &[u8],
+        reached: &Reached,
+    ) -> Result<Reply, crate::relay::RelayError> {
+        reached.extend([envelope.to()[0].to_string()]);
+        std::future::pending().await
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_cut_off_after_some_recipients_records_them() {
+    let mut c = claim(1, b"Subject: x\r\n\r\nbody\r\n");
+    c.message.envelope_to = vec!["first@example.com".into(), "second@example.com".into()];
+    let mut store = MockDeliveryRepository::new();
+    claiming(&mut store, vec![c]);
+    store
+        .expect_settle()
+        .withf(|settles, _| {
+            matches!(
+                &settles[0],
+                Settle { settlement: Settlement::Deferred { reply, .. }, delivered_to: Some(done), .. }
+                    if reply.text.contains("within half the lease") && *done == ["first@example.com"]
+            )
+        })
+        .times(1)
+        .returning(|settles, _| Ok(vec![true; settles.len()]));
+    let worker = Worker::new(
+        Arc::new(store),
+        Arc::new(SilentAfterOne),
+        Arc::new(FixedClock(NOW)),
+        WorkerConfig::default(),
+    );
+    assert_eq!(worker.pass().await.unwrap().deferred, 1);
 }
 
 /// A store whose settlements take a second to commit, with an endless supply of due messages.
@@ -771,10 +827,10 @@ async fn a_message_taken_over_from_an_interrupted_attempt_is_counted_alone_befor
         .returning(|_, _, _| Ok(true));
     let mut relay = MockRelay::new();
     relay
-        .expect_relay()
+        .expect_relay_noting()
         .times(1)
         .in_sequence(&mut seq)
-        .returning(|_, _| Ok(reply(250, "ok")));
+        .returning(|_, _, _| Ok(reply(250, "ok")));
     store
         .expect_settle()
         .with(
@@ -819,7 +875,7 @@ async fn an_attempt_alone_that_cannot_be_counted_is_not_made() {
         .times(2);
     store.expect_settle().never();
     let mut relay = MockRelay::new();
-    relay.expect_relay().never();
+    relay.expect_relay_noting().never();
     let pass = worker(store, relay).pass().await.unwrap();
     assert_eq!(
         pass,
@@ -851,7 +907,7 @@ async fn a_message_interrupted_alone_crash_limit_times_fails_untried() {
         .times(1)
         .returning(|settles, _| Ok(vec![true; settles.len()]));
     let mut relay = MockRelay::new();
-    relay.expect_relay().never();
+    relay.expect_relay_noting().never();
     let config = WorkerConfig {
         crash_limit: 2,
         ..WorkerConfig::default()
