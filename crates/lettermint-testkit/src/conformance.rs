@@ -2938,6 +2938,43 @@ pub async fn recipients_reached_are_kept_across_attempts(f: &dyn Fixture) {
         ["a@example.net", "b@example.net", "d@example.net"]
     );
     assert!(delivered_to(m1).await.is_empty());
+
+    // Delivered at last, in a call that names it twice again: what is stored stays.
+    let t3 = t0 + Duration::minutes(3);
+    let third = store
+        .claim_due(t3, t3 + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&third), vec![m0]);
+    let delivered = Settlement::Delivered(Reply {
+        code: Some(250),
+        text: "2.0.0 queued".into(),
+    });
+    let done = store
+        .settle(
+            &[
+                Settle {
+                    message: m0,
+                    lease: LeaseId::new(),
+                    settlement: delivered.clone(),
+                    delivered_to: reached(&["stale@example.net"]),
+                },
+                Settle {
+                    message: m0,
+                    lease: third[0].lease,
+                    settlement: delivered,
+                    delivered_to: None,
+                },
+            ],
+            t3,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, [false, true]);
+    assert_eq!(
+        delivered_to(m0).await,
+        ["a@example.net", "b@example.net", "d@example.net"]
+    );
 }
 
 /// A claim that takes a message over from a lease that ran out counts one more interrupted
