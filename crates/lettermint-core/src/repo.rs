@@ -304,6 +304,16 @@ pub trait DeliveryRepository: Send + Sync {
         lease: LeaseId,
         lease_until: OffsetDateTime,
     ) -> Result<bool>;
+    /// Hands a claimed message back without an attempt (its worker is stopping): its lease
+    /// ends at `now`, so that the next claim takes it over at once, as from an interrupted
+    /// attempt. The message stays `processed` and keeps its counts. False when `lease` is no
+    /// longer the message's lease.
+    async fn end_lease(
+        &self,
+        message: MessageId,
+        lease: LeaseId,
+        now: OffsetDateTime,
+    ) -> Result<bool>;
 }
 
 /// Accounts: the people who log in to the dashboard.

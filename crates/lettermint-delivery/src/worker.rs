@@ -543,6 +543,16 @@ impl Worker {
                 done = recording.join_next(), if !recording.is_empty() => { log_abnormal_end(done, "a recording"); }
             }
         }
+        // Taken-over messages still waiting for their turn are handed back, their leases ended
+        // now, for the next claim (of any worker) to take over at once rather than when their
+        // leases run out.
+        let now = self.clock.now();
+        for claim in alone {
+            let id = claim.message.id;
+            if let Err(error) = self.store.end_lease(id, claim.lease, now).await {
+                tracing::warn!(message_id = %id, %error, "cannot hand a claimed message back; it is taken over when its lease ends");
+            }
+        }
     }
 }
 

@@ -114,6 +114,15 @@ macro_rules! repositories {
                 ) -> Result<bool> {
                     Sql(self).begin_alone(message, lease, lease_until).await
                 }
+
+                async fn end_lease(
+                    &self,
+                    message: MessageId,
+                    lease: LeaseId,
+                    now: OffsetDateTime,
+                ) -> Result<bool> {
+                    Sql(self).end_lease(message, lease, now).await
+                }
             }
 
             #[async_trait]

@@ -933,6 +933,26 @@ where
         Ok(D::rows_affected(&done) == 1)
     }
 
+    /// See `DeliveryRepository::end_lease`.
+    pub async fn end_lease(
+        self,
+        message: MessageId,
+        lease: LeaseId,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE messages SET due_at = $1 \
+             WHERE id = $2 AND lease_id = $3 AND status = 'processed'",
+        )
+        .bind(D::instant(now))
+        .bind(message.as_uuid())
+        .bind(lease.as_uuid())
+        .execute(self.writer())
+        .await
+        .fix()?;
+        Ok(D::rows_affected(&done) == 1)
+    }
+
     /// See `DeliveryRepository::settle`: each status change conditional on its lease, and
     /// the token log entries of delivered and failed messages, in one write transaction.
     pub async fn settle(self, settles: &[Settle], now: OffsetDateTime) -> Result<Vec<bool>> {

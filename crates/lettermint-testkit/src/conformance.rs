@@ -106,6 +106,7 @@ macro_rules! conformance_suite {
             concurrent_claims_take_disjoint_messages,
             claims_count_interrupted_attempts_and_attempts_alone,
             recipients_reached_are_kept_across_attempts,
+            a_lease_ended_early_is_taken_over_at_once,
             settlements_need_the_current_lease_and_log_the_outcome,
             one_settlement_logs_an_entry_per_token_and_outcome,
             a_settlement_of_several_attempts_answers_each_on_its_own,
@@ -2815,6 +2816,69 @@ pub async fn due_messages_are_claimed_under_a_lease_oldest_first(f: &dyn Fixture
     assert_eq!(ids_of(&scheduled), vec![later.id]);
     assert_eq!(scheduled[0].message.scheduled_at, later.scheduled_at);
     assert_eq!(store.claim_due(t0, lease_end, 0).await.unwrap(), vec![]);
+}
+
+/// `end_lease` hands a claimed message back under its current lease only: it stays
+/// `processed`, and the next claim takes it over at once, as from an interrupted attempt.
+pub async fn a_lease_ended_early_is_taken_over_at_once(f: &dyn Fixture) {
+    let store = f.store();
+    let t0 = now();
+    let (p, _, messages) = accepted(&*store, 1, t0).await;
+    let m = messages[0].id;
+    let first = store
+        .claim_due(t0, t0 + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&first), vec![m]);
+    let t1 = t0 + Duration::minutes(1);
+    assert!(
+        !store.end_lease(m, LeaseId::new(), t1).await.unwrap(),
+        "another lease"
+    );
+    assert!(
+        store
+            .claim_due(t1, t1 + Duration::minutes(5), 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the lease still runs"
+    );
+    assert!(store.end_lease(m, first[0].lease, t1).await.unwrap());
+    let stored = store.get_message(p.id, m).await.unwrap().unwrap();
+    assert_eq!(stored.status, MessageStatus::Processed);
+    let second = store
+        .claim_due(t1, t1 + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(ids_of(&second), vec![m]);
+    assert_eq!(
+        (
+            second[0].message.delivery.attempts,
+            second[0].message.delivery.interrupted
+        ),
+        (2, 1)
+    );
+    assert!(
+        !store.end_lease(m, first[0].lease, t1).await.unwrap(),
+        "the first lease was taken over"
+    );
+    assert!(
+        settle_one(
+            &*store,
+            m,
+            second[0].lease,
+            &Settlement::Delivered(Reply {
+                code: Some(250),
+                text: "2.0.0 queued".into(),
+            }),
+            t1
+        )
+        .await
+    );
+    assert!(
+        !store.end_lease(m, second[0].lease, t1).await.unwrap(),
+        "settled"
+    );
 }
 
 /// The recipients an attempt reached are kept with the message (each settlement naming them,

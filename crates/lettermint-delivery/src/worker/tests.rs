@@ -643,6 +643,15 @@ impl lettermint_core::repo::DeliveryRepository for SlowCommits {
     ) -> lettermint_core::Result<bool> {
         unreachable!("no claim here was taken over from an interrupted attempt")
     }
+
+    async fn end_lease(
+        &self,
+        _: MessageId,
+        _: LeaseId,
+        _: time::OffsetDateTime,
+    ) -> lettermint_core::Result<bool> {
+        unreachable!("no claim here was taken over from an interrupted attempt")
+    }
 }
 
 /// A smarthost that answers after 50 to 400 ms, in turn.
@@ -736,6 +745,15 @@ impl lettermint_core::repo::DeliveryRepository for OneBatch {
     }
 
     async fn begin_alone(
+        &self,
+        _: MessageId,
+        _: LeaseId,
+        _: time::OffsetDateTime,
+    ) -> lettermint_core::Result<bool> {
+        unreachable!("no claim here was taken over from an interrupted attempt")
+    }
+
+    async fn end_lease(
         &self,
         _: MessageId,
         _: LeaseId,
@@ -1014,6 +1032,17 @@ impl lettermint_core::repo::DeliveryRepository for JournalStore {
         self.journal.push(format!("alone {}", self.names[&message]));
         Ok(true)
     }
+
+    async fn end_lease(
+        &self,
+        message: MessageId,
+        _: LeaseId,
+        _: time::OffsetDateTime,
+    ) -> lettermint_core::Result<bool> {
+        self.journal
+            .push(format!("handed back {}", self.names[&message]));
+        Ok(true)
+    }
 }
 
 /// A smarthost that takes 10 ms per message and notes each one's start and end.
@@ -1042,6 +1071,14 @@ impl Relay for JournalRelay {
 /// What a worker asked of a [`JournalStore`] holding `claims` and of a [`JournalRelay`] in
 /// five seconds of running (paused time).
 async fn journal_of_a_run(claims: Vec<Claim>) -> Vec<String> {
+    journal_of_a_run_stopped_after(claims, std::time::Duration::from_secs(5)).await
+}
+
+/// As [`journal_of_a_run`], the worker told to stop after `running`.
+async fn journal_of_a_run_stopped_after(
+    claims: Vec<Claim>,
+    running: std::time::Duration,
+) -> Vec<String> {
     let journal = Arc::new(Journal::default());
     let worker = Worker::new(
         Arc::new(JournalStore::new(claims, journal.clone())),
@@ -1050,10 +1087,10 @@ async fn journal_of_a_run(claims: Vec<Claim>) -> Vec<String> {
         WorkerConfig::default(),
     );
     let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(async move { worker.run(shutdown).await });
-    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    let run = tokio::spawn(async move { worker.run(shutdown).await });
+    tokio::time::sleep(running).await;
     stop.send(true).unwrap();
-    running.await.unwrap();
+    run.await.unwrap();
     journal.lines()
 }
 
@@ -1117,6 +1154,38 @@ async fn run_attempts_a_claim_of_taken_over_messages_only() {
             "relay s2",
             "relayed s2",
             "settle s2 delivered",
+        ]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stopping_worker_hands_back_the_taken_over_messages_still_waiting() {
+    // Each attempt alone takes 10 ms: told to stop at 15 ms, the worker finishes s2's attempt,
+    // then ends the leases of the two it has not started, for another worker to take over at
+    // once.
+    assert_eq!(
+        journal_of_a_run_stopped_after(
+            vec![
+                taken_over_claim(b"s1\r\n\r\n", 1, 0),
+                taken_over_claim(b"s2\r\n\r\n", 1, 0),
+                taken_over_claim(b"s3\r\n\r\n", 1, 0),
+                taken_over_claim(b"s4\r\n\r\n", 1, 0),
+            ],
+            std::time::Duration::from_millis(15),
+        )
+        .await,
+        [
+            "claim",
+            "alone s1",
+            "relay s1",
+            "relayed s1",
+            "settle s1 delivered",
+            "alone s2",
+            "relay s2",
+            "relayed s2",
+            "settle s2 delivered",
+            "handed back s3",
+            "handed back s4",
         ]
     );
 }
