@@ -920,17 +920,14 @@ where
         lease: LeaseId,
         lease_until: OffsetDateTime,
     ) -> Result<bool> {
-        let done = sqlx::query(
+        self.move_lease_end(
             "UPDATE messages SET interrupted_alone = interrupted_alone + 1, due_at = $1 \
              WHERE id = $2 AND lease_id = $3 AND status = 'processed'",
+            message,
+            lease,
+            lease_until,
         )
-        .bind(D::instant(lease_until))
-        .bind(message.as_uuid())
-        .bind(lease.as_uuid())
-        .execute(self.writer())
         .await
-        .fix()?;
-        Ok(D::rows_affected(&done) == 1)
     }
 
     /// See `DeliveryRepository::end_lease`.
@@ -940,16 +937,32 @@ where
         lease: LeaseId,
         now: OffsetDateTime,
     ) -> Result<bool> {
-        let done = sqlx::query(
+        self.move_lease_end(
             "UPDATE messages SET due_at = $1 \
              WHERE id = $2 AND lease_id = $3 AND status = 'processed'",
+            message,
+            lease,
+            now,
         )
-        .bind(D::instant(now))
-        .bind(message.as_uuid())
-        .bind(lease.as_uuid())
-        .execute(self.writer())
         .await
-        .fix()?;
+    }
+
+    /// Runs `sql`, which moves the end of a claim's lease to `$1` for message `$2` while `$3`
+    /// is still its lease; whether it was.
+    async fn move_lease_end(
+        self,
+        sql: &'static str,
+        message: MessageId,
+        lease: LeaseId,
+        until: OffsetDateTime,
+    ) -> Result<bool> {
+        let done = sqlx::query(sql)
+            .bind(D::instant(until))
+            .bind(message.as_uuid())
+            .bind(lease.as_uuid())
+            .execute(self.writer())
+            .await
+            .fix()?;
         Ok(D::rows_affected(&done) == 1)
     }
 
