@@ -134,7 +134,7 @@ pub fn pending_envelope(
     let to: Vec<_> = full
         .to()
         .iter()
-        .filter(|a| !done.iter().any(|d| *d == a.to_string()))
+        .filter(|a| !done.contains(&a.to_string()))
         .cloned()
         .collect();
     if to.is_empty() {

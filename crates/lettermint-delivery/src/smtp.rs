@@ -499,7 +499,7 @@ enum Recipients {
 }
 
 /// The recipients of a transaction that the server refused for now while it took others.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Default, PartialEq, Eq)]
 struct Partial {
     /// Indices (among the transaction's recipients) of those refused only for the server's limit
     /// on recipients per transaction: they go in the next transaction of the same attempt.
@@ -790,11 +790,7 @@ impl Client {
                         over_limit,
                         deferred,
                         reply,
-                    } = partial.unwrap_or(Partial {
-                        over_limit: Vec::new(),
-                        deferred: Vec::new(),
-                        reply: None,
-                    });
+                    } = partial.unwrap_or_default();
                     if !over_limit.is_empty() {
                         per_transaction = Some(take - over_limit.len() - deferred.len());
                     }

@@ -262,11 +262,11 @@ impl Worker {
     /// One attempt: render, relay, and decide what it comes to (not yet recorded).
     async fn attempt(&self, claim: Claim) -> Attempt {
         let message = &claim.message;
-        // A panic while building or relaying (a bug) ends the attempt as a transient failure,
-        // so that the message is still settled, retried and in the end given up on.
         // Recipients the message reached in this attempt, known even if the attempt is cut off
         // or panics after some of them.
         let reached = Reached::default();
+        // A panic while building or relaying (a bug) ends the attempt as a transient failure,
+        // so that the message is still settled, retried and in the end given up on.
         let built = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             mime::render(message)
                 .and_then(|data| mime::pending_envelope(message).map(|envelope| (envelope, data)))
@@ -415,7 +415,7 @@ impl Worker {
     /// Claimed messages taken over from an interrupted attempt wait until everything in flight
     /// has ended and been recorded, and are then attempted one at a time, each recorded before
     /// the next, with no claim meanwhile (see [`WorkerConfig::crash_limit`]). Those not yet
-    /// attempted at a stop come back when their lease ends.
+    /// attempted at a stop are handed back, their leases ended at once.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let batch = usize::try_from(self.config.batch.max(1)).unwrap_or(usize::MAX);
         let mut pacer = self
