@@ -4,11 +4,11 @@ use std::collections::HashMap;
 
 use lettermint_core::{Message, MessageContent, Result, Settle, UsageBatch};
 use lettermint_store_sql::decode::to_json;
-use lettermint_store_sql::dialect::Dialect;
+use lettermint_store_sql::dialect::{Dialect, MESSAGE_COLUMNS, claim_update};
 use lettermint_store_sql::error::{ResultExt, fix_error};
 use lettermint_store_sql::rows::LockedToken;
 use sqlx::migrate::Migrator;
-use sqlx::postgres::{PgConnection, PgQueryResult};
+use sqlx::postgres::{PgConnection, PgQueryResult, PgRow};
 use sqlx::{AssertSqlSafe, Postgres};
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -37,7 +37,6 @@ impl Dialect for PgDialect {
     const TEXT_CAST: &'static str = "::text";
     const INSTANT_CAST: &'static str = "::timestamptz";
     const BEGIN_WRITE: Option<&'static str> = None;
-    const CLAIM_LOCK: &'static str = " FOR UPDATE SKIP LOCKED";
     const FOR_UPDATE: &'static str = " FOR UPDATE";
 
     fn migrator() -> &'static Migrator {
@@ -95,13 +94,20 @@ impl Dialect for PgDialect {
             metadata.push(to_json(&m.metadata)?);
         }
         sqlx::query(
-            "INSERT INTO messages (id, project_id, route_id, token_id, via, status, envelope_from, \
+            "WITH v AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], \
+             $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
+             $12::text[], $13::timestamptz[], $14::timestamptz[], $15::text[], $16::bytea[], \
+             $17::timestamptz[]) AS v(id, project_id, route_id, token_id, via, status, \
+             envelope_from, envelope_to, subject, tag, metadata, idempotency_key, scheduled_at, \
+             created_at, content_json, raw_mime, due_at)), \
+             m AS (INSERT INTO messages (id, project_id, route_id, token_id, via, envelope_from, \
              envelope_to, subject, tag, metadata, idempotency_key, scheduled_at, created_at, \
-             content_json, raw_mime, due_at) \
-             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], \
-             $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
-             $13::timestamptz[], $14::timestamptz[], $15::text[], $16::bytea[], \
-             $17::timestamptz[])",
+             content_json, raw_mime) \
+             SELECT id, project_id, route_id, token_id, via, envelope_from, envelope_to, subject, \
+             tag, metadata, idempotency_key, scheduled_at, created_at, content_json, raw_mime \
+             FROM v) \
+             INSERT INTO deliveries (message_id, token_id, via, status, due_at) \
+             SELECT id, token_id, via, status, due_at FROM v",
         )
         .bind(ids(&messages.iter().map(|m| m.id).collect::<Vec<_>>()))
         .bind(ids(&messages
@@ -160,6 +166,30 @@ impl Dialect for PgDialect {
         Ok(())
     }
 
+    // One statement: the claim's update returns the new delivery state, joined with the
+    // messages it names. SKIP LOCKED: concurrent claims pass over each other's rows.
+    async fn claim_rows(
+        conn: &mut PgConnection,
+        lease: Uuid,
+        lease_until: OffsetDateTime,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<PgRow>> {
+        let sql = format!(
+            "WITH d AS ({update}) SELECT {MESSAGE_COLUMNS} FROM d \
+             JOIN messages ON messages.id = d.message_id",
+            update = claim_update(" FOR UPDATE SKIP LOCKED", "*"),
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(lease)
+            .bind(lease_until)
+            .bind(now)
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await
+            .fix()
+    }
+
     async fn settle_messages(
         conn: &mut PgConnection,
         settles: &[Settle],
@@ -168,13 +198,13 @@ impl Dialect for PgDialect {
         // One statement for the whole batch: a round trip per attempt was most of what the
         // workers cost the database.
         let rows: Vec<(Uuid, Uuid, Uuid, String)> = sqlx::query_as(
-            "UPDATE messages AS m SET status = v.status, last_reply = v.reply, \
+            "UPDATE deliveries AS d SET status = v.status, last_reply = v.reply, \
              status_changed_at = $1, due_at = v.due_at, lease_id = NULL, \
-             delivered_to = COALESCE(v.delivered_to, m.delivered_to) \
+             delivered_to = COALESCE(v.delivered_to, d.delivered_to) \
              FROM UNNEST($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::timestamptz[], \
              $7::text[]) AS v(id, lease, status, reply, due_at, delivered_to) \
-             WHERE m.id = v.id AND m.lease_id = v.lease \
-             RETURNING m.id, v.lease, m.token_id, m.via",
+             WHERE d.message_id = v.id AND d.lease_id = v.lease \
+             RETURNING d.message_id, v.lease, d.token_id, d.via",
         )
         .bind(now)
         .bind(

@@ -38,10 +38,6 @@ pub trait Dialect: Send + Sync + 'static {
     const INSTANT_CAST: &'static str;
     /// The statement that begins a write transaction (`None`: the driver's `BEGIN`).
     const BEGIN_WRITE: Option<&'static str>;
-    /// What ends the sub-select of due messages in a delivery claim, so that concurrent claims
-    /// take disjoint messages without waiting on each other (`FOR UPDATE SKIP LOCKED`; nothing
-    /// where one writer serialises every claim).
-    const CLAIM_LOCK: &'static str;
     /// What ends a `SELECT` in a write transaction that reads a row to decide a change, so that
     /// every other transaction deciding the same waits until this one ends (` FOR UPDATE`;
     /// nothing where [`Dialect::BEGIN_WRITE`] already takes the one write lock).
@@ -89,6 +85,18 @@ pub trait Dialect: Send + Sync + 'static {
         batch: &UsageBatch,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// Claims up to `limit` messages due at `now`, oldest due first, under `lease` until
+    /// `lease_until` (the update [`claim_update`] writes), so that concurrent claims take
+    /// disjoint messages without waiting on each other. Answers the claimed messages' rows of
+    /// [`MESSAGE_COLUMNS`].
+    fn claim_rows(
+        conn: &mut Connection<Self>,
+        lease: Uuid,
+        lease_until: OffsetDateTime,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> impl Future<Output = Result<Vec<<Self::Db as Database>::Row>, Error>> + Send;
+
     /// Records how attempts ended, in a write transaction on `conn`: each message still under
     /// its settle's lease takes the settlement's status, reply and next due instant, and loses
     /// the lease. Answers, in the order of `settles`, the token and front door (`via`) of each
@@ -100,12 +108,37 @@ pub trait Dialect: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Option<(Uuid, String)>>, Error>> + Send;
 }
 
+/// Messages with their delivery state (`d`): what message rows are read from.
+pub const MESSAGES: &str = "messages JOIN deliveries AS d ON d.message_id = messages.id";
+
+/// The columns of a message row ([`crate::rows::MessageRow`]): every column of `messages` and
+/// the delivery state of `d` (its `deliveries` row, or what a claim's update returned).
+pub const MESSAGE_COLUMNS: &str = "messages.*, d.status, d.attempts, d.last_reply, \
+     d.status_changed_at, d.due_at, d.interrupted, d.interrupted_alone, d.delivered_to";
+
+/// A claim's update of the delivery state (`$1` lease, `$2` lease end, `$3` now, `$4` most
+/// messages): the due messages oldest due first, their sub-select ended by `lock`, go to
+/// `processed` under the lease; an attempt that was still `processed` (its worker stopped before
+/// recording how it ended) counts as interrupted. Returns `returning`.
+#[must_use]
+pub fn claim_update(lock: &str, returning: &str) -> String {
+    format!(
+        "UPDATE deliveries SET status = 'processed', attempts = attempts + 1, lease_id = $1, \
+         due_at = $2, status_changed_at = $3, \
+         interrupted = CASE WHEN status = 'processed' THEN interrupted + 1 ELSE 0 END, \
+         interrupted_alone = CASE WHEN status = 'processed' THEN interrupted_alone ELSE 0 END \
+         WHERE message_id IN (SELECT message_id FROM deliveries WHERE due_at <= $3 \
+         ORDER BY due_at, message_id LIMIT $4{lock}) \
+         RETURNING {returning}"
+    )
+}
+
 /// The statement that settles one attempt (`$1` status, `$2` reply, `$3` now, `$4` next due
 /// instant, `$5` message, `$6` lease, `$7` [`delivered_to`] or NULL), for dialects that settle
 /// row by row.
-pub const SETTLE_ONE: &str = "UPDATE messages SET status = $1, last_reply = $2, \
+pub const SETTLE_ONE: &str = "UPDATE deliveries SET status = $1, last_reply = $2, \
      status_changed_at = $3, due_at = $4, lease_id = NULL, \
-     delivered_to = COALESCE($7, delivered_to) WHERE id = $5 AND lease_id = $6 \
+     delivered_to = COALESCE($7, delivered_to) WHERE message_id = $5 AND lease_id = $6 \
      RETURNING token_id, via";
 
 /// A settle's [`Settle::delivered_to`] as stored (a JSON array), or `None` to keep the stored one.

@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::account_columns;
 use crate::backend::{Backend, Db};
-use crate::dialect::Dialect;
+use crate::dialect::{Dialect, MESSAGE_COLUMNS, MESSAGES};
 use crate::error::ResultExt;
 use crate::keyset::paginate;
 use crate::projects::{self, ProjectWithTokenRow};
@@ -304,14 +304,19 @@ where
     /// See `ProjectRepository::delete_project`.
     pub async fn delete_project(self, id: ProjectId) -> Result<bool> {
         let mut tx = self.begin_write().await?;
-        sqlx::query(
+        // Neither table has a foreign key to what the project's deletion cascades to.
+        for sql in [
             "DELETE FROM token_logs WHERE token_id IN \
              (SELECT id FROM project_tokens WHERE project_id = $1)",
-        )
-        .bind(id.as_uuid())
-        .execute(&mut *tx)
-        .await
-        .fix()?;
+            "DELETE FROM deliveries WHERE message_id IN \
+             (SELECT id FROM messages WHERE project_id = $1)",
+        ] {
+            sqlx::query(sql)
+                .bind(id.as_uuid())
+                .execute(&mut *tx)
+                .await
+                .fix()?;
+        }
         let done = sqlx::query("DELETE FROM projects WHERE id = $1")
             .bind(id.as_uuid())
             .execute(&mut *tx)
@@ -762,13 +767,15 @@ where
 
     /// See `MessageRepository::get_message`.
     pub async fn get_message(self, project: ProjectId, id: MessageId) -> Result<Option<Message>> {
-        let row: Option<MessageRow<I>> =
-            sqlx::query_as("SELECT * FROM messages WHERE id = $1 AND project_id = $2")
-                .bind(id.as_uuid())
-                .bind(project.as_uuid())
-                .fetch_optional(self.reader())
-                .await
-                .fix()?;
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} WHERE messages.id = $1 AND project_id = $2"
+        );
+        let row: Option<MessageRow<I>> = sqlx::query_as(AssertSqlSafe(sql))
+            .bind(id.as_uuid())
+            .bind(project.as_uuid())
+            .fetch_optional(self.reader())
+            .await
+            .fix()?;
         row.map(|r| r.into_message(D::read_instant)).transpose()
     }
 
@@ -809,7 +816,8 @@ where
     ) -> Result<Vec<Message>> {
         let sql = paginate(
             &format!(
-                "SELECT * FROM messages WHERE project_id = $1 AND ($2{text} IS NULL OR status = $2)",
+                "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} \
+                 WHERE project_id = $1 AND ($2{text} IS NULL OR d.status = $2)",
                 text = D::TEXT_CAST,
             ),
             "messages",
@@ -833,8 +841,8 @@ where
 
     // Delivery.
 
-    /// See `DeliveryRepository::claim_due`: one statement on the writer; the due messages are
-    /// picked oldest due first under the dialect's claim lock.
+    /// See `DeliveryRepository::claim_due`: on the writer, as the dialect claims
+    /// (`Dialect::claim_rows`).
     pub async fn claim_due(
         self,
         now: OffsetDateTime,
@@ -842,24 +850,9 @@ where
         limit: u32,
     ) -> Result<Vec<Claim>> {
         let lease = LeaseId::new();
-        let sql = format!(
-            "UPDATE messages SET status = 'processed', attempts = attempts + 1, lease_id = $1, \
-             due_at = $2, status_changed_at = $3, \
-             interrupted = CASE WHEN status = 'processed' THEN interrupted + 1 ELSE 0 END, \
-             interrupted_alone = CASE WHEN status = 'processed' THEN interrupted_alone ELSE 0 END \
-             WHERE id IN (SELECT id FROM messages WHERE due_at <= $3 \
-             ORDER BY due_at, id LIMIT $4{lock}) \
-             RETURNING *",
-            lock = D::CLAIM_LOCK,
-        );
-        let rows = sqlx::query(AssertSqlSafe(sql))
-            .bind(lease.as_uuid())
-            .bind(D::instant(lease_until))
-            .bind(D::instant(now))
-            .bind(i64::from(limit))
-            .fetch_all(self.writer())
-            .await
-            .fix()?;
+        let mut conn = self.writer().acquire().await.fix()?;
+        let rows = D::claim_rows(&mut conn, lease.as_uuid(), lease_until, now, limit).await?;
+        drop(conn);
         // A row that cannot be read (edited by hand, or written by an incompatible version)
         // fails on its own: were the claim to fail as a whole, the same batch would be
         // claimed together again at every lease end and none of it delivered. Each row is
@@ -868,7 +861,7 @@ where
         let mut claims = Vec::with_capacity(rows.len());
         let mut unreadable = Vec::new();
         for row in rows {
-            // `RETURNING *`: `id` is the first column of `messages` in both schemas.
+            // `MESSAGE_COLUMNS`: `id` is the first column of `messages` in both schemas.
             let Ok((id,)) = <(Uuid,)>::from_row(&row) else {
                 // Without its id the row cannot even be failed: it comes back at its lease
                 // end, and is logged each time.
@@ -921,8 +914,8 @@ where
         lease_until: OffsetDateTime,
     ) -> Result<bool> {
         self.move_lease_end(
-            "UPDATE messages SET interrupted_alone = interrupted_alone + 1, due_at = $1 \
-             WHERE id = $2 AND lease_id = $3 AND status = 'processed'",
+            "UPDATE deliveries SET interrupted_alone = interrupted_alone + 1, due_at = $1 \
+             WHERE message_id = $2 AND lease_id = $3 AND status = 'processed'",
             message,
             lease,
             lease_until,
@@ -938,8 +931,8 @@ where
         now: OffsetDateTime,
     ) -> Result<bool> {
         self.move_lease_end(
-            "UPDATE messages SET due_at = $1 \
-             WHERE id = $2 AND lease_id = $3 AND status = 'processed'",
+            "UPDATE deliveries SET due_at = $1 \
+             WHERE message_id = $2 AND lease_id = $3 AND status = 'processed'",
             message,
             lease,
             now,

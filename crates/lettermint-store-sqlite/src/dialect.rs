@@ -4,12 +4,13 @@ use std::collections::HashMap;
 
 use lettermint_core::{Message, MessageContent, Result, Settle, UsageBatch};
 use lettermint_store_sql::decode::{corrupt, to_json};
-use lettermint_store_sql::dialect::Dialect;
+use lettermint_store_sql::dialect::{Dialect, MESSAGE_COLUMNS, MESSAGES, claim_update};
 use lettermint_store_sql::error::ResultExt;
 use lettermint_store_sql::rows::LockedToken;
+use sqlx::AssertSqlSafe;
 use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
-use sqlx::sqlite::{SqliteConnection, SqliteQueryResult};
+use sqlx::sqlite::{SqliteConnection, SqliteQueryResult, SqliteRow};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -42,7 +43,6 @@ impl Dialect for SqliteDialect {
     // Takes the write lock at once: a transaction that reads and then writes never meets
     // another writer in between.
     const BEGIN_WRITE: Option<&'static str> = Some("BEGIN IMMEDIATE");
-    const CLAIM_LOCK: &'static str = "";
     // BEGIN IMMEDIATE (above) holds the one write lock for the whole transaction.
     const FOR_UPDATE: &'static str = "";
 
@@ -93,18 +93,16 @@ impl Dialect for SqliteDialect {
                 MessageContent::Mime(bytes) => (None, Some(bytes.as_slice())),
             };
             sqlx::query(
-                "INSERT INTO messages (id, project_id, route_id, token_id, via, status, envelope_from, \
+                "INSERT INTO messages (id, project_id, route_id, token_id, via, envelope_from, \
                  envelope_to, subject, tag, metadata, idempotency_key, scheduled_at, created_at, \
-                 content_json, raw_mime, due_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, \
-                 $17)",
+                 content_json, raw_mime) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
             )
             .bind(m.id.as_uuid())
             .bind(m.project_id.as_uuid())
             .bind(m.route_id.as_uuid())
             .bind(m.token_id.as_uuid())
             .bind(m.via.as_str())
-            .bind(m.status.as_str())
             .bind(m.envelope_from.as_str())
             .bind(to_json(&m.envelope_to)?)
             .bind(m.subject.as_deref())
@@ -115,12 +113,62 @@ impl Dialect for SqliteDialect {
             .bind(micros(m.created_at))
             .bind(content_json)
             .bind(raw_mime)
+            .execute(&mut *conn)
+            .await
+            .fix()?;
+            sqlx::query(
+                "INSERT INTO deliveries (message_id, token_id, via, status, due_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(m.id.as_uuid())
+            .bind(m.token_id.as_uuid())
+            .bind(m.via.as_str())
+            .bind(m.status.as_str())
             .bind(micros(m.first_due()))
             .execute(&mut *conn)
             .await
             .fix()?;
         }
         Ok(())
+    }
+
+    // SQLite's RETURNING sees only the updated table: the claim's update answers the ids, and
+    // a read on the same connection joins them with their messages. Nothing else changes a
+    // claimed message's row under its lease in between.
+    async fn claim_rows(
+        conn: &mut SqliteConnection,
+        lease: Uuid,
+        lease_until: OffsetDateTime,
+        now: OffsetDateTime,
+        limit: u32,
+    ) -> Result<Vec<SqliteRow>> {
+        let claimed: Vec<(Uuid,)> = sqlx::query_as(AssertSqlSafe(claim_update("", "message_id")))
+            .bind(lease)
+            .bind(micros(lease_until))
+            .bind(micros(now))
+            .bind(i64::from(limit))
+            .fetch_all(&mut *conn)
+            .await
+            .fix()?;
+        if claimed.is_empty() {
+            return Ok(Vec::new());
+        }
+        // The ids as a JSON array of hex strings, read back into SQLite's 16-byte blobs.
+        let ids = to_json(
+            &claimed
+                .iter()
+                .map(|(id,)| id.simple().to_string())
+                .collect::<Vec<_>>(),
+        )?;
+        let sql = format!(
+            "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} \
+             WHERE messages.id IN (SELECT unhex(value) FROM json_each($1))"
+        );
+        sqlx::query(AssertSqlSafe(sql))
+            .bind(ids)
+            .fetch_all(&mut *conn)
+            .await
+            .fix()
     }
 
     async fn settle_messages(
@@ -220,9 +268,9 @@ async fn settle_chunk(
     let rows = settles.len().next_power_of_two();
     let mut sql = String::with_capacity(256 + rows * 32);
     sql.push_str(
-        "UPDATE messages AS m SET status = v.column3, last_reply = v.column4, \
+        "UPDATE deliveries AS d SET status = v.column3, last_reply = v.column4, \
          status_changed_at = $1, due_at = v.column5, lease_id = NULL, \
-         delivered_to = COALESCE(v.column6, m.delivered_to) FROM (VALUES ",
+         delivered_to = COALESCE(v.column6, d.delivered_to) FROM (VALUES ",
     );
     for i in 0..rows {
         let first = 2 + i * 6;
@@ -239,8 +287,8 @@ async fn settle_chunk(
     }
     // SQLite's RETURNING sees only the updated table: the lease is matched by the WHERE.
     sql.push_str(
-        ") AS v WHERE m.id = v.column1 AND m.lease_id = v.column2 \
-         RETURNING id, token_id, via",
+        ") AS v WHERE d.message_id = v.column1 AND d.lease_id = v.column2 \
+         RETURNING message_id, token_id, via",
     );
     let mut query = sqlx::query_as::<_, (Uuid, Uuid, String)>(sqlx::AssertSqlSafe(sql))
         .bind(SqliteDialect::instant(now));

@@ -635,7 +635,8 @@ pub async fn projects_page_with_first_active_token(f: &dyn Fixture) {
     assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
 }
 
-/// Updates change name and SMTP; deletes take routes, tokens, logs and messages along.
+/// Updates change name and SMTP; deletes take routes, tokens, logs and messages (with their
+/// delivery state) along.
 pub async fn project_update_and_delete_cascade(f: &dyn Fixture) {
     let store = f.store();
     let services = Services::new(store.clone(), Arc::new(SystemClock));
@@ -687,12 +688,52 @@ pub async fn project_update_and_delete_cascade(f: &dyn Fixture) {
         .await
         .unwrap();
     assert_eq!(outcome, vec![ACCEPTED]);
+    // An attempt deferred with a reply found nowhere else, so that the dump below can tell
+    // whether the message's delivery state outlived it.
+    let claim = store
+        .claim_due(now(), now() + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(claim.len(), 1);
+    let orphan_mark = "4.7.0 deferred before the project went";
+    let settled = store
+        .settle(
+            &[Settle {
+                message: m.id,
+                lease: claim[0].lease,
+                settlement: Settlement::Deferred {
+                    reply: Reply {
+                        code: Some(451),
+                        text: orphan_mark.into(),
+                    },
+                    retry_at: now(),
+                },
+                delivered_to: None,
+            }],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(settled, vec![true]);
 
     services
         .projects
         .delete(Scope::Operator, p.id)
         .await
         .unwrap();
+    assert!(
+        !f.dump_all_values().await.iter().any(|v| v
+            .windows(orphan_mark.len())
+            .any(|w| w == orphan_mark.as_bytes())),
+        "the deleted message's delivery state is still stored"
+    );
+    assert!(
+        store
+            .claim_due(now() + Duration::hours(1), now() + Duration::hours(2), 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(store.get_project(p.id).await.unwrap(), None);
     assert_eq!(store.get_default_route(p.id).await.unwrap(), None);
     assert_eq!(
