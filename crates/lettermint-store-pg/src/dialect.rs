@@ -94,20 +94,17 @@ impl Dialect for PgDialect {
             metadata.push(to_json(&m.metadata)?);
         }
         sqlx::query(
-            "WITH v AS (SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], \
-             $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], \
-             $12::text[], $13::timestamptz[], $14::timestamptz[], $15::text[], $16::bytea[], \
-             $17::timestamptz[]) AS v(id, project_id, route_id, token_id, via, status, \
-             envelope_from, envelope_to, subject, tag, metadata, idempotency_key, scheduled_at, \
-             created_at, content_json, raw_mime, due_at)), \
-             m AS (INSERT INTO messages (id, project_id, route_id, token_id, via, envelope_from, \
+            "WITH m AS (INSERT INTO messages (id, project_id, route_id, token_id, via, envelope_from, \
              envelope_to, subject, tag, metadata, idempotency_key, scheduled_at, created_at, \
              content_json, raw_mime) \
-             SELECT id, project_id, route_id, token_id, via, envelope_from, envelope_to, subject, \
-             tag, metadata, idempotency_key, scheduled_at, created_at, content_json, raw_mime \
-             FROM v) \
+             SELECT * FROM UNNEST($1::uuid[], $2::uuid[], $3::uuid[], $4::uuid[], $5::text[], \
+             $7::text[], $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], \
+             $13::timestamptz[], $14::timestamptz[], $15::text[], $16::bytea[]) \
+             RETURNING id, token_id, via) \
              INSERT INTO deliveries (message_id, token_id, via, status, due_at) \
-             SELECT id, token_id, via, status, due_at FROM v",
+             SELECT m.id, m.token_id, m.via, s.status, s.due_at FROM m \
+             JOIN UNNEST($1::uuid[], $6::text[], $17::timestamptz[]) AS s(id, status, due_at) \
+             ON s.id = m.id",
         )
         .bind(ids(&messages.iter().map(|m| m.id).collect::<Vec<_>>()))
         .bind(ids(&messages
