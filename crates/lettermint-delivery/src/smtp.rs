@@ -511,6 +511,11 @@ struct Partial {
     reply: Option<Response>,
 }
 
+/// The `RCPT` command for the address `to`.
+fn rcpt_line(to: &str) -> String {
+    format!("RCPT TO:<{to}>\r\n")
+}
+
 /// Reads the replies to `RCPT`, in the order the recipients were sent.
 fn recipients_verdict(replies: impl IntoIterator<Item = Response>) -> Recipients {
     let mut over_limit = Vec::new();
@@ -556,7 +561,7 @@ impl Session {
         Outcome::Refused(refused, kind, refusal)
     }
 
-    /// One mail transaction. A refusal before the message is sent is followed by `RSET`, so the
+    /// One mail transaction to the addresses `rcpts`. A refusal before the message is sent is followed by `RSET`, so the
     /// session stays usable. When the server took some recipients and refused the others for
     /// now, the message goes to those it took, and the answer names the others.
     async fn transaction(&mut self, mail: &str, rcpts: &[String], body: &[u8]) -> Outcome {
@@ -565,7 +570,7 @@ impl Session {
             let mut batch = String::with_capacity(mail.len() + rcpts.len() * 48 + 6);
             batch.push_str(mail);
             for rcpt in rcpts {
-                batch.push_str(rcpt);
+                batch.push_str(&rcpt_line(rcpt));
             }
             batch.push_str("DATA\r\n");
             if let Err(f) = self.write("MAIL", batch.as_bytes()).await {
@@ -618,7 +623,7 @@ impl Session {
             // found whatever its place.
             let mut replies = Vec::with_capacity(rcpts.len());
             for rcpt in rcpts {
-                match self.command("RCPT", rcpt).await {
+                match self.command("RCPT", &rcpt_line(rcpt)).await {
                     // The server is closing the session: no more commands.
                     Ok(response) if response.code == 421 => {
                         return Outcome::Refused(
@@ -737,9 +742,8 @@ impl Client {
                 ))
             })?
             .map_err(|_| RelayError::transient("the SMTP client is shutting down"))?;
-        // The recipients still to try in this attempt, with their `RCPT` lines.
+        // The recipients still to try in this attempt.
         let mut to: Vec<String> = envelope.to().iter().map(ToString::to_string).collect();
-        let mut rcpts: Vec<String> = to.iter().map(|to| format!("RCPT TO:<{to}>\r\n")).collect();
         let body = dot_stuffed(data);
         // Most recipients per transaction: unknown until the server refuses some for its limit,
         // then as many as it took in that transaction.
@@ -784,7 +788,7 @@ impl Client {
                 }
             };
             let take = per_transaction.map_or(to.len(), |n| n.min(to.len()));
-            match session.transaction(&mail, &rcpts[..take], &body).await {
+            match session.transaction(&mail, &to[..take], &body).await {
                 Outcome::Accepted(response, partial) => {
                     let Partial {
                         over_limit,
@@ -799,20 +803,18 @@ impl Client {
                     }
                     // Recipients refused for their limit stay first, those not yet tried after
                     // them; the others have the message, or wait for a later attempt.
-                    let (mut still_to, mut still_rcpts) = (Vec::new(), Vec::new());
+                    let mut still_to = Vec::new();
                     let mut now_reached = Vec::new();
-                    for (i, (to, rcpt)) in to.drain(..take).zip(rcpts.drain(..take)).enumerate() {
+                    for (i, address) in to.drain(..take).enumerate() {
                         if over_limit.binary_search(&i).is_ok() {
-                            still_to.push(to);
-                            still_rcpts.push(rcpt);
+                            still_to.push(address);
                         } else if deferred.binary_search(&i).is_err() {
-                            now_reached.push(to);
+                            now_reached.push(address);
                         }
                     }
                     reached.extend(now_reached);
                     still_to.append(&mut to);
-                    still_rcpts.append(&mut rcpts);
-                    (to, rcpts) = (still_to, still_rcpts);
+                    to = still_to;
                     if to.is_empty() {
                         self.put_back(session);
                         return match deferral {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use lettermint_core::{Message, MessageContent, Result, Settle, UsageBatch};
 use lettermint_store_sql::decode::to_json;
-use lettermint_store_sql::dialect::{Dialect, MESSAGE_COLUMNS, claim_update};
+use lettermint_store_sql::dialect::Dialect;
 use lettermint_store_sql::error::{ResultExt, fix_error};
 use lettermint_store_sql::rows::LockedToken;
 use sqlx::migrate::Migrator;
@@ -21,6 +21,16 @@ const LOCK_TOKENS: &str = concat!(
     "SELECT ",
     lettermint_store_sql::locked_token_columns!(),
     " FROM project_tokens WHERE id = ANY($1) ORDER BY id FOR KEY SHARE"
+);
+
+/// A claim (see [`Dialect::claim_rows`]): the update returns the new delivery state, joined
+/// with the messages it names.
+const CLAIM: &str = concat!(
+    "WITH d AS (",
+    lettermint_store_sql::claim_update!(" FOR UPDATE SKIP LOCKED", "*"),
+    ") SELECT ",
+    lettermint_store_sql::message_columns!(),
+    " FROM d JOIN messages ON messages.id = d.message_id"
 );
 
 /// PostgreSQL's dialect: instants are `timestamptz`, bound and read as they are.
@@ -163,8 +173,7 @@ impl Dialect for PgDialect {
         Ok(())
     }
 
-    // One statement: the claim's update returns the new delivery state, joined with the
-    // messages it names. SKIP LOCKED: concurrent claims pass over each other's rows.
+    // One statement. SKIP LOCKED: concurrent claims pass over each other's rows.
     async fn claim_rows(
         conn: &mut PgConnection,
         lease: Uuid,
@@ -172,12 +181,7 @@ impl Dialect for PgDialect {
         now: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<PgRow>> {
-        let sql = format!(
-            "WITH d AS ({update}) SELECT {MESSAGE_COLUMNS} FROM d \
-             JOIN messages ON messages.id = d.message_id",
-            update = claim_update(" FOR UPDATE SKIP LOCKED", "*"),
-        );
-        sqlx::query(AssertSqlSafe(sql))
+        sqlx::query(CLAIM)
             .bind(lease)
             .bind(lease_until)
             .bind(now)

@@ -86,9 +86,9 @@ pub trait Dialect: Send + Sync + 'static {
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// Claims up to `limit` messages due at `now`, oldest due first, under `lease` until
-    /// `lease_until` (the update [`claim_update`] writes), so that concurrent claims take
-    /// disjoint messages without waiting on each other. Answers the claimed messages' rows of
-    /// [`MESSAGE_COLUMNS`].
+    /// `lease_until` (the update [`claim_update!`](crate::claim_update) writes), so that
+    /// concurrent claims take disjoint messages without waiting on each other. Answers the
+    /// claimed messages' rows of [`message_columns!`](crate::message_columns).
     fn claim_rows(
         conn: &mut Connection<Self>,
         lease: Uuid,
@@ -108,29 +108,45 @@ pub trait Dialect: Send + Sync + 'static {
     ) -> impl Future<Output = Result<Vec<Option<(Uuid, String)>>, Error>> + Send;
 }
 
-/// Messages with their delivery state (`d`): what message rows are read from.
-pub const MESSAGES: &str = "messages JOIN deliveries AS d ON d.message_id = messages.id";
+/// Messages with their delivery state (`d`), as a string literal (`concat!`): what message
+/// rows are read from.
+#[macro_export]
+macro_rules! messages_with_delivery {
+    () => {
+        "messages JOIN deliveries AS d ON d.message_id = messages.id"
+    };
+}
 
-/// The columns of a message row ([`crate::rows::MessageRow`]): every column of `messages` and
-/// the delivery state of `d` (its `deliveries` row, or what a claim's update returned).
-pub const MESSAGE_COLUMNS: &str = "messages.*, d.status, d.attempts, d.last_reply, \
-     d.status_changed_at, d.due_at, d.interrupted, d.interrupted_alone, d.delivered_to";
+/// The columns of a message row ([`crate::rows::MessageRow`]) as a string literal
+/// (`concat!`): every column of `messages` and the delivery state of `d` (its `deliveries` row,
+/// or what a claim's update returned).
+#[macro_export]
+macro_rules! message_columns {
+    () => {
+        "messages.*, d.status, d.attempts, d.last_reply, d.status_changed_at, d.due_at, \
+         d.interrupted, d.interrupted_alone, d.delivered_to"
+    };
+}
 
-/// A claim's update of the delivery state (`$1` lease, `$2` lease end, `$3` now, `$4` most
-/// messages): the due messages oldest due first, their sub-select ended by `lock`, go to
-/// `processed` under the lease; an attempt that was still `processed` (its worker stopped before
-/// recording how it ended) counts as interrupted. Returns `returning`.
-#[must_use]
-pub fn claim_update(lock: &str, returning: &str) -> String {
-    format!(
-        "UPDATE deliveries SET status = 'processed', attempts = attempts + 1, lease_id = $1, \
-         due_at = $2, status_changed_at = $3, \
-         interrupted = CASE WHEN status = 'processed' THEN interrupted + 1 ELSE 0 END, \
-         interrupted_alone = CASE WHEN status = 'processed' THEN interrupted_alone ELSE 0 END \
-         WHERE message_id IN (SELECT message_id FROM deliveries WHERE due_at <= $3 \
-         ORDER BY due_at, message_id LIMIT $4{lock}) \
-         RETURNING {returning}"
-    )
+/// A claim's update of the delivery state as a string literal (`$1` lease, `$2` lease end, `$3`
+/// now, `$4` most messages): the due messages oldest due first, their sub-select ended by
+/// `$lock`, go to `processed` under the lease; an attempt that was still `processed` (its
+/// worker stopped before recording how it ended) counts as interrupted. Returns `$returning`.
+#[macro_export]
+macro_rules! claim_update {
+    ($lock:literal, $returning:literal) => {
+        concat!(
+            "UPDATE deliveries SET status = 'processed', attempts = attempts + 1, lease_id = $1, \
+             due_at = $2, status_changed_at = $3, \
+             interrupted = CASE WHEN status = 'processed' THEN interrupted + 1 ELSE 0 END, \
+             interrupted_alone = CASE WHEN status = 'processed' THEN interrupted_alone ELSE 0 END \
+             WHERE message_id IN (SELECT message_id FROM deliveries WHERE due_at <= $3 \
+             ORDER BY due_at, message_id LIMIT $4",
+            $lock,
+            ") RETURNING ",
+            $returning
+        )
+    };
 }
 
 /// The statement that settles one attempt (`$1` status, `$2` reply, `$3` now, `$4` next due

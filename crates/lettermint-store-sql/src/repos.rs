@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use crate::account_columns;
 use crate::backend::{Backend, Db};
-use crate::dialect::{Dialect, MESSAGE_COLUMNS, MESSAGES};
+use crate::dialect::Dialect;
 use crate::error::ResultExt;
 use crate::keyset::paginate;
 use crate::projects::{self, ProjectWithTokenRow};
@@ -34,6 +34,7 @@ use crate::rows::{
     MemberRow, MembershipRow, MessageRow, ProjectRow, RouteRow, SessionRow, TeamRow,
 };
 use crate::tokens::{self, StoredKind, TokenRow};
+use crate::{message_columns, messages_with_delivery};
 
 /// The shared repository operations on the store `S`.
 #[derive(Debug)]
@@ -767,15 +768,18 @@ where
 
     /// See `MessageRepository::get_message`.
     pub async fn get_message(self, project: ProjectId, id: MessageId) -> Result<Option<Message>> {
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} WHERE messages.id = $1 AND project_id = $2"
-        );
-        let row: Option<MessageRow<I>> = sqlx::query_as(AssertSqlSafe(sql))
-            .bind(id.as_uuid())
-            .bind(project.as_uuid())
-            .fetch_optional(self.reader())
-            .await
-            .fix()?;
+        let row: Option<MessageRow<I>> = sqlx::query_as(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM ",
+            messages_with_delivery!(),
+            " WHERE messages.id = $1 AND project_id = $2"
+        ))
+        .bind(id.as_uuid())
+        .bind(project.as_uuid())
+        .fetch_optional(self.reader())
+        .await
+        .fix()?;
         row.map(|r| r.into_message(D::read_instant)).transpose()
     }
 
@@ -816,8 +820,13 @@ where
     ) -> Result<Vec<Message>> {
         let sql = paginate(
             &format!(
-                "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} \
-                 WHERE project_id = $1 AND ($2{text} IS NULL OR d.status = $2)",
+                concat!(
+                    "SELECT ",
+                    message_columns!(),
+                    " FROM ",
+                    messages_with_delivery!(),
+                    " WHERE project_id = $1 AND ($2{text} IS NULL OR d.status = $2)"
+                ),
                 text = D::TEXT_CAST,
             ),
             "messages",
@@ -861,7 +870,7 @@ where
         let mut claims = Vec::with_capacity(rows.len());
         let mut unreadable = Vec::new();
         for row in rows {
-            // `MESSAGE_COLUMNS`: `id` is the first column of `messages` in both schemas.
+            // `message_columns!`: `id` is the first column of `messages` in both schemas.
             let Ok((id,)) = <(Uuid,)>::from_row(&row) else {
                 // Without its id the row cannot even be failed: it comes back at its lease
                 // end, and is logged each time.

@@ -4,10 +4,9 @@ use std::collections::HashMap;
 
 use lettermint_core::{Message, MessageContent, Result, Settle, UsageBatch};
 use lettermint_store_sql::decode::{corrupt, to_json};
-use lettermint_store_sql::dialect::{Dialect, MESSAGE_COLUMNS, MESSAGES, claim_update};
+use lettermint_store_sql::dialect::Dialect;
 use lettermint_store_sql::error::ResultExt;
 use lettermint_store_sql::rows::LockedToken;
-use sqlx::AssertSqlSafe;
 use sqlx::Sqlite;
 use sqlx::migrate::Migrator;
 use sqlx::sqlite::{SqliteConnection, SqliteQueryResult, SqliteRow};
@@ -21,6 +20,16 @@ const LOCK_TOKEN: &str = concat!(
     "SELECT ",
     lettermint_store_sql::locked_token_columns!(),
     " FROM project_tokens WHERE id = $1"
+);
+
+/// The rows of the messages a claim took (`$1`: their ids, a JSON array of hex strings read
+/// back into SQLite's 16-byte blobs).
+const CLAIMED: &str = concat!(
+    "SELECT ",
+    lettermint_store_sql::message_columns!(),
+    " FROM ",
+    lettermint_store_sql::messages_with_delivery!(),
+    " WHERE messages.id IN (SELECT unhex(value) FROM json_each($1))"
 );
 
 /// Stored form of an instant: microseconds since the Unix epoch.
@@ -138,29 +147,25 @@ impl Dialect for SqliteDialect {
         now: OffsetDateTime,
         limit: u32,
     ) -> Result<Vec<SqliteRow>> {
-        let claimed: Vec<(Uuid,)> = sqlx::query_as(AssertSqlSafe(claim_update("", "message_id")))
-            .bind(lease)
-            .bind(micros(lease_until))
-            .bind(micros(now))
-            .bind(i64::from(limit))
-            .fetch_all(&mut *conn)
-            .await
-            .fix()?;
+        let claimed: Vec<(Uuid,)> =
+            sqlx::query_as(lettermint_store_sql::claim_update!("", "message_id"))
+                .bind(lease)
+                .bind(micros(lease_until))
+                .bind(micros(now))
+                .bind(i64::from(limit))
+                .fetch_all(&mut *conn)
+                .await
+                .fix()?;
         if claimed.is_empty() {
             return Ok(Vec::new());
         }
-        // The ids as a JSON array of hex strings, read back into SQLite's 16-byte blobs.
         let ids = to_json(
             &claimed
                 .iter()
                 .map(|(id,)| id.simple().to_string())
                 .collect::<Vec<_>>(),
         )?;
-        let sql = format!(
-            "SELECT {MESSAGE_COLUMNS} FROM {MESSAGES} \
-             WHERE messages.id IN (SELECT unhex(value) FROM json_each($1))"
-        );
-        sqlx::query(AssertSqlSafe(sql))
+        sqlx::query(CLAIMED)
             .bind(ids)
             .fetch_all(&mut *conn)
             .await
