@@ -66,13 +66,14 @@ pub async fn run(options: Options) -> Result<()> {
          {batch} attempts in flight over {CONNECTIONS} connections to an in-process SMTP sink",
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
-    let floor = floor(messages, batch).await?;
+    let floor_run = floor(messages, batch).await?;
+    let floor = floor_run.rate;
     println!();
-    println!("{:<28} {:>12} {:>10}", "run", "messages/s", "of floor");
     println!(
-        "{:<28} {floor:>12.0} {:>10}",
-        "floor (sink, one client)", "1.00"
+        "{:<28} {:>12} {:>10} {:>13} {:>10} {:>11}",
+        "run", "messages/s", "of floor", "bench µs/msg", "pg µs/msg", "all µs/msg"
     );
+    report("floor (sink, one client)", &floor_run, floor);
     let dir = tempfile::tempdir()?;
     let pg = if wanted("postgres") {
         Some(TempPostgres::start(Durability::Production).map_err(|e| anyhow::anyhow!("{e}"))?)
@@ -85,27 +86,33 @@ pub async fn run(options: Options) -> Result<()> {
                 "sqlite://{}/delivery-{workers}.sqlite",
                 dir.path().display()
             );
-            let rate = drain(&url, messages, workers, batch).await?;
-            report(&format!("sqlite, {workers} worker(s)"), rate, floor);
+            let run = drain(&url, messages, workers, batch).await?;
+            report(&format!("sqlite, {workers} worker(s)"), &run, floor);
         }
         if let Some(pg) = &pg {
             let url = pg.create_database().await;
-            let rate = drain(&url, messages, workers, batch).await?;
-            report(&format!("postgres, {workers} worker(s)"), rate, floor);
+            let run = drain(&url, messages, workers, batch).await?;
+            report(&format!("postgres, {workers} worker(s)"), &run, floor);
         }
     }
     println!();
-    println!("target: every run >= 0.70 of the floor");
+    println!(
+        "target: every run >= 0.70 of the floor. CPU per message: this process (workers, relay \
+         clients, the sink; SQLite runs in it), PostgreSQL, and the whole machine"
+    );
     if let Some(pg) = pg.as_ref().filter(|_| options.acceptance) {
         acceptance(pg, &options).await?;
     }
     Ok(())
 }
 
-fn report(name: &str, rate: f64, floor: f64) {
-    let ratio = rate / floor;
+fn report(name: &str, run: &Timed, floor: f64) {
+    let ratio = run.rate / floor;
+    let cpu = run.cpu.map_or_else(String::new, |[bench, pg, machine]| {
+        format!(" {bench:>13.0} {pg:>10.0} {machine:>11.0}")
+    });
     let verdict = if ratio >= 0.7 { "" } else { "  (below 0.70)" };
-    println!("{name:<28} {rate:>12.0} {ratio:>10.2}{verdict}");
+    println!("{name:<28} {:>12.0} {ratio:>10.2}{cpu}{verdict}", run.rate);
 }
 
 fn email(n: usize) -> StructuredEmail {
@@ -155,7 +162,7 @@ fn template(
 }
 
 /// The sink fed directly: the same relay client, `batch` messages in flight, no store.
-async fn floor(messages: usize, batch: u32) -> Result<f64> {
+async fn floor(messages: usize, batch: u32) -> Result<Timed> {
     let sink = SmtpSink::start().await?;
     let relay = relay_to(&sink)?;
     let template = template(
@@ -165,10 +172,39 @@ async fn floor(messages: usize, batch: u32) -> Result<f64> {
     );
     // Warm the pool, then measure.
     send_direct(&relay, &template, batch, batch as usize).await?;
+    let cpu = CpuTime::now();
     let started = Instant::now();
     send_direct(&relay, &template, batch, messages).await?;
-    let rate = messages as f64 / started.elapsed().as_secs_f64();
-    Ok(rate)
+    let elapsed = started.elapsed();
+    Ok(Timed::new(messages, elapsed, cpu))
+}
+
+/// A timed run: messages per second, and the CPU each message took.
+struct Timed {
+    rate: f64,
+    /// Microseconds of CPU per message: this process (workers, relay clients, the sink, and
+    /// SQLite), PostgreSQL, and the whole machine. `None` where `/proc` cannot be read.
+    cpu: Option<[f64; 3]>,
+}
+
+impl Timed {
+    /// `messages` in `elapsed`, the CPU counters read when it started in `cpu`.
+    fn new(messages: usize, elapsed: Duration, cpu: Option<CpuTime>) -> Self {
+        let seconds = elapsed.as_secs_f64();
+        let per_message = |cores: f64| cores * seconds * 1e6 / messages as f64;
+        let cpu = cpu.and_then(|before| {
+            let used = CpuTime::now()?.cores_since(&before, &["xtask", "postgres"]);
+            Some([
+                per_message(used.programs[0]),
+                per_message(used.programs[1]),
+                per_message(used.machine),
+            ])
+        });
+        Self {
+            rate: messages as f64 / seconds,
+            cpu,
+        }
+    }
 }
 
 async fn send_direct(
@@ -305,10 +341,11 @@ fn start_workers(
 }
 
 /// Fills a fresh store with `messages` and times `workers` workers delivering all of them.
-async fn drain(url: &str, messages: usize, workers: usize, batch: u32) -> Result<f64> {
+async fn drain(url: &str, messages: usize, workers: usize, batch: u32) -> Result<Timed> {
     let (store, services, template, credential) = project(url).await?;
     fill(&services, &template, credential, messages).await?;
     let sink = SmtpSink::start().await?;
+    let cpu = CpuTime::now();
     let started = Instant::now();
     let (stop, running) = start_workers(&store, &sink, workers, batch)?;
     let accepted = sink
@@ -316,6 +353,7 @@ async fn drain(url: &str, messages: usize, workers: usize, batch: u32) -> Result
         .await
         .len();
     let elapsed = started.elapsed();
+    let timed = Timed::new(messages, elapsed, cpu);
     let _ = stop.send(true);
     for task in running {
         let _ = task.await;
@@ -343,7 +381,7 @@ async fn drain(url: &str, messages: usize, workers: usize, batch: u32) -> Result
     if delivered.items.is_empty() {
         bail!("no message is marked delivered");
     }
-    Ok(messages as f64 / elapsed.as_secs_f64())
+    Ok(timed)
 }
 
 /// `POST /v1/send` through the release api-server on PostgreSQL: alone, then with two
