@@ -294,23 +294,6 @@ pub trait DeliveryRepository: Send + Sync {
     /// message over). A delivered or failed message gets an entry in its token's log in the
     /// same transaction. Answers are in the order of `settles`.
     async fn settle(&self, settles: &[Settle], now: OffsetDateTime) -> Result<Vec<bool>>;
-    /// Records `settles` as [`settle`](Self::settle) does, then claims as
-    /// [`claim_due`](Self::claim_due) does: what a worker does when it claims again with ended
-    /// attempts waiting to be recorded. The stores of this workspace do both in one
-    /// transaction (one commit instead of two): on an error neither took effect. The default
-    /// makes the two calls one after the other, so an error may come after the settlement
-    /// was recorded (settling again then answers false for it).
-    async fn settle_and_claim(
-        &self,
-        settles: &[Settle],
-        now: OffsetDateTime,
-        lease_until: OffsetDateTime,
-        limit: u32,
-    ) -> Result<(Vec<bool>, Vec<Claim>)> {
-        let settled = self.settle(settles, now).await?;
-        let claims = self.claim_due(now, lease_until, limit).await?;
-        Ok((settled, claims))
-    }
     /// Records, before it starts, that a claimed attempt is made alone (nothing else in flight
     /// in its worker): one more `interrupted_alone` attempt, which stands if the attempt never
     /// records an outcome. The lease is extended to `lease_until`. False when `lease` is no

@@ -346,8 +346,9 @@ impl Worker {
 
     /// Records ended attempts in one store transaction; what was recorded.
     async fn record(&self, ended: Vec<Attempt>) -> Pass {
+        let mut pass = Pass::default();
         if ended.is_empty() {
-            return Pass::default();
+            return pass;
         }
         let (attempts, settles): (Vec<u32>, Vec<Settle>) =
             ended.into_iter().map(|a| (a.attempts, a.settle)).unzip();
@@ -362,44 +363,43 @@ impl Worker {
             tokio::time::sleep(delay).await;
             result = self.store.settle(&settles, self.clock.now()).await;
         }
-        account(&settles, attempts, result)
-    }
-
-    /// Claims up to `limit` due messages under a new lease, recording the ended attempts
-    /// `carried` in the same store transaction. On an error nothing was recorded: the
-    /// attempts come back, to be recorded on their own.
-    async fn claim_carrying(
-        &self,
-        limit: u32,
-        carried: Vec<Attempt>,
-    ) -> (lettermint_core::Result<Vec<Claim>>, Vec<Attempt>) {
-        if carried.is_empty() {
-            return (self.claim(limit).await, carried);
-        }
-        let (attempts, settles): (Vec<u32>, Vec<Settle>) =
-            carried.into_iter().map(|a| (a.attempts, a.settle)).unzip();
-        let now = self.clock.now();
-        match self
-            .store
-            .settle_and_claim(&settles, now, self.lease_until(now), limit)
-            .await
-        {
-            Ok((recorded, claims)) => {
-                account(&settles, attempts, Ok(recorded));
-                metrics::counter!("lettermint_delivery_claimed_total")
-                    .increment(claims.len() as u64);
-                (Ok(claims), Vec::new())
+        match result {
+            Ok(recorded) => {
+                for ((settle, attempt), recorded) in settles.iter().zip(attempts).zip(recorded) {
+                    if !recorded {
+                        tracing::warn!(
+                            message_id = %settle.message,
+                            "attempt not recorded: its lease is no longer the message's (it ran \
+                             out and the message was claimed again, or a try of this recording \
+                             whose answer was lost had recorded it)"
+                        );
+                        pass.unsettled += 1;
+                        continue;
+                    }
+                    tracing::info!(
+                        message_id = %settle.message,
+                        attempt,
+                        status = settle.settlement.status().as_str(),
+                        reply = %settle.settlement.reply().to_line(),
+                        "delivery attempt settled"
+                    );
+                    match settle.settlement {
+                        Settlement::Delivered(_) => pass.delivered += 1,
+                        Settlement::Deferred { .. } => pass.deferred += 1,
+                        Settlement::Failed(_) => pass.failed += 1,
+                    }
+                }
             }
             Err(error) => {
-                tracing::warn!(%error, attempts = settles.len(), "cannot record attempts with a claim; recording them on their own");
-                let back = attempts
-                    .into_iter()
-                    .zip(settles)
-                    .map(|(attempts, settle)| Attempt { attempts, settle })
-                    .collect();
-                (Err(error), back)
+                tracing::error!(
+                    %error,
+                    attempts = settles.len(),
+                    "cannot record attempts; their messages are attempted again when their leases end"
+                );
+                pass.unsettled += settles.len();
             }
         }
+        pass
     }
 
     /// Delivers until `shutdown` turns true, then finishes the attempts in hand, records them
@@ -408,12 +408,9 @@ impl Worker {
     /// Up to `batch` attempts are in flight; once half of them have ended, the next claim tops
     /// the set up, so the relay never waits for the slowest message of a batch. Ended attempts
     /// are recorded together, in one transaction, when half a batch has ended, when nothing
-    /// else is in flight, or [`RECORD_WITHIN`] after the oldest ended: in the transaction of
-    /// the claim made then ([`DeliveryRepository::settle_and_claim`], one commit instead of
-    /// two), or, when no claim is to be made (or a paced one is further away than the oldest's
-    /// [`RECORD_WITHIN`]), in a recording beside the loop. One recording at a time runs beside
-    /// the loop, so claims and relaying go on while it commits. Store errors are logged and
-    /// retried after the idle interval.
+    /// else is in flight, or [`RECORD_WITHIN`] after the oldest ended. One recording at a time
+    /// runs beside the loop, so claims and relaying go on while it commits. Store errors are
+    /// logged and retried after the idle interval.
     ///
     /// Claimed messages taken over from an interrupted attempt wait until everything in flight
     /// has ended and been recorded, and are then attempted one at a time, each recorded before
@@ -436,13 +433,14 @@ impl Worker {
             if *shutdown.borrow() {
                 break;
             }
-            // Whether the ended attempts are due to be recorded.
-            let due = |ended: &Vec<Attempt>, in_flight: &JoinSet<Attempt>| {
-                !ended.is_empty()
-                    && (ended.len() * 2 >= batch
-                        || in_flight.is_empty()
-                        || oldest_ended.elapsed() >= RECORD_WITHIN)
-            };
+            let overdue = !ended.is_empty() && oldest_ended.elapsed() >= RECORD_WITHIN;
+            if recording.is_empty()
+                && (ended.len() * 2 >= batch
+                    || (!ended.is_empty() && in_flight.is_empty())
+                    || overdue)
+            {
+                self.start_recording(&mut recording, &mut ended);
+            }
             let mut idle = false;
             // When the pacer holds the next claim back: the instant it allows it.
             let mut paced_until = None;
@@ -458,20 +456,7 @@ impl Worker {
                 if allowed == 0 {
                     paced_until = pacer.as_ref().map(|p| p.ready_at(room));
                 } else {
-                    // Ended attempts due to be recorded go with the claim, in its
-                    // transaction, unless a recording is under way.
-                    let carried = if recording.is_empty() && due(&ended, &in_flight) {
-                        std::mem::take(&mut ended)
-                    } else {
-                        Vec::new()
-                    };
-                    let limit = u32::try_from(allowed).unwrap_or(u32::MAX);
-                    let (claimed, unrecorded) = self.claim_carrying(limit, carried).await;
-                    if !unrecorded.is_empty() {
-                        ended.splice(0..0, unrecorded);
-                        self.start_recording(&mut recording, &mut ended);
-                    }
-                    match claimed {
+                    match self.claim(u32::try_from(allowed).unwrap_or(u32::MAX)).await {
                         Ok(claims) => {
                             idle = claims.is_empty();
                             if let Some(pacer) = &mut pacer {
@@ -495,12 +480,6 @@ impl Worker {
                         }
                     }
                 }
-            }
-            // Ended attempts due to be recorded that no claim took: recorded beside the loop,
-            // unless the pacer allows a claim before they would be overdue (it takes them).
-            let claim_soon = paced_until.is_some_and(|at| at <= oldest_ended + RECORD_WITHIN);
-            if recording.is_empty() && due(&ended, &in_flight) && !claim_soon {
-                self.start_recording(&mut recording, &mut ended);
             }
             // Taken-over messages, once nothing else is in flight or waiting to be recorded.
             if in_flight.is_empty()
@@ -575,52 +554,6 @@ impl Worker {
             }
         }
     }
-}
-
-/// What a recording of `settles` (with the attempt counts `attempts`) came to, logged.
-fn account(
-    settles: &[Settle],
-    attempts: Vec<u32>,
-    result: lettermint_core::Result<Vec<bool>>,
-) -> Pass {
-    let mut pass = Pass::default();
-    match result {
-        Ok(recorded) => {
-            for ((settle, attempt), recorded) in settles.iter().zip(attempts).zip(recorded) {
-                if !recorded {
-                    tracing::warn!(
-                        message_id = %settle.message,
-                        "attempt not recorded: its lease is no longer the message's (it ran \
-                         out and the message was claimed again, or a try of this recording \
-                         whose answer was lost had recorded it)"
-                    );
-                    pass.unsettled += 1;
-                    continue;
-                }
-                tracing::info!(
-                    message_id = %settle.message,
-                    attempt,
-                    status = settle.settlement.status().as_str(),
-                    reply = %settle.settlement.reply().to_line(),
-                    "delivery attempt settled"
-                );
-                match settle.settlement {
-                    Settlement::Delivered(_) => pass.delivered += 1,
-                    Settlement::Deferred { .. } => pass.deferred += 1,
-                    Settlement::Failed(_) => pass.failed += 1,
-                }
-            }
-        }
-        Err(error) => {
-            tracing::error!(
-                %error,
-                attempts = settles.len(),
-                "cannot record attempts; their messages are attempted again when their leases end"
-            );
-            pass.unsettled += settles.len();
-        }
-    }
-    pass
 }
 
 /// Whether a claim took its message over from an attempt that never recorded its outcome.

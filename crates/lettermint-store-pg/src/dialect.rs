@@ -2,14 +2,14 @@
 
 use std::collections::HashMap;
 
-use lettermint_core::{LogEntryId, Message, MessageContent, Result, Settle, UsageBatch};
+use lettermint_core::{Message, MessageContent, Result, Settle, UsageBatch};
 use lettermint_store_sql::decode::to_json;
-use lettermint_store_sql::dialect::{Dialect, SettledAndClaimed};
+use lettermint_store_sql::dialect::Dialect;
 use lettermint_store_sql::error::{ResultExt, fix_error};
 use lettermint_store_sql::rows::LockedToken;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgConnection, PgQueryResult, PgRow};
-use sqlx::{AssertSqlSafe, Postgres, Row as _};
+use sqlx::{AssertSqlSafe, Postgres};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -32,89 +32,6 @@ const CLAIM: &str = concat!(
     lettermint_store_sql::message_columns!(),
     " FROM d JOIN messages ON messages.id = d.message_id"
 );
-
-/// A settlement, its token log entries and a claim in one statement (see
-/// [`Dialect::settle_and_claim_rows`]): `$1`–`$4` the claim's (lease, lease end, now, most
-/// messages), `$5`–`$11` one element per settle (message, lease, status, reply line, next due
-/// instant, recipients reached or NULL, reply code or 0), `$12` ids for the log entries (one per settle, in order: as many as could be needed). The
-/// settlement is `settle_messages`' update; the log groups what it settled as `Sql::settle`
-/// does (one entry per token, channel, outcome and reply code, messages in the order settled,
-/// entries in the order of their first message); the claim passes over the settled messages.
-/// One row always comes back: the claimed rows, or NULL columns when nothing was claimed,
-/// each with the ids and leases of the messages settled.
-const SETTLE_AND_CLAIM: &str = concat!(
-    "WITH v AS (SELECT * FROM UNNEST($5::uuid[], $6::uuid[], $7::text[], $8::text[], \
-     $9::timestamptz[], $10::text[], $11::int4[]) WITH ORDINALITY \
-     AS v(id, lease, status, reply, due_at, delivered_to, code, ord)), \
-     s AS (UPDATE deliveries AS d SET status = v.status, last_reply = v.reply, \
-     status_changed_at = $3, due_at = v.due_at, lease_id = NULL, \
-     delivered_to = COALESCE(v.delivered_to, d.delivered_to) \
-     FROM v WHERE d.message_id = v.id AND d.lease_id = v.lease \
-     RETURNING d.message_id, v.lease, d.token_id, d.via, v.status, v.code, v.ord), \
-     g AS (SELECT token_id, via, status, code, json_agg(message_id ORDER BY ord) AS ids, \
-     min(ord) AS first FROM s WHERE status <> 'deferred' GROUP BY token_id, via, status, code), \
-     l AS (INSERT INTO token_logs (id, token_id, at, via, action, outcome, status, message_ids) \
-     SELECT ($12::uuid[])[row_number() OVER (ORDER BY first)], token_id, $3, via, 'delivery', \
-     status, code, ids::text FROM g), \
-     c AS (",
-    lettermint_store_sql::claim_update!(
-        " FOR UPDATE SKIP LOCKED",
-        "*",
-        " AND message_id NOT IN (SELECT message_id FROM s)"
-    ),
-    ") SELECT ",
-    lettermint_store_sql::message_columns!(),
-    ", (SELECT array_agg(message_id) FROM s) AS settled_ids, \
-     (SELECT array_agg(lease) FROM s) AS settled_leases \
-     FROM (SELECT) AS one LEFT JOIN (c AS d JOIN messages ON messages.id = d.message_id) ON true"
-);
-
-/// The columns of `settles` as PostgreSQL arrays, in the order of [`SETTLE_AND_CLAIM`]'s
-/// `$5`–`$11` (`settle_messages` binds the first six).
-struct SettleArrays<'a> {
-    ids: Vec<Uuid>,
-    leases: Vec<Uuid>,
-    statuses: Vec<&'a str>,
-    replies: Vec<String>,
-    due: Vec<Option<OffsetDateTime>>,
-    delivered_to: Vec<Option<String>>,
-    codes: Vec<i32>,
-}
-
-impl<'a> SettleArrays<'a> {
-    fn of(settles: &'a [Settle]) -> Result<Self> {
-        Ok(Self {
-            ids: settles.iter().map(|s| s.message.as_uuid()).collect(),
-            leases: settles.iter().map(|s| s.lease.as_uuid()).collect(),
-            statuses: settles
-                .iter()
-                .map(|s| s.settlement.status().as_str())
-                .collect(),
-            replies: settles
-                .iter()
-                .map(|s| s.settlement.reply().to_line())
-                .collect(),
-            due: settles.iter().map(|s| s.settlement.retry_at()).collect(),
-            delivered_to: settles
-                .iter()
-                .map(lettermint_store_sql::dialect::delivered_to)
-                .collect::<Result<Vec<_>>>()?,
-            codes: settles
-                .iter()
-                .map(|s| i32::from(s.settlement.reply().code.unwrap_or(0)))
-                .collect(),
-        })
-    }
-}
-
-/// Each settle's answer from the (message, lease) pairs a settlement updated: the first settle
-/// naming a pair gets it, as statement by statement.
-fn answers<T>(settles: &[Settle], mut by_claim: HashMap<(Uuid, Uuid), T>) -> Vec<Option<T>> {
-    settles
-        .iter()
-        .map(|s| by_claim.remove(&(s.message.as_uuid(), s.lease.as_uuid())))
-        .collect()
-}
 
 /// PostgreSQL's dialect: instants are `timestamptz`, bound and read as they are.
 #[derive(Debug)]
@@ -281,7 +198,6 @@ impl Dialect for PgDialect {
     ) -> Result<Vec<Option<(Uuid, String)>>> {
         // One statement for the whole batch: a round trip per attempt was most of what the
         // workers cost the database.
-        let a = SettleArrays::of(settles)?;
         let rows: Vec<(Uuid, Uuid, Uuid, String)> = sqlx::query_as(
             "UPDATE deliveries AS d SET status = v.status, last_reply = v.reply, \
              status_changed_at = $1, due_at = v.due_at, lease_id = NULL, \
@@ -292,73 +208,54 @@ impl Dialect for PgDialect {
              RETURNING d.message_id, v.lease, d.token_id, d.via",
         )
         .bind(now)
-        .bind(a.ids)
-        .bind(a.leases)
-        .bind(a.statuses)
-        .bind(a.replies)
-        .bind(a.due)
-        .bind(a.delivered_to)
+        .bind(
+            settles
+                .iter()
+                .map(|s| s.message.as_uuid())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            settles
+                .iter()
+                .map(|s| s.lease.as_uuid())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            settles
+                .iter()
+                .map(|s| s.settlement.status().as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            settles
+                .iter()
+                .map(|s| s.settlement.reply().to_line())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            settles
+                .iter()
+                .map(|s| s.settlement.retry_at())
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            settles
+                .iter()
+                .map(lettermint_store_sql::dialect::delivered_to)
+                .collect::<Result<Vec<_>>>()?,
+        )
         .fetch_all(&mut *conn)
         .await
         .fix()?;
-        Ok(answers(
-            settles,
-            rows.into_iter()
-                .map(|(id, lease, token, via)| ((id, lease), (token, via)))
-                .collect(),
-        ))
-    }
-
-    // One statement, so one round trip and one commit for what would be two transactions.
-    async fn settle_and_claim_rows(
-        writer: &sqlx::PgPool,
-        settles: &[Settle],
-        now: OffsetDateTime,
-        lease: Uuid,
-        lease_until: OffsetDateTime,
-        limit: u32,
-    ) -> Result<Option<SettledAndClaimed<Self>>> {
-        let a = SettleArrays::of(settles)?;
-        // An id for each entry the settlement could log (at most one per settle), in order.
-        let log_ids: Vec<Uuid> = settles
-            .iter()
-            .map(|_| LogEntryId::new().as_uuid())
+        let mut by_claim: HashMap<(Uuid, Uuid), (Uuid, String)> = rows
+            .into_iter()
+            .map(|(id, lease, token, via)| ((id, lease), (token, via)))
             .collect();
-        let mut rows = sqlx::query(SETTLE_AND_CLAIM)
-            .bind(lease)
-            .bind(lease_until)
-            .bind(now)
-            .bind(i64::from(limit))
-            .bind(a.ids)
-            .bind(a.leases)
-            .bind(a.statuses)
-            .bind(a.replies)
-            .bind(a.due)
-            .bind(a.delivered_to)
-            .bind(a.codes)
-            .bind(&log_ids)
-            .fetch_all(writer)
-            .await
-            .fix()?;
-        let first = rows.first().ok_or_else(|| {
-            lettermint_core::Error::Storage("a settlement and claim answered no row".into())
-        })?;
-        let ids: Option<Vec<Uuid>> = first.try_get("settled_ids").fix()?;
-        let leases: Option<Vec<Uuid>> = first.try_get("settled_leases").fix()?;
-        let settled = answers(
-            settles,
-            ids.unwrap_or_default()
-                .into_iter()
-                .zip(leases.unwrap_or_default())
-                .map(|pair| (pair, ()))
-                .collect(),
-        );
-        // The one row of a claim of nothing has no message.
-        rows.retain(|row| matches!(row.try_get::<Option<Uuid>, _>("id"), Ok(Some(_))));
-        Ok(Some((
-            settled.into_iter().map(|s| s.is_some()).collect(),
-            rows,
-        )))
+        // Each settled row answers the first settle that names it, as statement by statement.
+        Ok(settles
+            .iter()
+            .map(|s| by_claim.remove(&(s.message.as_uuid(), s.lease.as_uuid())))
+            .collect())
     }
 
     async fn record_usage(conn: &mut PgConnection, batch: &UsageBatch) -> Result<()> {

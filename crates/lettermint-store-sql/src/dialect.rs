@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::future::Future;
 
 use lettermint_core::{Error, Message, Settle, UsageBatch};
+use sqlx::Database;
 use sqlx::migrate::Migrator;
-use sqlx::{Database, Pool};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -106,29 +106,7 @@ pub trait Dialect: Send + Sync + 'static {
         settles: &[Settle],
         now: OffsetDateTime,
     ) -> impl Future<Output = Result<Vec<Option<(Uuid, String)>>, Error>> + Send;
-
-    /// Where the dialect can, records `settles` and their token log entries (as
-    /// `Sql::settle` does: one entry per token, channel, outcome and reply code) and claims as
-    /// [`Dialect::claim_rows`] does, none of the settled messages among the claimed, in one
-    /// statement (one round trip, one commit) on the pool `writer`. Answers
-    /// whether each settle was recorded and the claimed rows; `None` (the default) when the
-    /// dialect does it in steps instead.
-    fn settle_and_claim_rows(
-        writer: &Pool<Self::Db>,
-        settles: &[Settle],
-        now: OffsetDateTime,
-        lease: Uuid,
-        lease_until: OffsetDateTime,
-        limit: u32,
-    ) -> impl Future<Output = Result<Option<SettledAndClaimed<Self>>, Error>> + Send {
-        let _ = (writer, settles, now, lease, lease_until, limit);
-        async { Ok(None) }
-    }
 }
-
-/// What [`Dialect::settle_and_claim_rows`] answers: whether each settle was recorded, and the
-/// claimed rows.
-pub type SettledAndClaimed<D> = (Vec<bool>, Vec<<<D as Dialect>::Db as Database>::Row>);
 
 /// Messages with their delivery state (`d`), as a string literal (`concat!`): what message
 /// rows are read from.
@@ -154,22 +132,16 @@ macro_rules! message_columns {
 /// now, `$4` most messages): the due messages oldest due first, their sub-select ended by
 /// `$lock`, go to `processed` under the lease; an attempt that was still `processed` (its
 /// worker stopped before recording how it ended) counts as interrupted. Returns `$returning`.
-///
-/// With a third literal `$also`, the due messages must also meet that condition (`AND …`).
 #[macro_export]
 macro_rules! claim_update {
     ($lock:literal, $returning:literal) => {
-        $crate::claim_update!($lock, $returning, "")
-    };
-    ($lock:literal, $returning:literal, $also:literal) => {
         concat!(
             "UPDATE deliveries SET status = 'processed', attempts = attempts + 1, lease_id = $1, \
              due_at = $2, status_changed_at = $3, \
              interrupted = CASE WHEN status = 'processed' THEN interrupted + 1 ELSE 0 END, \
              interrupted_alone = CASE WHEN status = 'processed' THEN interrupted_alone ELSE 0 END \
-             WHERE message_id IN (SELECT message_id FROM deliveries WHERE due_at <= $3",
-            $also,
-            " ORDER BY due_at, message_id LIMIT $4",
+             WHERE message_id IN (SELECT message_id FROM deliveries WHERE due_at <= $3 \
+             ORDER BY due_at, message_id LIMIT $4",
             $lock,
             ") RETURNING ",
             $returning

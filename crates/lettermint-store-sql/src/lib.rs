@@ -106,18 +106,6 @@ macro_rules! repositories {
                     Sql(self).settle(settles, now).await
                 }
 
-                async fn settle_and_claim(
-                    &self,
-                    settles: &[Settle],
-                    now: OffsetDateTime,
-                    lease_until: OffsetDateTime,
-                    limit: u32,
-                ) -> Result<(Vec<bool>, Vec<Claim>)> {
-                    Sql(self)
-                        .settle_and_claim(settles, now, lease_until, limit)
-                        .await
-                }
-
                 async fn begin_alone(
                     &self,
                     message: MessageId,

@@ -862,50 +862,6 @@ where
         let mut conn = self.writer().acquire().await.fix()?;
         let rows = D::claim_rows(&mut conn, lease.as_uuid(), lease_until, now, limit).await?;
         drop(conn);
-        Ok(self.read_claims(rows, lease, now).await)
-    }
-
-    /// See `DeliveryRepository::settle_and_claim`: the settlement and the claim in one write
-    /// transaction, so one commit.
-    pub async fn settle_and_claim(
-        self,
-        settles: &[Settle],
-        now: OffsetDateTime,
-        lease_until: OffsetDateTime,
-        limit: u32,
-    ) -> Result<(Vec<bool>, Vec<Claim>)> {
-        if settles.is_empty() {
-            return Ok((Vec::new(), self.claim_due(now, lease_until, limit).await?));
-        }
-        let lease = LeaseId::new();
-        // The dialect's one statement, where it has one.
-        let one = D::settle_and_claim_rows(
-            self.writer(),
-            settles,
-            now,
-            lease.as_uuid(),
-            lease_until,
-            limit,
-        )
-        .await?;
-        if let Some((settled, rows)) = one {
-            return Ok((settled, self.read_claims(rows, lease, now).await));
-        }
-        let mut tx = self.begin_write().await?;
-        let settled = self.settle_in(&mut tx, settles, now).await?;
-        let rows = D::claim_rows(&mut tx, lease.as_uuid(), lease_until, now, limit).await?;
-        tx.commit().await.fix()?;
-        Ok((settled, self.read_claims(rows, lease, now).await))
-    }
-
-    /// The claims of the rows a claim under `lease` returned, oldest due first; a row that
-    /// cannot be read fails (best effort) instead.
-    async fn read_claims(
-        self,
-        rows: Vec<<DB as Database>::Row>,
-        lease: LeaseId,
-        now: OffsetDateTime,
-    ) -> Vec<Claim> {
         // A row that cannot be read (edited by hand, or written by an incompatible version)
         // fails on its own: were the claim to fail as a whole, the same batch would be
         // claimed together again at every lease end and none of it delivered. Each row is
@@ -956,7 +912,7 @@ where
             tracing::error!(%error, "unreadable claimed messages could not be failed; they come back at their lease end");
         }
         claims.sort_by_key(|c| (c.message.first_due(), c.message.id));
-        claims
+        Ok(claims)
     }
 
     /// See `DeliveryRepository::begin_alone`.
@@ -1019,19 +975,7 @@ where
             return Ok(Vec::new());
         }
         let mut tx = self.begin_write().await?;
-        let done = self.settle_in(&mut tx, settles, now).await?;
-        tx.commit().await.fix()?;
-        Ok(done)
-    }
-
-    /// The writes of [`Sql::settle`] in the write transaction `tx`.
-    async fn settle_in(
-        self,
-        tx: &mut Transaction<'static, DB>,
-        settles: &[Settle],
-        now: OffsetDateTime,
-    ) -> Result<Vec<bool>> {
-        let settled = D::settle_messages(tx, settles, now).await?;
+        let settled = D::settle_messages(&mut tx, settles, now).await?;
         // One log entry per token, channel and final reply code, naming every message it
         // covers (as a batch send's entry does): a row per message was a third of what
         // delivery cost the database.
@@ -1071,8 +1015,9 @@ where
         }
         let done = settled.iter().map(Option::is_some).collect();
         if !log.entries.is_empty() {
-            D::record_usage(tx, &log).await?;
+            D::record_usage(&mut tx, &log).await?;
         }
+        tx.commit().await.fix()?;
         Ok(done)
     }
 

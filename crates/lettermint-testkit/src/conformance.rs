@@ -108,7 +108,6 @@ macro_rules! conformance_suite {
             recipients_reached_are_kept_across_attempts,
             a_lease_ended_early_is_taken_over_at_once,
             settlements_need_the_current_lease_and_log_the_outcome,
-            a_settlement_and_a_claim_commit_together,
             one_settlement_logs_an_entry_per_token_and_outcome,
             a_settlement_of_several_attempts_answers_each_on_its_own,
             a_settlement_of_hundreds_of_attempts_records_each,
@@ -3372,202 +3371,94 @@ pub async fn settlements_need_the_current_lease_and_log_the_outcome(f: &dyn Fixt
     );
 }
 
-/// `settle_and_claim`: the settlements are recorded as `settle` records them (each under its
-/// lease, delivered and failed ones logged), and the claim that follows takes the other due
-/// messages under one new lease, as `claim_due` does.
-pub async fn a_settlement_and_a_claim_commit_together(f: &dyn Fixture) {
-    let store = f.store();
-    let t0 = now();
-    let (p, tok, messages) = accepted(&*store, 5, t0).await;
-    let lease_end = t0 + Duration::minutes(5);
-    let first = store.claim_due(t0, lease_end, 2).await.unwrap();
-    assert_eq!(ids_of(&first), [messages[0].id, messages[1].id]);
-    let t1 = t0 + Duration::seconds(1);
-    let retry_at = t0 + Duration::minutes(1);
-    let settles = [
-        Settle {
-            message: messages[0].id,
-            lease: first[0].lease,
-            settlement: Settlement::Delivered(Reply {
-                code: Some(250),
-                text: "2.0.0 Ok: queued as XYZ".into(),
-            }),
-            delivered_to: None,
-        },
-        Settle {
-            message: messages[1].id,
-            lease: first[1].lease,
-            settlement: Settlement::Deferred {
-                reply: Reply {
-                    code: Some(451),
-                    text: "4.3.0 try later".into(),
-                },
-                retry_at,
-            },
-            delivered_to: None,
-        },
-        // Not under this lease: not recorded, and still claimable.
-        Settle {
-            message: messages[2].id,
-            lease: LeaseId::new(),
-            settlement: Settlement::Failed(Reply {
-                code: Some(550),
-                text: "5.1.1 no such user".into(),
-            }),
-            delivered_to: None,
-        },
-    ];
-    let (settled, claims) = store
-        .settle_and_claim(&settles, t1, t1 + Duration::minutes(5), 2)
-        .await
-        .unwrap();
-    assert_eq!(settled, [true, true, false]);
-    assert_eq!(ids_of(&claims), [messages[2].id, messages[3].id]);
-    assert_eq!(claims[0].lease, claims[1].lease);
-    assert_ne!(claims[0].lease, first[0].lease);
-    assert!(
-        claims
-            .iter()
-            .all(|c| c.message.status == MessageStatus::Processed
-                && c.message.delivery.attempts == 1)
-    );
-    let delivered = store
-        .get_message(p.id, messages[0].id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(delivered.status, MessageStatus::Delivered);
-    assert_eq!(
-        delivered.delivery.last_reply.as_deref(),
-        Some("250 2.0.0 Ok: queued as XYZ")
-    );
-    let deferred = store
-        .get_message(p.id, messages[1].id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(deferred.status, MessageStatus::Deferred);
-    assert_eq!(deferred.delivery.next_attempt_at, Some(retry_at));
-    let log = delivery_log(&*store, tok.id).await;
-    assert_eq!(log.len(), 1, "{log:?}");
-    assert_eq!(log[0].outcome, Outcome::Delivered);
-    assert_eq!(log[0].message_ids, [messages[0].id]);
-
-    // The new claims settle under their lease; with nothing to record it is a claim.
-    let ok = Settlement::Delivered(Reply {
-        code: Some(250),
-        text: "ok".into(),
-    });
-    assert!(settle_one(&*store, messages[2].id, claims[0].lease, &ok, t1).await);
-    let (none, rest) = store
-        .settle_and_claim(&[], t1, t1 + Duration::minutes(5), 10)
-        .await
-        .unwrap();
-    assert!(none.is_empty());
-    assert_eq!(ids_of(&rest), [messages[4].id]);
-    // The deferred message comes back at its retry instant.
-    let (_, retried) = store
-        .settle_and_claim(&[], retry_at, retry_at + Duration::minutes(5), 10)
-        .await
-        .unwrap();
-    assert_eq!(ids_of(&retried), [messages[1].id]);
-}
-
 /// The attempts of one settlement are logged together: one entry per token, channel, outcome
 /// and reply code, naming every message it covers in the order settled; deferrals and stale
-/// leases log nothing. The same whether it is settled alone or with a claim.
+/// leases log nothing.
 pub async fn one_settlement_logs_an_entry_per_token_and_outcome(f: &dyn Fixture) {
     let store = f.store();
     let t0 = now();
-    // Settled on its own, then together with a claim.
-    for together in [false, true] {
-        let (_, shop, ours) = accepted(&*store, 5, t0).await;
-        let (_, blog, theirs) = accepted(&*store, 1, t0).await;
-        let claims = store
-            .claim_due(t0, t0 + Duration::minutes(5), 10)
-            .await
-            .unwrap();
-        assert_eq!(claims.len(), 6);
-        let lease_of = |id: MessageId| claims.iter().find(|c| c.message.id == id).unwrap().lease;
-        let reply = |code: u16| Reply {
-            code: Some(code),
-            text: "2.0.0 Ok".into(),
-        };
-        let settle = |id: MessageId, settlement: Settlement| Settle {
-            message: id,
-            lease: lease_of(id),
-            settlement,
-            delivered_to: None,
-        };
-        let t1 = t0 + Duration::seconds(1);
-        let settles = [
-            settle(ours[3].id, Settlement::Delivered(reply(250))),
-            settle(theirs[0].id, Settlement::Delivered(reply(250))),
-            settle(ours[0].id, Settlement::Failed(reply(550))),
-            settle(
-                ours[1].id,
-                Settlement::Deferred {
-                    reply: reply(451),
-                    retry_at: t1 + Duration::minutes(1),
-                },
-            ),
-            settle(ours[2].id, Settlement::Delivered(reply(250))),
-            settle(ours[4].id, Settlement::Delivered(reply(251))),
-            Settle {
-                message: ours[1].id,
-                lease: LeaseId::new(),
-                settlement: Settlement::Delivered(reply(250)),
-                delivered_to: None,
-            },
-        ];
-        let done = if together {
-            let (done, claimed) = store
-                .settle_and_claim(&settles, t1, t1 + Duration::minutes(5), 10)
-                .await
-                .unwrap();
-            assert_eq!(claimed, vec![], "nothing else is due");
-            done
-        } else {
-            store.settle(&settles, t1).await.unwrap()
-        };
-        assert_eq!(done, vec![true, true, true, true, true, true, false]);
-        let logged = |token: TokenId| {
-            let store = store.clone();
-            async move {
-                let mut entries: Vec<_> = delivery_log(&*store, token)
-                    .await
-                    .into_iter()
-                    .map(|e| (e.outcome, e.status, e.message_ids, e.via, e.at))
-                    .collect();
-                entries.sort_by_key(|e| e.1);
-                entries
-            }
-        };
-        assert_eq!(
-            logged(shop.id).await,
-            vec![
-                (
-                    Outcome::Delivered,
-                    250,
-                    vec![ours[3].id, ours[2].id],
-                    Channel::Api,
-                    t1
+    let (_, shop, ours) = accepted(&*store, 5, t0).await;
+    let (_, blog, theirs) = accepted(&*store, 1, t0).await;
+    let claims = store
+        .claim_due(t0, t0 + Duration::minutes(5), 10)
+        .await
+        .unwrap();
+    assert_eq!(claims.len(), 6);
+    let lease_of = |id: MessageId| claims.iter().find(|c| c.message.id == id).unwrap().lease;
+    let reply = |code: u16| Reply {
+        code: Some(code),
+        text: "2.0.0 Ok".into(),
+    };
+    let settle = |id: MessageId, settlement: Settlement| Settle {
+        message: id,
+        lease: lease_of(id),
+        settlement,
+        delivered_to: None,
+    };
+    let t1 = t0 + Duration::seconds(1);
+    let done = store
+        .settle(
+            &[
+                settle(ours[3].id, Settlement::Delivered(reply(250))),
+                settle(theirs[0].id, Settlement::Delivered(reply(250))),
+                settle(ours[0].id, Settlement::Failed(reply(550))),
+                settle(
+                    ours[1].id,
+                    Settlement::Deferred {
+                        reply: reply(451),
+                        retry_at: t1 + Duration::minutes(1),
+                    },
                 ),
-                (Outcome::Delivered, 251, vec![ours[4].id], Channel::Api, t1),
-                (Outcome::Failed, 550, vec![ours[0].id], Channel::Api, t1),
-            ]
-        );
-        assert_eq!(
-            logged(blog.id).await,
-            vec![(
+                settle(ours[2].id, Settlement::Delivered(reply(250))),
+                settle(ours[4].id, Settlement::Delivered(reply(251))),
+                Settle {
+                    message: ours[1].id,
+                    lease: LeaseId::new(),
+                    settlement: Settlement::Delivered(reply(250)),
+                    delivered_to: None,
+                },
+            ],
+            t1,
+        )
+        .await
+        .unwrap();
+    assert_eq!(done, vec![true, true, true, true, true, true, false]);
+    let logged = |token: TokenId| {
+        let store = store.clone();
+        async move {
+            let mut entries: Vec<_> = delivery_log(&*store, token)
+                .await
+                .into_iter()
+                .map(|e| (e.outcome, e.status, e.message_ids, e.via, e.at))
+                .collect();
+            entries.sort_by_key(|e| e.1);
+            entries
+        }
+    };
+    assert_eq!(
+        logged(shop.id).await,
+        vec![
+            (
                 Outcome::Delivered,
                 250,
-                vec![theirs[0].id],
+                vec![ours[3].id, ours[2].id],
                 Channel::Api,
                 t1
-            )]
-        );
-    }
+            ),
+            (Outcome::Delivered, 251, vec![ours[4].id], Channel::Api, t1),
+            (Outcome::Failed, 550, vec![ours[0].id], Channel::Api, t1),
+        ]
+    );
+    assert_eq!(
+        logged(blog.id).await,
+        vec![(
+            Outcome::Delivered,
+            250,
+            vec![theirs[0].id],
+            Channel::Api,
+            t1
+        )]
+    );
 }
 
 /// One settlement of several attempts answers each on its own: an attempt under a stale lease

@@ -363,42 +363,21 @@ async fn run_records_ended_attempts_together_and_tops_up_claims() {
         .collect();
     let ids: Vec<_> = claims.iter().map(|c| c.message.id).collect();
     let mut store = MockDeliveryRepository::new();
-    let queue = Arc::new(std::sync::Mutex::new(claims.into_iter()));
+    let mut queue = claims.into_iter();
     let limits = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let take = {
-        let (queue, limits) = (queue.clone(), limits.clone());
-        move |limit: u32| -> Vec<Claim> {
-            limits.lock().unwrap().push(limit);
-            queue
-                .lock()
-                .unwrap()
-                .by_ref()
-                .take(limit as usize)
-                .collect()
-        }
-    };
-    let claim_due = take.clone();
-    store
-        .expect_claim_due()
-        .returning(move |_, _, limit| Ok(claim_due(limit)));
-    // Each recording: its messages, and whether a claim went with it.
+    let seen_limits = limits.clone();
+    store.expect_claim_due().returning(move |_, _, limit| {
+        seen_limits.lock().unwrap().push(limit);
+        Ok(queue.by_ref().take(limit as usize).collect())
+    });
     let recorded = Arc::new(std::sync::Mutex::new(Vec::new()));
     let seen = recorded.clone();
     store.expect_settle().returning(move |settles, _| {
         seen.lock()
             .unwrap()
-            .push((settles.iter().map(|s| s.message).collect::<Vec<_>>(), false));
+            .push(settles.iter().map(|s| s.message).collect::<Vec<_>>());
         Ok(vec![true; settles.len()])
     });
-    let seen = recorded.clone();
-    store
-        .expect_settle_and_claim()
-        .returning(move |settles, _, _, limit| {
-            seen.lock()
-                .unwrap()
-                .push((settles.iter().map(|s| s.message).collect::<Vec<_>>(), true));
-            Ok((vec![true; settles.len()], take(limit)))
-        });
     let mut relay = MockRelay::new();
     relay
         .expect_relay_noting()
@@ -415,34 +394,22 @@ async fn run_records_ended_attempts_together_and_tops_up_claims() {
     let (stop, shutdown) = tokio::sync::watch::channel(false);
     let running = tokio::spawn(async move { worker.run(shutdown).await });
     for _ in 0..200 {
-        if recorded
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|r| r.0.len())
-            .sum::<usize>()
-            == 6
-        {
+        if recorded.lock().unwrap().iter().map(Vec::len).sum::<usize>() == 6 {
             break;
         }
         tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
     stop.send(true).unwrap();
     running.await.unwrap();
-    let recordings = recorded.lock().unwrap().clone();
-    let mut all: Vec<_> = recordings.iter().flat_map(|r| r.0.clone()).collect();
+    let batches = recorded.lock().unwrap().clone();
+    let mut all: Vec<_> = batches.concat();
     all.sort();
     let mut expected = ids.clone();
     expected.sort();
     assert_eq!(all, expected, "every attempt recorded once");
     assert!(
-        recordings.len() < 6,
-        "attempts are recorded together: {recordings:?}"
-    );
-    // The batch's first half ends as the second claim is due: they share a transaction.
-    assert!(
-        recordings[0].1,
-        "the first recording goes with a claim: {recordings:?}"
+        batches.len() < 6,
+        "attempts are recorded together: {batches:?}"
     );
     let limits = limits.lock().unwrap().clone();
     assert_eq!(limits[0], 4, "the first claim fills the batch");
@@ -537,104 +504,6 @@ async fn max_rate_spaces_attempts_without_shrinking_claims() {
             .sum();
         assert!(in_second <= 44, "{in_second} attempts in second {second}");
     }
-}
-
-#[tokio::test(start_paused = true)]
-async fn a_paced_worker_records_with_its_next_claim_when_it_comes_soon_enough() {
-    // 200 attempts a second in claims of 4: a claim every 20 ms, within the 50 ms an ended
-    // attempt waits to be recorded.
-    let mut store = MockDeliveryRepository::new();
-    // The first claim has nothing to record; every later one records the claim before it.
-    store
-        .expect_claim_due()
-        .times(1)
-        .returning(|_, _, limit| Ok((0..limit).map(|_| claim(1, b"M\r\n\r\n")).collect()));
-    let carried = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let seen = carried.clone();
-    store
-        .expect_settle_and_claim()
-        .returning(move |settles, _, _, limit| {
-            seen.fetch_add(settles.len(), std::sync::atomic::Ordering::Relaxed);
-            Ok((
-                vec![true; settles.len()],
-                (0..limit).map(|_| claim(1, b"M\r\n\r\n")).collect(),
-            ))
-        });
-    // Only what is in hand at the stop is recorded on its own.
-    store
-        .expect_settle()
-        .times(..=1)
-        .returning(|settles, _| Ok(vec![true; settles.len()]));
-    let mut relay = MockRelay::new();
-    relay
-        .expect_relay_noting()
-        .returning(|_, _, _| Ok(reply(250, "ok")));
-    let worker = worker_with(
-        store,
-        relay,
-        WorkerConfig {
-            batch: 8,
-            max_rate: std::num::NonZeroU32::new(200),
-            ..WorkerConfig::default()
-        },
-    );
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(async move { worker.run(shutdown).await });
-    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-    stop.send(true).unwrap();
-    running.await.unwrap();
-    let carried = carried.load(std::sync::atomic::Ordering::Relaxed);
-    assert!(carried >= 180, "{carried} attempts recorded with claims");
-}
-
-#[tokio::test]
-async fn attempts_a_claim_could_not_record_are_recorded_on_their_own() {
-    let claims: Vec<Claim> = (0..4).map(|_| claim(1, b"M\r\n\r\n")).collect();
-    let ids: Vec<_> = claims.iter().map(|c| c.message.id).collect();
-    let mut store = MockDeliveryRepository::new();
-    let mut first = Some(claims);
-    store
-        .expect_claim_due()
-        .returning(move |_, _, _| Ok(first.take().unwrap_or_default()));
-    store
-        .expect_settle_and_claim()
-        .returning(|_, _, _, _| Err(lettermint_core::Error::Storage("connection reset".into())));
-    let recorded = Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = recorded.clone();
-    store.expect_settle().returning(move |settles, _| {
-        seen.lock()
-            .unwrap()
-            .extend(settles.iter().map(|s| s.message));
-        Ok(vec![true; settles.len()])
-    });
-    let mut relay = MockRelay::new();
-    relay
-        .expect_relay_noting()
-        .returning(|_, _, _| Ok(reply(250, "ok")));
-    let worker = worker_with(
-        store,
-        relay,
-        WorkerConfig {
-            batch: 4,
-            idle_poll: std::time::Duration::from_millis(5),
-            ..WorkerConfig::default()
-        },
-    );
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(async move { worker.run(shutdown).await });
-    for _ in 0..200 {
-        if recorded.lock().unwrap().len() == 4 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    stop.send(true).unwrap();
-    running.await.unwrap();
-    let mut all = recorded.lock().unwrap().clone();
-    all.sort();
-    let mut expected = ids;
-    expected.sort();
-    assert_eq!(all, expected, "every attempt recorded once, on its own");
 }
 
 /// A smarthost that never answers.
