@@ -461,6 +461,8 @@ pub struct CoresUsed {
     pub ended_children: f64,
     /// The whole machine, kernel threads included.
     pub machine: f64,
+    /// The interval's length, in seconds (cores × this = CPU seconds).
+    pub seconds: f64,
 }
 
 impl CpuTime {
@@ -539,6 +541,7 @@ impl CpuTime {
             programs,
             ended_children: cores(self.ended_children.saturating_sub(earlier.ended_children)),
             machine: cores(self.machine_busy.saturating_sub(earlier.machine_busy)),
+            seconds,
         }
     }
 }

@@ -191,10 +191,10 @@ struct Timed {
 impl Timed {
     /// `messages` in `elapsed`, the CPU counters read when it started in `cpu`.
     fn new(messages: usize, elapsed: Duration, cpu: Option<CpuTime>) -> Self {
-        let seconds = elapsed.as_secs_f64();
-        let per_message = |cores: f64| cores * seconds * 1e6 / messages as f64;
         let cpu = cpu.and_then(|before| {
             let used = CpuTime::now()?.cores_since(&before, &["xtask", "postgres"]);
+            // Over the counters' own interval, which holds `elapsed` and the reads of `/proc`.
+            let per_message = |cores: f64| cores * used.seconds * 1e6 / messages as f64;
             Some([
                 per_message(used.programs[0]),
                 per_message(used.programs[1]),
@@ -202,7 +202,7 @@ impl Timed {
             ])
         });
         Self {
-            rate: messages as f64 / seconds,
+            rate: messages as f64 / elapsed.as_secs_f64(),
             cpu,
         }
     }
