@@ -71,6 +71,15 @@ pub enum Bench {
         /// Only the floor and the drains: no acceptance runs (and no wrk needed).
         #[arg(long)]
         no_acceptance: bool,
+        /// Where the floor and the drains run, in turn: `shared` (every process on every
+        /// core), `apart` (PostgreSQL on a core of its own, as on its own host; the floor,
+        /// workers and sink on the others; PostgreSQL drains only). The acceptance runs always
+        /// use every core.
+        #[arg(long, value_enum, value_delimiter = ',', default_values_t = [
+            crate::bench_delivery::Layout::Shared,
+            crate::bench_delivery::Layout::Apart,
+        ])]
+        layout: Vec<crate::bench_delivery::Layout>,
     },
     /// Dashboard logins (argon2id) through the release api-server: logins per second and
     /// latency with 32 concurrent clients, beside the in-process argon2id floor; and
@@ -120,6 +129,7 @@ pub fn run(runtime: &Runtime, bench: Bench) -> Result<()> {
             stores,
             batch,
             no_acceptance,
+            layout,
         } => runtime.block_on(crate::bench_delivery::run(crate::bench_delivery::Options {
             messages,
             window: Duration::from_secs(seconds),
@@ -129,6 +139,7 @@ pub fn run(runtime: &Runtime, bench: Bench) -> Result<()> {
             stores,
             batch: batch.max(1),
             acceptance: !no_acceptance,
+            layouts: layout,
         })),
         Bench::Smtp { seconds, stores } => {
             runtime.block_on(crate::bench_smtp::run(Duration::from_secs(seconds), stores))

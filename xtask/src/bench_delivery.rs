@@ -3,6 +3,9 @@
 //! in the same run (the same sink fed directly by one client with the workers' concurrency);
 //! then `POST /v1/send` acceptance through the release api-server alone, with two workers
 //! delivering from the same PostgreSQL as fast as they can, and with two paced to a rate.
+//!
+//! The floor and the drains run in each chosen [`Layout`]: every process on every core, and
+//! PostgreSQL on a core of its own (as with the database on its own host), the rest on the others.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -44,6 +47,20 @@ pub struct Options {
     pub batch: u32,
     /// Whether the acceptance runs follow the drains.
     pub acceptance: bool,
+    /// Where the floor and the drains run, one layout after the other.
+    pub layouts: Vec<Layout>,
+}
+
+/// Where the processes of the floor and the drains may run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    /// Every process on every core: the machine as it is, PostgreSQL sharing the cores with the
+    /// workers, the relay clients and the sink.
+    Shared,
+    /// PostgreSQL on a core of its own, this process (floor, workers, relay clients and sink)
+    /// on the others: as when the database runs on its own host. PostgreSQL drains only
+    /// (SQLite runs inside the workers' process).
+    Apart,
 }
 
 pub async fn run(options: Options) -> Result<()> {
@@ -51,8 +68,23 @@ pub async fn run(options: Options) -> Result<()> {
         messages,
         ref stores,
         batch,
+        ref layouts,
         ..
     } = options;
+    let cpus = allowed_cpus()?;
+    let layouts: Vec<Layout> = if cpus.len() < 2 && layouts.contains(&Layout::Apart) {
+        eprintln!(
+            "layout apart needs two cores or more (this process may use CPU {}): skipped",
+            cpu_list(&cpus)
+        );
+        layouts
+            .iter()
+            .copied()
+            .filter(|&l| l == Layout::Shared)
+            .collect()
+    } else {
+        layouts.clone()
+    };
     let wanted = |name: &str| stores.is_empty() || stores.iter().any(|s| s == name);
     // Found missing before the drains rather than after them.
     if options.acceptance
@@ -64,44 +96,163 @@ pub async fn run(options: Options) -> Result<()> {
     println!(
         "machine: {} cores; {messages} API messages (~1.2 KB of MIME each) per run; workers keep \
          {batch} attempts in flight over {CONNECTIONS} connections to an in-process SMTP sink",
-        std::thread::available_parallelism().map_or(1, |n| n.get()),
+        cpus.len(),
     );
-    let floor_run = floor(messages, batch).await?;
-    let floor = floor_run.rate;
-    println!();
-    println!(
-        "{:<28} {:>12} {:>10} {:>13} {:>10} {:>11}",
-        "run", "messages/s", "of floor", "bench µs/msg", "pg µs/msg", "all µs/msg"
-    );
-    report("floor (sink, one client)", &floor_run, floor);
     let dir = tempfile::tempdir()?;
     let pg = if wanted("postgres") {
         Some(TempPostgres::start(Durability::Production).map_err(|e| anyhow::anyhow!("{e}"))?)
     } else {
         None
     };
-    for workers in [1, 2, 4] {
-        if wanted("sqlite") {
-            let url = format!(
-                "sqlite://{}/delivery-{workers}.sqlite",
-                dir.path().display()
-            );
-            let run = drain(&url, messages, workers, batch).await?;
-            report(&format!("sqlite, {workers} worker(s)"), &run, floor);
-        }
-        if let Some(pg) = &pg {
-            let url = pg.create_database().await;
-            let run = drain(&url, messages, workers, batch).await?;
-            report(&format!("postgres, {workers} worker(s)"), &run, floor);
+    for &layout in &layouts {
+        place(layout, &cpus, pg.as_ref())?;
+        println!();
+        println!("{}", describe(layout, &cpus));
+        let floor_run = floor(messages, batch).await?;
+        let floor = floor_run.rate;
+        println!(
+            "{:<28} {:>12} {:>10} {:>13} {:>10} {:>11}",
+            "run", "messages/s", "of floor", "bench µs/msg", "pg µs/msg", "all µs/msg"
+        );
+        report("floor (sink, one client)", &floor_run, floor);
+        for workers in [1, 2, 4] {
+            // SQLite runs inside the workers' process: it has no layout apart.
+            if wanted("sqlite") && layout == Layout::Shared {
+                let url = format!(
+                    "sqlite://{}/delivery-{workers}.sqlite",
+                    dir.path().display()
+                );
+                let run = drain(&url, messages, workers, batch).await?;
+                report(&format!("sqlite, {workers} worker(s)"), &run, floor);
+            }
+            if let Some(pg) = &pg {
+                let url = pg.create_database().await;
+                let run = drain(&url, messages, workers, batch).await?;
+                report(&format!("postgres, {workers} worker(s)"), &run, floor);
+            }
         }
     }
     println!();
     println!(
-        "target: every run >= 0.70 of the floor. CPU per message: this process (workers, relay \
-         clients, the sink; SQLite runs in it), PostgreSQL, and the whole machine"
+        "target: every run >= 0.70 of the floor of its layout. CPU per message: this process \
+         (workers, relay clients, the sink; SQLite runs in it), PostgreSQL, and the whole machine"
     );
+    // The acceptance runs use every core.
+    place(Layout::Shared, &cpus, pg.as_ref())?;
     if let Some(pg) = pg.as_ref().filter(|_| options.acceptance) {
         acceptance(pg, &options).await?;
+    }
+    Ok(())
+}
+
+/// The CPUs this process may run on (`Cpus_allowed_list` of `/proc/self/status`, e.g.
+/// `0-3,6`).
+fn allowed_cpus() -> Result<Vec<u32>> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let list = status
+        .lines()
+        .find_map(|line| line.strip_prefix("Cpus_allowed_list:"))
+        .context("no Cpus_allowed_list in /proc/self/status")?;
+    parse_cpu_list(list).with_context(|| format!("reading Cpus_allowed_list {list:?}"))
+}
+
+/// The CPUs of a list as the kernel writes it (`0-3,6`).
+fn parse_cpu_list(list: &str) -> Result<Vec<u32>> {
+    let mut cpus = Vec::new();
+    for part in list.trim().split(',') {
+        let (first, last) = part.split_once('-').unwrap_or((part, part));
+        let (first, last): (u32, u32) = (first.trim().parse()?, last.trim().parse()?);
+        cpus.extend(first..=last);
+    }
+    if cpus.is_empty() {
+        bail!("no CPU");
+    }
+    Ok(cpus)
+}
+
+fn cpu_list(cpus: &[u32]) -> String {
+    cpus.iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// What a layout puts where, as the header of its table.
+fn describe(layout: Layout, cpus: &[u32]) -> String {
+    match layout {
+        Layout::Shared => format!(
+            "layout shared: every process on CPU {} (PostgreSQL shares them with the workers and \
+             the sink)",
+            cpu_list(cpus)
+        ),
+        Layout::Apart => {
+            let (own, database) = split(layout, cpus);
+            format!(
+                "layout apart: PostgreSQL on CPU {}, this process (floor, workers, relay clients, \
+                 sink) on CPU {}; PostgreSQL drains only",
+                cpu_list(database),
+                cpu_list(own)
+            )
+        }
+    }
+}
+
+/// The CPUs of this process and of PostgreSQL in `layout` (`apart` needs two or more).
+fn split(layout: Layout, cpus: &[u32]) -> (&[u32], &[u32]) {
+    match layout {
+        Layout::Shared => (cpus, cpus),
+        Layout::Apart => cpus.split_at(cpus.len().saturating_sub(1).max(1)),
+    }
+}
+
+/// Pins this process and `pg`'s server processes for `layout`, within `cpus`: threads and
+/// backends started later inherit the pinning of the thread or server that starts them.
+fn place(layout: Layout, cpus: &[u32], pg: Option<&TempPostgres>) -> Result<()> {
+    let (own, database) = split(layout, cpus);
+    pin(std::process::id(), own)?;
+    if let Some(pg) = pg {
+        let server = pg
+            .server_pid()
+            .context("the PostgreSQL server's process id is unknown")?;
+        for pid in std::iter::once(server).chain(children(server)) {
+            pin(pid, database)?;
+        }
+    }
+    Ok(())
+}
+
+/// The processes whose parent is `parent`.
+fn children(parent: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| {
+            let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+            let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+            // `pid (comm) state ppid …`; the name may hold spaces and parentheses.
+            let (_, rest) = stat.rsplit_once(')')?;
+            let ppid = rest.split_whitespace().nth(1)?.parse::<u32>().ok()?;
+            (ppid == parent).then_some(pid)
+        })
+        .collect()
+}
+
+/// Pins every thread of process `pid` to `cpus` with util-linux's `taskset`. A process that
+/// ended meanwhile (a backend closing its connection) is passed over.
+fn pin(pid: u32, cpus: &[u32]) -> Result<()> {
+    let status = std::process::Command::new("taskset")
+        .args(["-a", "-p", "-c", &cpu_list(cpus), &pid.to_string()])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .context("running taskset (util-linux), which places the benchmark's processes")?;
+    if !status.success() && std::path::Path::new(&format!("/proc/{pid}")).exists() {
+        bail!(
+            "taskset could not pin process {pid} to CPU {}",
+            cpu_list(cpus)
+        );
     }
     Ok(())
 }
@@ -344,26 +495,39 @@ fn start_workers(
 /// Fills a fresh store with `messages` and times `workers` workers delivering all of them.
 async fn drain(url: &str, messages: usize, workers: usize, batch: u32) -> Result<Timed> {
     let (store, services, template, credential) = project(url).await?;
-    fill(&services, &template, credential, messages).await?;
+    // As the floor warms its pool before it measures, the workers open their connections (to
+    // the sink and the store) on a first batch each, and the timing starts once that arrived.
+    let warm_up = workers * batch as usize;
+    let total = messages + warm_up;
+    fill(&services, &template, credential, total).await?;
     let sink = SmtpSink::start().await?;
+    let (stop, running) = start_workers(&store, &sink, workers, batch)?;
+    let warmed = sink
+        .wait_for_accepted(warm_up, Duration::from_secs(600))
+        .await
+        .len();
+    if warmed < warm_up {
+        bail!("only {warmed} of the first {warm_up} messages arrived within 600 s");
+    }
     let cpu = CpuTime::now();
     let started = Instant::now();
-    let (stop, running) = start_workers(&store, &sink, workers, batch)?;
+    // Those that arrived while the warm-up ended are not timed.
+    let timed_messages = total.saturating_sub(sink.accepted_count()).max(1);
     let accepted = sink
-        .wait_for_accepted(messages, Duration::from_secs(600))
+        .wait_for_accepted(total, Duration::from_secs(600))
         .await
         .len();
     let elapsed = started.elapsed();
-    let timed = Timed::new(messages, elapsed, cpu);
+    let timed = Timed::new(timed_messages, elapsed, cpu);
     let _ = stop.send(true);
     for task in running {
         let _ = task.await;
     }
-    if accepted < messages {
-        bail!("only {accepted} of {messages} messages arrived within 600 s");
+    if accepted < total {
+        bail!("only {accepted} of {total} messages arrived within 600 s");
     }
-    if accepted > messages {
-        bail!("{accepted} deliveries for {messages} messages: a message went out twice");
+    if accepted > total {
+        bail!("{accepted} deliveries for {total} messages: a message went out twice");
     }
     let delivered = services
         .messages
@@ -563,4 +727,26 @@ fn spawn_worker(
         .stdout(std::process::Stdio::null())
         .spawn()
         .with_context(|| format!("starting {}", binary.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_lists_are_read_as_the_kernel_writes_them() {
+        assert_eq!(parse_cpu_list("0-1\n").unwrap(), [0, 1]);
+        assert_eq!(parse_cpu_list("0-3,6,8-9").unwrap(), [0, 1, 2, 3, 6, 8, 9]);
+        assert_eq!(parse_cpu_list("5").unwrap(), [5]);
+        assert!(parse_cpu_list("").is_err());
+        assert!(parse_cpu_list("0-x").is_err());
+    }
+
+    #[test]
+    fn apart_gives_the_database_the_last_cpu_and_this_process_the_others() {
+        let text = describe(Layout::Apart, &[0, 1, 2, 3]);
+        assert!(text.contains("PostgreSQL on CPU 3,"), "{text}");
+        assert!(text.contains("on CPU 0,1,2;"), "{text}");
+        assert!(describe(Layout::Shared, &[0, 1]).contains("CPU 0,1 "));
+    }
 }

@@ -177,7 +177,7 @@ pub struct Cli {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub maildir: Option<PathBuf>,
-    /// Most messages claimed and relayed at once [env: LETTERMINT_WORKER_BATCH] [default: 32]
+    /// Most messages claimed and relayed at once [env: LETTERMINT_WORKER_BATCH] [default: 64]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<u32>,

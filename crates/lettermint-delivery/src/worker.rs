@@ -38,7 +38,7 @@ pub struct WorkerConfig {
 impl Default for WorkerConfig {
     fn default() -> Self {
         Self {
-            batch: 32,
+            batch: 64,
             lease: Duration::from_secs(300),
             idle_poll: Duration::from_millis(500),
             retry: RetryPolicy::default(),

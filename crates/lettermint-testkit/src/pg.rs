@@ -305,6 +305,19 @@ impl TempPostgres {
         }
     }
 
+    /// The process id of the server (the postmaster, parent of every other server process),
+    /// from its `postmaster.pid`; `None` if it is not running.
+    #[must_use]
+    pub fn server_pid(&self) -> Option<u32> {
+        fs::read_to_string(self.dir.path().join("data").join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
     /// The server log so far, for diagnosing a failure.
     #[must_use]
     pub fn log(&self) -> String {

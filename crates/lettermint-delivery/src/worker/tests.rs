@@ -64,7 +64,7 @@ fn claiming(store: &mut MockDeliveryRepository, claims: Vec<Claim>) {
     let lease_until = NOW + time::Duration::minutes(5);
     store
         .expect_claim_due()
-        .with(eq(NOW), eq(lease_until), eq(32))
+        .with(eq(NOW), eq(lease_until), eq(WorkerConfig::default().batch))
         .times(1)
         .return_once(move |_, _, _| Ok(claims));
 }
