@@ -71,19 +71,25 @@ pub async fn run(options: Options) -> Result<()> {
         ref layouts,
         ..
     } = options;
-    let cpus = allowed_cpus()?;
-    let layouts: Vec<Layout> = if cpus.len() < 2 && layouts.contains(&Layout::Apart) {
-        eprintln!(
-            "layout apart needs two cores or more (this process may use CPU {}): skipped",
-            cpu_list(&cpus)
-        );
-        layouts
-            .iter()
-            .copied()
-            .filter(|&l| l == Layout::Shared)
-            .collect()
-    } else {
-        layouts.clone()
+    // Layout apart pins processes to CPUs: it needs to know them (Linux) and two or more.
+    let cpus = allowed_cpus();
+    let layouts: Vec<Layout> = match &cpus {
+        Ok(cpus) if cpus.len() >= 2 => layouts.clone(),
+        _ if !layouts.contains(&Layout::Apart) => layouts.clone(),
+        found => {
+            match found {
+                Ok(cpus) => eprintln!(
+                    "layout apart needs two cores or more (this process may use CPU {}): skipped",
+                    cpu_list(cpus)
+                ),
+                Err(error) => eprintln!("layout apart skipped: {error:#}"),
+            }
+            layouts
+                .iter()
+                .copied()
+                .filter(|&l| l == Layout::Shared)
+                .collect()
+        }
     };
     let wanted = |name: &str| stores.is_empty() || stores.iter().any(|s| s == name);
     // Found missing before the drains rather than after them.
@@ -96,7 +102,7 @@ pub async fn run(options: Options) -> Result<()> {
     println!(
         "machine: {} cores; {messages} API messages (~1.2 KB of MIME each) per run; workers keep \
          {batch} attempts in flight over {CONNECTIONS} connections to an in-process SMTP sink",
-        cpus.len(),
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     let dir = tempfile::tempdir()?;
     let pg = if wanted("postgres") {
@@ -105,9 +111,16 @@ pub async fn run(options: Options) -> Result<()> {
         None
     };
     for &layout in &layouts {
-        place(layout, &cpus, pg.as_ref())?;
+        let cpus = match layout {
+            Layout::Shared => None,
+            // Checked above: apart runs only with two CPUs or more.
+            Layout::Apart => cpus.as_ref().ok(),
+        };
+        if let Some(cpus) = cpus {
+            place(layout, cpus, pg.as_ref())?;
+        }
         println!();
-        println!("{}", describe(layout, &cpus));
+        println!("{}", describe(layout, cpus));
         let floor_run = floor(messages, batch).await?;
         let floor = floor_run.rate;
         println!(
@@ -131,14 +144,16 @@ pub async fn run(options: Options) -> Result<()> {
                 report(&format!("postgres, {workers} worker(s)"), &run, floor);
             }
         }
+        // Every core again, for the next layout and the acceptance runs.
+        if let Some(cpus) = cpus {
+            place(Layout::Shared, cpus, pg.as_ref())?;
+        }
     }
     println!();
     println!(
         "target: every run >= 0.70 of the floor of its layout. CPU per message: this process \
          (workers, relay clients, the sink; SQLite runs in it), PostgreSQL, and the whole machine"
     );
-    // The acceptance runs use every core.
-    place(Layout::Shared, &cpus, pg.as_ref())?;
     if let Some(pg) = pg.as_ref().filter(|_| options.acceptance) {
         acceptance(pg, &options).await?;
     }
@@ -177,15 +192,15 @@ fn cpu_list(cpus: &[u32]) -> String {
         .join(",")
 }
 
-/// What a layout puts where, as the header of its table.
-fn describe(layout: Layout, cpus: &[u32]) -> String {
-    match layout {
-        Layout::Shared => format!(
-            "layout shared: every process on CPU {} (PostgreSQL shares them with the workers and \
-             the sink)",
-            cpu_list(cpus)
-        ),
-        Layout::Apart => {
+/// What a layout puts where, as the header of its table (`cpus`: those pinned to, if any).
+fn describe(layout: Layout, cpus: Option<&Vec<u32>>) -> String {
+    match (layout, cpus) {
+        (Layout::Shared, _) | (Layout::Apart, None) => {
+            "layout shared: every process on every core (PostgreSQL shares them with the workers \
+             and the sink)"
+                .to_owned()
+        }
+        (Layout::Apart, Some(cpus)) => {
             let (own, database) = split(layout, cpus);
             format!(
                 "layout apart: PostgreSQL on CPU {}, this process (floor, workers, relay clients, \
@@ -744,9 +759,9 @@ mod tests {
 
     #[test]
     fn apart_gives_the_database_the_last_cpu_and_this_process_the_others() {
-        let text = describe(Layout::Apart, &[0, 1, 2, 3]);
+        let text = describe(Layout::Apart, Some(&vec![0, 1, 2, 3]));
         assert!(text.contains("PostgreSQL on CPU 3,"), "{text}");
         assert!(text.contains("on CPU 0,1,2;"), "{text}");
-        assert!(describe(Layout::Shared, &[0, 1]).contains("CPU 0,1 "));
+        assert!(describe(Layout::Shared, None).contains("every core"));
     }
 }
