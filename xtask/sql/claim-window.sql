@@ -1,12 +1,11 @@
 -- The delivery store's claim → settle → log loop on `deliveries` run inside PostgreSQL with
 -- several claims leased at once, as a worker holds them (claims of :batch, :window of them
 -- under lease; the oldest is settled, with its token-log row, once :window are held), for the
--- figures in docs/performance.md. Two claims are compared:
+-- figures in docs/performance.md. Two claims are compared (`claim_window(hot, …)`):
 --
--- * `claim_window_current`: the claim of migrations/postgres/0010, which moves `due_at` (indexed)
---   to the lease end, so both the claim and the settlement write a new row version and index
---   entries;
--- * `claim_window_hot`: `due_at` left alone and the lease end kept in an unindexed
+-- * `hot` false: the claim of migrations/postgres/0010, which moves `due_at` (indexed) to the
+--   lease end, so both the claim and the settlement write a new row version and index entries;
+-- * `hot` true: `due_at` left alone and the lease end kept in an unindexed
 --   `leased_until`, so that a claim can be a HOT update (no index entries) on pages with room
 --   (`fillfactor`), at the price of the claim's scan passing over the rows under lease.
 --
@@ -19,6 +18,7 @@
 \set ON_ERROR_STOP on
 
 CREATE OR REPLACE PROCEDURE claim_window(hot bool, batch int, win int) LANGUAGE plpgsql AS $$
+-- `bytes`: the claimed content is read (summed), as a worker reads it, though nothing uses it.
 DECLARE ids uuid[]; held uuid[] := '{}'; leases uuid[] := '{}'; lease uuid; bytes bigint;
   oldest uuid[]; n int;
 BEGIN

@@ -186,15 +186,22 @@ impl SmtpSink {
 
     /// Waits until at least `n` messages were accepted, or `timeout` passes; what was accepted.
     pub async fn wait_for_accepted(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        self.wait_for_count(n, timeout).await;
+        self.accepted()
+    }
+
+    /// Waits until at least `n` messages were accepted, or `timeout` passes; how many were.
+    /// Counts without copying anything: a benchmark waits for many thousands.
+    pub async fn wait_for_count(&self, n: usize, timeout: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let notified = self.arrived.notified();
-            // Counting, not copying, while waiting: a benchmark waits for many thousands.
-            if self.accepted_count() >= n {
-                return self.accepted();
+            let count = self.accepted_count();
+            if count >= n {
+                return count;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return self.accepted();
+                return self.accepted_count();
             }
         }
     }
