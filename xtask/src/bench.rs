@@ -110,6 +110,12 @@ pub enum Bench {
     },
 }
 
+/// Runs `bench` as a task of the runtime's workers rather than on the thread that waits for
+/// it, so that what it awaits wakes a worker, not a thread of its own.
+async fn on_runtime(bench: impl Future<Output = Result<()>> + Send + 'static) -> Result<()> {
+    tokio::spawn(bench).await?
+}
+
 pub fn run(runtime: &Runtime, bench: Bench) -> Result<()> {
     if cfg!(debug_assertions) && std::env::var_os("LETTERMINT_BENCH_ANY_PROFILE").is_none() {
         return rerun_in_release();
@@ -130,17 +136,19 @@ pub fn run(runtime: &Runtime, bench: Bench) -> Result<()> {
             batch,
             no_acceptance,
             layout,
-        } => runtime.block_on(crate::bench_delivery::run(crate::bench_delivery::Options {
-            messages,
-            window: Duration::from_secs(seconds),
-            connections,
-            worker_rate: worker_rate.max(1),
-            rounds: rounds.max(1),
-            stores,
-            batch: batch.max(1),
-            acceptance: !no_acceptance,
-            layouts: layout,
-        })),
+        } => runtime.block_on(on_runtime(crate::bench_delivery::run(
+            crate::bench_delivery::Options {
+                messages,
+                window: Duration::from_secs(seconds),
+                connections,
+                worker_rate: worker_rate.max(1),
+                rounds: rounds.max(1),
+                stores,
+                batch: batch.max(1),
+                acceptance: !no_acceptance,
+                layouts: layout,
+            },
+        ))),
         Bench::Smtp { seconds, stores } => {
             runtime.block_on(crate::bench_smtp::run(Duration::from_secs(seconds), stores))
         }

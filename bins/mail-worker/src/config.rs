@@ -177,7 +177,8 @@ pub struct Cli {
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub maildir: Option<PathBuf>,
-    /// Most messages claimed and relayed at once [env: LETTERMINT_WORKER_BATCH] [default: 64]
+    /// Most messages relayed at once (and claimed at once; half as many more are claimed
+    /// ahead) [env: LETTERMINT_WORKER_BATCH] [default: 64]
     #[arg(long)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub batch: Option<u32>,

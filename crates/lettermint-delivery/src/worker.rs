@@ -337,6 +337,21 @@ impl Worker {
         }
     }
 
+    /// Starts attempts of messages claimed ahead while fewer than `batch` are in flight.
+    fn start_ready(
+        &self,
+        ready: &mut std::collections::VecDeque<Claim>,
+        in_flight: &mut JoinSet<Attempt>,
+        batch: usize,
+    ) {
+        while in_flight.len() < batch
+            && let Some(claim) = ready.pop_front()
+        {
+            let worker = self.clone();
+            in_flight.spawn(async move { worker.attempt(claim).await });
+        }
+    }
+
     /// Records the ended attempts beside the loop (the caller keeps one recording at a time).
     fn start_recording(&self, recording: &mut JoinSet<Pass>, ended: &mut Vec<Attempt>) {
         let worker = self.clone();
@@ -405,8 +420,11 @@ impl Worker {
     /// Delivers until `shutdown` turns true, then finishes the attempts in hand, records them
     /// and returns.
     ///
-    /// Up to `batch` attempts are in flight; once half of them have ended, the next claim tops
-    /// the set up, so the relay never waits for the slowest message of a batch. Ended attempts
+    /// Up to `batch` attempts are in flight, and up to half a batch more is claimed ahead and
+    /// waits to start: claims take half a batch (a whole one at first) as soon as that many fit
+    /// in flight and waiting together, so the next claim runs while the relay still has a
+    /// batch of attempts, and the relay never waits for the slowest message of a batch nor for
+    /// a claim. A claim that finds nothing due is not repeated for the idle interval. Ended attempts
     /// are recorded together, in one transaction, when half a batch has ended, when nothing
     /// else is in flight, or [`RECORD_WITHIN`] after the oldest ended. One recording at a time
     /// runs beside the loop, so claims and relaying go on while it commits. Store errors are
@@ -415,14 +433,17 @@ impl Worker {
     /// Claimed messages taken over from an interrupted attempt wait until everything in flight
     /// has ended and been recorded, and are then attempted one at a time, each recorded before
     /// the next, with no claim meanwhile (see [`WorkerConfig::crash_limit`]). Those not yet
-    /// attempted at a stop are handed back, their leases ended at once.
+    /// attempted at a stop are handed back, their leases ended at once; messages claimed ahead
+    /// are attempted before the stop returns, as those in flight.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let batch = usize::try_from(self.config.batch.max(1)).unwrap_or(usize::MAX);
-        let mut pacer = self
-            .config
-            .max_rate
-            .map(|rate| Pacer::new(rate, batch.div_ceil(2)));
+        let half = batch.div_ceil(2);
+        let mut pacer = self.config.max_rate.map(|rate| Pacer::new(rate, half));
         let mut in_flight = JoinSet::new();
+        // Claimed ahead, waiting for room in flight.
+        let mut ready: std::collections::VecDeque<Claim> = std::collections::VecDeque::new();
+        // After a claim that found nothing due: no other before this instant.
+        let mut claim_after: Option<tokio::time::Instant> = None;
         let mut ended: Vec<Attempt> = Vec::new();
         let mut oldest_ended = tokio::time::Instant::now();
         // The recording under way, if any (at most one).
@@ -441,14 +462,17 @@ impl Worker {
             {
                 self.start_recording(&mut recording, &mut ended);
             }
-            let mut idle = false;
+            self.start_ready(&mut ready, &mut in_flight, batch);
+            let mut idle = claim_after.is_some_and(|at| tokio::time::Instant::now() < at);
             // When the pacer holds the next claim back: the instant it allows it.
             let mut paced_until = None;
-            let room = batch.saturating_sub(in_flight.len());
+            let room = (batch + half)
+                .saturating_sub(in_flight.len() + ready.len())
+                .min(batch);
             // A batch of ended attempts waiting behind a slow recording: claim no more (their
             // leases are running) until it commits.
             let held = !recording.is_empty() && ended.len() >= batch;
-            if room * 2 >= batch && !held && alone.is_empty() {
+            if room >= half && !held && !idle && alone.is_empty() {
                 let allowed = match &mut pacer {
                     Some(pacer) => pacer.take(room),
                     None => room,
@@ -459,16 +483,22 @@ impl Worker {
                     match self.claim(u32::try_from(allowed).unwrap_or(u32::MAX)).await {
                         Ok(claims) => {
                             idle = claims.is_empty();
+                            claim_after =
+                                idle.then(|| tokio::time::Instant::now() + self.config.idle_poll);
                             if let Some(pacer) = &mut pacer {
                                 pacer.give_back(allowed.saturating_sub(claims.len()));
                             }
                             for claim in claims {
                                 if taken_over(&claim) {
                                     alone.push_back(claim);
-                                    continue;
+                                } else {
+                                    ready.push_back(claim);
                                 }
-                                let worker = self.clone();
-                                in_flight.spawn(async move { worker.attempt(claim).await });
+                            }
+                            self.start_ready(&mut ready, &mut in_flight, batch);
+                            if !idle {
+                                // At once, the claim ahead, if there is room for it.
+                                continue;
                             }
                         }
                         Err(error) => {
@@ -477,12 +507,14 @@ impl Worker {
                                 pacer.give_back(allowed);
                             }
                             idle = true;
+                            claim_after = Some(tokio::time::Instant::now() + self.config.idle_poll);
                         }
                     }
                 }
             }
             // Taken-over messages, once nothing else is in flight or waiting to be recorded.
             if in_flight.is_empty()
+                && ready.is_empty()
                 && ended.is_empty()
                 && recording.is_empty()
                 && let Some(claim) = alone.pop_front()
@@ -491,8 +523,10 @@ impl Worker {
                 continue;
             }
             if in_flight.is_empty() && (idle || held || paced_until.is_some()) {
-                let wake = paced_until
-                    .unwrap_or_else(|| tokio::time::Instant::now() + self.config.idle_poll);
+                let wake = paced_until.unwrap_or_else(|| {
+                    claim_after
+                        .unwrap_or_else(|| tokio::time::Instant::now() + self.config.idle_poll)
+                });
                 tokio::select! {
                     () = tokio::time::sleep_until(wake) => {}
                     done = recording.join_next(), if !recording.is_empty() => { log_abnormal_end(done, "a recording"); }
@@ -517,6 +551,8 @@ impl Worker {
                 () = tokio::time::sleep_until(record_by), if !ended.is_empty() && recording.is_empty() => {}
                 done = recording.join_next(), if !recording.is_empty() => { log_abnormal_end(done, "a recording"); }
                 () = tokio::time::sleep_until(paced_until.unwrap_or(record_by)), if paced_until.is_some() => {}
+                // Claim again once the idle interval after a claim that found nothing is over.
+                () = tokio::time::sleep_until(claim_after.unwrap_or(record_by)), if idle => {}
                 changed = shutdown.changed() => {
                     if changed.is_err() {
                         break;
@@ -531,6 +567,7 @@ impl Worker {
             if recording.is_empty() && !ended.is_empty() {
                 self.start_recording(&mut recording, &mut ended);
             }
+            self.start_ready(&mut ready, &mut in_flight, batch);
             if in_flight.is_empty() && recording.is_empty() {
                 break;
             }

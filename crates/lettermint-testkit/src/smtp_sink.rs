@@ -5,6 +5,7 @@
 //! write; [`SinkOptions`] can turn that off, or make it end sessions after some messages.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -73,7 +74,7 @@ pub struct SmtpSink {
     sessions: Arc<std::sync::atomic::AtomicUsize>,
     accepted_count: Arc<std::sync::atomic::AtomicUsize>,
     received: Arc<Mutex<Vec<Received>>>,
-    arrived: Arc<Notify>,
+    arrived: Arc<Arrivals>,
     task: JoinHandle<()>,
 }
 
@@ -113,7 +114,7 @@ impl SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
-        let arrived = Arc::new(Notify::new());
+        let arrived = Arc::new(Arrivals::default());
         let script: Arc<Script> = Arc::new(script);
         let sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let accepted_count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -180,8 +181,7 @@ impl SmtpSink {
     /// How many messages were answered with 250 so far.
     #[must_use]
     pub fn accepted_count(&self) -> usize {
-        self.accepted_count
-            .load(std::sync::atomic::Ordering::Acquire)
+        self.accepted_count.load(Ordering::SeqCst)
     }
 
     /// Waits until at least `n` messages were accepted, or `timeout` passes; what was accepted.
@@ -191,11 +191,14 @@ impl SmtpSink {
     }
 
     /// Waits until at least `n` messages were accepted, or `timeout` passes; how many were.
-    /// Counts without copying anything: a benchmark waits for many thousands.
+    /// Counts without copying anything, and is woken once the count reaches `n`, not at every
+    /// message: a benchmark waits for many thousands.
     pub async fn wait_for_count(&self, n: usize, timeout: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let notified = self.arrived.notified();
+            let notified = self.arrived.notify.notified();
+            // Registered before the count is read: a message accepted after the read sees it.
+            self.arrived.wanted.fetch_min(n, Ordering::SeqCst);
             let count = self.accepted_count();
             if count >= n {
                 return count;
@@ -207,12 +210,40 @@ impl SmtpSink {
     }
 }
 
+/// Wakes those waiting for a count of accepted messages when it is reached.
+#[derive(Debug)]
+struct Arrivals {
+    notify: Notify,
+    /// The smallest count someone waits for (`usize::MAX`: none).
+    wanted: AtomicUsize,
+}
+
+impl Default for Arrivals {
+    fn default() -> Self {
+        Self {
+            notify: Notify::new(),
+            wanted: AtomicUsize::new(usize::MAX),
+        }
+    }
+}
+
+impl Arrivals {
+    /// After a message was received, `accepted` the count of accepted ones: wakes every waiter
+    /// once the smallest count waited for is reached (each waits again for its own).
+    fn received(&self, accepted: usize) {
+        if accepted >= self.wanted.load(Ordering::SeqCst) {
+            self.wanted.store(usize::MAX, Ordering::SeqCst);
+            self.notify.notify_waiters();
+        }
+    }
+}
+
 /// What every session of one sink shares.
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
     numbered: std::sync::atomic::AtomicUsize,
     accepted_count: Arc<std::sync::atomic::AtomicUsize>,
-    arrived: Arc<Notify>,
+    arrived: Arc<Arrivals>,
     script: Arc<Script>,
     options: SinkOptions,
 }
@@ -338,10 +369,12 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                 message.accepted = reply.starts_with('2');
                 let accepted = message.accepted;
                 received.lock().expect("sink lock").push(message);
-                if accepted {
-                    accepted_count.fetch_add(1, std::sync::atomic::Ordering::Release);
-                }
-                arrived.notify_waiters();
+                let count = if accepted {
+                    accepted_count.fetch_add(1, Ordering::SeqCst) + 1
+                } else {
+                    accepted_count.load(Ordering::SeqCst)
+                };
+                arrived.received(count);
                 format!("{reply}\r\n").into_bytes()
             }
             Ok(Request::Rset) => {
@@ -385,5 +418,63 @@ async fn read_data(read: &mut (impl AsyncBufReadExt + Unpin)) -> std::io::Result
             &line[..]
         };
         data.extend_from_slice(unstuffed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+    use super::*;
+
+    /// Sends `command` and reads its reply (every line of it); the last line.
+    async fn say(stream: &mut BufReader<TcpStream>, command: &str) -> String {
+        stream
+            .get_mut()
+            .write_all(command.as_bytes())
+            .await
+            .unwrap();
+        loop {
+            let mut line = String::new();
+            stream.read_line(&mut line).await.unwrap();
+            if line.as_bytes().get(3) != Some(&b'-') {
+                return line;
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn waiters_for_different_counts_each_wake_once_theirs_is_reached() {
+        let sink = SmtpSink::start().await.unwrap();
+        let sink = Arc::new(sink);
+        let waiter = |n: usize| {
+            let sink = sink.clone();
+            tokio::spawn(async move { sink.wait_for_count(n, Duration::from_secs(10)).await })
+        };
+        let (two, four) = (waiter(2), waiter(4));
+        let mut stream = BufReader::new(TcpStream::connect(sink.addr()).await.unwrap());
+        let mut greeting = String::new();
+        stream.read_line(&mut greeting).await.unwrap();
+        assert!(say(&mut stream, "EHLO test\r\n").await.starts_with("250 "));
+        let mut send = async |i: usize| {
+            say(&mut stream, "MAIL FROM:<a@example.com>\r\n").await;
+            say(&mut stream, "RCPT TO:<b@example.net>\r\n").await;
+            assert!(say(&mut stream, "DATA\r\n").await.starts_with("354"));
+            let reply = say(&mut stream, &format!("Subject: {i}\r\n\r\nHi\r\n.\r\n")).await;
+            assert!(reply.starts_with("250"), "{reply}");
+        };
+        send(0).await;
+        send(1).await;
+        // The first waiter is woken by the second message, the other not yet.
+        let woken = |task| tokio::time::timeout(Duration::from_secs(2), task);
+        assert_eq!(woken(two).await.expect("woken once reached").unwrap(), 2);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!four.is_finished());
+        send(2).await;
+        send(3).await;
+        assert_eq!(woken(four).await.expect("woken once reached").unwrap(), 4);
+        // A count not reached: the wait ends at its timeout with what there is.
+        assert_eq!(sink.wait_for_count(5, Duration::from_millis(50)).await, 4);
+        assert_eq!(sink.accepted_count(), 4);
     }
 }
