@@ -15,7 +15,8 @@ use crate::relay::{Reached, Relay, RelayError};
 /// How a worker paces itself.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkerConfig {
-    /// Most messages claimed at once.
+    /// Most attempts in flight, and most messages claimed at once; half a batch more is
+    /// claimed ahead of those in flight (see [`Worker::run`]).
     pub batch: u32,
     /// How long a claim lasts: a message not settled by then is claimed again (by any worker).
     /// Keep it well above the smarthost timeout.
@@ -424,11 +425,11 @@ impl Worker {
     /// waits to start: claims take half a batch (a whole one at first) as soon as that many fit
     /// in flight and waiting together, so the next claim runs while the relay still has a
     /// batch of attempts, and the relay never waits for the slowest message of a batch nor for
-    /// a claim. A claim that finds nothing due is not repeated for the idle interval. Ended attempts
-    /// are recorded together, in one transaction, when half a batch has ended, when nothing
-    /// else is in flight, or [`RECORD_WITHIN`] after the oldest ended. One recording at a time
-    /// runs beside the loop, so claims and relaying go on while it commits. Store errors are
-    /// logged and retried after the idle interval.
+    /// a claim. A claim that finds nothing due is not repeated for the idle interval. Ended
+    /// attempts are recorded together, in one transaction, when half a batch has ended, when
+    /// nothing else is in flight, or [`RECORD_WITHIN`] after the oldest ended. One recording at
+    /// a time runs beside the loop, so claims and relaying go on while it commits. Store errors
+    /// are logged and retried after the idle interval.
     ///
     /// Claimed messages taken over from an interrupted attempt wait until everything in flight
     /// has ended and been recorded, and are then attempted one at a time, each recorded before
