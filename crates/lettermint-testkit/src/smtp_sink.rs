@@ -71,10 +71,9 @@ impl Default for SinkOptions {
 /// The running sink. Dropping it stops accepting connections.
 pub struct SmtpSink {
     addr: SocketAddr,
-    sessions: Arc<std::sync::atomic::AtomicUsize>,
-    accepted_count: Arc<std::sync::atomic::AtomicUsize>,
+    sessions: Arc<AtomicUsize>,
     received: Arc<Mutex<Vec<Received>>>,
-    arrived: Arc<Arrivals>,
+    accepted: Arc<Accepted>,
     task: JoinHandle<()>,
 }
 
@@ -114,15 +113,13 @@ impl SmtpSink {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let received = Arc::new(Mutex::new(Vec::new()));
-        let arrived = Arc::new(Arrivals::default());
+        let accepted = Arc::new(Accepted::default());
         let script: Arc<Script> = Arc::new(script);
-        let sessions = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let accepted_count = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let sessions = Arc::new(AtomicUsize::new(0));
         let shared = Arc::new(Shared {
             received: received.clone(),
-            numbered: std::sync::atomic::AtomicUsize::new(0),
-            accepted_count: accepted_count.clone(),
-            arrived: arrived.clone(),
+            numbered: AtomicUsize::new(0),
+            accepted: accepted.clone(),
             script,
             options,
         });
@@ -130,7 +127,7 @@ impl SmtpSink {
             let sessions = sessions.clone();
             tokio::spawn(async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    sessions.fetch_add(1, Ordering::Relaxed);
                     let shared = shared.clone();
                     tokio::spawn(async move {
                         let _ = session(stream, shared).await;
@@ -141,9 +138,8 @@ impl SmtpSink {
         Ok(Self {
             addr,
             sessions,
-            accepted_count,
             received,
-            arrived,
+            accepted,
             task,
         })
     }
@@ -163,7 +159,7 @@ impl SmtpSink {
     /// Connections accepted so far.
     #[must_use]
     pub fn sessions(&self) -> usize {
-        self.sessions.load(std::sync::atomic::Ordering::Relaxed)
+        self.sessions.load(Ordering::Relaxed)
     }
 
     /// Everything received so far, in order.
@@ -181,7 +177,7 @@ impl SmtpSink {
     /// How many messages were answered with 250 so far.
     #[must_use]
     pub fn accepted_count(&self) -> usize {
-        self.accepted_count.load(Ordering::SeqCst)
+        self.accepted.count.load(Ordering::SeqCst)
     }
 
     /// Waits until at least `n` messages were accepted, or `timeout` passes; what was accepted.
@@ -196,9 +192,9 @@ impl SmtpSink {
     pub async fn wait_for_count(&self, n: usize, timeout: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            let notified = self.arrived.notify.notified();
+            let notified = self.accepted.notify.notified();
             // Registered before the count is read: a message accepted after the read sees it.
-            self.arrived.wanted.fetch_min(n, Ordering::SeqCst);
+            self.accepted.wanted.fetch_min(n, Ordering::SeqCst);
             let count = self.accepted_count();
             if count >= n {
                 return count;
@@ -210,28 +206,31 @@ impl SmtpSink {
     }
 }
 
-/// Wakes those waiting for a count of accepted messages when it is reached.
+/// The count of accepted messages, and the wake-up of those waiting for it to reach theirs.
 #[derive(Debug)]
-struct Arrivals {
+struct Accepted {
+    count: AtomicUsize,
     notify: Notify,
     /// The smallest count someone waits for (`usize::MAX`: none).
     wanted: AtomicUsize,
 }
 
-impl Default for Arrivals {
+impl Default for Accepted {
     fn default() -> Self {
         Self {
+            count: AtomicUsize::new(0),
             notify: Notify::new(),
             wanted: AtomicUsize::new(usize::MAX),
         }
     }
 }
 
-impl Arrivals {
-    /// After a message was received, `accepted` the count of accepted ones: wakes every waiter
-    /// once the smallest count waited for is reached (each waits again for its own).
-    fn received(&self, accepted: usize) {
-        if accepted >= self.wanted.load(Ordering::SeqCst) {
+impl Accepted {
+    /// Counts one more accepted message, and wakes every waiter once the smallest count waited
+    /// for is reached (each waits again for its own).
+    fn one_more(&self) {
+        let count = self.count.fetch_add(1, Ordering::SeqCst) + 1;
+        if count >= self.wanted.load(Ordering::SeqCst) {
             self.wanted.store(usize::MAX, Ordering::SeqCst);
             self.notify.notify_waiters();
         }
@@ -241,9 +240,8 @@ impl Arrivals {
 /// What every session of one sink shares.
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
-    numbered: std::sync::atomic::AtomicUsize,
-    accepted_count: Arc<std::sync::atomic::AtomicUsize>,
-    arrived: Arc<Arrivals>,
+    numbered: AtomicUsize,
+    accepted: Arc<Accepted>,
     script: Arc<Script>,
     options: SinkOptions,
 }
@@ -252,8 +250,7 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
     let Shared {
         received,
         numbered,
-        accepted_count,
-        arrived,
+        accepted: tally,
         script,
         options,
     } = &*shared;
@@ -356,7 +353,7 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                     accepted: false,
                 };
                 // Numbered as they arrive, over all sessions at once.
-                let n = numbered.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+                let n = numbered.fetch_add(1, Ordering::AcqRel);
                 let verdict = script(&message, n);
                 let reply = match verdict {
                     Verdict::Accept => "250 2.0.0 Ok: queued".to_owned(),
@@ -369,12 +366,9 @@ async fn session(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> 
                 message.accepted = reply.starts_with('2');
                 let accepted = message.accepted;
                 received.lock().expect("sink lock").push(message);
-                let count = if accepted {
-                    accepted_count.fetch_add(1, Ordering::SeqCst) + 1
-                } else {
-                    accepted_count.load(Ordering::SeqCst)
-                };
-                arrived.received(count);
+                if accepted {
+                    tally.one_more();
+                }
                 format!("{reply}\r\n").into_bytes()
             }
             Ok(Request::Rset) => {

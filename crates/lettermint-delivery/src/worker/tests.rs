@@ -467,7 +467,7 @@ async fn the_next_claim_is_taken_ahead_so_the_relay_never_waits_for_one() {
         claim_takes: std::time::Duration::from_millis(20),
         ..Endless::default()
     });
-    run_for(store.clone(), Arc::new(relay.clone()), 2000).await;
+    run_for(batch_of_8(store.clone(), Arc::new(relay.clone())), 2000).await;
     let limits = store.limits.lock().unwrap().clone();
     assert_eq!(limits[0], 8, "the first claim fills the batch");
     assert!(limits.len() > 20, "{limits:?}");
@@ -523,11 +523,7 @@ async fn a_claim_that_finds_nothing_is_not_repeated_within_the_idle_interval() {
         },
     );
     let started = tokio::time::Instant::now();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(async move { worker.run(shutdown).await });
-    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
-    stop.send(true).unwrap();
-    running.await.unwrap();
+    run_for(worker, 2500).await;
     let since: Vec<u128> = claims_at
         .lock()
         .unwrap()
@@ -600,11 +596,7 @@ async fn max_rate_spaces_attempts_without_shrinking_claims() {
         },
     );
     let started = tokio::time::Instant::now();
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(async move { worker.run(shutdown).await });
-    tokio::time::sleep(std::time::Duration::from_secs(5)).await;
-    stop.send(true).unwrap();
-    running.await.unwrap();
+    run_for(worker, 5000).await;
     let claimed = claimed.lock().unwrap().clone();
     let total: u32 = claimed.iter().map(|(_, n)| n).sum();
     // 40 per second for 5 s, plus the first burst of half a batch.
@@ -720,10 +712,18 @@ async fn an_attempt_cut_off_after_some_recipients_records_them() {
     assert_eq!(worker.pass().await.unwrap().deferred, 1);
 }
 
-/// Runs a worker with a `batch` of 8 on `store` and `relay` for `ms` milliseconds, then stops it
-/// and waits until it has.
-async fn run_for(store: Arc<Endless>, relay: Arc<dyn Relay>, ms: u64) {
-    let worker = Worker::new(
+/// Runs `worker` for `ms` milliseconds, then stops it and waits until it has.
+async fn run_for(worker: Worker, ms: u64) {
+    let (stop, shutdown) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(async move { worker.run(shutdown).await });
+    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+    stop.send(true).unwrap();
+    running.await.unwrap();
+}
+
+/// A worker with a `batch` of 8 on `store` and `relay`.
+fn batch_of_8(store: Arc<Endless>, relay: Arc<dyn Relay>) -> Worker {
+    Worker::new(
         store,
         relay,
         Arc::new(FixedClock(NOW)),
@@ -731,12 +731,7 @@ async fn run_for(store: Arc<Endless>, relay: Arc<dyn Relay>, ms: u64) {
             batch: 8,
             ..WorkerConfig::default()
         },
-    );
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(async move { worker.run(shutdown).await });
-    tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
-    stop.send(true).unwrap();
-    running.await.unwrap();
+    )
 }
 
 /// A store with an endless supply of due messages, whose claims and settlements take the time
@@ -832,7 +827,11 @@ async fn claims_and_relaying_go_on_while_a_recording_commits() {
         commit_takes: std::time::Duration::from_secs(1),
         ..Endless::default()
     });
-    run_for(store.clone(), Arc::new(Staggered::default()), 4500).await;
+    run_for(
+        batch_of_8(store.clone(), Arc::new(Staggered::default())),
+        4500,
+    )
+    .await;
     let calls = store.calls.lock().unwrap().clone();
     let settles: Vec<_> = calls.iter().filter(|(what, _)| *what == "settle").collect();
     assert!(settles.len() >= 3, "{calls:?}");
@@ -954,13 +953,9 @@ async fn stopping_records_each_attempt_as_it_ends_not_after_the_slowest() {
         Arc::new(FixedClock(NOW)),
         WorkerConfig::default(),
     );
-    let (stop, shutdown) = tokio::sync::watch::channel(false);
     let started = tokio::time::Instant::now();
-    let running = tokio::spawn(async move { worker.run(shutdown).await });
     // Told to stop before either attempt has ended (and before a recording was due).
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    stop.send(true).unwrap();
-    running.await.unwrap();
+    run_for(worker, 5).await;
     let settled = store.settled.lock().unwrap().clone();
     let when = |id| {
         settled
