@@ -1,5 +1,6 @@
 //! The delivery loop: claim due messages, relay each, settle each.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -341,7 +342,7 @@ impl Worker {
     /// Starts attempts of messages claimed ahead while fewer than `batch` are in flight.
     fn start_ready(
         &self,
-        ready: &mut std::collections::VecDeque<Claim>,
+        ready: &mut VecDeque<Claim>,
         in_flight: &mut JoinSet<Attempt>,
         batch: usize,
     ) {
@@ -351,6 +352,43 @@ impl Worker {
             let worker = self.clone();
             in_flight.spawn(async move { worker.attempt(claim).await });
         }
+    }
+
+    /// Takes in what the claim under way answered (`asked` messages asked for): its messages
+    /// wait for room in flight, those taken over from an interrupted attempt for their turn
+    /// alone. Answers the instant before which no claim follows: after a claim that found
+    /// nothing due or failed, the idle interval.
+    fn take_claimed(
+        &self,
+        done: Result<lettermint_core::Result<Vec<Claim>>, tokio::task::JoinError>,
+        asked: usize,
+        pacer: Option<&mut Pacer>,
+        ready: &mut VecDeque<Claim>,
+        alone: &mut VecDeque<Claim>,
+    ) -> Option<tokio::time::Instant> {
+        let claims = match done {
+            Ok(Ok(claims)) => claims,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot claim messages");
+                Vec::new()
+            }
+            Err(error) => {
+                tracing::error!(%error, "a claim task ended abnormally; what it claimed is retried when its lease ends");
+                Vec::new()
+            }
+        };
+        if let Some(pacer) = pacer {
+            pacer.give_back(asked.saturating_sub(claims.len()));
+        }
+        let idle = claims.is_empty();
+        for claim in claims {
+            if taken_over(&claim) {
+                alone.push_back(claim);
+            } else {
+                ready.push_back(claim);
+            }
+        }
+        idle.then(|| tokio::time::Instant::now() + self.config.idle_poll)
     }
 
     /// Records the ended attempts beside the loop (the caller keeps one recording at a time).
@@ -422,27 +460,35 @@ impl Worker {
     /// and returns.
     ///
     /// Up to `batch` attempts are in flight, and up to half a batch more is claimed ahead and
-    /// waits to start: claims take half a batch (a whole one at first) as soon as that many fit
-    /// in flight and waiting together, so the next claim runs while the relay still has a
-    /// batch of attempts, and the relay never waits for the slowest message of a batch nor for
-    /// a claim. A claim that finds nothing due is not repeated for the idle interval. Ended
-    /// attempts are recorded together, in one transaction, when half a batch has ended, when
-    /// nothing else is in flight, or [`RECORD_WITHIN`] after the oldest ended. One recording at
-    /// a time runs beside the loop, so claims and relaying go on while it commits. Store errors
-    /// are logged and retried after the idle interval.
+    /// waits to start: a claim asks for all the room there is (at most a batch) as soon as half
+    /// a batch fits in flight, waiting and under claim together, so the next claim runs while
+    /// the relay still has a batch of attempts, and the relay never waits for the slowest
+    /// message of a batch. One claim at a time runs beside the loop: while it does, ended
+    /// attempts are taken in and recorded and claimed messages start as room frees, so a claim
+    /// slower than the relay leaves the next one the room freed meanwhile. A claim that finds
+    /// nothing due is not repeated for the idle interval. Ended attempts are recorded together,
+    /// in one transaction, when half a batch has ended, when nothing else is in flight, or
+    /// [`RECORD_WITHIN`] after the oldest ended. One recording at a time runs beside the loop,
+    /// so claims and relaying go on while it commits. Store errors are logged and retried after
+    /// the idle interval.
     ///
     /// Claimed messages taken over from an interrupted attempt wait until everything in flight
     /// has ended and been recorded, and are then attempted one at a time, each recorded before
     /// the next, with no claim meanwhile (see [`WorkerConfig::crash_limit`]). Those not yet
     /// attempted at a stop are handed back, their leases ended at once; messages claimed ahead
-    /// are attempted before the stop returns, as those in flight.
+    /// (and by a claim under way at the stop) are attempted before the stop returns, as those
+    /// in flight.
     pub async fn run(&self, mut shutdown: watch::Receiver<bool>) {
         let batch = usize::try_from(self.config.batch.max(1)).unwrap_or(usize::MAX);
         let half = batch.div_ceil(2);
         let mut pacer = self.config.max_rate.map(|rate| Pacer::new(rate, half));
         let mut in_flight = JoinSet::new();
         // Claimed ahead, waiting for room in flight.
-        let mut ready: std::collections::VecDeque<Claim> = std::collections::VecDeque::new();
+        let mut ready: VecDeque<Claim> = VecDeque::new();
+        // The claim under way beside the loop, if any (at most one), and how many messages it
+        // asked for.
+        let mut claiming: JoinSet<lettermint_core::Result<Vec<Claim>>> = JoinSet::new();
+        let mut asked = 0;
         // After a claim that found nothing due: no other before this instant.
         let mut claim_after: Option<tokio::time::Instant> = None;
         let mut ended: Vec<Attempt> = Vec::new();
@@ -450,7 +496,7 @@ impl Worker {
         // The recording under way, if any (at most one).
         let mut recording: JoinSet<Pass> = JoinSet::new();
         // Claimed messages taken over from interrupted attempts, to be attempted alone.
-        let mut alone: std::collections::VecDeque<Claim> = std::collections::VecDeque::new();
+        let mut alone: VecDeque<Claim> = VecDeque::new();
         loop {
             if *shutdown.borrow() {
                 break;
@@ -464,16 +510,16 @@ impl Worker {
                 self.start_recording(&mut recording, &mut ended);
             }
             self.start_ready(&mut ready, &mut in_flight, batch);
-            let mut idle = claim_after.is_some_and(|at| tokio::time::Instant::now() < at);
+            let idle = claim_after.is_some_and(|at| tokio::time::Instant::now() < at);
             // When the pacer holds the next claim back: the instant it allows it.
             let mut paced_until = None;
             let room = (batch + half)
-                .saturating_sub(in_flight.len() + ready.len())
+                .saturating_sub(in_flight.len() + ready.len() + asked)
                 .min(batch);
             // A batch of ended attempts waiting behind a slow recording: claim no more (their
             // leases are running) until it commits.
             let held = !recording.is_empty() && ended.len() >= batch;
-            if room >= half && !held && !idle && alone.is_empty() {
+            if claiming.is_empty() && room >= half && !held && !idle && alone.is_empty() {
                 let allowed = match &mut pacer {
                     Some(pacer) => pacer.take(room),
                     None => room,
@@ -481,41 +527,17 @@ impl Worker {
                 if allowed == 0 {
                     paced_until = pacer.as_ref().map(|p| p.ready_at(room));
                 } else {
-                    match self.claim(u32::try_from(allowed).unwrap_or(u32::MAX)).await {
-                        Ok(claims) => {
-                            idle = claims.is_empty();
-                            claim_after =
-                                idle.then(|| tokio::time::Instant::now() + self.config.idle_poll);
-                            if let Some(pacer) = &mut pacer {
-                                pacer.give_back(allowed.saturating_sub(claims.len()));
-                            }
-                            for claim in claims {
-                                if taken_over(&claim) {
-                                    alone.push_back(claim);
-                                } else {
-                                    ready.push_back(claim);
-                                }
-                            }
-                            self.start_ready(&mut ready, &mut in_flight, batch);
-                            if !idle {
-                                // At once, the claim ahead, if there is room for it.
-                                continue;
-                            }
-                        }
-                        Err(error) => {
-                            tracing::error!(%error, "cannot claim messages");
-                            if let Some(pacer) = &mut pacer {
-                                pacer.give_back(allowed);
-                            }
-                            idle = true;
-                            claim_after = Some(tokio::time::Instant::now() + self.config.idle_poll);
-                        }
-                    }
+                    asked = allowed;
+                    let worker = self.clone();
+                    let limit = u32::try_from(allowed).unwrap_or(u32::MAX);
+                    claiming.spawn(async move { worker.claim(limit).await });
                 }
             }
-            // Taken-over messages, once nothing else is in flight or waiting to be recorded.
+            // Taken-over messages, once nothing else is in flight, claimed or waiting to be
+            // recorded.
             if in_flight.is_empty()
                 && ready.is_empty()
+                && claiming.is_empty()
                 && ended.is_empty()
                 && recording.is_empty()
                 && let Some(claim) = alone.pop_front()
@@ -523,7 +545,10 @@ impl Worker {
                 self.attempt_alone(claim).await;
                 continue;
             }
-            if in_flight.is_empty() && (idle || held || paced_until.is_some()) {
+            if in_flight.is_empty()
+                && claiming.is_empty()
+                && (idle || held || paced_until.is_some())
+            {
                 let wake = paced_until.unwrap_or_else(|| {
                     claim_after
                         .unwrap_or_else(|| tokio::time::Instant::now() + self.config.idle_poll)
@@ -541,6 +566,10 @@ impl Worker {
             }
             let record_by = oldest_ended + RECORD_WITHIN;
             tokio::select! {
+                Some(done) = claiming.join_next(), if !claiming.is_empty() => {
+                    let asked = std::mem::take(&mut asked);
+                    claim_after = self.take_claimed(done, asked, pacer.as_mut(), &mut ready, &mut alone);
+                }
                 done = in_flight.join_next(), if !in_flight.is_empty() => {
                     if let Some(attempt) = log_abnormal_end(done, "an attempt") {
                         if ended.is_empty() {
@@ -560,6 +589,11 @@ impl Worker {
                     }
                 }
             }
+        }
+        // A claim under way when told to stop has leased its messages: they are attempted (or,
+        // taken over, handed back) as those claimed before it.
+        if let Some(done) = claiming.join_next().await {
+            self.take_claimed(done, asked, pacer.as_mut(), &mut ready, &mut alone);
         }
         // Stopping: no more claims. Attempts in hand are recorded as they end (one recording at
         // a time, as above), not after the slowest, so that a stop cut short by the caller

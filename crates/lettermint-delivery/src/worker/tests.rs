@@ -419,17 +419,29 @@ async fn run_records_ended_attempts_together_and_tops_up_claims() {
     );
 }
 
-/// A relay that takes 100 ms per message, counting the attempts relaying at once and how long
-/// it had none after the first.
-#[derive(Debug, Default)]
+/// A relay that takes the same time for every message, counting the attempts relaying at once,
+/// those relayed, and how long it had none after the first.
+#[derive(Debug)]
 struct Counted {
+    takes: std::time::Duration,
     state: std::sync::Mutex<CountedState>,
+}
+
+impl Counted {
+    fn taking(ms: u64) -> Self {
+        Self {
+            takes: std::time::Duration::from_millis(ms),
+            state: std::sync::Mutex::default(),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 struct CountedState {
     now: usize,
     most: usize,
+    /// Attempts relayed to their end.
+    relayed: usize,
     /// Since when none has been relaying.
     idle_since: Option<tokio::time::Instant>,
     idle: std::time::Duration,
@@ -450,9 +462,10 @@ impl Relay for Arc<Counted> {
                 state.idle += since.elapsed();
             }
         }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        tokio::time::sleep(self.takes).await;
         let mut state = self.state.lock().unwrap();
         state.now -= 1;
+        state.relayed += 1;
         if state.now == 0 {
             state.idle_since = Some(tokio::time::Instant::now());
         }
@@ -462,7 +475,7 @@ impl Relay for Arc<Counted> {
 
 #[tokio::test(start_paused = true)]
 async fn the_next_claim_is_taken_ahead_so_the_relay_never_waits_for_one() {
-    let relay = Arc::new(Counted::default());
+    let relay = Arc::new(Counted::taking(100));
     let store = Arc::new(Endless {
         claim_takes: std::time::Duration::from_millis(20),
         ..Endless::default()
@@ -484,11 +497,67 @@ async fn the_next_claim_is_taken_ahead_so_the_relay_never_waits_for_one() {
     assert_eq!(state.most, 8);
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_claim_slower_than_the_relay_runs_beside_it_and_takes_the_room_freed_meanwhile() {
+    // Claims take 30 ms and attempts 10 ms: each claim outlasts the attempts in flight when it
+    // began. While it runs, the loop takes in the attempts that end (and records them), so the
+    // next claim asks for all the room they freed, and a claimed message starts as soon as
+    // there is room for it.
+    let relay = Arc::new(Counted::taking(10));
+    let store = Arc::new(Endless {
+        claim_takes: std::time::Duration::from_millis(30),
+        ..Endless::default()
+    });
+    run_for(batch_of_8(store.clone(), Arc::new(relay.clone())), 1000).await;
+    let limits = store.limits.lock().unwrap().clone();
+    let state = self_state(&relay);
+    // A claim every 30 ms, alternately of 8 (the batch, freed while the one before ran) and 4
+    // (half a batch, beside 8 in flight): 12 every 60 ms. A loop that waited for its claims
+    // took in no ended attempt meanwhile, so each claim found only half a batch of room: 4
+    // every 30 ms.
+    assert!(
+        limits[1..].iter().filter(|&&l| l == 8).count() >= limits.len() / 3,
+        "claims of the room freed: {limits:?}"
+    );
+    assert!(state.relayed >= 180, "{} relayed in 1 s", state.relayed);
+    // Recordings ran while claims did.
+    let calls = store.calls.lock().unwrap().clone();
+    let claims: Vec<_> = calls
+        .iter()
+        .filter(|c| c.0 == "claim")
+        .map(|c| c.1)
+        .collect();
+    assert!(
+        calls.iter().any(|&(what, at)| what == "settle"
+            && claims
+                .iter()
+                .any(|&c| c < at && at < c + std::time::Duration::from_millis(30))),
+        "{calls:?}"
+    );
+    assert_eq!(state.most, 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_during_a_claim_attempts_and_records_what_the_claim_took() {
+    // Told to stop 10 ms into a claim of 50 ms: the claim has leased its messages, so the stop
+    // waits for it and attempts them, as those claimed ahead.
+    let relay = Arc::new(Counted::taking(10));
+    let store = Arc::new(Endless {
+        claim_takes: std::time::Duration::from_millis(50),
+        ..Endless::default()
+    });
+    run_for(batch_of_8(store.clone(), Arc::new(relay.clone())), 10).await;
+    let (claimed, recorded, _) = *store.counts.lock().unwrap();
+    assert_eq!((claimed, recorded), (8, 8));
+    assert_eq!(self_state(&relay).relayed, 8);
+}
+
 fn self_state(relay: &Counted) -> CountedState {
     let state = relay.state.lock().unwrap();
     CountedState {
         now: state.now,
         most: state.most,
+        relayed: state.relayed,
         idle_since: state.idle_since,
         idle: state.idle,
     }
@@ -497,7 +566,7 @@ fn self_state(relay: &Counted) -> CountedState {
 #[tokio::test(start_paused = true)]
 async fn a_claim_that_finds_nothing_is_not_repeated_within_the_idle_interval() {
     // One claim of four messages relayed for 100 ms each, then nothing due.
-    let relay = Arc::new(Counted::default());
+    let relay = Arc::new(Counted::taking(100));
     let claims_at = Arc::new(std::sync::Mutex::new(Vec::new()));
     let mut store = MockDeliveryRepository::new();
     let seen = claims_at.clone();
