@@ -460,12 +460,12 @@ impl Worker {
     /// and returns.
     ///
     /// Up to `batch` attempts are in flight, and up to half a batch more is claimed ahead and
-    /// waits to start: a claim asks for all the room there is (at most a batch) as soon as half
-    /// a batch fits in flight, waiting and under claim together, so the next claim runs while
-    /// the relay still has a batch of attempts, and the relay never waits for the slowest
-    /// message of a batch. One claim at a time runs beside the loop: while it does, ended
-    /// attempts are taken in and recorded and claimed messages start as room frees, so a claim
-    /// slower than the relay leaves the next one the room freed meanwhile. A claim that finds
+    /// waits to start: a claim asks for all the room there is (at most a batch, or what the
+    /// pacer allows) as soon as half a batch fits in flight and waiting together, so the next
+    /// claim runs while the relay still has a batch of attempts, and the relay never waits for
+    /// the slowest message of a batch. One claim at a time runs beside the loop: while it does,
+    /// ended attempts are taken in and recorded and claimed messages start as room frees, so a
+    /// claim slower than the relay leaves the next one the room freed meanwhile. A claim that finds
     /// nothing due is not repeated for the idle interval. Ended attempts are recorded together,
     /// in one transaction, when half a batch has ended, when nothing else is in flight, or
     /// [`RECORD_WITHIN`] after the oldest ended. One recording at a time runs beside the loop,
@@ -485,8 +485,8 @@ impl Worker {
         let mut in_flight = JoinSet::new();
         // Claimed ahead, waiting for room in flight.
         let mut ready: VecDeque<Claim> = VecDeque::new();
-        // The claim under way beside the loop, if any (at most one), and how many messages it
-        // asked for.
+        // The claim under way beside the loop, if any (at most one: no other starts before it
+        // is taken in), and how many messages it asked for.
         let mut claiming: JoinSet<lettermint_core::Result<Vec<Claim>>> = JoinSet::new();
         let mut asked = 0;
         // After a claim that found nothing due: no other before this instant.
@@ -514,7 +514,7 @@ impl Worker {
             // When the pacer holds the next claim back: the instant it allows it.
             let mut paced_until = None;
             let room = (batch + half)
-                .saturating_sub(in_flight.len() + ready.len() + asked)
+                .saturating_sub(in_flight.len() + ready.len())
                 .min(batch);
             // A batch of ended attempts waiting behind a slow recording: claim no more (their
             // leases are running) until it commits.
@@ -590,23 +590,23 @@ impl Worker {
                 }
             }
         }
-        // A claim under way when told to stop has leased its messages: they are attempted (or,
-        // taken over, handed back) as those claimed before it.
-        if let Some(done) = claiming.join_next().await {
-            self.take_claimed(done, asked, pacer.as_mut(), &mut ready, &mut alone);
-        }
-        // Stopping: no more claims. Attempts in hand are recorded as they end (one recording at
-        // a time, as above), not after the slowest, so that a stop cut short by the caller
-        // leaves only the attempts still in flight to be retried when their leases end.
+        // Stopping: no more claims. A claim under way has leased its messages: they are
+        // attempted (or, taken over, handed back) as those claimed before it. Attempts in hand
+        // are recorded as they end (one recording at a time, as above), not after the slowest
+        // nor after the claim, so that a stop cut short by the caller leaves only the attempts
+        // still in flight to be retried when their leases end.
         loop {
             if recording.is_empty() && !ended.is_empty() {
                 self.start_recording(&mut recording, &mut ended);
             }
             self.start_ready(&mut ready, &mut in_flight, batch);
-            if in_flight.is_empty() && recording.is_empty() {
+            if in_flight.is_empty() && recording.is_empty() && claiming.is_empty() {
                 break;
             }
             tokio::select! {
+                Some(done) = claiming.join_next(), if !claiming.is_empty() => {
+                    self.take_claimed(done, asked, pacer.as_mut(), &mut ready, &mut alone);
+                }
                 done = in_flight.join_next(), if !in_flight.is_empty() => {
                     if let Some(attempt) = log_abnormal_end(done, "an attempt") {
                         ended.push(attempt);

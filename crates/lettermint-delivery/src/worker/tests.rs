@@ -538,18 +538,33 @@ async fn a_claim_slower_than_the_relay_runs_beside_it_and_takes_the_room_freed_m
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_stop_during_a_claim_attempts_and_records_what_the_claim_took() {
-    // Told to stop 10 ms into a claim of 50 ms: the claim has leased its messages, so the stop
-    // waits for it and attempts them, as those claimed ahead.
+async fn a_stop_during_a_claim_records_what_ends_meanwhile_and_attempts_what_the_claim_took() {
+    // Claims take 50 ms, attempts 10 ms. The first claim's 8 messages start at 50 ms with the
+    // next claim (of 4) beside them; the stop comes at 55 ms. The 8 end at 60 ms and are
+    // recorded then, not once the claim returns at 100 ms; the claim has leased its 4, which
+    // are attempted and recorded before the stop returns.
     let relay = Arc::new(Counted::taking(10));
     let store = Arc::new(Endless {
         claim_takes: std::time::Duration::from_millis(50),
         ..Endless::default()
     });
-    run_for(batch_of_8(store.clone(), Arc::new(relay.clone())), 10).await;
+    let started = tokio::time::Instant::now();
+    run_for(batch_of_8(store.clone(), Arc::new(relay.clone())), 55).await;
     let (claimed, recorded, _) = *store.counts.lock().unwrap();
-    assert_eq!((claimed, recorded), (8, 8));
-    assert_eq!(self_state(&relay).relayed, 8);
+    assert_eq!((claimed, recorded), (12, 12));
+    assert_eq!(self_state(&relay).relayed, 12);
+    let calls = store.calls.lock().unwrap().clone();
+    let at = |which: &str| {
+        let mut at: Vec<u128> = calls
+            .iter()
+            .filter(|c| c.0 == which)
+            .map(|c| (c.1 - started).as_millis())
+            .collect();
+        at.dedup();
+        at
+    };
+    assert_eq!(at("claim"), [0, 50]);
+    assert_eq!(at("settle"), [60, 110], "{calls:?}");
 }
 
 fn self_state(relay: &Counted) -> CountedState {
