@@ -476,10 +476,7 @@ impl Relay for Arc<Counted> {
 #[tokio::test(start_paused = true)]
 async fn the_next_claim_is_taken_ahead_so_the_relay_never_waits_for_one() {
     let relay = Arc::new(Counted::taking(100));
-    let store = Arc::new(Endless {
-        claim_takes: std::time::Duration::from_millis(20),
-        ..Endless::default()
-    });
+    let store = Endless::claims_taking(20);
     run_for(batch_of_8(store.clone(), Arc::new(relay.clone())), 2000).await;
     let limits = store.limits.lock().unwrap().clone();
     assert_eq!(limits[0], 8, "the first claim fills the batch");
@@ -504,10 +501,7 @@ async fn a_claim_slower_than_the_relay_runs_beside_it_and_takes_the_room_freed_m
     // next claim asks for all the room they freed, and a claimed message starts as soon as
     // there is room for it.
     let relay = Arc::new(Counted::taking(10));
-    let store = Arc::new(Endless {
-        claim_takes: std::time::Duration::from_millis(30),
-        ..Endless::default()
-    });
+    let store = Endless::claims_taking(30);
     run_for(batch_of_8(store.clone(), Arc::new(relay.clone())), 1000).await;
     let limits = store.limits.lock().unwrap().clone();
     let state = self_state(&relay);
@@ -544,10 +538,7 @@ async fn a_stop_during_a_claim_records_what_ends_meanwhile_and_attempts_what_the
     // recorded then, not once the claim returns at 100 ms; the claim has leased its 4, which
     // are attempted and recorded before the stop returns.
     let relay = Arc::new(Counted::taking(10));
-    let store = Arc::new(Endless {
-        claim_takes: std::time::Duration::from_millis(50),
-        ..Endless::default()
-    });
+    let store = Endless::claims_taking(50);
     let started = tokio::time::Instant::now();
     run_for(batch_of_8(store.clone(), Arc::new(relay.clone())), 55).await;
     let (claimed, recorded, _) = *store.counts.lock().unwrap();
@@ -831,6 +822,16 @@ struct Endless {
     /// Messages claimed, messages whose settlement committed, and the most claimed and not
     /// yet recorded at once.
     counts: std::sync::Mutex<(usize, usize, usize)>,
+}
+
+impl Endless {
+    /// An endless store whose claims take `ms` milliseconds.
+    fn claims_taking(ms: u64) -> Arc<Self> {
+        Arc::new(Self {
+            claim_takes: std::time::Duration::from_millis(ms),
+            ..Self::default()
+        })
+    }
 }
 
 #[async_trait::async_trait]
